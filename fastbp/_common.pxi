@@ -1,0 +1,130 @@
+# Declarations shared by every kernel family, the BLAS table, status codes.
+
+cdef extern from "fastbp.h":
+    enum:
+        FBP_OK
+        FBP_ERR_ARG
+        FBP_ERR_LABEL
+        FBP_ERR_NO_BLAS
+
+    ctypedef void (*fbp_sgemm_fn)(char *, char *, int *, int *, int *, float *, float *, int *,
+                                  float *, int *, float *, float *, int *) noexcept nogil
+    ctypedef void (*fbp_dgemm_fn)(char *, char *, int *, int *, int *, double *, double *, int *,
+                                  double *, int *, double *, double *, int *) noexcept nogil
+    ctypedef void (*fbp_sgemv_fn)(char *, int *, int *, float *, float *, int *, float *, int *,
+                                  float *, float *, int *) noexcept nogil
+    ctypedef void (*fbp_dgemv_fn)(char *, int *, int *, double *, double *, int *, double *, int *,
+                                  double *, double *, int *) noexcept nogil
+    ctypedef void (*fbp_sger_fn)(int *, int *, float *, float *, int *, float *, int *,
+                                 float *, int *) noexcept nogil
+    ctypedef void (*fbp_dger_fn)(int *, int *, double *, double *, int *, double *, int *,
+                                 double *, int *) noexcept nogil
+    ctypedef struct fbp_blas_table:
+        fbp_sgemm_fn sgemm
+        fbp_dgemm_fn dgemm
+        fbp_sgemv_fn sgemv
+        fbp_dgemv_fn dgemv
+        fbp_sger_fn sger
+        fbp_dger_fn dger
+
+    fbp_blas_table fbp_blas
+    int fbp_blas_ready() noexcept nogil
+
+    int fbp_gemm_f(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
+                   int M, int N, int K, int trans_a, int trans_b, float alpha, float beta) noexcept nogil
+    int fbp_gemm_d(double *C, int ldc, const double *A, int lda, const double *B, int ldb,
+                   int M, int N, int K, int trans_a, int trans_b, double alpha, double beta) noexcept nogil
+    int fbp_gemv_f(float *y, const float *A, int lda, const float *x, int M, int N,
+                   int trans_a, float alpha, float beta) noexcept nogil
+    int fbp_gemv_d(double *y, const double *A, int lda, const double *x, int M, int N,
+                   int trans_a, double alpha, double beta) noexcept nogil
+    int fbp_ger_f(float *A, int lda, const float *x, const float *y, int M, int N, float alpha) noexcept nogil
+    int fbp_ger_d(double *A, int lda, const double *x, const double *y, int M, int N, double alpha) noexcept nogil
+
+
+cdef int check_status(int status) except -1:
+    """Turn a kernel's status code into an exception (0 passes through)."""
+    if status == FBP_OK:
+        return 0
+    if status == FBP_ERR_LABEL:
+        raise ValueError("target: a class label is outside [0, n_classes)")
+    if status == FBP_ERR_NO_BLAS:
+        raise RuntimeError("fastbp._core: the BLAS table is not filled")
+    if status == FBP_ERR_ARG:
+        raise ValueError("fastbp._core: a kernel rejected its sizes or options "
+                         "(this is a bug in fastbp's input validation; please report it)")
+    raise RuntimeError(f"fastbp._core: kernel failed with status {status}")
+
+
+def _fill_blas_table():
+    """Point the C kernels at SciPy's BLAS (sgemm, dgemm, sgemv, dgemv, sger, dger)."""
+    fbp_blas.sgemm = cython_blas.sgemm
+    fbp_blas.dgemm = cython_blas.dgemm
+    fbp_blas.sgemv = cython_blas.sgemv
+    fbp_blas.dgemv = cython_blas.dgemv
+    fbp_blas.sger = cython_blas.sger
+    fbp_blas.dger = cython_blas.dger
+    if not fbp_blas_ready():
+        raise ImportError("fastbp._core: could not fill the BLAS table from scipy.linalg.cython_blas")
+
+_fill_blas_table()
+
+
+def gemm(floating[:, ::1] C, const floating[:, ::1] A, const floating[:, ::1] B,
+         bint trans_a=False, bint trans_b=False, double alpha=1.0, double beta=0.0):
+    """Row-major C = alpha op(A) @ op(B) + beta C through the BLAS table (test hook).
+
+    Shapes: op(A) (M, K), op(B) (K, N), C (M, N); checked here.
+    """
+    cdef int M = C.shape[0], N = C.shape[1]
+    cdef int K = A.shape[0] if trans_a else A.shape[1]
+    if (A.shape[1] if trans_a else A.shape[0]) != M:
+        raise ValueError(f"A: op(A) must have {M} rows, got shape ({A.shape[0]}, {A.shape[1]})")
+    if (B.shape[1] if trans_b else B.shape[0]) != K or (B.shape[0] if trans_b else B.shape[1]) != N:
+        raise ValueError(f"B: op(B) must be ({K}, {N}), got shape ({B.shape[0]}, {B.shape[1]})")
+    cdef int st
+    with nogil:
+        if floating is float:
+            st = fbp_gemm_f(&C[0, 0] if M and N else NULL, N,
+                            &A[0, 0] if A.shape[0] and A.shape[1] else NULL, <int>A.shape[1],
+                            &B[0, 0] if B.shape[0] and B.shape[1] else NULL, <int>B.shape[1],
+                            M, N, K, trans_a, trans_b, <float>alpha, <float>beta)
+        else:
+            st = fbp_gemm_d(&C[0, 0] if M and N else NULL, N,
+                            &A[0, 0] if A.shape[0] and A.shape[1] else NULL, <int>A.shape[1],
+                            &B[0, 0] if B.shape[0] and B.shape[1] else NULL, <int>B.shape[1],
+                            M, N, K, trans_a, trans_b, alpha, beta)
+    check_status(st)
+
+
+def gemv(floating[::1] y, const floating[:, ::1] A, const floating[::1] x,
+         bint trans_a=False, double alpha=1.0, double beta=0.0):
+    """Row-major y = alpha op(A) @ x + beta y through the BLAS table (test hook)."""
+    cdef int M = A.shape[0], N = A.shape[1]
+    if x.shape[0] != (M if trans_a else N) or y.shape[0] != (N if trans_a else M):
+        raise ValueError("gemv: x or y does not match A")
+    cdef int st
+    with nogil:
+        if floating is float:
+            st = fbp_gemv_f(&y[0] if y.shape[0] else NULL, &A[0, 0] if M and N else NULL, N,
+                            &x[0] if x.shape[0] else NULL, M, N, trans_a, <float>alpha, <float>beta)
+        else:
+            st = fbp_gemv_d(&y[0] if y.shape[0] else NULL, &A[0, 0] if M and N else NULL, N,
+                            &x[0] if x.shape[0] else NULL, M, N, trans_a, alpha, beta)
+    check_status(st)
+
+
+def ger(floating[:, ::1] A, const floating[::1] x, const floating[::1] y, double alpha=1.0):
+    """Row-major A += alpha x yᵀ through the BLAS table (test hook)."""
+    cdef int M = A.shape[0], N = A.shape[1]
+    if x.shape[0] != M or y.shape[0] != N:
+        raise ValueError("ger: x or y does not match A")
+    cdef int st
+    with nogil:
+        if floating is float:
+            st = fbp_ger_f(&A[0, 0] if M and N else NULL, N, &x[0] if M else NULL,
+                           &y[0] if N else NULL, M, N, <float>alpha)
+        else:
+            st = fbp_ger_d(&A[0, 0] if M and N else NULL, N, &x[0] if M else NULL,
+                           &y[0] if N else NULL, M, N, alpha)
+    check_status(st)

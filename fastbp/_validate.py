@@ -1,0 +1,119 @@
+"""Input validation at the Python boundary.
+
+Every public function and model method passes its arrays through here before
+anything reaches compiled code, so a bad argument becomes a ValueError or
+TypeError that names it, with the expected and the actual shape or dtype,
+and the kernels only ever see C-contiguous float32/float64 buffers whose sizes
+fit BLAS's 32-bit integers.
+
+Dtype rule: float32 and float64 are computed in their own precision. Integers,
+booleans and float16 are converted to the dtype asked for (float64 when none
+is). Complex, object, string and other dtypes are refused with a TypeError.
+"""
+import numbers
+import operator
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_INT32_MAX = 2**31 - 1
+
+
+def resolve_dtype(dtype, name="dtype"):
+    """Return np.float32 or np.float64 for a dtype spec, else TypeError."""
+    try:
+        d = np.dtype(dtype)
+    except TypeError as e:
+        raise TypeError(f"{name}: expected 'float32' or 'float64', got {dtype!r}") from e
+    if d not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected 'float32' or 'float64', got {d}")
+    return d
+
+
+def float_array(x, name, dtype=None, ndim=None, shape=None, finite=True):
+    """Return `x` as a C-contiguous float32/float64 array, validated.
+
+    dtype: the dtype to compute in; None keeps float32/float64 inputs as they
+    are and converts other real numbers to float64.
+    ndim / shape: required rank / shape; `None` entries in `shape` match anything.
+    finite: refuse NaN and ±inf.
+    The input is never modified; a copy is made only when needed.
+    """
+    if x is None:
+        raise TypeError(f"{name}: expected an array, got None")
+    arr = x if isinstance(x, np.ndarray) else np.asarray(x)
+    kind = arr.dtype.kind
+    if kind not in "fiub" or arr.dtype.itemsize > 8 and kind == "f":
+        raise TypeError(f"{name}: expected a real floating-point array (float32 or float64), "
+                        f"got dtype {arr.dtype}")
+    target = resolve_dtype(dtype, name) if dtype is not None else (
+        arr.dtype if arr.dtype in FLOAT_DTYPES else np.dtype(np.float64))
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array"
+                         + (f" of shape {_fmt(shape)}" if shape is not None else "")
+                         + f", got shape {arr.shape}")
+    if shape is not None:
+        check_shape(arr, name, shape)
+    arr = np.ascontiguousarray(arr, dtype=target)
+    if finite and arr.size and not np.isfinite(arr).all():
+        raise ValueError(f"{name}: contains NaN or infinity")
+    check_blas_size(arr, name)
+    return arr
+
+
+def label_array(y, name, n_classes, shape=None):
+    """Integer class labels as a C-contiguous int64 array in [0, n_classes)."""
+    arr = np.asarray(y)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integer class labels, got dtype {arr.dtype}")
+    if shape is not None:
+        check_shape(arr, name, shape)
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
+        raise ValueError(f"{name}: class labels must lie in [0, {n_classes}), "
+                         f"got values in [{arr.min()}, {arr.max()}]")
+    return arr
+
+
+def check_shape(arr, name, shape):
+    """ValueError unless arr.shape matches `shape` (None entries match anything)."""
+    if len(arr.shape) != len(shape) or any(s is not None and a != s for a, s in zip(arr.shape, shape)):
+        raise ValueError(f"{name}: expected shape {_fmt(shape)}, got {arr.shape}")
+
+
+def check_blas_size(arr, name):
+    """Every dimension and every 2-D view must fit BLAS's 32-bit ints."""
+    if any(d > _INT32_MAX for d in arr.shape) or arr.size > _INT32_MAX * 64:
+        raise ValueError(f"{name}: shape {arr.shape} is too large for 32-bit BLAS indices")
+    if arr.ndim >= 2:
+        rows = int(np.prod(arr.shape[:-1], dtype=np.int64))
+        if rows > _INT32_MAX:
+            raise ValueError(f"{name}: {rows} rows (shape {arr.shape}) exceed 32-bit BLAS indices")
+
+
+def positive_int(n, name):
+    """An integer >= 1 (bools refused)."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"{name}: expected a positive integer, got {n!r}")
+    n = operator.index(n)
+    if n < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {n}")
+    if n > _INT32_MAX:
+        raise ValueError(f"{name}: {n} exceeds 32-bit BLAS indices")
+    return n
+
+
+def nonnegative_float(x, name):
+    if isinstance(x, bool) or not isinstance(x, numbers.Real) or not np.isfinite(x) or x < 0:
+        raise ValueError(f"{name}: expected a finite number >= 0, got {x!r}")
+    return float(x)
+
+
+def choice(value, name, options):
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name}: expected one of {', '.join(map(repr, options))}, got {value!r}")
+    return value
+
+
+def _fmt(shape):
+    return "(" + ", ".join("any" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"

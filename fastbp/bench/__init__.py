@@ -1,0 +1,1 @@
+"""Benchmark harness and peer implementations behind `fastbp bench`."""

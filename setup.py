@@ -1,0 +1,57 @@
+"""Build fastbp._core from fastbp/_core.pyx and the C kernels in src_c/.
+
+Environment switches (all off by default):
+  FASTBP_NATIVE=1    add -march=native (fast on the build machine, not portable)
+  FASTBP_DEBUG=1     Cython bounds/wraparound checks on, -O0 -g, asserts kept
+  FASTBP_SANITIZE=1  build the C kernels with AddressSanitizer + UBSan (-O1 -g)
+"""
+import glob
+import os
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+
+def _flag(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+debug = _flag("FASTBP_DEBUG")
+sanitize = _flag("FASTBP_SANITIZE")
+
+compile_args = ["-std=c99", "-O3", "-fno-strict-aliasing", "-Wall", "-Wno-unused-function"]
+link_args = []
+if _flag("FASTBP_NATIVE"):
+    compile_args.append("-march=native")
+if debug:
+    compile_args = [a for a in compile_args if a != "-O3"] + ["-O0", "-g", "-UNDEBUG"]
+if sanitize:
+    compile_args = [a for a in compile_args if a != "-O3"] + [
+        "-O1", "-g", "-fno-omit-frame-pointer",
+        "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
+    link_args += ["-fsanitize=address,undefined"]
+
+directives = {
+    "language_level": 3,
+    "boundscheck": debug,
+    "wraparound": debug,
+    "initializedcheck": debug,
+    "cdivision": not debug,
+    "embedsignature": True,
+}
+
+extension = Extension(
+    "fastbp._core",
+    sources=["fastbp/_core.pyx"] + sorted(glob.glob("src_c/*.c")),
+    include_dirs=["src_c"],
+    depends=sorted(glob.glob("src_c/*.h")) + sorted(glob.glob("fastbp/*.pxi")),
+    extra_compile_args=compile_args,
+    extra_link_args=link_args,
+)
+
+setup(
+    packages=["fastbp", "fastbp.reference", "fastbp.bench"],
+    ext_modules=cythonize([extension], compiler_directives=directives,
+                          include_path=["fastbp"], force=debug or sanitize),
+    zip_safe=False,
+)
