@@ -18,9 +18,8 @@ import time
 
 from . import env as envmod
 from . import harness, report, workloads
-from .workloads import CHECK_TOL, Unavailable
+from .workloads import CHECK_TOL, IMPLEMENTATIONS, Unavailable
 
-IMPLEMENTATIONS = ("fastbp", "reference", "torch", "jax")
 MODELS = ("mlp", "rnn", "lstm")
 DTYPES = ("float32", "float64")
 DEFAULT_HIDDEN = 256

@@ -5,7 +5,7 @@ carry timings, the rest say why they have none ("not installed", "WRONG", ...).
 """
 import json
 
-from .workloads import WORKLOADS
+from .workloads import IMPLEMENTATIONS, WORKLOADS
 
 JSON_SCHEMA = "fastbp-bench/1"
 
@@ -35,12 +35,14 @@ def fmt_ratio(r):
 
 
 def implementations_in(rows):
-    """Implementation labels in order of first appearance."""
-    seen = []
-    for row in rows:
-        if row["implementation"] not in seen:
-            seen.append(row["implementation"])
-    return seen
+    """Implementation labels: fastbp, reference, torch, jax, then reruns ("fastbp@auto")."""
+    seen = list(dict.fromkeys(row["implementation"] for row in rows))
+
+    def rank(label):
+        base = label.split("@")[0]
+        known = IMPLEMENTATIONS.index(base) if base in IMPLEMENTATIONS else len(IMPLEMENTATIONS)
+        return ("@" in label, known, seen.index(label))
+    return sorted(seen, key=rank)
 
 
 def add_ratios(rows):

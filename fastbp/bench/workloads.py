@@ -17,12 +17,15 @@ Workloads (one training step each, forward + backward, every gradient):
 - ``lstm``: LSTM, I=H=256, loss ``sum(h_t · R_t)`` over the whole sequence (so
   ``dL/dh_t = R_t``); forward + full BPTT including ``dL/dx``.
 """
+import functools
 import importlib
+import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
+IMPLEMENTATIONS = ("fastbp", "reference", "torch", "jax")
 NOT_INSTALLED = "not installed"
 NOT_AVAILABLE = "not available in this build"
 
@@ -169,7 +172,7 @@ def _lstm_step(forward, backward, X, R, P, zeros_h):
     y, _, cache = forward(X, zeros_h, zeros_h, P["weight_ih"], P["weight_hh"],
                           P["bias_ih"], P["bias_hh"])
     loss = np.vdot(y, R)
-    return loss, backward(R, zeros_h, zeros_h, cache)
+    return loss, backward(R, None, None, cache)
 
 
 def _pick(grads, names):
@@ -301,6 +304,10 @@ def fastbp_rnn(p):
 def fastbp_lstm(p):
     mod = _fastbp_module("lstm")
     forward, backward = _require(mod, "lstm_forward"), _require(mod, "lstm_backward")
+    if "overwrite_cache" in inspect.signature(backward).parameters:
+        # a training step runs backward once per forward: the gate gradients may
+        # reuse the cache's gate buffer instead of a fresh (T, B, 4H) array
+        backward = functools.partial(backward, overwrite_cache=True)
     d = p.data
     zeros_h = np.zeros((p.size["batch"], p.size["hidden"]), p.dtype)
 
