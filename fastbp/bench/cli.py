@@ -8,6 +8,7 @@ the output, the table at the end; Ctrl-C prints what was measured so far.
 """
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -175,6 +176,13 @@ class Progress:
 
 # -- threads -----------------------------------------------------------------------
 
+def _installed(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):   # ValueError: a module blocked in sys.modules
+        return False
+
+
 @contextlib.contextmanager
 def thread_control(threads, notes):
     """Limit BLAS (threadpoolctl) and torch threads to ``threads`` for the block."""
@@ -188,6 +196,8 @@ def thread_control(threads, notes):
     except ImportError:
         notes.append("--threads: threadpoolctl is not installed, BLAS threads are NOT limited "
                      "(set OPENBLAS_NUM_THREADS before starting instead)")
+    if _installed("jax"):
+        notes.append("--threads: XLA's CPU threads (the jax rows) are not limited")
     torch, before = None, None
     try:
         import torch
@@ -440,7 +450,7 @@ def run(args, error, argv=None, out=None):
     say()
     for line in notes:
         say("note: " + line)
-    for line in report.legend(doc):
+    for line in report.legend(doc, cfg["models"]):
         say(line)
     say(f"total {doc['total_seconds']:.1f} s")
     if args.json:
