@@ -269,9 +269,20 @@ def fastbp_mlp(p):
         if not (np.array_equal(W, W0) and np.array_equal(b, b0)):
             raise RuntimeError("MLP.params did not take the shared weights (a copy?)")
     X, y = d["X"], d["y"]
+    if "out" not in inspect.signature(net.loss_and_grad).parameters:
+        def step():
+            return net.loss_and_grad(X, y)
+        return Runner(step, lambda: _mlp_grad_dict(step()[1]))
+
+    # a training loop hands the previous step's gradient arrays back (out=) to be
+    # overwritten, instead of allocating new ones every step
+    buffers = []
 
     def step():
-        return net.loss_and_grad(X, y)
+        loss, grads = net.loss_and_grad(X, y, out=buffers[0] if buffers else None)
+        if not buffers:
+            buffers.append(grads)
+        return loss, grads
     return Runner(step, lambda: _mlp_grad_dict(step()[1]))
 
 
