@@ -17,6 +17,8 @@ import sys
 import tempfile
 import time
 
+import fastbp
+
 from . import env as envmod
 from . import harness, report, workloads
 from .workloads import CHECK_TOL, IMPLEMENTATIONS, Unavailable
@@ -340,7 +342,12 @@ def rerun_with_coretype(cfg, value, progress_enabled):
         child_env[envmod.CORETYPE_VAR] = wanted
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "child.json")
-        cmd = [sys.executable, "-m", "fastbp", "bench", *_child_args(cfg),
+        # the child imports the very fastbp this process runs (not one that the current
+        # folder or another sys.path entry might shadow it with)
+        root = os.path.dirname(os.path.dirname(os.path.abspath(fastbp.__file__)))
+        start = (f"import sys; sys.path.insert(0, {root!r}); "
+                 "from fastbp.__main__ import main; sys.exit(main(sys.argv[1:]))")
+        cmd = [sys.executable, "-c", start, "bench", *_child_args(cfg),
                "--impl", ",".join(impls), "--json", out]
         if not progress_enabled:
             cmd.append("--no-progress")
