@@ -34,6 +34,17 @@ from ._validate import check_shape, float_array
 
 __all__ = ["LSTMCache", "lstm_forward", "lstm_backward"]
 
+# The per-step recurrent products use fastbp's packed kernel from this batch
+# size on, and BLAS below it (a GEMV at batch 1). See bench/bench_lstm.py.
+_PACKED_MIN_BATCH = 2
+
+
+def _pack_workspace(B, H, dtype):
+    """Workspace for the packed recurrent product, or None to use BLAS."""
+    if B < _PACKED_MIN_BATCH:
+        return None
+    return np.empty(_core.lstm_pack_size(H, dtype == np.float64), dtype=dtype)
+
 
 class LSTMCache:
     """What :func:`lstm_forward` keeps for :func:`lstm_backward`, open to the user.
@@ -174,7 +185,8 @@ def _forward(x, h0, c0, weight_ih, weight_hh, bias, peep):
     cs[0] = 0 if c0 is None else c0
     gates = np.empty((T, B, 4 * H), dtype=dt)
     if T and B:
-        _core.lstm_forward(hs, cs, gates, x, weight_ih, weight_hh, bias, peep)
+        _core.lstm_forward(hs, cs, gates, x, weight_ih, weight_hh, bias, peep,
+                           _pack_workspace(B, H, dt))
     cache = LSTMCache(x, weight_ih, weight_hh, peep, hs, cs, gates)
     return hs[1:], (hs[T].copy(), cs[T].copy()), cache
 
@@ -247,7 +259,7 @@ def _backward(dy, dh, dc, cache, overwrite_cache):
     dpeep = None if peep is None else np.zeros((3, H), dtype=dt)
     if T and B:
         _core.lstm_backward(dG, dx, dW_ih, dW_hh, db, dpeep, dh, dc, gates, dy,
-                            cache.hs, cache.cs, x, W_ih, W_hh, peep)
+                            cache.hs, cache.cs, x, W_ih, W_hh, peep, _pack_workspace(B, H, dt))
     grads = {"x": dx, "h0": dh, "c0": dc, "weight_ih": dW_ih, "weight_hh": dW_hh,
              "bias_ih": db, "bias_hh": db.copy()}
     if peep is not None:
