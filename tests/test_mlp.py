@@ -149,9 +149,12 @@ def test_integer_labels_and_onehot_agree():
     v1, g1 = net.loss_and_grad(X, labels)
     v2, g2 = net.loss_and_grad(X, np.eye(3)[labels])
     v3, g3 = net.loss_and_grad(X, labels.astype(np.int32))
+    v4, g4 = net.loss_and_grad(X, np.eye(3, dtype=np.int8)[labels])   # integer one-hot rows
     assert v1 == pytest.approx(v2, rel=1e-13) and v1 == v3
     assert_grads_close(g1, g2, rtol=1e-12, atol=1e-15)
     assert_grads_close(g1, g3, rtol=0, atol=0)
+    assert v4 == v2
+    assert_grads_close(g4, g2, rtol=0, atol=0)
 
 
 def test_extreme_logits_stay_finite():
