@@ -82,7 +82,8 @@ static int FN(activation_backward_bias)(REAL *A, REAL *restrict db, const REAL *
             break;
         case FBP_RELU:      /* f' = 1[z > 0] = 1[a > 0] */
             for (ptrdiff_t j = 0; j < n; j++) {
-                REAL d = a[j] > 0 ? da[j] : (REAL)0;
+                REAL g = da[j];   /* loaded unconditionally, so the select vectorises */
+                REAL d = a[j] > 0 ? g : (REAL)0;
                 a[j] = d;
                 db[j] += d;
             }
@@ -133,15 +134,20 @@ static double FN(squared_error_delta)(REAL *Y_hat, const REAL *Y, ptrdiff_t B, p
             for (ptrdiff_t j = 0; j < n; j++) a[j] = a[j] * (two_scale * (a[j] - y[j]) - dot);
             continue;
         }
-        for (ptrdiff_t j = 0; j < n; j++) {
-            REAL d = two_scale * (a[j] - y[j]);
-            switch (act) {   /* loop-invariant: the compiler unswitches it */
-            case FBP_SIGMOID: d *= a[j] * ((REAL)1 - a[j]); break;
-            case FBP_TANH:    d *= (REAL)1 - a[j] * a[j]; break;
-            case FBP_RELU:    d = a[j] > 0 ? d : (REAL)0; break;
-            default: break;   /* identity */
-            }
-            a[j] = d;
+        /* ∂L/∂ŷ = 2s(ŷ − y), then ⊙ f'(ŷ) written from ŷ */
+        switch (act) {
+        case FBP_SIGMOID:
+            for (ptrdiff_t j = 0; j < n; j++) a[j] = two_scale * (a[j] - y[j]) * (a[j] * ((REAL)1 - a[j]));
+            break;
+        case FBP_TANH:
+            for (ptrdiff_t j = 0; j < n; j++) a[j] = two_scale * (a[j] - y[j]) * ((REAL)1 - a[j] * a[j]);
+            break;
+        case FBP_RELU:   /* ŷ = 0 on the flat side: its gradient is 0 */
+            for (ptrdiff_t j = 0; j < n; j++) a[j] = a[j] > 0 ? two_scale * (a[j] - y[j]) : (REAL)0;
+            break;
+        default:         /* identity */
+            for (ptrdiff_t j = 0; j < n; j++) a[j] = two_scale * (a[j] - y[j]);
+            break;
         }
     }
     return scale * total;
