@@ -10,8 +10,8 @@
  * site below, so that each loop is specialised and vectorised. */
 static inline REAL FN(rnn_phi)(REAL a, const int act)
 {
-    if (act == FBP_TANH) return FN(fbp_tanh)(a);
-    if (act == FBP_RELU) return a > 0 ? a : (REAL)0;
+    if (act == FBP_TANH) return FN(rnn_tanh)(a);
+    if (act == FBP_RELU) return FN(rnn_select)(a > 0, a, (REAL)0);
     return a;   /* identity */
 }
 
@@ -20,7 +20,7 @@ static inline REAL FN(rnn_phi)(REAL a, const int act)
 static inline REAL FN(rnn_dphi_times)(REAL e, REAL h, const int act)
 {
     if (act == FBP_TANH) return e * ((REAL)1 - h * h);
-    if (act == FBP_RELU) return h > 0 ? e : (REAL)0;
+    if (act == FBP_RELU) return FN(rnn_select)(h > 0, e, (REAL)0);   /* branch-free: vectorises */
     return e;   /* identity */
 }
 
