@@ -3,7 +3,6 @@
 #include <string.h>
 #include "fastbp.h"
 #include "fbp_math.h"
-#include "rnn_math.h"
 #include "rnn.h"
 
 #define REAL float

@@ -89,7 +89,7 @@ def test_float32_tracks_float64(act, B):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_fused_tanh_is_the_library_tanh(dtype):
     """With W_ih = identity and W_hh = 0, h_t = tanh(x_t): the kernel's fused tanh
-    (rnn_math.h, written to vectorise) gives exactly fastbp's elementwise tanh."""
+    (fbp_tanh inside the multiversioned fused pass) gives exactly fastbp's elementwise tanh."""
     H = 37
     x = np.linspace(-12, 12, 3 * 2 * H).reshape(3, 2, H).astype(dtype)
     x[0, 0, :6] = [0.0, 1e-30, -0.6249, 0.625, 1e-8, 88.5]   # around the branch points
