@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from fastbp import reference as ref
 from fastbp.functional import activation_forward
+from fastbp import rnn as rnn_module
 from fastbp.rnn import RNN_NONLINEARITIES, RNNCache, rnn_backward, rnn_forward
 
 GRAD_KEYS = ("x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -112,10 +113,16 @@ def test_many_steps_long_sequence_equals_reference():
     assert_matches_reference(200, 2, 3, 6, "tanh", seed=9)
 
 
-def test_batch_one_large_hidden_uses_gemv_path():
-    """B = 1 runs the recurrent products as GEMV; H large enough for BLAS's blocked code."""
-    assert_matches_reference(9, 1, 7, 70, "tanh", seed=2)
-    assert_matches_reference(9, 1, 7, 70, "relu", seed=2)
+@pytest.mark.parametrize("recurrent_product", ["packed", "blas"])
+@pytest.mark.parametrize("B,H", [(1, 70), (1, 64), (1, 16), (1, 3), (2, 33), (6, 17), (7, 40),
+                                 (13, 8), (1, 130)])
+def test_both_recurrent_product_paths_equal_reference(monkeypatch, recurrent_product, B, H):
+    """fastbp's packed kernel (whole panels, a last partial panel, one row with
+    several panels at a time, full and partial row blocks) and BLAS (GEMV at B = 1)."""
+    if recurrent_product == "blas":
+        monkeypatch.setattr(rnn_module, "PACKED_MAX_MACS", 0)
+    assert (rnn_module._pack_workspace(B, H, np.float64) is None) == (recurrent_product == "blas")
+    assert_matches_reference(5, B, 7, H, "tanh", seed=B + H)
 
 
 # ---- the cache and the outputs ----------------------------------------------------------
