@@ -30,6 +30,21 @@ __all__ = ["RNN_NONLINEARITIES", "RNNCache", "rnn_forward", "rnn_backward"]
 
 RNN_NONLINEARITIES = ("tanh", "relu", "identity")
 
+# The per-step recurrent products run on fastbp's own packed copy of W_hh
+# (src_c/rnn_body.h) while each is at most this many multiply-adds (B·H²):
+# BLAS repacks the weight on every one of the T calls, which at B = 16, H = 256
+# costs as much as the arithmetic (2x per step measured, 6x at B = 2-4; at B = 1
+# the packed kernel is a GEMV as fast as BLAS's). Beyond it, BLAS, whose
+# blocking and threads pay off on large products.
+PACKED_MAX_MACS = 1 << 24
+
+
+def _pack_workspace(B, H, dtype):
+    """The packing workspace for the kernels, or None to use BLAS per step."""
+    if B * H * H > PACKED_MAX_MACS:
+        return None
+    return np.empty(_core.rnn_pack_size(H, dtype == np.float64), dtype)
+
 
 class RNNCache:
     """What :func:`rnn_backward` needs from :func:`rnn_forward`.
@@ -47,15 +62,16 @@ class RNNCache:
     nonlinearity : str
     """
 
-    __slots__ = ("x", "hs", "weight_ih", "weight_hh", "nonlinearity", "act")
+    __slots__ = ("x", "hs", "weight_ih", "weight_hh", "nonlinearity", "act", "pack")
 
-    def __init__(self, x, hs, weight_ih, weight_hh, nonlinearity, act):
+    def __init__(self, x, hs, weight_ih, weight_hh, nonlinearity, act, pack):
         self.x = x
         self.hs = hs
         self.weight_ih = weight_ih
         self.weight_hh = weight_hh
         self.nonlinearity = nonlinearity
         self.act = act
+        self.pack = pack        # packing workspace (or None), reused by the backward
 
     @property
     def y(self):
@@ -137,9 +153,10 @@ def _forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity, act):
         hs[0] = 0
     else:
         hs[0] = h0
+    pack = _pack_workspace(B, H, x.dtype) if T else None
     if T and B:
-        _core.rnn_forward(hs, x, weight_ih, weight_hh, bias_ih, bias_hh, act)
-    return RNNCache(x, hs, weight_ih, weight_hh, nonlinearity, act)
+        _core.rnn_forward(hs, x, weight_ih, weight_hh, bias_ih, bias_hh, pack, act)
+    return RNNCache(x, hs, weight_ih, weight_hh, nonlinearity, act, pack)
 
 
 def rnn_backward(dy, dh_n, cache):
@@ -192,8 +209,8 @@ def _backward(cache, dy, dh_n, want_dx):
     if T and B:
         dh0 = np.empty((B, H), dt)
         delta = np.empty((T, B, H), dt)
-        _core.rnn_backward(dx, dh0, dW_ih, dW_hh, db, delta, dy, dh_n, hs, x,
-                           cache.weight_ih, cache.weight_hh, cache.act)
+        _core.rnn_backward(dh0, dW_ih, dW_hh, db, delta, dx, dy, dh_n, hs, x,
+                           cache.weight_ih, cache.weight_hh, cache.pack, cache.act)
     else:   # no step: ∂L/∂h_0 = ∂L/∂h_T, every other gradient is zero (or empty)
         dh0 = np.zeros((B, H), dt) if dh_n is None else dh_n.copy()
         if dx is not None:
