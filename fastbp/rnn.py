@@ -21,6 +21,8 @@ about ``2·T·B·H`` floats in all, besides ``x`` and ``dx``.
 Dtype rule: everything is computed in ``x``'s dtype (float32 or float64;
 other real dtypes become float64); the other arrays are converted to it.
 """
+import os
+
 import numpy as np
 
 from . import _core
@@ -31,13 +33,24 @@ __all__ = ["RNN_NONLINEARITIES", "RNNCache", "rnn_forward", "rnn_backward", "RNN
 
 RNN_NONLINEARITIES = ("tanh", "relu", "identity")
 
-# The per-step recurrent products run on fastbp's own packed copy of W_hh
-# (src_c/rnn_body.h) while each is at most this many multiply-adds (B·H²):
-# BLAS repacks the weight on every one of the T calls, which at B = 16, H = 256
-# costs as much as the arithmetic (2x per step measured, 6x at B = 2-4; at B = 1
-# the packed kernel is a GEMV as fast as BLAS's). Beyond it, BLAS, whose
-# blocking and threads pay off on large products.
-PACKED_MAX_MACS = 1 << 24
+# The per-step recurrent products (B·H² multiply-adds each) run on fastbp's own
+# packed copy of W_hh (src_c/rnn_body.h) up to PACKED_MAX_MACS, through BLAS
+# beyond. BLAS repacks the weight on every one of the T calls, which dominates
+# small products: at H = 256, float32, one thread, per step 5 µs against 47 at
+# B = 2, 24 against 62 at B = 16 (43 GMAC/s, near one core's peak), and at B = 1
+# the packed kernel is a GEMV streaming W_hh from L2 (87 GB/s, BLAS's GEMV 67).
+# Large products are BLAS's: it splits them over its threads, which the packed
+# kernel (single-threaded by design) cannot; with 2 threads BLAS takes 85 µs at
+# B = 64 against the packed kernel's 108. So the limit is 2²¹ (B = 32 at
+# H = 256) when BLAS has more than one CPU to use, 2²⁴ otherwise.
+def _usable_cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:      # not on Linux
+        return os.cpu_count() or 1
+
+
+PACKED_MAX_MACS = 1 << 21 if _usable_cpus() > 1 else 1 << 24
 
 
 def _pack_workspace(B, H, dtype):
