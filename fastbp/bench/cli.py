@@ -28,15 +28,17 @@ DTYPES = ("float32", "float64")
 DEFAULT_HIDDEN = 256
 
 # batches per model, sequence length, repeats, seconds per repeat at least, seconds a row
-# should stay under, and the size of the GEMM that measures the ceiling
+# should stay under, seconds of quiet before each row's timing, and the size of the
+# GEMM that measures the ceiling
 MODES = {
     "quick": {"batches": {"mlp": [1, 32], "rnn": [1, 16], "lstm": [1, 16]}, "seq_len": 20,
-              "repeat": 3, "min_time": 0.002, "budget": 0.3, "ceiling_n": 512},
+              "repeat": 3, "min_time": 0.002, "budget": 0.3, "pause": 0.02, "ceiling_n": 512},
     "default": {"batches": {"mlp": [1, 32, 256], "rnn": [1, 16, 64], "lstm": [1, 16, 64]},
-                "seq_len": 100, "repeat": 7, "min_time": 0.01, "budget": 1.0, "ceiling_n": 1024},
+                "seq_len": 100, "repeat": 7, "min_time": 0.01, "budget": 1.0, "pause": 0.15,
+                "ceiling_n": 1024},
     "full": {"batches": {"mlp": [1, 32, 256, 1024], "rnn": [1, 16, 64, 256],
                          "lstm": [1, 16, 64, 256]}, "seq_len": 100,
-             "repeat": 15, "min_time": 0.05, "budget": 6.0, "ceiling_n": 2048},
+             "repeat": 15, "min_time": 0.05, "budget": 6.0, "pause": 0.3, "ceiling_n": 2048},
 }
 
 EXIT_INTERRUPTED = 130
@@ -131,7 +133,8 @@ def resolve_config(args, error):
         "seq_len": args.seq_len or m["seq_len"],
         "hidden": args.hidden or DEFAULT_HIDDEN,
         "repeat": args.repeat or m["repeat"],
-        "min_time": m["min_time"], "budget": m["budget"], "ceiling_n": m["ceiling_n"],
+        "min_time": m["min_time"], "budget": m["budget"], "pause": m["pause"],
+        "ceiling_n": m["ceiling_n"],
         "threads": args.threads, "blas_coretype": coretype,
     }
 
@@ -294,7 +297,8 @@ def run_problem(problem, cfg, impl_builders, ceiling, all_rows, progress):
             progress.activity(f"{problem.workload} {problem.label} · {impl}: timing")
             try:
                 t = harness.measure(runners[impl].step, repeat=cfg["repeat"],
-                                    min_time=cfg["min_time"], budget=cfg["budget"])
+                                    min_time=cfg["min_time"], budget=cfg["budget"],
+                                    pause=cfg["pause"])
             except (KeyboardInterrupt, MemoryError):
                 raise
             except Exception as e:

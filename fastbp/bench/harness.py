@@ -7,6 +7,8 @@ lasts at least ``min_time`` seconds; the per-step time of a repeat is its
 duration over ``inner``. The first call of a step is timed on its own and
 reported apart: it carries one-time costs (JAX's jit compilation, oneDNN's
 primitive creation, page faults on fresh buffers) that a training loop pays once.
+Each implementation is timed in a block of its own, after a short pause, never
+interleaved call by call with another library's thread pool.
 
 A row also has a time budget: a slow step (the NumPy reference at large sizes)
 gets fewer repeats, never fewer than ``min(repeat, 3)``, so the suite's length
@@ -41,14 +43,18 @@ def time_call(fn):
     return result, time.perf_counter() - t0
 
 
-def measure(step, *, repeat, min_time, budget, clock=time.perf_counter):
+def measure(step, *, repeat, min_time, budget, pause=0.0, clock=time.perf_counter):
     """Time ``step()`` (already called once by the caller: the first call).
 
     repeat: repeats wanted; budget: seconds this measurement should stay under,
-    lowering the repeats to no fewer than min(repeat, 3).
+    lowering the repeats to no fewer than min(repeat, 3); pause: seconds to sleep
+    first, so the thread pool of whatever ran before (OpenBLAS's, torch's OpenMP)
+    stops spinning: on 2 cores a spinning pool starves the next one's threads.
     """
     if repeat < 1:
         raise ValueError(f"repeat: expected >= 1, got {repeat}")
+    if pause > 0:
+        time.sleep(pause)
     # warm-up: one more call, which also estimates the cost of a step
     t0 = clock()
     step()
