@@ -416,7 +416,7 @@ def run(args, error, argv=None, out=None):
     try:
         with thread_control(cfg["threads"], notes):
             env = doc["environment"] = envmod.collect()
-            say("fastbp bench: " + doc["command"])
+            say("command: " + doc["command"])
             for line in envmod.lines(env):
                 say("  " + line)
             threads = (f"{cfg['threads']} threads (BLAS and torch)" if cfg["threads"]
@@ -432,8 +432,10 @@ def run(args, error, argv=None, out=None):
                                                      cfg["hidden"], cfg["dtype"])
                     run_problem(problem, cfg, impl_builders, ceiling, rows, progress)
             if cfg["blas_coretype"]:
-                progress.activity(f"rerun with {envmod.CORETYPE_VAR} {cfg['blas_coretype']}")
-                progress.close()
+                progress.close()   # the child draws its own progress
+                if not args.no_progress:
+                    print(f"rerunning the fastbp and reference rows with {envmod.CORETYPE_VAR} "
+                          f"{cfg['blas_coretype']} in a child process", file=sys.stderr)
                 child_rows, doc["coretype_rerun"], note = rerun_with_coretype(
                     cfg, cfg["blas_coretype"], not args.no_progress)
                 rows.extend(child_rows)
