@@ -18,6 +18,10 @@
 #ifndef FBP_MLP_SMALL_BATCH
 #define FBP_MLP_SMALL_BATCH 8
 #endif
+/* Batches up to this many rows compute the forward GEMM transposed (see dense_forward). */
+#ifndef FBP_MLP_TRANSPOSED_MAX_BATCH
+#define FBP_MLP_TRANSPOSED_MAX_BATCH 128
+#endif
 
 /* Loops bound by store bandwidth (the batch-1 weight gradient writes a whole
  * dW per step) run twice as fast with 32-byte AVX2 stores as with the SSE2

@@ -7,8 +7,8 @@
  *   b[l]  (n_{l+1})
  *   acts[l]                an enum fbp_activation code, applied to the output of layer l
  *   A[l]  (B, n_{l+1})     workspace: the layer's output A^(l+1); holds Δ^(l+1) after backward
- * X (B, n_0) is A^(0). `work` is (B, max(n_1 .. n_{L−1})) scratch for ∂L/∂A of a
- * hidden layer (may be NULL when L == 1).
+ * X (B, n_0) is A^(0). `work` is scratch of B·max(n_1 .. n_L) entries: Zᵀ of a
+ * layer in the forward pass, ∂L/∂A of a hidden layer in the backward pass.
  *
  * Every pointer array is built once per batch shape by the caller (fastbp/_mlp.pxi)
  * and every buffer is allocated by it: the kernels never allocate.
@@ -30,10 +30,10 @@ enum fbp_mlp_loss {
 };
 
 /* Forward only: A[l] = f_l(A[l−1] W[l]ᵀ + b[l]) for every layer; the network's
- * output is A[L−1] (B, n_L). */
-int fbp_mlp_forward_f(float *const *A, const float *X, const float *const *W, const float *const *b,
+ * output is A[L−1] (B, n_L). work may be NULL (slower for medium batches). */
+int fbp_mlp_forward_f(float *const *A, float *work, const float *X, const float *const *W, const float *const *b,
                       const int *sizes, const int *acts, int n_layers, int batch);
-int fbp_mlp_forward_d(double *const *A, const double *X, const double *const *W, const double *const *b,
+int fbp_mlp_forward_d(double *const *A, double *work, const double *X, const double *const *W, const double *const *b,
                       const int *sizes, const int *acts, int n_layers, int batch);
 
 /* Forward + loss + backward, one call.

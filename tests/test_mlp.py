@@ -72,7 +72,7 @@ CONFIGS = [
 
 
 @pytest.mark.parametrize("sizes,activation,output,loss,target", CONFIGS)
-@pytest.mark.parametrize("batch", [1, 2, 7, 13])   # 13: past the small-batch path, through GEMM
+@pytest.mark.parametrize("batch", [1, 2, 7, 13, 150])   # the batch-1, small, transposed-GEMM and GEMM paths
 @pytest.mark.parametrize("l2", [0.0, 0.3])
 def test_loss_and_grad_matches_reference(sizes, activation, output, loss, target, batch, l2):
     net = MLP(sizes, activation=activation, output=output, loss=loss, l2=l2, dtype="float64", seed=3)
