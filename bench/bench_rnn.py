@@ -330,6 +330,8 @@ def main(argv=None):
         threadpool_limits(args.threads)       # after fastbp imported SciPy's BLAS
         if torch is not None:
             torch.set_num_threads(args.threads)
+        if args.threads == 1:                 # as fastbp.rnn documents for a run-time limit
+            fastbp_rnn.PACKED_MAX_MACS = 1 << 24
     print(f"fastbp {fastbp.__version__} from {os.path.dirname(fastbp.__file__)}; {coretype_label()}; "
           f"{os.cpu_count()} CPUs")
     if not args.no_table:

@@ -42,15 +42,23 @@ RNN_NONLINEARITIES = ("tanh", "relu", "identity")
 # Large products are BLAS's: it splits them over its threads, which the packed
 # kernel (single-threaded by design) cannot; with 2 threads BLAS takes 85 µs at
 # B = 64 against the packed kernel's 108. So the limit is 2²¹ (B = 32 at
-# H = 256) when BLAS has more than one CPU to use, 2²⁴ otherwise.
-def _usable_cpus():
+# H = 256) when BLAS has more than one CPU to use, 2²⁴ otherwise (a thread
+# limit set at run time, e.g. by threadpoolctl, is not seen: set this then).
+def _blas_may_thread():
+    """Whether BLAS has more than one CPU: the usable CPUs and the usual
+    environment limits (OPENBLAS_NUM_THREADS, then OMP_NUM_THREADS)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:      # not on Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit():
+            return cpus > 1 and int(value) > 1
+    return cpus > 1
 
 
-PACKED_MAX_MACS = 1 << 21 if _usable_cpus() > 1 else 1 << 24
+PACKED_MAX_MACS = 1 << 21 if _blas_may_thread() else 1 << 24
 
 
 def _pack_workspace(B, H, dtype):
