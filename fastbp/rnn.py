@@ -6,17 +6,20 @@ Same signatures and semantics as :mod:`fastbp.reference.rnn` (EQUATIONS.md §5,
     a_t = x_t W_ihᵀ + h_{t−1} W_hhᵀ + b_ih + b_hh,    h_t = φ(a_t),   φ ∈ {tanh, relu, identity}
 
 How it computes (src_c/rnn_body.h): one GEMM ``X(T·B,I) W_ihᵀ`` for the input
-side of every step, then per step only the recurrent product (a GEMV at
-batch 1) and one fused pass for the biases and φ; backward, per step one fused
-pass ``δ_t = ∂L/∂h_t ⊙ φ'(a_t)`` (accumulating the bias gradient) and one
-recurrent product ``δ_t W_hh``, then ``dW_ih``, ``dW_hh`` and ``dX`` as one GEMM
-each over the stacked ``(T·B, ·)`` arrays. The time loops run in C with the
-GIL released.
+side of every step, then per step only the recurrent product and one fused
+pass for the biases and φ; backward, per step one fused pass
+``δ_t = ∂L/∂h_t ⊙ φ'(a_t)`` (accumulating the bias gradient) and one recurrent
+product ``δ_t W_hh``, then ``dW_ih``, ``dW_hh`` and ``dX`` as one GEMM each over
+the stacked ``(T·B, ·)`` arrays. The time loops run in C with the GIL
+released. The recurrent products run on a copy of W_hh packed once per call
+(a register-blocked kernel; a matrix-vector kernel at batch 1) or, when they
+are large, through BLAS: see PACKED_MAX_MACS.
 
 Memory: the forward keeps one state buffer ``hs`` of shape ``(T+1, B, H)``,
 ``hs[0] = h0``; ``y = hs[1:]`` and the previous states ``hs[:-1]`` are views of
 it. The backward allocates its outputs and a ``(T, B, H)`` buffer for ``δ``:
-about ``2·T·B·H`` floats in all, besides ``x`` and ``dx``.
+about ``2·T·B·H`` floats in all, besides ``x``, ``dx`` and the ``H²``-sized
+packed weight.
 
 Dtype rule: everything is computed in ``x``'s dtype (float32 or float64;
 other real dtypes become float64); the other arrays are converted to it.
