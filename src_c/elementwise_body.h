@@ -2,7 +2,7 @@
  * Included by elementwise.c with REAL = float / double. */
 
 /* a(rows,cols) = f(z); a may alias z. */
-int FN(fbp_activation_forward)(REAL *a, const REAL *z, ptrdiff_t rows, ptrdiff_t cols, int act)
+FBP_HOT int FN(fbp_activation_forward)(REAL *a, const REAL *z, ptrdiff_t rows, ptrdiff_t cols, int act)
 {
     ptrdiff_t n = rows * cols;
     switch (act) {
@@ -36,7 +36,7 @@ int FN(fbp_activation_forward)(REAL *a, const REAL *z, ptrdiff_t rows, ptrdiff_t
 }
 
 /* dz(rows,cols) = da ⊙ f'(z), f' written from the forward output a; dz may alias da. */
-int FN(fbp_activation_backward)(REAL *dz, const REAL *a, const REAL *da, ptrdiff_t rows, ptrdiff_t cols, int act)
+FBP_HOT int FN(fbp_activation_backward)(REAL *dz, const REAL *a, const REAL *da, ptrdiff_t rows, ptrdiff_t cols, int act)
 {
     ptrdiff_t n = rows * cols;
     switch (act) {

