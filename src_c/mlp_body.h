@@ -1,0 +1,300 @@
+/* The MLP kernels (EQUATIONS.md §1–4), written once for REAL.
+ * Included by mlp.c with REAL = float / double. Shapes are row-major; layer
+ * sizes n_in = n_l, n_out = n_{l+1}; B is the batch. */
+
+/* 1 when x(n) holds no NaN or ±inf: x − x is 0 exactly for finite x, NaN otherwise. */
+int FN(fbp_all_finite)(const REAL *x, ptrdiff_t n)
+{
+    int ok = 1;
+    for (ptrdiff_t i = 0; i < n; i++) ok &= (x[i] - x[i] == 0);
+    return ok;
+}
+
+/* A(B,n) = f(Z + b), in place over Z(B,n): the bias add fused into the
+ * activation pass, one sweep over Z after the GEMM. */
+static int FN(bias_activation)(REAL *Z, const REAL *restrict b, ptrdiff_t B, ptrdiff_t n, int act)
+{
+    for (ptrdiff_t r = 0; r < B; r++) {
+        REAL *restrict z = Z + r * n;
+        switch (act) {
+        case FBP_IDENTITY:
+            for (ptrdiff_t j = 0; j < n; j++) z[j] += b[j];
+            break;
+        case FBP_SIGMOID:
+            for (ptrdiff_t j = 0; j < n; j++) z[j] = FN(fbp_sigmoid)(z[j] + b[j]);
+            break;
+        case FBP_TANH:
+            for (ptrdiff_t j = 0; j < n; j++) z[j] = FN(fbp_tanh)(z[j] + b[j]);
+            break;
+        case FBP_RELU:   /* max(0, z); the kink maps to 0 */
+            for (ptrdiff_t j = 0; j < n; j++) {
+                REAL v = z[j] + b[j];
+                z[j] = v > 0 ? v : (REAL)0;
+            }
+            break;
+        case FBP_SOFTMAX: {   /* stable: subtract the row max before exp */
+            REAL m = -INFINITY;
+            for (ptrdiff_t j = 0; j < n; j++) {
+                REAL v = z[j] + b[j];
+                z[j] = v;
+                m = v > m ? v : m;
+            }
+            REAL s = 0;
+            for (ptrdiff_t j = 0; j < n; j++) { z[j] = FN(fbp_exp)(z[j] - m); s += z[j]; }
+            REAL inv = (REAL)1 / s;
+            for (ptrdiff_t j = 0; j < n; j++) z[j] *= inv;
+            break;
+        }
+        default:
+            return FBP_ERR_ARG;
+        }
+    }
+    return FBP_OK;
+}
+
+/* Δ(B,n) = dA ⊙ f'(·) written from the forward output A and stored over A;
+ * db(n) = Σ_rows Δ in the same sweep (rows added in order: deterministic).
+ * Softmax hidden layers use the JVP Δ = a ⊙ (dA − ⟨dA, a⟩), never the Jacobian. */
+static int FN(activation_backward_bias)(REAL *A, REAL *restrict db, const REAL *dA,
+                                        ptrdiff_t B, ptrdiff_t n, int act)
+{
+    for (ptrdiff_t j = 0; j < n; j++) db[j] = 0;
+    for (ptrdiff_t r = 0; r < B; r++) {
+        REAL *restrict a = A + r * n;
+        const REAL *restrict da = dA + r * n;
+        switch (act) {
+        case FBP_IDENTITY:
+            for (ptrdiff_t j = 0; j < n; j++) { a[j] = da[j]; db[j] += da[j]; }
+            break;
+        case FBP_SIGMOID:   /* f' = a (1 − a) */
+            for (ptrdiff_t j = 0; j < n; j++) {
+                REAL d = da[j] * a[j] * ((REAL)1 - a[j]);
+                a[j] = d;
+                db[j] += d;
+            }
+            break;
+        case FBP_TANH:      /* f' = 1 − a² */
+            for (ptrdiff_t j = 0; j < n; j++) {
+                REAL d = da[j] * ((REAL)1 - a[j] * a[j]);
+                a[j] = d;
+                db[j] += d;
+            }
+            break;
+        case FBP_RELU:      /* f' = 1[z > 0] = 1[a > 0] */
+            for (ptrdiff_t j = 0; j < n; j++) {
+                REAL d = a[j] > 0 ? da[j] : (REAL)0;
+                a[j] = d;
+                db[j] += d;
+            }
+            break;
+        case FBP_SOFTMAX: {
+            REAL dot = 0;
+            for (ptrdiff_t j = 0; j < n; j++) dot += da[j] * a[j];
+            for (ptrdiff_t j = 0; j < n; j++) {
+                REAL d = a[j] * (da[j] - dot);
+                a[j] = d;
+                db[j] += d;
+            }
+            break;
+        }
+        default:
+            return FBP_ERR_ARG;
+        }
+    }
+    return FBP_OK;
+}
+
+/* db(n) = Σ_rows D(B,n). */
+static void FN(column_sum)(REAL *restrict db, const REAL *restrict D, ptrdiff_t B, ptrdiff_t n)
+{
+    for (ptrdiff_t j = 0; j < n; j++) db[j] = D[j];
+    for (ptrdiff_t r = 1; r < B; r++)
+        for (ptrdiff_t j = 0; j < n; j++) db[j] += D[r * n + j];
+}
+
+/* Squared error on the output Y_hat(B,n) against Y(B,n), and Δ^(L) over Y_hat:
+ * returns scale · Σ (ŷ − y)²; Δ = (2 scale (ŷ − y)) ⊙ f'(ŷ) (softmax: the JVP). */
+static double FN(squared_error_delta)(REAL *Y_hat, const REAL *Y, ptrdiff_t B, ptrdiff_t n,
+                                      int act, double scale)
+{
+    const REAL two_scale = (REAL)(2 * scale);
+    double total = 0;
+    for (ptrdiff_t r = 0; r < B; r++) {
+        REAL *restrict a = Y_hat + r * n;
+        const REAL *restrict y = Y + r * n;
+        for (ptrdiff_t j = 0; j < n; j++) {
+            double diff = (double)a[j] - (double)y[j];
+            total += diff * diff;
+        }
+        if (act == FBP_SOFTMAX) {
+            /* dŷ = 2s(ŷ − y); Δ = ŷ ⊙ (dŷ − ⟨dŷ, ŷ⟩), dot first because Δ overwrites ŷ */
+            REAL dot = 0;
+            for (ptrdiff_t j = 0; j < n; j++) dot += two_scale * (a[j] - y[j]) * a[j];
+            for (ptrdiff_t j = 0; j < n; j++) a[j] = a[j] * (two_scale * (a[j] - y[j]) - dot);
+            continue;
+        }
+        for (ptrdiff_t j = 0; j < n; j++) {
+            REAL d = two_scale * (a[j] - y[j]);
+            switch (act) {   /* loop-invariant: the compiler unswitches it */
+            case FBP_SIGMOID: d *= a[j] * ((REAL)1 - a[j]); break;
+            case FBP_TANH:    d *= (REAL)1 - a[j] * a[j]; break;
+            case FBP_RELU:    d = a[j] > 0 ? d : (REAL)0; break;
+            default: break;   /* identity */
+            }
+            a[j] = d;
+        }
+    }
+    return scale * total;
+}
+
+/* One dense layer forward: A(B,n_out) = f(A_prev(B,n_in) W(n_out,n_in)ᵀ + b). */
+static int FN(dense_forward)(REAL *A, const REAL *A_prev, const REAL *W, const REAL *b,
+                             int B, int n_in, int n_out, int act)
+{
+    int st;
+    if (B == 1)   /* z(n_out) = W(n_out,n_in) @ a_prev(n_in) */
+        st = FN(fbp_gemv)(A, W, n_in, A_prev, n_out, n_in, 0, 1, 0);
+    else          /* Z(B,n_out) = A_prev(B,n_in) @ W(n_out,n_in)ᵀ */
+        st = FN(fbp_gemm)(A, n_out, A_prev, n_in, W, n_in, B, n_out, n_in, 0, 1, 1, 0);
+    if (st) return st;
+    return FN(bias_activation)(A, b, B, n_out, act);
+}
+
+/* Batch 1: dW(n_out,n_in) = δ(n_out) a_prev(n_in)ᵀ + l2 W in one pass over dW:
+ * no zero-fill and no BLAS dispatch (a one-column GEMM costs ~10 GEMVs here,
+ * GER needs a zeroed dW). Rows of a dead ReLU unit (δ_i = 0) are plain zero
+ * fills. This loop is bound by store bandwidth, hence the AVX2 clone. */
+FBP_STORE_BOUND
+static void FN(outer_product)(REAL *dW, const REAL *delta, const REAL *a_prev, const REAL *W,
+                              int n_in, int n_out, REAL l2)
+{
+    for (ptrdiff_t i = 0; i < n_out; i++) {
+        REAL *restrict row = dW + i * (ptrdiff_t)n_in;
+        const REAL *restrict a = a_prev;
+        const REAL d = delta[i];
+        if (l2 != 0) {
+            const REAL *restrict w = W + i * (ptrdiff_t)n_in;
+            for (ptrdiff_t j = 0; j < n_in; j++) row[j] = d * a[j] + l2 * w[j];
+        } else if (d == 0) {
+            memset(row, 0, (size_t)n_in * sizeof(REAL));
+        } else {
+            for (ptrdiff_t j = 0; j < n_in; j++) row[j] = d * a[j];
+        }
+    }
+}
+
+/* dW(n_out,n_in) = Δ(B,n_out)ᵀ A_prev(B,n_in) + l2 W, overwriting dW. */
+static int FN(weight_grad)(REAL *dW, const REAL *delta, const REAL *A_prev, const REAL *W,
+                           int B, int n_in, int n_out, REAL l2)
+{
+    if (B == 1) {
+        FN(outer_product)(dW, delta, A_prev, W, n_in, n_out, l2);
+        return FBP_OK;
+    }
+    REAL beta = 0;
+    if (l2 != 0) {   /* dW = l2 W, then the GEMM accumulates onto it */
+        ptrdiff_t n = (ptrdiff_t)n_out * n_in;
+        for (ptrdiff_t i = 0; i < n; i++) dW[i] = l2 * W[i];
+        beta = 1;
+    }
+    /* dW(n_out,n_in) = Δ(B,n_out)ᵀ @ A_prev(B,n_in) + beta dW */
+    return FN(fbp_gemm)(dW, n_in, delta, n_out, A_prev, n_in, n_out, n_in, B, 1, 0, 1, beta);
+}
+
+/* dA_prev(B,n_in) = Δ(B,n_out) @ W(n_out,n_in). */
+static int FN(input_grad)(REAL *dA_prev, const REAL *delta, const REAL *W, int B, int n_in, int n_out)
+{
+    if (B == 1)   /* da_prev(n_in) = W(n_out,n_in)ᵀ @ δ(n_out) */
+        return FN(fbp_gemv)(dA_prev, W, n_in, delta, n_out, n_in, 1, 1, 0);
+    return FN(fbp_gemm)(dA_prev, n_in, delta, n_out, W, n_in, B, n_in, n_out, 0, 0, 1, 0);
+}
+
+static int FN(check_network)(const int *sizes, const int *acts, int n_layers, int batch)
+{
+    if (n_layers < 1 || batch < 1) return FBP_ERR_ARG;
+    for (int l = 0; l <= n_layers; l++)
+        if (sizes[l] < 1) return FBP_ERR_ARG;
+    for (int l = 0; l < n_layers; l++)
+        if (acts[l] < FBP_IDENTITY || acts[l] > FBP_SOFTMAX) return FBP_ERR_ARG;
+    return FBP_OK;
+}
+
+int FN(fbp_mlp_forward)(REAL *const *A, const REAL *X, const REAL *const *W, const REAL *const *b,
+                        const int *sizes, const int *acts, int n_layers, int batch)
+{
+    int st = FN(check_network)(sizes, acts, n_layers, batch);
+    for (int l = 0; l < n_layers && !st; l++)
+        st = FN(dense_forward)(A[l], l ? A[l - 1] : X, W[l], b[l], batch, sizes[l], sizes[l + 1], acts[l]);
+    return st;
+}
+
+int FN(fbp_mlp_loss_grad)(double *loss, REAL *const *dW, REAL *const *db, REAL *const *A, REAL *work,
+                          const REAL *X, const int64_t *labels, const REAL *target,
+                          const REAL *const *W, const REAL *const *b,
+                          const int *sizes, const int *acts, int n_layers, int batch,
+                          int loss_code, double scale, double l2)
+{
+    const int L = n_layers, B = batch;
+    const int xent = loss_code == FBP_MLP_XENT_LABELS || loss_code == FBP_MLP_XENT_PROBS;
+    int st = FN(check_network)(sizes, acts, L, B);
+    if (st) return st;
+    if ((xent && acts[L - 1] != FBP_SOFTMAX) || (L > 1 && !work)
+        || (loss_code == FBP_MLP_XENT_LABELS && !labels)
+        || ((loss_code == FBP_MLP_XENT_PROBS || loss_code == FBP_MLP_SQUARED) && !target))
+        return FBP_ERR_ARG;
+
+    /* Forward. With cross-entropy the last layer keeps its logits Z^(L):
+     * the softmax is fused into the loss and its gradient. */
+    for (int l = 0; l < L; l++) {
+        int act = (xent && l == L - 1) ? FBP_IDENTITY : acts[l];
+        st = FN(dense_forward)(A[l], l ? A[l - 1] : X, W[l], b[l], B, sizes[l], sizes[l + 1], act);
+        if (st) return st;
+    }
+
+    /* Loss and Δ^(L) = ∂L/∂Z^(L)(B,n_L), written over the output A[L−1]. */
+    REAL *delta_out = A[L - 1];
+    const int n_out = sizes[L];
+    double data_loss = 0;
+    switch (loss_code) {
+    case FBP_MLP_XENT_LABELS:   /* Δ = scale (ŷ − onehot) */
+        st = FN(fbp_softmax_xent_labels)(&data_loss, delta_out, delta_out, labels, B, n_out, scale);
+        break;
+    case FBP_MLP_XENT_PROBS:    /* Δ = scale (ŷ Σz − z) */
+        st = FN(fbp_softmax_xent_probs)(&data_loss, delta_out, delta_out, target, B, n_out, scale);
+        break;
+    case FBP_MLP_SQUARED:
+        data_loss = FN(squared_error_delta)(delta_out, target, B, n_out, acts[L - 1], scale);
+        break;
+    default:
+        return FBP_ERR_ARG;
+    }
+    if (st) return st;
+    FN(column_sum)(db[L - 1], delta_out, B, n_out);
+
+    /* Backward, layer by layer; Δ of layer l sits in A[l]. The input gradient
+     * of the first layer is not needed and never computed. */
+    for (int l = L - 1; l >= 0; l--) {
+        const REAL *A_prev = l ? A[l - 1] : X;
+        st = FN(weight_grad)(dW[l], A[l], A_prev, W[l], B, sizes[l], sizes[l + 1], (REAL)l2);
+        if (st) return st;
+        if (l == 0) break;
+        /* work(B,n_l) = ∂L/∂A^(l) = Δ^(l+1) W^(l+1); then Δ^(l) over A[l−1], db fused */
+        st = FN(input_grad)(work, A[l], W[l], B, sizes[l], sizes[l + 1]);
+        if (st) return st;
+        st = FN(activation_backward_bias)(A[l - 1], db[l - 1], work, B, sizes[l], acts[l - 1]);
+        if (st) return st;
+    }
+
+    /* J = L + (l2/2) Σ ‖W‖² (EQUATIONS §3; biases not penalised) */
+    double penalty = 0;
+    if (l2 != 0) {
+        for (int l = 0; l < L; l++) {
+            ptrdiff_t n = (ptrdiff_t)sizes[l] * sizes[l + 1];
+            const REAL *w = W[l];
+            for (ptrdiff_t i = 0; i < n; i++) penalty += (double)w[i] * w[i];
+        }
+        penalty *= 0.5 * l2;
+    }
+    *loss = data_loss + penalty;
+    return FBP_OK;
+}
