@@ -26,13 +26,32 @@ gradients unless ``overwrite_cache=True`` lets it reuse the gates' buffer.
 
 Dtype rule: everything is computed in ``x``'s dtype (float32 or float64; other
 real inputs are computed in float64); the other arrays are converted to it.
+
+:class:`LSTM` is the model: this layer, a linear readout and a loss, on the
+shared :class:`fastbp._seqmodel.SequenceModel`.
 """
+import numbers
+
 import numpy as np
 
 from . import _core
-from ._validate import check_shape, float_array
+from ._seqmodel import SequenceModel
+from ._validate import float_array
 
-__all__ = ["LSTMCache", "lstm_forward", "lstm_backward"]
+__all__ = ["LSTM", "LSTMCache", "lstm_forward", "lstm_backward"]
+
+PEEPHOLE_NAMES = ("peephole_i", "peephole_f", "peephole_o")
+
+# The per-step recurrent products use fastbp's packed kernel from this batch
+# size on, and BLAS below it (a GEMV at batch 1). See bench/bench_lstm.py.
+_PACKED_MIN_BATCH = 2
+
+
+def _pack_workspace(B, H, dtype):
+    """Workspace for the packed recurrent product, or None to use BLAS."""
+    if B < _PACKED_MIN_BATCH:
+        return None
+    return np.empty(_core.lstm_pack_size(H, dtype == np.float64), dtype=dtype)
 
 
 class LSTMCache:
@@ -174,7 +193,8 @@ def _forward(x, h0, c0, weight_ih, weight_hh, bias, peep):
     cs[0] = 0 if c0 is None else c0
     gates = np.empty((T, B, 4 * H), dtype=dt)
     if T and B:
-        _core.lstm_forward(hs, cs, gates, x, weight_ih, weight_hh, bias, peep)
+        _core.lstm_forward(hs, cs, gates, x, weight_ih, weight_hh, bias, peep,
+                           _pack_workspace(B, H, dt))
     cache = LSTMCache(x, weight_ih, weight_hh, peep, hs, cs, gates)
     return hs[1:], (hs[T].copy(), cs[T].copy()), cache
 
@@ -247,9 +267,110 @@ def _backward(dy, dh, dc, cache, overwrite_cache):
     dpeep = None if peep is None else np.zeros((3, H), dtype=dt)
     if T and B:
         _core.lstm_backward(dG, dx, dW_ih, dW_hh, db, dpeep, dh, dc, gates, dy,
-                            cache.hs, cache.cs, x, W_ih, W_hh, peep)
+                            cache.hs, cache.cs, x, W_ih, W_hh, peep, _pack_workspace(B, H, dt))
     grads = {"x": dx, "h0": dh, "c0": dc, "weight_ih": dW_ih, "weight_hh": dW_hh,
              "bias_ih": db, "bias_hh": db.copy()}
     if peep is not None:
-        grads["peephole_i"], grads["peephole_f"], grads["peephole_o"] = dpeep
+        grads.update(zip(PEEPHOLE_NAMES, dpeep))
     return grads
+
+
+# ---- the model ---------------------------------------------------------------
+
+class LSTM(SequenceModel):
+    """An LSTM layer (compiled forward and BPTT) with a linear readout and a loss.
+
+    ``O_t = h_t W_outᵀ + b_out`` at every step (or at the last step only with
+    ``many_to_one=True``), the loss averaged over the T·B rows (B rows), and L2
+    on the weight matrices; see :class:`fastbp._seqmodel.SequenceModel`.
+
+    Parameters
+    ----------
+    input_size, hidden_size, output_size : int
+    peepholes : bool
+        Add Graves' diagonal peephole weights ``peephole_i``, ``peephole_f``,
+        ``peephole_o`` (H,). Without them the layer is exactly ``torch.nn.LSTM``
+        and its four arrays load into one with no reshuffling.
+    loss : {"mse", "cross_entropy"}
+    many_to_one : bool
+        Read out (and score) only ``h_T``; targets are then (B, O) or labels (B,).
+    l2 : float
+        λ of ``(λ/2) Σ ‖W‖²`` over every weight matrix (biases, peepholes not).
+    forget_bias : float or None
+        Initial total bias of the forget gate (``bias_ih + bias_hh`` on its
+        block; 1.0 by default, as Jozefowicz et al. 2015 advise, so the cell
+        remembers from the start). None keeps torch's uniform initialisation.
+    dtype : {"float32", "float64"}
+    seed : int or None
+        Seeds the initialisation: ``U(−1/√H, 1/√H)`` for every array, as
+        ``torch.nn.LSTM`` and ``torch.nn.Linear`` do.
+    mse_form : {"sum", "half_mean"}
+
+    Parameters are in ``model.params``: ``weight_ih`` (4H, I), ``weight_hh``
+    (4H, H), ``bias_ih``, ``bias_hh`` (4H,), with peepholes ``peephole_i``,
+    ``peephole_f``, ``peephole_o`` (H,), then ``weight_out`` (O, H), ``bias_out`` (O,).
+    """
+
+    _state_names = ("h", "c")
+
+    def __init__(self, input_size, hidden_size, output_size, peepholes=False, loss="mse",
+                 many_to_one=False, l2=0.0, forget_bias=1.0, dtype="float64", seed=None,
+                 mse_form="sum"):
+        self.peepholes = bool(peepholes)
+        if forget_bias is not None and (isinstance(forget_bias, bool) or not isinstance(
+                forget_bias, numbers.Real) or not np.isfinite(forget_bias)):
+            raise ValueError(f"forget_bias: expected a finite number or None, got {forget_bias!r}")
+        self.forget_bias = None if forget_bias is None else float(forget_bias)
+        super().__init__(input_size, hidden_size, output_size, loss=loss, many_to_one=many_to_one,
+                         l2=l2, dtype=dtype, seed=seed, mse_form=mse_form)
+
+    def _init_layer(self, rng):
+        H, I = self.hidden_size, self.input_size
+        bound = 1.0 / np.sqrt(H)
+        for name, shape in (("weight_ih", (4 * H, I)), ("weight_hh", (4 * H, H)),
+                            ("bias_ih", (4 * H,)), ("bias_hh", (4 * H,))):
+            self._params[name] = rng.uniform(-bound, bound, shape).astype(self.dtype)
+        if self.forget_bias is not None:
+            self._params["bias_ih"][H:2 * H] = self.forget_bias
+            self._params["bias_hh"][H:2 * H] = 0
+        if self.peepholes:
+            for name in PEEPHOLE_NAMES:
+                self._params[name] = rng.uniform(-bound, bound, H).astype(self.dtype)
+
+    def _layer_forward(self, X, states):
+        p = self._params
+        peep = np.stack([p[name] for name in PEEPHOLE_NAMES]) if self.peepholes else None
+        return _forward(X, states[0], states[1], p["weight_ih"], p["weight_hh"],
+                        p["bias_ih"] + p["bias_hh"], peep)
+
+    def _layer_backward(self, dHs, dfinal, cache):
+        B, H = cache.hs.shape[1:]
+        dh, dc = (np.zeros((B, H), dtype=self.dtype) if d is None else np.array(d, dtype=self.dtype)
+                  for d in dfinal)
+        # the model owns this cache: the gate gradients may overwrite the gates
+        return _backward(dHs, dh, dc, cache, overwrite_cache=True)
+
+    # -- public API -----------------------------------------------------------
+    def forward(self, X, h0=None, c0=None):
+        """Readout outputs and the final states.
+
+        X (T, B, I); h0, c0 (B, H) or None (zeros). Returns ``(outputs,
+        (h_n, c_n))``: outputs (T, B, O), or (B, O) when many_to_one, before
+        the softmax of a cross-entropy model.
+        """
+        return self._outputs(X, (h0, c0))
+
+    def predict(self, X, h0=None, c0=None):
+        """Class labels (argmax) for cross-entropy models, outputs for mse."""
+        return self._predict_from(self.forward(X, h0, c0)[0])
+
+    def loss_and_grad(self, X, Y, h0=None, c0=None):
+        """Loss, gradients and final states for one sequence chunk.
+
+        X (T, B, I); Y: targets (T, B, O) / labels (T, B), or (B, O) / (B,)
+        when many_to_one; h0, c0 (B, H) or None (zeros). Returns ``(loss,
+        grads, (h_n, c_n))``: grads by parameter name (same order as
+        ``params``); pass ``(h_n, c_n)`` as the next chunk's ``h0, c0`` to
+        carry state across chunks (truncated BPTT).
+        """
+        return self._loss_and_grad(X, Y, (h0, c0))

@@ -25,14 +25,15 @@
  *   gates (T,B,4H)   out: activated gates i, f, g, o
  *   x     (T,B,I), W_ih (4H,I), W_hh (4H,H)
  *   bias  (4H)       b_ih + b_hh
- *   peep  (3,H)      rows p_i, p_f, p_o, or NULL for torch's cell without peepholes */
+ *   peep  (3,H)      rows p_i, p_f, p_o, or NULL for torch's cell without peepholes
+ *   pack  workspace of fbp_lstm_pack_size(H) elements, or NULL (see below) */
 int fbp_lstm_forward_f(float *hs, float *cs, float *gates,
                        const float *x, const float *W_ih, const float *W_hh,
-                       const float *bias, const float *peep,
+                       const float *bias, const float *peep, float *pack,
                        int T, int B, int I, int H);
 int fbp_lstm_forward_d(double *hs, double *cs, double *gates,
                        const double *x, const double *W_ih, const double *W_hh,
-                       const double *bias, const double *peep,
+                       const double *bias, const double *peep, double *pack,
                        int T, int B, int I, int H);
 
 /* Backward through time.
@@ -48,16 +49,23 @@ int fbp_lstm_forward_d(double *hs, double *cs, double *gates,
  *   dc    (B,H)      in: ∂L/∂c_T (dc_n); out: ∂L/∂c_0
  *   dy    (T,B,H)    ∂L/∂h_t from above at every step, or NULL (all zero)
  *   hs, cs (T+1,B,H) from the forward pass
- *   x (T,B,I), W_ih (4H,I), W_hh (4H,H), peep (3,H) or NULL: as in forward */
+ *   x (T,B,I), W_ih (4H,I), W_hh (4H,H), peep (3,H) or NULL, pack: as in forward */
 int fbp_lstm_backward_f(float *dG, float *dX, float *dW_ih, float *dW_hh, float *db,
                         float *dpeep, float *dh, float *dc,
                         const float *gates, const float *dy, const float *hs, const float *cs,
                         const float *x, const float *W_ih, const float *W_hh,
-                        const float *peep, int T, int B, int I, int H);
+                        const float *peep, float *pack, int T, int B, int I, int H);
 int fbp_lstm_backward_d(double *dG, double *dX, double *dW_ih, double *dW_hh, double *db,
                         double *dpeep, double *dh, double *dc,
                         const double *gates, const double *dy, const double *hs, const double *cs,
                         const double *x, const double *W_ih, const double *W_hh,
-                        const double *peep, int T, int B, int I, int H);
+                        const double *peep, double *pack, int T, int B, int I, int H);
+
+/* Elements of the `pack` workspace both functions take for hidden size H:
+ * with it, the per-step recurrent products run on a copy of W_hh packed once
+ * per call for fastbp's own register-blocked kernel; with NULL, through BLAS
+ * (GEMM, or GEMV at batch 1). Results agree to rounding. */
+ptrdiff_t fbp_lstm_pack_size_f(int H);
+ptrdiff_t fbp_lstm_pack_size_d(int H);
 
 #endif /* FASTBP_LSTM_H */

@@ -14,6 +14,121 @@
  * Each step works on its first n rows (n = B today). Variable sequence lengths
  * (rows sorted by length, n_t active rows at step t) only need n set per step. */
 
+/* ---- recurrent product with pre-packed weights ------------------------------
+ * Per step the recurrent product is small (n ≤ B rows against the 4H×H weight)
+ * and BLAS repacks the whole weight on every call: at B = 16 that costs about
+ * as much as the arithmetic. So the weight is packed once per call into panels
+ * of LSTM_NR columns, P[p][k][jj] = op(W)[k][p·NR + jj] (zero past N), and a
+ * register-blocked LSTM_MR × LSTM_NR kernel runs over them. Single-threaded and
+ * deterministic (a fixed summation order over k). */
+#define LSTM_NR (64 / (int)sizeof(REAL))     /* two 32-byte vectors of REAL */
+#define LSTM_MR 6                            /* 6 × 2 accumulators + 2 loads + 1 broadcast */
+
+/* P (ceil(N/NR)·NR·K): the panels of op(W)(K,N): Wᵀ of a row-major W (N,K) when
+ * transposed, else W (K,N) itself. */
+static void FN(lstm_pack)(REAL *P, const REAL *W, int K, int N, int transposed)
+{
+    for (int j0 = 0; j0 < N; j0 += LSTM_NR) {
+        REAL *panel = P + (ptrdiff_t)j0 * K;
+        const int nc = N - j0 < LSTM_NR ? N - j0 : LSTM_NR;
+        for (int k = 0; k < K; k++) {
+            REAL *dst = panel + (ptrdiff_t)k * LSTM_NR;
+            for (int jj = 0; jj < nc; jj++)
+                dst[jj] = transposed ? W[(ptrdiff_t)(j0 + jj) * K + k] : W[(ptrdiff_t)k * N + j0 + jj];
+            for (int jj = nc; jj < LSTM_NR; jj++) dst[jj] = 0;
+        }
+    }
+}
+
+#if defined(__GNUC__)
+/* GCC/Clang vector extensions: explicit 32-byte vectors, so the accumulators
+ * stay in registers (auto-vectorisation picks the wrong loop here). The
+ * default clone lowers them to pairs of SSE registers. */
+typedef REAL FN(lstm_vec) __attribute__((vector_size(32), aligned(sizeof(REAL)), may_alias));
+
+/* C(mr, ncols) (+)= A(mr, K) @ panel(K, NR)[:, :ncols] for a constant mr ≤ LSTM_MR. */
+FBP_ALWAYS_INLINE void FN(lstm_micro)(REAL *restrict C, int ldc, const REAL *restrict A, int lda,
+                                      const REAL *restrict panel, int K, int ncols, int accumulate,
+                                      const int mr)
+{
+    typedef FN(lstm_vec) vec;
+    enum { HALF = LSTM_NR / 2 };
+    vec acc0[LSTM_MR], acc1[LSTM_MR];
+    for (int i = 0; i < mr; i++) {
+        acc0[i] = (vec){0};
+        acc1[i] = (vec){0};
+    }
+    for (int k = 0; k < K; k++) {
+        const vec w0 = *(const vec *)(panel + (ptrdiff_t)k * LSTM_NR);
+        const vec w1 = *(const vec *)(panel + (ptrdiff_t)k * LSTM_NR + HALF);
+        for (int i = 0; i < mr; i++) {
+            const REAL a = A[(ptrdiff_t)i * lda + k];
+            acc0[i] += a * w0;
+            acc1[i] += a * w1;
+        }
+    }
+    for (int i = 0; i < mr; i++) {
+        REAL *c = C + (ptrdiff_t)i * ldc, out[LSTM_NR];
+        *(vec *)out = acc0[i];
+        *(vec *)(out + HALF) = acc1[i];
+        if (accumulate) for (int jj = 0; jj < ncols; jj++) c[jj] += out[jj];
+        else for (int jj = 0; jj < ncols; jj++) c[jj] = out[jj];
+    }
+}
+#else
+FBP_ALWAYS_INLINE void FN(lstm_micro)(REAL *restrict C, int ldc, const REAL *restrict A, int lda,
+                                      const REAL *restrict panel, int K, int ncols, int accumulate,
+                                      const int mr)
+{
+    for (int i = 0; i < mr; i++) {
+        REAL out[LSTM_NR] = {0};
+        for (int k = 0; k < K; k++) {
+            const REAL a = A[(ptrdiff_t)i * lda + k];
+            for (int jj = 0; jj < LSTM_NR; jj++) out[jj] += a * panel[(ptrdiff_t)k * LSTM_NR + jj];
+        }
+        REAL *c = C + (ptrdiff_t)i * ldc;
+        for (int jj = 0; jj < ncols; jj++) c[jj] = (accumulate ? c[jj] : 0) + out[jj];
+    }
+}
+#endif
+
+/* C(M,N) (+)= A(M,K) @ op(W)(K,N), op(W) packed by lstm_pack. FMA contraction is
+ * allowed here (and only here): it is a matrix product like BLAS's, whose
+ * rounding differs across CPUs anyway; the elementwise passes stay uncontracted. */
+FBP_HOT FBP_CONTRACT static void FN(lstm_gemm_packed)(REAL *C, int ldc, const REAL *A, int lda,
+                                                      const REAL *P, int M, int N, int K,
+                                                      int accumulate)
+{
+    for (int j0 = 0; j0 < N; j0 += LSTM_NR) {
+        const REAL *panel = P + (ptrdiff_t)j0 * K;
+        const int nc = N - j0 < LSTM_NR ? N - j0 : LSTM_NR;
+        REAL *Cj = C + j0;
+        int r = 0;
+        for (; r + LSTM_MR <= M; r += LSTM_MR)
+            FN(lstm_micro)(Cj + (ptrdiff_t)r * ldc, ldc, A + (ptrdiff_t)r * lda, lda, panel, K, nc,
+                           accumulate, LSTM_MR);
+        REAL *Cr = Cj + (ptrdiff_t)r * ldc;
+        const REAL *Ar = A + (ptrdiff_t)r * lda;
+        switch (M - r) {    /* the last rows: one constant-size copy of the kernel each */
+        case 1: FN(lstm_micro)(Cr, ldc, Ar, lda, panel, K, nc, accumulate, 1); break;
+        case 2: FN(lstm_micro)(Cr, ldc, Ar, lda, panel, K, nc, accumulate, 2); break;
+        case 3: FN(lstm_micro)(Cr, ldc, Ar, lda, panel, K, nc, accumulate, 3); break;
+        case 4: FN(lstm_micro)(Cr, ldc, Ar, lda, panel, K, nc, accumulate, 4); break;
+        case 5: FN(lstm_micro)(Cr, ldc, Ar, lda, panel, K, nc, accumulate, 5); break;
+        default: break;
+        }
+    }
+}
+
+/* Elements of the packing workspace for hidden size H: the larger of the two
+ * packings, W_hhᵀ (K = H, N = 4H) forward and W_hh (K = 4H, N = H) backward. */
+ptrdiff_t FN(fbp_lstm_pack_size)(int H)
+{
+    const ptrdiff_t h = H, nr = LSTM_NR;
+    const ptrdiff_t fwd = (4 * h + nr - 1) / nr * nr * h, bwd = (h + nr - 1) / nr * nr * 4 * h;
+    return fwd > bwd ? fwd : bwd;
+}
+
 /* ---- fused forward pass of one row of one step ------------------------------
  * gi, gf, gg, go (H each, the row's four gate blocks):
  *           in  x_t W_ihᵀ + h_{t-1} W_hhᵀ (bias not yet added), out i, f, g, o
@@ -35,13 +150,13 @@ FBP_ALWAYS_INLINE void FN(lstm_forward_row)(
             zi += p_i[j] * cp[j];                        /* + p_i ⊙ c_{t-1} */
             zf += p_f[j] * cp[j];                        /* + p_f ⊙ c_{t-1} */
         }
-        REAL it = FN(fbp_sigmoid)(zi), ft = FN(fbp_sigmoid)(zf), gt = FN(fbp_tanh)(zg);
+        REAL it = FN(lstm_sigmoid)(zi), ft = FN(lstm_sigmoid)(zf), gt = FN(lstm_tanh)(zg);
         REAL ct = ft * cp[j] + it * gt;                  /* c_t = f c_{t-1} + i g */
         if (has_peep) zo += p_o[j] * ct;                 /* + p_o ⊙ c_t (the NEW state) */
-        REAL ot = FN(fbp_sigmoid)(zo);
+        REAL ot = FN(lstm_sigmoid)(zo);
         gi[j] = it; gf[j] = ft; gg[j] = gt; go[j] = ot;
         cn[j] = ct;
-        hn[j] = ot * FN(fbp_tanh)(ct);                   /* h_t = o tanh(c_t) */
+        hn[j] = ot * FN(lstm_tanh)(ct);                   /* h_t = o tanh(c_t) */
     }
 }
 
@@ -85,7 +200,7 @@ FBP_ALWAYS_INLINE void FN(lstm_backward_row)(
 {
     for (int j = 0; j < H; j++) {
         REAL it = gi[j], ft = gf[j], gt = gg[j], ot = go[j];
-        REAL tc = FN(fbp_tanh)(cn[j]);                   /* recomputed, not stored */
+        REAL tc = FN(lstm_tanh)(cn[j]);                   /* recomputed, not stored */
         REAL eh = has_dy ? dyr[j] + dhr[j] : dhr[j];     /* ε_h^t */
         REAL d_o = eh * tc * ot * (1 - ot);              /* δo = ε_h tanh(c) o(1−o) */
         REAL ec = eh * ot * (1 - tc * tc) + dcr[j];      /* ε_c^t */
@@ -140,11 +255,43 @@ FBP_HOT static void FN(lstm_backward_pass)(
     }
 }
 
+/* ---- the per-step recurrent products ------------------------------------------
+ * pack: the packed weight (lstm_pack) to use the kernel above, or NULL for BLAS
+ * (a GEMV at n = 1). */
+
+/* G_t(n,4H) += h_{t-1}(n,H) @ W_hhᵀ(H,4H) */
+static int FN(lstm_recurrent_forward)(REAL *g, const REAL *h_prev, const REAL *W_hh,
+                                      const REAL *pack, int n, int H)
+{
+    const int H4 = 4 * H;
+    if (pack) {
+        FN(lstm_gemm_packed)(g, H4, h_prev, H, pack, n, H4, H, 1);
+        return FBP_OK;
+    }
+    if (n == 1)         /* G_t(4H) += W_hh(4H,H) @ h_{t-1}(H) */
+        return FN(fbp_gemv)(g, W_hh, H, h_prev, H4, H, 0, 1, 1);
+    return FN(fbp_gemm)(g, H4, h_prev, H, W_hh, H, n, H4, H, 0, 1, 1, 1);
+}
+
+/* dh(n,H) = δ_t(n,4H) @ W_hh(4H,H) */
+static int FN(lstm_recurrent_backward)(REAL *dh, const REAL *gd, const REAL *W_hh,
+                                       const REAL *pack, int n, int H)
+{
+    const int H4 = 4 * H;
+    if (pack) {
+        FN(lstm_gemm_packed)(dh, H, gd, H4, pack, n, H, H4, 0);
+        return FBP_OK;
+    }
+    if (n == 1)         /* dh(H) = W_hhᵀ(H,4H) @ δ_t(4H) */
+        return FN(fbp_gemv)(dh, W_hh, H, gd, H4, H, 1, 1, 0);
+    return FN(fbp_gemm)(dh, H, gd, H4, W_hh, H, n, H, H4, 0, 0, 1, 0);
+}
+
 /* ---- whole sequence ---------------------------------------------------------- */
 
 int FN(fbp_lstm_forward)(REAL *hs, REAL *cs, REAL *gates,
                          const REAL *x, const REAL *W_ih, const REAL *W_hh,
-                         const REAL *bias, const REAL *peep,
+                         const REAL *bias, const REAL *peep, REAL *pack,
                          int T, int B, int I, int H)
 {
     if (T < 0 || B < 0 || I < 0 || H < 1) return FBP_ERR_ARG;
@@ -161,14 +308,12 @@ int FN(fbp_lstm_forward)(REAL *hs, REAL *cs, REAL *gates,
         for (ptrdiff_t k = 0; k < T * step_g; k++) gates[k] = 0;
     }
 
+    if (pack) FN(lstm_pack)(pack, W_hh, H, H4, 1);     /* panels of W_hhᵀ (H,4H) */
     for (int t = 0; t < T; t++) {
         const int n = B;        /* rows active at step t (all, until lengths arrive) */
         REAL *g = gates + t * step_g;
         const REAL *h_prev = hs + t * step_h;
-        if (n == 1)     /* G_t(4H) += W_hh(4H,H) @ h_{t-1}(H) */
-            st = FN(fbp_gemv)(g, W_hh, H, h_prev, H4, H, 0, 1, 1);
-        else            /* G_t(n,4H) += h_{t-1}(n,H) @ W_hhᵀ(H,4H) */
-            st = FN(fbp_gemm)(g, H4, h_prev, H, W_hh, H, n, H4, H, 0, 1, 1, 1);
+        st = FN(lstm_recurrent_forward)(g, h_prev, W_hh, pack, n, H);
         if (st) return st;
         FN(lstm_forward_pass)(g, cs + (t + 1) * step_h, hs + (t + 1) * step_h,
                               cs + t * step_h, bias, peep, n, H);
@@ -180,7 +325,7 @@ int FN(fbp_lstm_backward)(REAL *dG, REAL *dX, REAL *dW_ih, REAL *dW_hh, REAL *db
                           REAL *dpeep, REAL *dh, REAL *dc,
                           const REAL *gates, const REAL *dy, const REAL *hs, const REAL *cs,
                           const REAL *x, const REAL *W_ih, const REAL *W_hh,
-                          const REAL *peep, int T, int B, int I, int H)
+                          const REAL *peep, REAL *pack, int T, int B, int I, int H)
 {
     if (T < 0 || B < 0 || I < 0 || H < 1) return FBP_ERR_ARG;
     if (peep && !dpeep) return FBP_ERR_ARG;
@@ -190,6 +335,7 @@ int FN(fbp_lstm_backward)(REAL *dG, REAL *dX, REAL *dW_ih, REAL *dW_hh, REAL *db
     const ptrdiff_t step_g = (ptrdiff_t)B * H4, step_h = (ptrdiff_t)B * H;
     int st;
 
+    if (pack) FN(lstm_pack)(pack, W_hh, H4, H, 0);     /* panels of W_hh (4H,H) */
     for (int t = T - 1; t >= 0; t--) {
         const int n = B;        /* rows active at step t */
         REAL *gd = dG + t * step_g;
@@ -199,10 +345,7 @@ int FN(fbp_lstm_backward)(REAL *dG, REAL *dX, REAL *dW_ih, REAL *dW_hh, REAL *db
         if (gates != dG) memcpy(gd, gates + t * step_g, (size_t)n * H4 * sizeof(REAL));
         FN(lstm_backward_pass)(gd, dc, db, dpeep, dh, dy ? dy + t * step_h : NULL,
                                cs + t * step_h, cs + (t + 1) * step_h, peep, n, H);
-        if (n == 1)     /* dh(H) = W_hhᵀ(H,4H) @ δ_t(4H): ∂L/∂h_{t-1} through the gates */
-            st = FN(fbp_gemv)(dh, W_hh, H, gd, H4, H, 1, 1, 0);
-        else            /* dh(n,H) = δ_t(n,4H) @ W_hh(4H,H) */
-            st = FN(fbp_gemm)(dh, H, gd, H4, W_hh, H, n, H, H4, 0, 0, 1, 0);
+        st = FN(lstm_recurrent_backward)(dh, gd, W_hh, pack, n, H);   /* → ∂L/∂h_{t-1} */
         if (st) return st;
     }
 

@@ -7,9 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import fastbp.lstm as lstm_module
 from fastbp import reference as ref
 from fastbp.gradcheck import gradcheck
-from fastbp.lstm import LSTMCache, lstm_backward, lstm_forward
+from fastbp.lstm import LSTM, LSTMCache, lstm_backward, lstm_forward
 
 GRAD_NAMES = ("x", "h0", "c0", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
 PEEP_NAMES = ("peephole_i", "peephole_f", "peephole_o")
@@ -34,6 +35,17 @@ def make(T, B, I, H, peep=False, seed=0, dtype=np.float64, states=True):
                 "dh_n": rng.standard_normal((B, H)).astype(dtype),
                 "dc_n": rng.standard_normal((B, H)).astype(dtype)}
     return p, upstream
+
+
+# The per-step recurrent products run through fastbp's packed kernel from batch
+# _PACKED_MIN_BATCH on and through BLAS (GEMV at batch 1) below: test both.
+RECURRENT_PATHS = {"packed": 1, "blas": 10**9}
+
+
+@pytest.fixture(params=sorted(RECURRENT_PATHS))
+def recurrent_path(request, monkeypatch):
+    monkeypatch.setattr(lstm_module, "_PACKED_MIN_BATCH", RECURRENT_PATHS[request.param])
+    return request.param
 
 
 def args(p):
@@ -66,7 +78,7 @@ def check_against_reference(p, up, rtol=1e-10, atol=1e-12):
 
 @pytest.mark.parametrize("peep", [False, True])
 @pytest.mark.parametrize("T,B,I,H", [(7, 3, 5, 4), (5, 1, 4, 6), (1, 2, 3, 2), (6, 5, 2, 9)])
-def test_matches_reference_float64(T, B, I, H, peep):
+def test_matches_reference_float64(T, B, I, H, peep, recurrent_path):
     p, up = make(T, B, I, H, peep, seed=T * 100 + B)
     check_against_reference(p, up)
 
@@ -143,7 +155,7 @@ def test_gradients_match_finite_differences(peep):
 
 @pytest.mark.parametrize("peep", [False, True])
 @pytest.mark.parametrize("B", [1, 4])
-def test_float32_tracks_float64(B, peep):
+def test_float32_tracks_float64(B, peep, recurrent_path):
     p64, up64 = make(8, B, 5, 16, peep, seed=3)
     p32, up32 = make(8, B, 5, 16, peep, seed=3, dtype=np.float32)
     y64, _, c64 = lstm_forward(*args(p64), peepholes=p64["peepholes"])
@@ -178,11 +190,17 @@ def test_saturated_gates_stay_finite():
 # ---- hypothesis over shapes ------------------------------------------------------------
 
 @settings(max_examples=30, deadline=None)
-@given(T=st.integers(0, 5), B=st.integers(1, 4), I=st.integers(0, 5), H=st.integers(1, 5),
-       peep=st.booleans(), states=st.booleans(), seed=st.integers(0, 2**16))
-def test_hypothesis_shapes_match_reference(T, B, I, H, peep, states, seed):
+@given(T=st.integers(0, 5), B=st.integers(1, 8), I=st.integers(0, 5), H=st.integers(1, 19),
+       peep=st.booleans(), states=st.booleans(), path=st.sampled_from(sorted(RECURRENT_PATHS)),
+       seed=st.integers(0, 2**16))
+def test_hypothesis_shapes_match_reference(T, B, I, H, peep, states, path, seed):
     p, up = make(T, B, I, H, peep, seed=seed, states=states)
-    check_against_reference(p, up)
+    saved = lstm_module._PACKED_MIN_BATCH
+    lstm_module._PACKED_MIN_BATCH = RECURRENT_PATHS[path]
+    try:
+        check_against_reference(p, up)
+    finally:
+        lstm_module._PACKED_MIN_BATCH = saved
 
 
 # ---- cache reuse --------------------------------------------------------------------
@@ -253,7 +271,7 @@ def test_dtype_follows_x():
 
 # ---- determinism ------------------------------------------------------------------
 
-def test_results_do_not_depend_on_blas_threads():
+def test_results_do_not_depend_on_blas_threads(recurrent_path):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     results = []
     for B in (1, 24):
@@ -339,3 +357,108 @@ def test_backward_rejects_foreign_caches():
                                       np.zeros(5), np.zeros(5))
     with pytest.raises(TypeError, match="LSTMCache"):
         lstm_backward(up["dy"], None, None, rnn_cache)
+
+
+# ---- the model ------------------------------------------------------------------
+
+def _model_data(rng, T, B, I, O, loss, many_to_one):
+    X = rng.standard_normal((T, B, I))
+    lead = (B,) if many_to_one else (T, B)
+    Y = rng.standard_normal(lead + (O,)) if loss == "mse" else rng.integers(0, O, lead)
+    return X, Y
+
+
+@pytest.mark.parametrize("peepholes", [False, True])
+@pytest.mark.parametrize("loss,many_to_one,l2", [("mse", False, 0.0), ("cross_entropy", False, 0.1),
+                                                 ("cross_entropy", True, 0.0), ("mse", True, 0.05)])
+def test_model_gradcheck(peepholes, loss, many_to_one, l2):
+    rng = np.random.default_rng(4)
+    m = LSTM(3, 4, 5, peepholes=peepholes, loss=loss, many_to_one=many_to_one, l2=l2,
+             dtype="float64", seed=1)
+    X, Y = _model_data(rng, 5, 2, 3, 5, loss, many_to_one)
+    h0, c0 = rng.standard_normal((2, 2, 4))
+    loss_value, grads, _ = m.loss_and_grad(X, Y, h0, c0)
+    assert list(grads) == list(m.params)
+    assert {"peephole_i", "peephole_f", "peephole_o"} <= set(m.params) if peepholes else True
+    report = gradcheck(lambda: m.loss_and_grad(X, Y, h0, c0)[0], m.params, grads)
+    assert report.ok(1e-6), str(report)
+
+
+def test_model_matches_reference_layer():
+    """The model's layer gradients equal the reference's for dy = dL/dh_t."""
+    rng = np.random.default_rng(5)
+    m = LSTM(3, 4, 2, peepholes=True, loss="mse", dtype="float64", seed=2)
+    X, Y = _model_data(rng, 6, 3, 3, 2, "mse", False)
+    loss, grads, (h_n, c_n) = m.loss_and_grad(X, Y)
+    p = m.params
+    peeps = tuple(p[k] for k in PEEP_NAMES)
+    y, (h_r, c_r), cache = ref.lstm_forward(X, None, None, p["weight_ih"], p["weight_hh"],
+                                            p["bias_ih"], p["bias_hh"], peeps)
+    out = y @ p["weight_out"].T + p["bias_out"]
+    close(loss, ((out - Y) ** 2).sum(-1).mean())
+    dy = (2 * (out - Y) / (6 * 3)) @ p["weight_out"]
+    g_r = ref.lstm_backward(dy, None, None, cache)
+    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh") + PEEP_NAMES:
+        close(grads[name], g_r[name])
+    close(h_n, h_r)
+    close(c_n, c_r)
+
+
+def test_model_chunks_carry_state():
+    """Two chunks with the state carried equal one long forward pass."""
+    rng = np.random.default_rng(6)
+    m = LSTM(3, 5, 2, loss="mse", dtype="float64", seed=3)
+    X, Y = _model_data(rng, 8, 2, 3, 2, "mse", False)
+    out_full, (h_full, c_full) = m.forward(X)
+    l1, _, state = m.loss_and_grad(X[:5], Y[:5])
+    l2_, _, (h_n, c_n) = m.loss_and_grad(X[5:], Y[5:], *state)
+    out2, _ = m.forward(X[5:], *state)
+    close(out2, out_full[5:])
+    close(h_n, h_full)
+    close(c_n, c_full)
+    close((5 * l1 + 3 * l2_) / 8, ((out_full - Y) ** 2).sum(-1).mean())
+
+
+def test_model_float32_tracks_float64():
+    rng = np.random.default_rng(7)
+    X, Y = _model_data(rng, 6, 4, 3, 3, "cross_entropy", False)
+    m64 = LSTM(3, 8, 3, peepholes=True, loss="cross_entropy", dtype="float64", seed=4)
+    m32 = LSTM(3, 8, 3, peepholes=True, loss="cross_entropy", dtype="float32", seed=4)
+    l64, g64, _ = m64.loss_and_grad(X, Y)
+    l32, g32, _ = m32.loss_and_grad(X, Y)
+    assert all(g.dtype == np.float32 for g in g32.values())
+    np.testing.assert_allclose(l32, l64, rtol=1e-5)
+    for name in g64:
+        np.testing.assert_allclose(g32[name], g64[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_model_init_forget_bias_and_predict():
+    m = LSTM(3, 4, 6, loss="cross_entropy", seed=0)
+    b = m.params["bias_ih"] + m.params["bias_hh"]
+    np.testing.assert_array_equal(b[4:8], 1.0)                       # forget gate block
+    assert np.all(np.abs(m.params["weight_hh"]) <= 0.5)               # U(−1/√H, 1/√H)
+    m_torch_init = LSTM(3, 4, 6, forget_bias=None, seed=0)
+    assert not np.all(m_torch_init.params["bias_ih"][4:8] == 1.0)
+    X = np.random.default_rng(0).standard_normal((5, 2, 3))
+    labels = m.predict(X)
+    assert labels.shape == (5, 2) and labels.dtype.kind == "i"
+    out, (h_n, c_n) = m.forward(X)
+    np.testing.assert_array_equal(labels, out.argmax(-1))
+    assert h_n.shape == c_n.shape == (2, 4)
+
+
+def test_model_bad_arguments():
+    with pytest.raises(ValueError, match="forget_bias"):
+        LSTM(3, 4, 2, forget_bias=float("nan"))
+    with pytest.raises(ValueError, match="hidden_size"):
+        LSTM(3, 0, 2)
+    m = LSTM(3, 4, 2, loss="mse", seed=0)
+    X = np.zeros((5, 2, 3))
+    with pytest.raises(ValueError, match="X"):
+        m.loss_and_grad(np.zeros((5, 2, 4)), np.zeros((5, 2, 2)))
+    with pytest.raises(ValueError, match="Y"):
+        m.loss_and_grad(X, np.zeros((5, 2, 3)))
+    with pytest.raises(ValueError, match="c0"):
+        m.loss_and_grad(X, np.zeros((5, 2, 2)), None, np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="h0"):
+        m.forward(X, np.zeros((2, 5)))

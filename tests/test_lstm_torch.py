@@ -75,3 +75,43 @@ def test_cell_states_of_every_step_match_torch_cell_by_cell():
             h, c = cell(torch.from_numpy(x[t]), (h, c))
             np.testing.assert_allclose(cache.c[t], c.numpy(), rtol=1e-12, atol=1e-14)
             np.testing.assert_allclose(cache.y[t], h.numpy(), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+@pytest.mark.parametrize("many_to_one", [False, True])
+def test_model_matches_torch_lstm_with_linear_readout(loss, many_to_one):
+    from fastbp.lstm import LSTM
+
+    rng = np.random.default_rng(3)
+    T, B, I, H, O = 6, 4, 3, 5, 4
+    m = LSTM(I, H, O, loss=loss, many_to_one=many_to_one, l2=0.01, dtype="float64", seed=0)
+    X = rng.standard_normal((T, B, I))
+    lead = (B,) if many_to_one else (T, B)
+    Y = rng.standard_normal(lead + (O,)) if loss == "mse" else rng.integers(0, O, lead)
+    h0, c0 = rng.standard_normal((2, B, H))
+    value, grads, (h_n, c_n) = m.loss_and_grad(X, Y, h0, c0)
+
+    lstm = torch.nn.LSTM(I, H).double()
+    lin = torch.nn.Linear(H, O).double()
+    p = m.params
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(lstm, name + "_l0").copy_(torch.from_numpy(p[name]))
+        lin.weight.copy_(torch.from_numpy(p["weight_out"]))
+        lin.bias.copy_(torch.from_numpy(p["bias_out"]))
+    y, (h_t, c_t) = lstm(torch.from_numpy(X), (torch.from_numpy(h0)[None], torch.from_numpy(c0)[None]))
+    out = lin(y[-1] if many_to_one else y)
+    if loss == "mse":
+        L = ((out - torch.from_numpy(Y)) ** 2).sum(-1).mean()
+    else:
+        L = torch.nn.functional.cross_entropy(out.reshape(-1, O), torch.from_numpy(Y).reshape(-1))
+    L = L + 0.005 * sum((w ** 2).sum() for w in (lstm.weight_ih_l0, lstm.weight_hh_l0, lin.weight))
+    L.backward()
+    np.testing.assert_allclose(value, L.item(), rtol=1e-12)
+    np.testing.assert_allclose(h_n, h_t[0].detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(c_n, c_t[0].detach().numpy(), rtol=1e-12, atol=1e-14)
+    torch_grads = {"weight_ih": lstm.weight_ih_l0.grad, "weight_hh": lstm.weight_hh_l0.grad,
+                   "bias_ih": lstm.bias_ih_l0.grad, "bias_hh": lstm.bias_hh_l0.grad,
+                   "weight_out": lin.weight.grad, "bias_out": lin.bias.grad}
+    for name, g in torch_grads.items():
+        np.testing.assert_allclose(grads[name], g.numpy(), rtol=1e-10, atol=1e-13, err_msg=name)
