@@ -53,9 +53,13 @@ class History(dict):
     the epoch's samples), ``"time"`` (seconds training) and, with validation
     data, ``"val_loss"`` (the same objective), ``"val_accuracy"`` (classifiers)
     and ``"val_time"`` (seconds scoring). ``interrupted`` is True when Ctrl-C
-    stopped training; the lists then hold the completed epochs only."""
+    stopped training; the lists then hold the completed epochs only.
+    ``step_loss`` lists the loss of every optimizer step, for finer curves."""
 
-    interrupted = False
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.interrupted = False
+        self.step_loss = []
 
     def __repr__(self):
         return f"History({dict.__repr__(self)}, interrupted={self.interrupted})"
@@ -145,6 +149,7 @@ class Trainable:
                             opt.step(params, grads)
                             loss_sum += float(loss) * rows
                             rows_sum += rows
+                            history.step_loss.append(float(loss))
                             bar.update(loss_sum / rows_sum)
                             if interrupt.is_set():
                                 raise KeyboardInterrupt
@@ -234,11 +239,12 @@ class Trainable:
         return load(path, expected=cls)
 
     def _config(self):
-        """The constructor's arguments, read from attributes of the same names."""
+        """The constructor's arguments, read from attributes of the same names;
+        not ``seed``, which only draws initial weights that a load overwrites."""
         config = {}
         params = list(inspect.signature(type(self).__init__).parameters.values())[1:]
         for p in params:
-            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name == "seed":
                 continue
             if not hasattr(self, p.name):
                 raise TypeError(f"{type(self).__name__}: no attribute {p.name!r} to save its "
@@ -433,8 +439,6 @@ def _jsonable(value, name):
         return {str(k): _jsonable(v, name) for k, v in value.items()}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if name == "seed":     # a Generator or SeedSequence: the saved weights make it moot
-        return None
     raise TypeError(f"{name}: cannot save a constructor argument of type {type(value).__name__}")
 
 
