@@ -32,8 +32,9 @@ static inline void FN(rnn_bias_act_row)(REAL *restrict h, const REAL *restrict b
     for (ptrdiff_t j = 0; j < H; j++) h[j] = FN(rnn_phi)(h[j] + b_ih[j] + b_hh[j], act);
 }
 
-/* Forward fused pass of one step over rows(rows,H), leading dimension H. */
-static void FN(rnn_bias_act)(REAL *h, const REAL *b_ih, const REAL *b_hh, ptrdiff_t rows,
+/* Forward fused pass of one step over h(rows,H), leading dimension H.
+ * FBP_HOT: also compiled for x86-64-v3 (AVX2), picked at load. */
+FBP_HOT static void FN(rnn_bias_act)(REAL *h, const REAL *b_ih, const REAL *b_hh, ptrdiff_t rows,
                              ptrdiff_t H, int act)
 {
     for (ptrdiff_t r = 0; r < rows; r++) {
@@ -63,7 +64,7 @@ static inline void FN(rnn_delta_row)(REAL *restrict d, REAL *restrict db, const 
 
 /* Backward fused pass of one step over delta(rows,H); dy(rows,H) or NULL;
  * h(rows,H) = h_t. The row order is fixed, so db's sum is deterministic. */
-static void FN(rnn_delta)(REAL *delta, REAL *db, const REAL *dy, const REAL *h, ptrdiff_t rows,
+FBP_HOT static void FN(rnn_delta)(REAL *delta, REAL *db, const REAL *dy, const REAL *h, ptrdiff_t rows,
                           ptrdiff_t H, int act)
 {
     for (ptrdiff_t r = 0; r < rows; r++) {
