@@ -7,7 +7,7 @@
                                        (in the order of the gradients below)
     _fit_data(X, y, xname, yname)   -> (X, y) validated once before training
     _n_samples(X)                   -> number of samples (rows; sequences for RNN/LSTM)
-    _take(X, y, idx)                -> the batch of samples idx
+    _take(X, y, idx)                -> the batch of samples idx (an index array or a slice)
     _train_steps(Xb, yb, bptt)      -> yields (loss, [grad per param], rows), one per optimizer step
     _steps_per_batch(X, bptt)       -> how many steps _train_steps yields for a batch of X
     _eval_batch(Xb, yb, bptt)       -> (loss·rows summed, rows, n_correct or None)
@@ -109,10 +109,9 @@ class Trainable:
              progress, clip_norm, bptt):
         epochs = positive_int(epochs, "epochs")
         batch_size = positive_int(batch_size, "batch_size")
-        if clip_norm is not None:
-            clip_norm = float(clip_norm)
-            if not clip_norm > 0 or not np.isfinite(clip_norm):
-                raise ValueError(f"clip_norm: expected a positive number or None, got {clip_norm!r}")
+        if clip_norm is not None and (isinstance(clip_norm, bool) or not isinstance(
+                clip_norm, numbers.Real) or not 0 < clip_norm < np.inf):
+            raise ValueError(f"clip_norm: expected a positive number or None, got {clip_norm!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise TypeError(f"seed: expected an integer or None, got {seed!r}")
         opt = get_optimizer(optimizer)
@@ -139,10 +138,13 @@ class Trainable:
                 for epoch in range(1, epochs + 1):
                     started = time.perf_counter()
                     bar.start_epoch(epoch, steps_per_epoch)
-                    order = rng.permutation(n) if shuffle else np.arange(n)
+                    order = rng.permutation(n) if shuffle else None
                     loss_sum, rows_sum = 0.0, 0
                     for start in range(0, n, batch_size):
-                        Xb, yb = self._take(X, y, order[start:start + batch_size])
+                        # in order: a slice, so a batch of rows is a view, not a copy
+                        batch = (slice(start, start + batch_size) if order is None
+                                 else order[start:start + batch_size])
+                        Xb, yb = self._take(X, y, batch)
                         for loss, grads, rows in self._train_steps(Xb, yb, bptt):
                             if clip_norm is not None:
                                 clip_grad_norm(grads, clip_norm)
@@ -177,7 +179,7 @@ class Trainable:
         n = self._n_samples(X)
         loss_sum, rows_sum, correct = 0.0, 0, 0
         for start in range(0, n, batch_size):
-            Xb, yb = self._take(X, y, np.arange(start, min(start + batch_size, n)))
+            Xb, yb = self._take(X, y, slice(start, start + batch_size))
             batch_loss, rows, batch_correct = self._eval_batch(Xb, yb, bptt)
             loss_sum += batch_loss
             rows_sum += rows
