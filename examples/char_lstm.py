@@ -57,8 +57,10 @@ def read_corpus(files, chars):
         folder = os.path.dirname(os.__file__)
         files = [os.path.join(folder, name + ".py") for name in STDLIB_MODULES]
         files = [f for f in files if os.path.exists(f)]
-        if not files:
-            sys.exit(f"no standard-library sources found in {folder}; give text files with --text")
+        if not files:   # a Python installed without its sources: fastbp's own will do
+            import fastbp
+            folder = os.path.dirname(fastbp.__file__)
+            files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".py"))
     parts, total, used = [], 0, []
     for path in files:
         with open(path, encoding="utf-8", errors="replace") as f:
@@ -135,6 +137,10 @@ def main(argv=None):
     history = model.fit(X, train_out, epochs=args.epochs, batch_size=args.streams, bptt=args.bptt,
                         optimizer=Adam(lr=args.lr), clip_norm=5.0, shuffle=False,
                         validation_data=(Xv, val_out), progress=not args.no_progress)
+    if not history["epoch"]:
+        sys.exit("interrupted (Ctrl-C) before the first epoch completed")
+    if history.interrupted:
+        print(f"interrupted (Ctrl-C): keeping the model after {len(history['epoch'])} epochs")
     print()
     for e, loss, vloss, vacc in zip(history["epoch"], history["loss"], history["val_loss"],
                                     history["val_accuracy"]):

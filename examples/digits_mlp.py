@@ -80,6 +80,10 @@ def main(argv=None):
     history = net.fit(X_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
                       optimizer=Adam(lr=args.lr), validation_data=(X_test, y_test),
                       seed=args.seed, progress=args.progress)
+    if not history["epoch"]:
+        sys.exit("interrupted (Ctrl-C) before the first epoch completed")
+    if history.interrupted:
+        print(f"interrupted (Ctrl-C): keeping the model after {len(history['epoch'])} epochs")
     t_fit, t_val = sum(history["time"]), sum(history["val_time"])
     t0 = time.perf_counter()
     accuracy = float(np.mean(net.predict(X_test) == y_test))

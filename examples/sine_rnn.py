@@ -12,6 +12,7 @@ Long sequences are trained by truncated BPTT (--bptt steps per chunk, the
 state carried from chunk to chunk).
 """
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -74,8 +75,14 @@ def main(argv=None):
     history = model.fit(X, Y, epochs=args.epochs, batch_size=args.batch_size, bptt=args.bptt,
                         optimizer=Adam(lr=args.lr), validation_data=(Xt, Yt), seed=args.seed,
                         progress=args.progress)
-    print(f"training loss by epoch: " + " ".join(f"{v:.4f}" for v in history["loss"][::max(1, len(history['loss']) // 10)])
-          + f" ... {history['loss'][-1]:.4f}")
+    if not history["epoch"]:
+        sys.exit("interrupted (Ctrl-C) before the first epoch completed")
+    if history.interrupted:
+        print(f"interrupted (Ctrl-C): keeping the model after {len(history['epoch'])} epochs")
+    losses = history["loss"]
+    shown = losses[::max(1, len(losses) // 8)]
+    print("training loss by epoch: " + " ".join(f"{v:.4f}" for v in shown)
+          + (f" ... {losses[-1]:.4f}" if shown[-1] is not losses[-1] else ""))
 
     t0 = time.perf_counter()
     pred, _ = model.forward(Xt)                                   # (T, N, 1), whole sequences

@@ -446,29 +446,26 @@ def _jsonable(value, name):
 
 @contextmanager
 def _deferred_sigint():
-    """Turn the first Ctrl-C into a flag checked between steps (so no step is cut
-    in half); a second Ctrl-C interrupts at once. Only in the main thread."""
+    """Turn the first Ctrl-C into a flag that fit checks between steps, so no
+    step is cut in half; a second Ctrl-C raises KeyboardInterrupt at once.
+    Only in the main thread and over Python's default handler (a program that
+    set its own SIGINT handler keeps it)."""
     flag = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
         yield flag
         return
-    previous = signal.getsignal(signal.SIGINT)
 
     def handler(signum, frame):
-        if flag.is_set() or previous is not signal.default_int_handler:
-            signal.signal(signal.SIGINT, previous)
-            if callable(previous):
-                previous(signum, frame)
-            else:
-                raise KeyboardInterrupt
-            return
+        if flag.is_set():
+            raise KeyboardInterrupt
         flag.set()
 
     signal.signal(signal.SIGINT, handler)
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class _Progress:
