@@ -253,7 +253,7 @@ def breakdown(args):
             b_ih, b_hh, W_out = p["bias_ih"], p["bias_hh"], p["weight_out"]
             act = _core.ACTIVATION_CODES["tanh"]
             hs = np.zeros((T + 1, B, H), dtype)
-            _core.rnn_forward(hs, x, W_ih, W_hh, b_ih, b_hh, act)
+            _core.rnn_forward(hs, x, W_ih, W_hh, b_ih, b_hh, pack, act)
             dy = np.random.default_rng(0).standard_normal((T, B, H)).astype(dtype) * 1e-3
             delta = np.empty((T, B, H), dtype)
             dh0 = np.empty((B, H), dtype)
@@ -261,10 +261,10 @@ def breakdown(args):
             rec = np.zeros((B, H), dtype)
 
             def kern_fwd():
-                _core.rnn_forward(hs, x, W_ih, W_hh, b_ih, b_hh, act)
+                _core.rnn_forward(hs, x, W_ih, W_hh, b_ih, b_hh, pack, act)
 
             def kern_bwd():
-                _core.rnn_backward(None, dh0, dW_ih, dW_hh, db, delta, dy, None, hs, x, W_ih, W_hh, act)
+                _core.rnn_backward(dh0, dW_ih, dW_hh, db, delta, None, dy, None, hs, x, W_ih, W_hh, pack, act)
 
             def rec_fwd():   # the T products of the forward loop alone
                 for t in range(T):

@@ -21,14 +21,43 @@ about ``2·T·B·H`` floats in all, besides ``x`` and ``dx``.
 Dtype rule: everything is computed in ``x``'s dtype (float32 or float64;
 other real dtypes become float64); the other arrays are converted to it.
 """
+import os
+
 import numpy as np
 
 from . import _core
+from ._seqmodel import SequenceModel
 from ._validate import choice, float_array
 
-__all__ = ["RNN_NONLINEARITIES", "RNNCache", "rnn_forward", "rnn_backward"]
+__all__ = ["RNN_NONLINEARITIES", "RNNCache", "rnn_forward", "rnn_backward", "RNN"]
 
 RNN_NONLINEARITIES = ("tanh", "relu", "identity")
+
+# The per-step recurrent products (B·H² multiply-adds each) run on fastbp's own
+# packed copy of W_hh (src_c/rnn_body.h) up to PACKED_MAX_MACS, through BLAS
+# beyond. BLAS repacks the weight on every one of the T calls, which dominates
+# small products: at H = 256, float32, one thread, per step 5 µs against 47 at
+# B = 2, 24 against 62 at B = 16 (43 GMAC/s, near one core's peak), and at B = 1
+# the packed kernel is a GEMV streaming W_hh from L2 (87 GB/s, BLAS's GEMV 67).
+# Large products are BLAS's: it splits them over its threads, which the packed
+# kernel (single-threaded by design) cannot; with 2 threads BLAS takes 85 µs at
+# B = 64 against the packed kernel's 108. So the limit is 2²¹ (B = 32 at
+# H = 256) when BLAS has more than one CPU to use, 2²⁴ otherwise.
+def _usable_cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:      # not on Linux
+        return os.cpu_count() or 1
+
+
+PACKED_MAX_MACS = 1 << 21 if _usable_cpus() > 1 else 1 << 24
+
+
+def _pack_workspace(B, H, dtype):
+    """The packing workspace for the kernels, or None to use BLAS per step."""
+    if B * H * H > PACKED_MAX_MACS:
+        return None
+    return np.empty(_core.rnn_pack_size(H, dtype == np.float64), dtype)
 
 
 class RNNCache:
@@ -47,15 +76,16 @@ class RNNCache:
     nonlinearity : str
     """
 
-    __slots__ = ("x", "hs", "weight_ih", "weight_hh", "nonlinearity", "act")
+    __slots__ = ("x", "hs", "weight_ih", "weight_hh", "nonlinearity", "act", "pack")
 
-    def __init__(self, x, hs, weight_ih, weight_hh, nonlinearity, act):
+    def __init__(self, x, hs, weight_ih, weight_hh, nonlinearity, act, pack):
         self.x = x
         self.hs = hs
         self.weight_ih = weight_ih
         self.weight_hh = weight_hh
         self.nonlinearity = nonlinearity
         self.act = act
+        self.pack = pack        # packing workspace (or None), reused by the backward
 
     @property
     def y(self):
@@ -137,9 +167,10 @@ def _forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity, act):
         hs[0] = 0
     else:
         hs[0] = h0
+    pack = _pack_workspace(B, H, x.dtype) if T else None
     if T and B:
-        _core.rnn_forward(hs, x, weight_ih, weight_hh, bias_ih, bias_hh, act)
-    return RNNCache(x, hs, weight_ih, weight_hh, nonlinearity, act)
+        _core.rnn_forward(hs, x, weight_ih, weight_hh, bias_ih, bias_hh, pack, act)
+    return RNNCache(x, hs, weight_ih, weight_hh, nonlinearity, act, pack)
 
 
 def rnn_backward(dy, dh_n, cache):
@@ -192,10 +223,98 @@ def _backward(cache, dy, dh_n, want_dx):
     if T and B:
         dh0 = np.empty((B, H), dt)
         delta = np.empty((T, B, H), dt)
-        _core.rnn_backward(dx, dh0, dW_ih, dW_hh, db, delta, dy, dh_n, hs, x,
-                           cache.weight_ih, cache.weight_hh, cache.act)
+        _core.rnn_backward(dh0, dW_ih, dW_hh, db, delta, dx, dy, dh_n, hs, x,
+                           cache.weight_ih, cache.weight_hh, cache.pack, cache.act)
     else:   # no step: ∂L/∂h_0 = ∂L/∂h_T, every other gradient is zero (or empty)
         dh0 = np.zeros((B, H), dt) if dh_n is None else dh_n.copy()
         if dx is not None:
             dx.fill(0)
     return {"x": dx, "h0": dh0, "weight_ih": dW_ih, "weight_hh": dW_hh, "bias_ih": db}
+
+
+# ---- the model ---------------------------------------------------------------
+
+class RNN(SequenceModel):
+    """An Elman RNN layer (compiled forward and BPTT) with a linear readout and a loss.
+
+    ``O_t = h_t W_outᵀ + b_out`` at every step (or at the last step only with
+    ``many_to_one=True``), the loss averaged over the T·B rows (B rows), and L2
+    on the weight matrices; see :class:`fastbp._seqmodel.SequenceModel`.
+
+    Parameters
+    ----------
+    input_size, hidden_size, output_size : int
+    nonlinearity : {"tanh", "relu", "identity"}
+    loss : {"mse", "cross_entropy"}
+    many_to_one : bool
+        Read out (and score) only ``h_T``; targets are then (B, O) or labels (B,).
+    l2 : float
+        λ of ``(λ/2) Σ ‖W‖²`` over every weight matrix (biases not).
+    dtype : {"float32", "float64"}
+    seed : int or None
+        Seeds the initialisation: ``U(−1/√H, 1/√H)`` for every array, as
+        ``torch.nn.RNN`` and ``torch.nn.Linear`` do.
+    mse_form : {"sum", "half_mean"}
+
+    Parameters are in ``model.params``: ``weight_ih`` (H, I), ``weight_hh``
+    (H, H), ``bias_ih``, ``bias_hh`` (H,) in ``torch.nn.RNN``'s layout, then
+    ``weight_out`` (O, H), ``bias_out`` (O,) in ``torch.nn.Linear``'s.
+
+    Long sequences train in chunks (truncated BPTT): pass the ``h_n`` returned
+    by :meth:`loss_and_grad` as the next chunk's ``h0``; gradients then stop at
+    the chunk boundary. Clip exploding gradients with
+    :func:`fastbp.clip.clip_grad_norm`.
+    """
+
+    _state_names = ("h",)
+
+    def __init__(self, input_size, hidden_size, output_size, nonlinearity="tanh", loss="mse",
+                 many_to_one=False, l2=0.0, dtype="float64", seed=None, mse_form="sum"):
+        self._act = _act_code(nonlinearity)
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, output_size, loss=loss, many_to_one=many_to_one,
+                         l2=l2, dtype=dtype, seed=seed, mse_form=mse_form)
+
+    def _init_layer(self, rng):
+        H, I = self.hidden_size, self.input_size
+        bound = 1.0 / np.sqrt(H)
+        for name, shape in (("weight_ih", (H, I)), ("weight_hh", (H, H)),
+                            ("bias_ih", (H,)), ("bias_hh", (H,))):
+            self._params[name] = rng.uniform(-bound, bound, shape).astype(self.dtype)
+
+    def _layer_forward(self, X, states):
+        p = self._params   # validated when set: C-contiguous, the model's dtype and shapes
+        cache = _forward(X, states[0], p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"],
+                         self.nonlinearity, self._act)
+        return cache.y, (cache.hs[-1].copy(),), cache
+
+    def _layer_backward(self, dHs, dfinal, cache):
+        g = _backward(cache, dHs, dfinal[0], want_dx=False)   # the model needs no ∂L/∂X
+        g["bias_hh"] = g["bias_ih"].copy()
+        return g
+
+    # -- public API -----------------------------------------------------------
+    def forward(self, X, h0=None):
+        """Readout outputs and the final state.
+
+        X (T, B, I); h0 (B, H) or None (zeros). Returns ``(outputs, h_n)``:
+        outputs (T, B, O), or (B, O) when many_to_one, before the softmax of a
+        cross-entropy model.
+        """
+        out, (h_n,) = self._outputs(X, (h0,))
+        return out, h_n
+
+    def predict(self, X, h0=None):
+        """Class labels (argmax) for cross-entropy models, outputs for mse."""
+        return self._predict_from(self.forward(X, h0)[0])
+
+    def loss_and_grad(self, X, Y, h0=None):
+        """Loss, gradients and final state for one sequence (or chunk of one).
+
+        X (T, B, I); Y: targets (T, B, O) / labels (T, B), or (B, O) / (B,)
+        when many_to_one; h0 (B, H) or None (zeros). Returns ``(loss, grads,
+        h_n)``: grads by parameter name (same order as ``params``); pass h_n as
+        the next chunk's h0 to carry the state (truncated BPTT).
+        """
+        loss, grads, (h_n,) = self._loss_and_grad(X, Y, (h0,))
+        return loss, grads, h_n

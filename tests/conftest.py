@@ -1,18 +1,22 @@
-"""Make sure the tests exercise the installed build of fastbp.
+"""Make sure the tests exercise a built fastbp, normally the installed one.
 
 pytest runs with --import-mode=importlib (pyproject.toml), so the repository
-root is not put on sys.path. `python -m pytest` still puts the current
-directory first; drop it so the source folder fastbp/, which has no compiled
-_core, cannot shadow the installed package.
+root is not put on sys.path by pytest. `python -m pytest` (or PYTHONPATH)
+still can put it there; if the source folder fastbp/ has no compiled _core
+(the normal case after `pip install .`), drop the root so that folder cannot
+shadow the installed package. An in-place build (`setup.py build_ext
+--inplace`) has its _core and is used as it is.
 """
+import glob
 import os
 import sys
 
 _root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _root]
+if not glob.glob(os.path.join(_root, "fastbp", "_core*")):
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _root]
 
 import fastbp  # noqa: E402
 
-if not any(f.startswith("_core") for f in os.listdir(os.path.dirname(fastbp.__file__))):
+if not glob.glob(os.path.join(os.path.dirname(fastbp.__file__), "_core*")):
     raise ImportError(f"fastbp imported from {fastbp.__file__} has no compiled _core: "
                       "install it first (pip install .)")

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from fastbp import reference as ref
 from fastbp.functional import activation_forward
+from fastbp import rnn as rnn_module
 from fastbp.rnn import RNN_NONLINEARITIES, RNNCache, rnn_backward, rnn_forward
 
 GRAD_KEYS = ("x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -112,10 +113,15 @@ def test_many_steps_long_sequence_equals_reference():
     assert_matches_reference(200, 2, 3, 6, "tanh", seed=9)
 
 
-def test_batch_one_large_hidden_uses_gemv_path():
-    """B = 1 runs the recurrent products as GEMV; H large enough for BLAS's blocked code."""
-    assert_matches_reference(9, 1, 7, 70, "tanh", seed=2)
-    assert_matches_reference(9, 1, 7, 70, "relu", seed=2)
+@pytest.mark.parametrize("recurrent_product", ["packed", "blas"])
+@pytest.mark.parametrize("B,H", [(1, 70), (1, 64), (1, 16), (1, 3), (2, 33), (6, 17), (7, 40),
+                                 (13, 8), (1, 130)])
+def test_both_recurrent_product_paths_equal_reference(monkeypatch, recurrent_product, B, H):
+    """fastbp's packed kernel (whole panels, a last partial panel, one row with
+    several panels at a time, full and partial row blocks) and BLAS (GEMV at B = 1)."""
+    monkeypatch.setattr(rnn_module, "PACKED_MAX_MACS", 0 if recurrent_product == "blas" else 1 << 40)
+    assert (rnn_module._pack_workspace(B, H, np.float64) is None) == (recurrent_product == "blas")
+    assert_matches_reference(5, B, 7, H, "tanh", seed=B + H)
 
 
 # ---- the cache and the outputs ----------------------------------------------------------
@@ -294,3 +300,153 @@ def test_backward_rejects_foreign_caches():
         rnn_backward(None, None, LSTMCache())
     with pytest.raises(TypeError, match=r"got tuple"):
         rnn_backward(None, None, (1, 2))
+
+
+# ---- the model -----------------------------------------------------------------------------
+
+from fastbp.clip import clip_grad_norm  # noqa: E402
+from fastbp.gradcheck import gradcheck  # noqa: E402
+from fastbp.rnn import RNN  # noqa: E402
+
+PARAM_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_out", "bias_out")
+
+
+class ReferenceLayerRNN(RNN):
+    """The same model with the NumPy reference as its layer: the oracle."""
+
+    def _layer_forward(self, X, states):
+        p = self._params
+        y, h_n, cache = ref.rnn_forward(X, states[0], p["weight_ih"], p["weight_hh"],
+                                        p["bias_ih"], p["bias_hh"], self.nonlinearity)
+        return y, (h_n,), cache
+
+    def _layer_backward(self, dy, dfinal, cache):
+        return ref.rnn_backward(dy, dfinal[0], cache)
+
+
+def model_data(rng, T, B, I, O, loss, many_to_one):
+    X = rng.standard_normal((T, B, I))
+    lead = (B,) if many_to_one else (T, B)
+    Y = rng.standard_normal(lead + (O,)) if loss == "mse" else rng.integers(0, O, lead)
+    return X, Y
+
+
+@pytest.mark.parametrize("nonlinearity", RNN_NONLINEARITIES)
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+@pytest.mark.parametrize("many_to_one", [False, True])
+@pytest.mark.parametrize("l2", [0.0, 0.05])
+def test_model_gradcheck(nonlinearity, loss, many_to_one, l2):
+    rng = np.random.default_rng([RNN_NONLINEARITIES.index(nonlinearity), many_to_one, l2 > 0])
+    m = RNN(3, 5, 4, nonlinearity=nonlinearity, loss=loss, many_to_one=many_to_one, l2=l2, seed=1)
+    X, Y = model_data(rng, 4, 2, 3, 4, loss, many_to_one)
+    h0 = rng.standard_normal((2, 5)) * 0.5
+    _, grads, _ = m.loss_and_grad(X, Y, h0)
+    assert list(grads) == list(PARAM_NAMES)
+    report = gradcheck(lambda: m.loss_and_grad(X, Y, h0)[0], m.params, grads)
+    assert report.ok(1e-6), str(report)
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+@pytest.mark.parametrize("many_to_one", [False, True])
+@pytest.mark.parametrize("with_h0", [False, True])
+def test_model_equals_model_on_reference_layer(loss, many_to_one, with_h0):
+    rng = np.random.default_rng(7)
+    kw = dict(nonlinearity="tanh", loss=loss, many_to_one=many_to_one, l2=0.01, seed=3)
+    m, m_ref = RNN(4, 6, 3, **kw), ReferenceLayerRNN(4, 6, 3, **kw)
+    X, Y = model_data(rng, 5, 3, 4, 3, loss, many_to_one)
+    h0 = rng.standard_normal((3, 6)) if with_h0 else None
+    loss_f, g_f, h_n = m.loss_and_grad(X, Y, h0)
+    loss_r, g_r, h_n_r = m_ref.loss_and_grad(X, Y, h0)
+    assert isinstance(loss_f, float)
+    np.testing.assert_allclose(loss_f, loss_r, rtol=1e-12)
+    np.testing.assert_allclose(h_n, h_n_r, rtol=1e-12, atol=1e-14)
+    for k in PARAM_NAMES:
+        np.testing.assert_allclose(g_f[k], g_r[k], rtol=1e-10, atol=1e-13, err_msg=k)
+    out, h_n2 = m.forward(X, h0)
+    out_r, _ = m_ref.forward(X, h0)
+    np.testing.assert_allclose(out, out_r, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(h_n2, h_n)
+
+
+def test_model_chunks_carry_the_state():
+    """Truncated BPTT: two chunks with the state carried give the outputs and
+    final state of the whole sequence, and each chunk's gradients are those of
+    that chunk alone starting from the carried state."""
+    rng = np.random.default_rng(11)
+    m = RNN(3, 8, 2, seed=0)
+    m_ref = ReferenceLayerRNN(3, 8, 2, seed=0)
+    X, Y = model_data(rng, 10, 2, 3, 2, "mse", False)
+    out_full, h_full = m.forward(X)
+    loss1, g1, h_mid = m.loss_and_grad(X[:6], Y[:6])
+    loss2, g2, h_end = m.loss_and_grad(X[6:], Y[6:], h_mid)
+    np.testing.assert_allclose(h_end, h_full, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(m.forward(X[6:], h_mid)[0], out_full[6:], rtol=1e-12, atol=1e-14)
+    loss_full = m.loss_and_grad(X, Y)[0]
+    np.testing.assert_allclose((6 * loss1 + 4 * loss2) / 10, loss_full, rtol=1e-12)
+    loss2_r, g2_r, _ = m_ref.loss_and_grad(X[6:], Y[6:], h_mid)
+    for k in PARAM_NAMES:
+        np.testing.assert_allclose(g2[k], g2_r[k], rtol=1e-10, atol=1e-13, err_msg=k)
+
+
+def test_model_float32_tracks_float64():
+    rng = np.random.default_rng(12)
+    X, Y = model_data(rng, 6, 3, 4, 2, "mse", False)
+    m64 = RNN(4, 16, 2, seed=5)
+    m32 = RNN(4, 16, 2, seed=5, dtype="float32")
+    l64, g64, h64 = m64.loss_and_grad(X, Y)
+    l32, g32, h32 = m32.loss_and_grad(X, Y)
+    assert all(g.dtype == np.float32 for g in g32.values()) and h32.dtype == np.float32
+    np.testing.assert_allclose(l32, l64, rtol=1e-5)
+    np.testing.assert_allclose(h32, h64, rtol=1e-4, atol=1e-5)
+    for k in PARAM_NAMES:
+        np.testing.assert_allclose(g32[k], g64[k], rtol=1e-3, atol=1e-5, err_msg=k)
+
+
+def test_model_init_outputs_and_predict():
+    m = RNN(3, 4, 5, loss="cross_entropy", seed=0)
+    bound = 1 / np.sqrt(4)
+    assert all(np.abs(v).max() <= bound for v in m.params.values())
+    assert m.params["weight_ih"].shape == (4, 3) and m.params["weight_hh"].shape == (4, 4)
+    np.testing.assert_array_equal(RNN(3, 4, 5, seed=0).params["weight_hh"], m.params["weight_hh"])
+    X = np.random.default_rng(0).standard_normal((6, 2, 3))
+    out, h_n = m.forward(X)
+    assert out.shape == (6, 2, 5) and h_n.shape == (2, 4)
+    np.testing.assert_array_equal(m.predict(X), np.argmax(out, axis=-1))
+    m1 = RNN(3, 4, 5, many_to_one=True, seed=0)
+    assert m1.forward(X)[0].shape == (2, 5)
+    np.testing.assert_array_equal(m1.predict(X), m1.forward(X)[0])
+
+
+def test_model_gradients_clip_and_train():
+    """A few clipped SGD steps learn to output the previous input (needs the recurrence)."""
+    rng = np.random.default_rng(0)
+    m = RNN(1, 16, 1, seed=0)
+    X = rng.standard_normal((12, 8, 1))
+    Y = np.concatenate([np.zeros((1, 8, 1)), X[:-1]])
+    first = m.loss_and_grad(X, Y)[0]
+    for _ in range(300):
+        loss, grads, _ = m.loss_and_grad(X, Y)
+        norm = clip_grad_norm(grads, 1.0)
+        assert np.isfinite(norm)
+        for k, g in grads.items():
+            m.params[k] -= 0.1 * g
+    assert loss < 0.3 * first
+
+
+def test_model_bad_arguments():
+    with pytest.raises(ValueError, match=r"nonlinearity: expected one of"):
+        RNN(3, 4, 5, nonlinearity="sigmoid")
+    with pytest.raises(ValueError, match=r"hidden_size: expected a positive integer"):
+        RNN(3, 0, 5)
+    with pytest.raises(TypeError, match=r"dtype"):
+        RNN(3, 4, 5, dtype="float16")
+    m = RNN(3, 4, 5, seed=0)
+    X = np.zeros((2, 1, 3))
+    with pytest.raises(ValueError, match=r"X: expected shape \(any, any, 3\)"):
+        m.loss_and_grad(np.zeros((2, 1, 4)), np.zeros((2, 1, 5)))
+    with pytest.raises(ValueError, match=r"Y: expected shape \(2, 1, 5\)"):
+        m.loss_and_grad(X, np.zeros((2, 1, 4)))
+    with pytest.raises(ValueError, match=r"h0: expected shape \(1, 4\)"):
+        m.loss_and_grad(X, np.zeros((2, 1, 5)), np.zeros((2, 4)))
+    with pytest.raises(ValueError, match=r"h0: contains NaN"):
+        m.forward(X, np.full((1, 4), np.nan))

@@ -81,3 +81,43 @@ def test_clip_grad_norm_equals_torch(max_norm):
     assert total == pytest.approx(total_t.item(), rel=1e-14)
     for p, a in zip(params, arrays):
         np.testing.assert_allclose(a, p.grad.numpy(), rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+@pytest.mark.parametrize("many_to_one", [False, True])
+def test_model_equals_torch_rnn_with_linear_readout(nonlinearity, loss, many_to_one):
+    """fastbp.rnn.RNN == torch.nn.RNN + torch.nn.Linear + the same loss, l2 = 0."""
+    from fastbp.rnn import RNN
+    T, B, I, H, O = 7, 3, 4, 6, 5
+    rng = np.random.default_rng([loss == "mse", many_to_one, nonlinearity == "relu"])
+    m = RNN(I, H, O, nonlinearity=nonlinearity, loss=loss, many_to_one=many_to_one, seed=2)
+    X = rng.standard_normal((T, B, I))
+    h0 = rng.standard_normal((B, H))
+    lead = (B,) if many_to_one else (T, B)
+    Y = rng.standard_normal(lead + (O,)) if loss == "mse" else rng.integers(0, O, lead)
+    loss_f, g, h_n = m.loss_and_grad(X, Y, h0)
+
+    rnn = torch.nn.RNN(I, H, nonlinearity=nonlinearity).double()
+    lin = torch.nn.Linear(H, O).double()
+    p = m.params
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(rnn, name + "_l0").copy_(torch.from_numpy(p[name]))
+        lin.weight.copy_(torch.from_numpy(p["weight_out"]))
+        lin.bias.copy_(torch.from_numpy(p["bias_out"]))
+    y, h_n_t = rnn(torch.from_numpy(X), torch.from_numpy(h0)[None])
+    out = lin(y[-1] if many_to_one else y)
+    Yt = torch.from_numpy(Y)
+    if loss == "mse":
+        loss_t = ((out - Yt) ** 2).sum(-1).mean()
+    else:
+        loss_t = torch.nn.functional.cross_entropy(out.reshape(-1, O), Yt.reshape(-1))
+    loss_t.backward()
+    np.testing.assert_allclose(loss_f, loss_t.item(), rtol=1e-12)
+    np.testing.assert_allclose(h_n, h_n_t[0].detach().numpy(), rtol=1e-12, atol=1e-14)
+    torch_grads = {"weight_ih": rnn.weight_ih_l0.grad, "weight_hh": rnn.weight_hh_l0.grad,
+                   "bias_ih": rnn.bias_ih_l0.grad, "bias_hh": rnn.bias_hh_l0.grad,
+                   "weight_out": lin.weight.grad, "bias_out": lin.bias.grad}
+    for k, v in torch_grads.items():
+        np.testing.assert_allclose(g[k], v.numpy(), rtol=1e-9, atol=1e-13, err_msg=k)
