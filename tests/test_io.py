@@ -18,7 +18,7 @@ MODELS = {
     "mlp": lambda seed=0: MLP([5, 7, 4, 3], activation=["tanh", "relu"], seed=seed),
     "mlp-mse": lambda seed=0: MLP([5, 3], output="identity", loss="mse", l2=0.01,
                                   dtype="float64", seed=seed, mse_form="half_mean"),
-    "rnn": lambda seed=0: RNN(5, 6, 3, loss="cross_entropy", seed=seed),
+    "rnn": lambda seed=0: RNN(5, 6, 3, loss="cross_entropy", dtype="float32", seed=seed),
     "rnn-relu": lambda seed=0: RNN(5, 6, 3, nonlinearity="relu", loss="mse", many_to_one=True,
                                    l2=0.1, dtype="float64", seed=seed),
     "lstm": lambda seed=0: LSTM(5, 6, 3, loss="cross_entropy", seed=seed),
