@@ -6,7 +6,7 @@ time (one-hot) and predicts the next; it is trained by truncated
 backpropagation through time over parallel streams of the text, the state
 carried from one chunk to the next, as in classic RNN language models:
 
-    python examples/char_lstm.py               # [--chars 200000] [--epochs 5] [--plot loss.png]
+    python examples/char_lstm.py               # [--chars 200000] [--epochs 10] [--plot loss.png]
 
 It prints the loss (nats and bits per character) falling epoch by epoch, text
 sampled from the model before and after training, and where the time went.
@@ -36,7 +36,7 @@ def parse_args(argv):
     p.add_argument("--streams", type=int, default=32,
                    help="parallel streams of text, the batch size (default 32)")
     p.add_argument("--bptt", type=int, default=64, help="truncated BPTT chunk length (default 64)")
-    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--lr", type=float, default=3e-3, help="Adam's learning rate (default 3e-3)")
     p.add_argument("--sample", type=int, default=300, help="characters to sample (default 300)")
     p.add_argument("--temperature", type=float, default=0.7)
@@ -116,7 +116,7 @@ def main(argv=None):
     ids = np.array([index[ch] for ch in text], dtype=np.int64)
     split = int(0.9 * len(ids))
     train_in, train_out = streams(ids[:split], args.streams)
-    val_in, val_out = streams(ids[split:], max(1, args.streams // 4))
+    val_in, val_out = streams(ids[split:], args.streams)
     X, Xv = one_hot(train_in, V), one_hot(val_in, V)
     t_data = time.perf_counter() - t0
     print(f"text: {len(text):,} characters of {', '.join(used[:4])}{', ...' if len(used) > 4 else ''} "

@@ -32,7 +32,6 @@ NumPy arrays with no reshuffling and no torch import here):
                counterpart for, are "peephole_i_l0", "peephole_f_l0", "peephole_o_l0".
 """
 import inspect
-import json
 import numbers
 import signal
 import sys
@@ -43,6 +42,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from . import functional
 from ._validate import float_array, positive_int
 from .optim import clip_grad_norm, get_optimizer
 
@@ -408,18 +408,34 @@ class SequenceTrainable(Trainable):
         states = self._zero_states()
         loss_sum, rows, correct = 0.0, 0, 0
         for i, (t0, t1) in enumerate(chunks):
-            out, final = self._outputs(X[t0:t1], states)
+            out, states = self._outputs(X[t0:t1], states)      # one forward pass, no backward
+            states = tuple(np.array(s) for s in states)
             if not self.many_to_one or i == len(chunks) - 1:
                 yc = y if self.many_to_one else y[t0:t1]
-                loss, _, _ = self._loss_and_grad(X[t0:t1], yc, states)
                 n = B if self.many_to_one else (t1 - t0) * B
-                loss_sum += loss * n
+                loss_sum += self._objective(out, yc) * n
                 rows += n
                 if self._is_classifier():
                     labels = yc if yc.ndim == out.ndim - 1 else np.argmax(yc, axis=-1)
                     correct += int(np.count_nonzero(np.argmax(out, axis=-1) == labels))
-            states = tuple(np.array(s) for s in final)
         return loss_sum, rows, (correct if self._is_classifier() else None)
+
+    def _objective(self, out, Y):
+        """The loss ``_loss_and_grad`` reports, from readout outputs (…, O) and
+        validated targets: the mean data loss over the rows plus the L2 penalty
+        on the weight matrices (the same functions and the same rule as
+        SequenceModel._loss_and_grad; a test holds the two equal)."""
+        O = self.output_size
+        flat = out.reshape(-1, O)
+        if self.loss == "cross_entropy":
+            target = Y.reshape((flat.shape[0],) + ((O,) if Y.ndim == out.ndim else ()))
+            loss, _ = functional.softmax_cross_entropy(flat, target)
+        else:
+            loss, _ = functional.squared_error(flat, Y.reshape(-1, O), self.mse_form)
+        if self.l2:
+            loss += sum(0.5 * self.l2 * float(np.vdot(W, W))
+                        for name, W in self._params.items() if name.startswith("weight"))
+        return float(loss)
 
 
 def _as_numpy(value):

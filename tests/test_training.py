@@ -208,16 +208,25 @@ def test_truncated_bptt_many_to_one_trains_the_last_chunk(cls):
 
 
 @pytest.mark.parametrize("cls", [RNN, LSTM])
-@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
-def test_chunked_evaluation_equals_whole_sequences(cls, loss):
-    X, Y = sequences(T=13, N=5, loss=loss)
-    model = seq_model(cls, loss=loss, seed=7)
+@pytest.mark.parametrize("loss, many_to_one, l2, one_hot", [
+    ("cross_entropy", False, 0.0, False), ("cross_entropy", False, 0.1, True),
+    ("cross_entropy", True, 0.1, False), ("mse", False, 0.0, False), ("mse", True, 0.2, False)])
+def test_evaluation_scores_the_training_objective_in_any_chunks(cls, loss, many_to_one, l2, one_hot):
+    X, Y = sequences(T=13, N=5, loss=loss, many_to_one=many_to_one)
+    if one_hot:
+        Y = np.eye(3)[Y]
+    model = seq_model(cls, loss=loss, many_to_one=many_to_one, l2=l2, seed=7)
     whole = model.evaluate(X, Y)
     loss_full, _, _ = public_loss_and_grad(model, X, Y, states_of(model, None, None))
     np.testing.assert_allclose(whole[0], loss_full, rtol=1e-12)
+    if loss == "cross_entropy":
+        labels = np.argmax(Y, -1) if one_hot else Y
+        assert whole[1] == np.mean(model.predict(X) == labels)
+    else:
+        assert whole[1] is None
     for bptt in (1, 4, 13):
         chunked = model.evaluate(X, Y, batch_size=2, bptt=bptt)
-        np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-12)
+        np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-12)    # the state is carried
         assert chunked[1] == whole[1]
 
 
