@@ -13,15 +13,17 @@ The rules are PyTorch's (``torch.optim.SGD`` with ``dampening=0`` and
               θ ← θ − η g                          (momentum 0: the notes' rule θ ← θ − η ∇L(θ))
     momentum  v ← μ v + g;  θ ← θ − η v            (v starts at 0, so the first step is θ − η g)
     Nesterov  v ← μ v + g;  θ ← θ − η (g + μ v)
-    Adam      m ← β₁ m + (1−β₁) g;  s ← β₂ s + (1−β₂) g²      (t = 1, 2, ...)
-              θ ← θ − η · (m / (1−β₁ᵗ)) / (√(s / (1−β₂ᵗ)) + ε)
+    Adam      m ← β₁ m + (1−β₁) g;  v ← β₂ v + (1−β₂) g²      (t = 1, 2, ...)
+              θ ← θ − η · (m / (1−β₁ᵗ)) / (√(v / (1−β₂ᵗ)) + ε)
 
-A step is all or nothing: every parameter and gradient is checked (shape,
-dtype, writeable, finite) and every update is computed into temporaries before
-the first parameter is written, so a step that raises leaves the parameters
-and the optimizer's state exactly as they were. A NaN or infinite gradient is
-refused (ValueError) rather than written into the model. The arithmetic is
-whole-array NumPy; no Python loop runs over elements.
+A step is all or nothing: every parameter and gradient is checked first
+(shape, dtype, writeable, finite) and the state and scratch buffers exist
+before the first parameter is written; after that the update is in-place
+whole-array NumPy arithmetic into preallocated buffers, which allocates nothing
+and cannot fail. So a step that raises leaves the parameters and the
+optimizer's state exactly as they were. A NaN or infinite gradient is refused
+(ValueError) rather than written into the model. No Python loop runs over
+elements, and no array is allocated after the first step.
 """
 import numbers
 
@@ -49,10 +51,10 @@ class Optimizer:
     """Base class: validation, all-or-nothing commit, state by position.
 
     Subclasses implement ``_fresh_state(p)`` (the per-parameter state before the
-    first step, a tuple of arrays) and ``_update(p, g, state, t)`` returning the
-    new parameter values and the new state as NEW arrays (never writing into
-    ``p`` or the old state): the base class writes them only when every
-    parameter's update has been computed.
+    first step, a tuple of arrays) and ``_update(p, g, state, t, a, b)``,
+    which updates ``p`` and its state in place, using the scratch arrays ``a``
+    and ``b`` (p's shape and dtype) for intermediate values, never writing ``g``.
+    The base class calls it only once every parameter has passed the checks.
     """
 
     def __init__(self, lr, weight_decay=0.0):
@@ -64,6 +66,7 @@ class Optimizer:
         """Forget the state (momentum buffers, moments, step count)."""
         self.state = None   # list by position, one tuple of arrays per parameter
         self.t = 0          # number of completed steps
+        self._scratch = {}  # dtype -> two flat work buffers, each the largest parameter's size
 
     def _check(self, params, grads):
         params, grads = list(params), list(grads)
@@ -100,17 +103,27 @@ class Optimizer:
         """Update every array of ``params`` in place from ``grads`` (same order, same shapes)."""
         params, grads = self._check(params, grads)
         state = self.state if self.state is not None else [self._fresh_state(p) for p in params]
+        largest = max(p.size for p in params)
+        for p in params:
+            if p.dtype not in self._scratch or self._scratch[p.dtype][0].size < largest:
+                self._scratch[p.dtype] = (np.empty(largest, p.dtype), np.empty(largest, p.dtype))
         t = self.t + 1
-        results = [self._update(p, g, s, t) for p, g, s in zip(params, grads, state)]
-        # Commit: nothing below can fail (shapes, dtypes and writeability checked above).
-        for p, (new_p, _) in zip(params, results):
-            np.copyto(p, new_p)
-        self.state = [new_s for _, new_s in results]
+        # From here on nothing can fail: every array is checked and allocated. Floating-point
+        # errors only warn (even under np.seterr(all="raise")) so no step stops half-way.
+        with np.errstate(all="warn"):
+            for p, g, st in zip(params, grads, state):
+                a, b = (buf[:p.size].reshape(p.shape) for buf in self._scratch[p.dtype])
+                self._update(p, g, st, t, a, b)
+        self.state = state
         self.t = t
 
-    def _decayed(self, p, g):
-        """g + λθ as a new array (g itself when there is no weight decay)."""
-        return g + self.weight_decay * p if self.weight_decay else g
+    def _decayed(self, p, g, out):
+        """g + λθ written into ``out``, or g itself when there is no weight decay."""
+        if not self.weight_decay:
+            return g
+        np.multiply(p, self.weight_decay, out=out)
+        out += g
+        return out
 
     def __repr__(self):
         fields = ", ".join(f"{k}={v!r}" for k, v in self._hyper().items())
@@ -147,14 +160,21 @@ class SGD(Optimizer):
     def _fresh_state(self, p):
         return (np.zeros_like(p),) if self.momentum else ()
 
-    def _update(self, p, g, state, t):
-        g = self._decayed(p, g)
-        if not self.momentum:
-            return p - self.lr * g, ()
-        v = self.momentum * state[0]
-        v += g
-        direction = g + self.momentum * v if self.nesterov else v
-        return p - self.lr * direction, (v,)
+    def _update(self, p, g, state, t, a, b):
+        d = self._decayed(p, g, a)                  # the caller's g, or g + λθ in a
+        if self.momentum:
+            v = state[0]
+            v *= self.momentum                      # v ← μ v + d
+            v += d
+            if self.nesterov:                       # θ ← θ − η d − η μ v
+                np.multiply(d, self.lr, out=b)
+                p -= b
+                np.multiply(v, self.lr * self.momentum, out=b)
+            else:                                   # θ ← θ − η v
+                np.multiply(v, self.lr, out=b)
+        else:                                       # θ ← θ − η d
+            np.multiply(d, self.lr, out=b)
+        p -= b
 
 
 class Adam(Optimizer):
@@ -187,20 +207,24 @@ class Adam(Optimizer):
     def _fresh_state(self, p):
         return (np.zeros_like(p), np.zeros_like(p))
 
-    def _update(self, p, g, state, t):
+    def _update(self, p, g, state, t, a, b):
         b1, b2 = self.betas
-        g = self._decayed(p, g)
-        m = b1 * state[0]
-        m += (1.0 - b1) * g
-        s = b2 * state[1]
-        s += (1.0 - b2) * (g * g)
-        # torch's arrangement: step = (η / (1−β₁ᵗ)) · m / (√s / √(1−β₂ᵗ) + ε)
-        denom = np.sqrt(s)
-        denom /= np.sqrt(1.0 - b2 ** t)
-        denom += self.eps
-        step = m / denom
-        step *= self.lr / (1.0 - b1 ** t)
-        return p - step, (m, s)
+        m, v = state
+        d = self._decayed(p, g, a)                  # the caller's g, or g + λθ in a
+        np.subtract(d, m, out=b)                    # m ← m + (1−β₁)(d − m)   (torch's lerp)
+        b *= 1.0 - b1
+        m += b
+        v *= b2                                     # v ← β₂ v + (1−β₂) d²
+        np.multiply(d, d, out=b)
+        b *= 1.0 - b2
+        v += b
+        # torch's arrangement: θ ← θ − (η / (1−β₁ᵗ)) · m / (√v / √(1−β₂ᵗ) + ε)
+        np.sqrt(v, out=b)
+        b /= np.sqrt(1.0 - b2 ** t)
+        b += self.eps
+        np.divide(m, b, out=b)
+        b *= self.lr / (1.0 - b1 ** t)
+        p -= b
 
 
 _OPTIMIZERS = {"sgd": SGD, "adam": Adam}

@@ -170,3 +170,27 @@ def test_clip_grad_norm_is_exported_and_clips_to_the_norm():
     total = np.sqrt(sum(float(np.vdot(g, g)) for g in grads))
     np.testing.assert_allclose(total, 1.0, rtol=1e-5)
     np.testing.assert_allclose(grads[0], [0.6, 0.0], rtol=1e-5)
+
+
+def test_overflow_warns_but_never_stops_a_step_half_way():
+    params = [np.array([1e300, 1.0]), np.array([1.0])]
+    with np.errstate(all="raise"), pytest.warns(RuntimeWarning):
+        SGD(lr=1e10).step(params, [np.array([1e300, 1.0]), np.array([1.0])])
+    assert np.isinf(params[0][0]) and params[1][0] == 1.0 - 1e10     # both arrays updated
+
+
+@pytest.mark.parametrize("opt", [SGD(0.1, momentum=0.9, weight_decay=0.01), Adam(0.01, weight_decay=0.01)],
+                         ids=["sgd", "adam"])
+def test_mixed_dtypes_and_sizes_match_separate_steps(opt):
+    rng = np.random.default_rng(2)
+    params = [rng.standard_normal((5, 3)).astype(np.float32), rng.standard_normal(7), rng.standard_normal(2)]
+    alone = [p.copy() for p in params]
+    opts_alone = [type(opt)(**opt._hyper()) for _ in params]
+    for _ in range(3):
+        grads = [rng.standard_normal(p.shape) for p in params]
+        opt.step(params, grads)
+        for o, p, g in zip(opts_alone, alone, grads):
+            o.step([p], [g])
+    for p, q in zip(params, alone):
+        assert p.dtype == q.dtype
+        np.testing.assert_array_equal(p, q)
