@@ -109,8 +109,9 @@ class Optimizer:
                 self._scratch[p.dtype] = (np.empty(largest, p.dtype), np.empty(largest, p.dtype))
         t = self.t + 1
         # From here on nothing can fail: every array is checked and allocated. Floating-point
-        # errors only warn (even under np.seterr(all="raise")) so no step stops half-way.
-        with np.errstate(all="warn"):
+        # errors only warn, as NumPy's defaults do (underflow is ignored), even under
+        # np.seterr(all="raise"), so no step stops half-way.
+        with np.errstate(over="warn", divide="warn", invalid="warn", under="ignore"):
             for p, g, st in zip(params, grads, state):
                 a, b = (buf[:p.size].reshape(p.shape) for buf in self._scratch[p.dtype])
                 self._update(p, g, st, t, a, b)

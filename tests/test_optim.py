@@ -194,3 +194,10 @@ def test_mixed_dtypes_and_sizes_match_separate_steps(opt):
     for p, q in zip(params, alone):
         assert p.dtype == q.dtype
         np.testing.assert_array_equal(p, q)
+
+
+def test_underflow_is_silent(recwarn):
+    params = [np.array([1e-300], dtype=np.float64)]
+    with np.errstate(all="raise"):
+        Adam(lr=1e-300).step(params, [np.array([1e-300])])
+    assert not recwarn.list
