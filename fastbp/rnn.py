@@ -1,0 +1,331 @@
+"""Compiled Elman RNN: the whole sequence forward in one call, the whole BPTT in one.
+
+Same signatures and semantics as :mod:`fastbp.reference.rnn` (EQUATIONS.md §5,
+``torch.nn.RNN``'s layout, one layer, one direction, time-major)::
+
+    a_t = x_t W_ihᵀ + h_{t−1} W_hhᵀ + b_ih + b_hh,    h_t = φ(a_t),   φ ∈ {tanh, relu, identity}
+
+How it computes (src_c/rnn_body.h): one GEMM ``X(T·B,I) W_ihᵀ`` for the input
+side of every step, then per step only the recurrent product and one fused
+pass for the biases and φ; backward, per step one fused pass
+``δ_t = ∂L/∂h_t ⊙ φ'(a_t)`` (accumulating the bias gradient) and one recurrent
+product ``δ_t W_hh``, then ``dW_ih``, ``dW_hh`` and ``dX`` as one GEMM each over
+the stacked ``(T·B, ·)`` arrays. The time loops run in C with the GIL
+released. The recurrent products run on a copy of W_hh packed once per call
+(a register-blocked kernel; a matrix-vector kernel at batch 1) or, when they
+are large, through BLAS: see PACKED_MAX_MACS.
+
+Memory: the forward keeps one state buffer ``hs`` of shape ``(T+1, B, H)``,
+``hs[0] = h0``; ``y = hs[1:]`` and the previous states ``hs[:-1]`` are views of
+it. The backward allocates its outputs and a ``(T, B, H)`` buffer for ``δ``:
+about ``2·T·B·H`` floats in all, besides ``x``, ``dx`` and the ``H²``-sized
+packed weight.
+
+Dtype rule: everything is computed in ``x``'s dtype (float32 or float64;
+other real dtypes become float64); the other arrays are converted to it.
+"""
+import os
+
+import numpy as np
+
+from . import _core
+from ._seqmodel import SequenceModel
+from ._validate import choice, float_array
+
+__all__ = ["RNN_NONLINEARITIES", "RNNCache", "rnn_forward", "rnn_backward", "RNN"]
+
+RNN_NONLINEARITIES = ("tanh", "relu", "identity")
+
+# The per-step recurrent products (B·H² multiply-adds each) run on fastbp's own
+# packed copy of W_hh (src_c/rnn_body.h) up to PACKED_MAX_MACS, through BLAS
+# beyond. BLAS repacks the weight on every one of the T calls, which dominates
+# small products: at H = 256, float32, one thread, per step 5 µs against 47 at
+# B = 2, 24 against 62 at B = 16 (43 GMAC/s, near one core's peak), and at B = 1
+# the packed kernel is a GEMV streaming W_hh from L2 (87 GB/s, BLAS's GEMV 67).
+# Large products are BLAS's: it splits them over its threads, which the packed
+# kernel (single-threaded by design) cannot; with 2 threads BLAS takes 85 µs at
+# B = 64 against the packed kernel's 108. So the limit is 2²¹ (B = 32 at
+# H = 256) when BLAS has more than one CPU to use, 2²⁴ otherwise (a thread
+# limit set at run time, e.g. by threadpoolctl, is not seen: set this then).
+def _blas_may_thread():
+    """Whether BLAS has more than one CPU: the usable CPUs and the usual
+    environment limits (OPENBLAS_NUM_THREADS, then OMP_NUM_THREADS)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:      # not on Linux
+        cpus = os.cpu_count() or 1
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit():
+            return cpus > 1 and int(value) > 1
+    return cpus > 1
+
+
+PACKED_MAX_MACS = 1 << 21 if _blas_may_thread() else 1 << 24
+
+
+def _pack_workspace(B, H, dtype):
+    """The packing workspace for the kernels, or None to use BLAS per step."""
+    if B * H * H > PACKED_MAX_MACS:
+        return None
+    return np.empty(_core.rnn_pack_size(H, dtype == np.float64), dtype)
+
+
+class RNNCache:
+    """What :func:`rnn_backward` needs from :func:`rnn_forward`.
+
+    Attributes
+    ----------
+    x : ndarray, shape (T, B, I)
+        The input (the caller's array when it was already C-contiguous in the
+        computation dtype: do not modify it before the backward).
+    hs : ndarray, shape (T+1, B, H)
+        ``hs[0] = h0`` (zeros when None was given), ``hs[t] = h_t``.
+    weight_ih, weight_hh : ndarray
+        The weights used (references to the caller's arrays where possible:
+        update them only after the backward, as an optimizer step does).
+    nonlinearity : str
+    """
+
+    __slots__ = ("x", "hs", "weight_ih", "weight_hh", "nonlinearity", "act", "pack")
+
+    def __init__(self, x, hs, weight_ih, weight_hh, nonlinearity, act, pack):
+        self.x = x
+        self.hs = hs
+        self.weight_ih = weight_ih
+        self.weight_hh = weight_hh
+        self.nonlinearity = nonlinearity
+        self.act = act
+        self.pack = pack        # packing workspace (or None), reused by the backward
+
+    @property
+    def y(self):
+        """Every state ``h_1..h_T``, shape (T, B, H) (a view of ``hs``)."""
+        return self.hs[1:]
+
+    @property
+    def h0(self):
+        """The initial state used, shape (B, H) (a view of ``hs``)."""
+        return self.hs[0]
+
+    @property
+    def h_n(self):
+        """The final state ``h_T``, shape (B, H) (a view of ``hs``; ``h0`` when T = 0)."""
+        return self.hs[-1]
+
+    @property
+    def dtype(self):
+        return self.hs.dtype
+
+    def __repr__(self):
+        T, B, I = self.x.shape
+        return (f"RNNCache(T={T}, B={B}, I={I}, H={self.hs.shape[2]}, "
+                f"nonlinearity={self.nonlinearity!r}, dtype={self.hs.dtype})")
+
+
+def _act_code(nonlinearity):
+    choice(nonlinearity, "nonlinearity", RNN_NONLINEARITIES)
+    return _core.ACTIVATION_CODES[nonlinearity]
+
+
+def rnn_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity="tanh"):
+    """Run an Elman RNN over a whole sequence (compiled).
+
+    Parameters
+    ----------
+    x : array_like, shape (T, B, I)
+        Inputs, time-major. Its dtype is the computation dtype.
+    h0 : array_like, shape (B, H), or None
+        Initial state; None means zeros.
+    weight_ih : array_like, shape (H, I)
+    weight_hh : array_like, shape (H, H)
+    bias_ih, bias_hh : array_like, shape (H,)
+    nonlinearity : {"tanh", "relu", "identity"}
+
+    Returns
+    -------
+    y : ndarray, shape (T, B, H)
+        ``h_1..h_T``: a view of ``cache.hs``, so modifying it changes what the
+        backward sees.
+    h_n : ndarray, shape (B, H)
+        ``h_T`` (a copy of ``h0`` when T = 0); a copy, safe to keep and to
+        pass as the next chunk's ``h0``.
+    cache : RNNCache
+        For :func:`rnn_backward`.
+    """
+    act = _act_code(nonlinearity)
+    x = float_array(x, "x", ndim=3)
+    dt = x.dtype
+    T, B, I = x.shape
+    weight_ih = float_array(weight_ih, "weight_ih", dtype=dt, ndim=2, shape=(None, I))
+    H = weight_ih.shape[0]
+    if H == 0:
+        raise ValueError("weight_ih: expected shape (H, I) with H >= 1, got (0, %d)" % I)
+    weight_hh = float_array(weight_hh, "weight_hh", dtype=dt, ndim=2, shape=(H, H))
+    bias_ih = float_array(bias_ih, "bias_ih", dtype=dt, ndim=1, shape=(H,))
+    bias_hh = float_array(bias_hh, "bias_hh", dtype=dt, ndim=1, shape=(H,))
+    h0 = None if h0 is None else float_array(h0, "h0", dtype=dt, ndim=2, shape=(B, H))
+    cache = _forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity, act)
+    return cache.y, cache.hs[-1].copy(), cache
+
+
+def _forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity, act):
+    """rnn_forward on validated arrays (C-contiguous, one dtype, shapes checked)."""
+    T, B, _ = x.shape
+    H = weight_hh.shape[0]
+    hs = np.empty((T + 1, B, H), dtype=x.dtype)
+    if h0 is None:
+        hs[0] = 0
+    else:
+        hs[0] = h0
+    pack = _pack_workspace(B, H, x.dtype) if T else None
+    if T and B:
+        _core.rnn_forward(hs, x, weight_ih, weight_hh, bias_ih, bias_hh, pack, act)
+    return RNNCache(x, hs, weight_ih, weight_hh, nonlinearity, act, pack)
+
+
+def rnn_backward(dy, dh_n, cache):
+    """Backpropagation through time for :func:`rnn_forward` (compiled).
+
+    Parameters
+    ----------
+    dy : array_like, shape (T, B, H), or None
+        ``∂L/∂h_t`` from above at every step (None: zeros).
+    dh_n : array_like, shape (B, H), or None
+        Extra ``∂L/∂h_T`` from the final state (None: zeros).
+    cache : RNNCache
+        From :func:`rnn_forward` (not a reference dict, not an LSTM cache).
+
+    Returns
+    -------
+    grads : dict
+        ``"x"`` (T, B, I), ``"h0"`` (B, H), ``"weight_ih"`` (H, I),
+        ``"weight_hh"`` (H, H), ``"bias_ih"`` (H,), ``"bias_hh"`` (H,): the two
+        bias gradients are equal, as separate arrays.
+    """
+    if not isinstance(cache, RNNCache):
+        hint = (" (a dict is the cache of fastbp.reference.rnn_forward)"
+                if isinstance(cache, dict) else "")
+        raise TypeError("cache: expected the RNNCache returned by fastbp.rnn.rnn_forward, "
+                        f"got {type(cache).__name__}{hint}")
+    T, B, _ = cache.x.shape
+    H = cache.hs.shape[2]
+    dt = cache.hs.dtype
+    if dy is not None:
+        dy = float_array(dy, "dy", dtype=dt, ndim=3, shape=(T, B, H))
+    if dh_n is not None:
+        dh_n = float_array(dh_n, "dh_n", dtype=dt, ndim=2, shape=(B, H))
+    g = _backward(cache, dy, dh_n, want_dx=True)
+    g["bias_hh"] = g["bias_ih"].copy()
+    return g
+
+
+def _backward(cache, dy, dh_n, want_dx):
+    """rnn_backward on validated arrays; "bias_ih" holds the one bias gradient,
+    there is no "bias_hh"; "x" is None unless want_dx."""
+    x, hs = cache.x, cache.hs
+    T, B, I = x.shape
+    H = hs.shape[2]
+    dt = hs.dtype
+    dx = np.empty((T, B, I), dt) if want_dx else None
+    dW_ih = np.zeros((H, I), dt)
+    dW_hh = np.zeros((H, H), dt)
+    db = np.zeros(H, dt)
+    if T and B:
+        dh0 = np.empty((B, H), dt)
+        delta = np.empty((T, B, H), dt)
+        _core.rnn_backward(dh0, dW_ih, dW_hh, db, delta, dx, dy, dh_n, hs, x,
+                           cache.weight_ih, cache.weight_hh, cache.pack, cache.act)
+    else:   # no step: ∂L/∂h_0 = ∂L/∂h_T, every other gradient is zero (or empty)
+        dh0 = np.zeros((B, H), dt) if dh_n is None else dh_n.copy()
+        if dx is not None:
+            dx.fill(0)
+    return {"x": dx, "h0": dh0, "weight_ih": dW_ih, "weight_hh": dW_hh, "bias_ih": db}
+
+
+# ---- the model ---------------------------------------------------------------
+
+class RNN(SequenceModel):
+    """An Elman RNN layer (compiled forward and BPTT) with a linear readout and a loss.
+
+    ``O_t = h_t W_outᵀ + b_out`` at every step (or at the last step only with
+    ``many_to_one=True``), the loss averaged over the T·B rows (B rows), and L2
+    on the weight matrices; see :class:`fastbp._seqmodel.SequenceModel`.
+
+    Parameters
+    ----------
+    input_size, hidden_size, output_size : int
+    nonlinearity : {"tanh", "relu", "identity"}
+    loss : {"mse", "cross_entropy"}
+    many_to_one : bool
+        Read out (and score) only ``h_T``; targets are then (B, O) or labels (B,).
+    l2 : float
+        λ of ``(λ/2) Σ ‖W‖²`` over every weight matrix (biases not).
+    dtype : {"float32", "float64"}
+    seed : int or None
+        Seeds the initialisation: ``U(−1/√H, 1/√H)`` for every array, as
+        ``torch.nn.RNN`` and ``torch.nn.Linear`` do.
+    mse_form : {"sum", "half_mean"}
+
+    Parameters are in ``model.params``: ``weight_ih`` (H, I), ``weight_hh``
+    (H, H), ``bias_ih``, ``bias_hh`` (H,) in ``torch.nn.RNN``'s layout, then
+    ``weight_out`` (O, H), ``bias_out`` (O,) in ``torch.nn.Linear``'s.
+
+    Long sequences train in chunks (truncated BPTT): pass the ``h_n`` returned
+    by :meth:`loss_and_grad` as the next chunk's ``h0``; gradients then stop at
+    the chunk boundary. Clip exploding gradients with
+    :func:`fastbp.clip.clip_grad_norm`.
+    """
+
+    _state_names = ("h",)
+
+    def __init__(self, input_size, hidden_size, output_size, nonlinearity="tanh", loss="mse",
+                 many_to_one=False, l2=0.0, dtype="float64", seed=None, mse_form="sum"):
+        self._act = _act_code(nonlinearity)
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, output_size, loss=loss, many_to_one=many_to_one,
+                         l2=l2, dtype=dtype, seed=seed, mse_form=mse_form)
+
+    def _init_layer(self, rng):
+        H, I = self.hidden_size, self.input_size
+        bound = 1.0 / np.sqrt(H)
+        for name, shape in (("weight_ih", (H, I)), ("weight_hh", (H, H)),
+                            ("bias_ih", (H,)), ("bias_hh", (H,))):
+            self._params[name] = rng.uniform(-bound, bound, shape).astype(self.dtype)
+
+    def _layer_forward(self, X, states):
+        p = self._params   # validated when set: C-contiguous, the model's dtype and shapes
+        cache = _forward(X, states[0], p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"],
+                         self.nonlinearity, self._act)
+        return cache.y, (cache.hs[-1].copy(),), cache
+
+    def _layer_backward(self, dHs, dfinal, cache):
+        g = _backward(cache, dHs, dfinal[0], want_dx=False)   # the model needs no ∂L/∂X
+        g["bias_hh"] = g["bias_ih"].copy()
+        return g
+
+    # -- public API -----------------------------------------------------------
+    def forward(self, X, h0=None):
+        """Readout outputs and the final state.
+
+        X (T, B, I); h0 (B, H) or None (zeros). Returns ``(outputs, h_n)``:
+        outputs (T, B, O), or (B, O) when many_to_one, before the softmax of a
+        cross-entropy model.
+        """
+        out, (h_n,) = self._outputs(X, (h0,))
+        return out, h_n
+
+    def predict(self, X, h0=None):
+        """Class labels (argmax) for cross-entropy models, outputs for mse."""
+        return self._predict_from(self.forward(X, h0)[0])
+
+    def loss_and_grad(self, X, Y, h0=None):
+        """Loss, gradients and final state for one sequence (or chunk of one).
+
+        X (T, B, I); Y: targets (T, B, O) / labels (T, B), or (B, O) / (B,)
+        when many_to_one; h0 (B, H) or None (zeros). Returns ``(loss, grads,
+        h_n)``: grads by parameter name (same order as ``params``); pass h_n as
+        the next chunk's h0 to carry the state (truncated BPTT).
+        """
+        loss, grads, (h_n,) = self._loss_and_grad(X, Y, (h0,))
+        return loss, grads, h_n

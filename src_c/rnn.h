@@ -1,0 +1,56 @@
+/* fastbp: Elman RNN forward and backpropagation through time (EQUATIONS.md §5).
+ *
+ * Layout of torch.nn.RNN (one layer, one direction), time-major, row-major:
+ *     a_t = x_t W_ihᵀ + h_{t−1} W_hhᵀ + b_ih + b_hh,    h_t = φ(a_t)
+ * φ is FBP_IDENTITY, FBP_TANH or FBP_RELU (fastbp.h).
+ *
+ * State buffer hs(T+1,B,H): hs[0] = h0, hs[t] = h_t. So the previous states of
+ * every step are hs[0..T−1], one contiguous (T·B,H) block, and the outputs are
+ * hs[1..T]: neither is ever copied.
+ *
+ * Each kernel runs the whole sequence in one call (the time loop is here, with
+ * no allocation: every buffer comes from the caller). Sizes are ints because
+ * they go to 32-bit BLAS; the caller guarantees T·B·max(I,H) fits.
+ */
+#ifndef FASTBP_RNN_H
+#define FASTBP_RNN_H
+
+#include "fastbp.h"
+
+/* Forward over the whole sequence.
+ *   hs(T+1,B,H): in: hs[0] = h0; out: hs[1..T] = h_1..h_T.
+ *   x(T,B,I), W_ih(H,I), W_hh(H,H), b_ih(H), b_hh(H); act ∈ {IDENTITY, TANH, RELU}.
+ *   pack: workspace of fbp_rnn_pack_size(H) elements to run the recurrent
+ *         products on a packed copy of the weight (fastbp's own kernel), or
+ *         NULL to run them through BLAS (GEMV for one row, GEMM otherwise). */
+int fbp_rnn_forward_f(float *hs, const float *x, const float *W_ih, const float *W_hh,
+                      const float *b_ih, const float *b_hh, float *pack,
+                      int T, int B, int I, int H, int act);
+int fbp_rnn_forward_d(double *hs, const double *x, const double *W_ih, const double *W_hh,
+                      const double *b_ih, const double *b_hh, double *pack,
+                      int T, int B, int I, int H, int act);
+
+/* BPTT over the whole sequence, from the forward's hs.
+ *   dx(T,B,I)    out (overwritten), or NULL when the input gradient is not wanted
+ *   dh0(B,H)     out (overwritten): ∂L/∂h_0
+ *   dW_ih(H,I), dW_hh(H,H), db(H): ACCUMULATED (+=): pass zeros for a plain gradient;
+ *                db is ∂L/∂b_ih = ∂L/∂b_hh
+ *   delta(T,B,H) workspace; out: δ_t = ∂L/∂a_t
+ *   dy(T,B,H)    ∂L/∂h_t from above (the readout), or NULL for zeros
+ *   dh_n(B,H)    extra ∂L/∂h_T (from a carried final state), or NULL for zeros
+ *   hs(T+1,B,H), x(T,B,I), W_ih(H,I), W_hh(H,H) as in / from the forward.
+ *   pack         workspace or NULL, as for the forward. */
+int fbp_rnn_backward_f(float *dx, float *dh0, float *dW_ih, float *dW_hh, float *db, float *delta,
+                       const float *dy, const float *dh_n, const float *hs, const float *x,
+                       const float *W_ih, const float *W_hh, float *pack,
+                       int T, int B, int I, int H, int act);
+int fbp_rnn_backward_d(double *dx, double *dh0, double *dW_ih, double *dW_hh, double *db, double *delta,
+                       const double *dy, const double *dh_n, const double *hs, const double *x,
+                       const double *W_ih, const double *W_hh, double *pack,
+                       int T, int B, int I, int H, int act);
+
+/* Elements of the `pack` workspace for hidden size H. */
+ptrdiff_t fbp_rnn_pack_size_f(int H);
+ptrdiff_t fbp_rnn_pack_size_d(int H);
+
+#endif /* FASTBP_RNN_H */
