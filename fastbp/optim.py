@@ -1,0 +1,218 @@
+"""Optimizers: gradient descent as in the notes, momentum, Nesterov, Adam.
+
+Every optimizer works on flat lists of arrays and keeps its state (momentum
+buffers, Adam moments) by position in that list:
+
+    opt = SGD(lr=0.1, momentum=0.9)
+    opt.step(params, grads)        # params: list of float32/float64 arrays, updated in place
+
+The rules are PyTorch's (``torch.optim.SGD`` with ``dampening=0`` and
+``torch.optim.Adam``), so hyperparameters carry over:
+
+    SGD       g ← ∇L(θ) + λθ                      (weight_decay λ, coupled L2)
+              θ ← θ − η g                          (momentum 0: the notes' rule θ ← θ − η ∇L(θ))
+    momentum  v ← μ v + g;  θ ← θ − η v            (v starts at 0, so the first step is θ − η g)
+    Nesterov  v ← μ v + g;  θ ← θ − η (g + μ v)
+    Adam      m ← β₁ m + (1−β₁) g;  s ← β₂ s + (1−β₂) g²      (t = 1, 2, ...)
+              θ ← θ − η · (m / (1−β₁ᵗ)) / (√(s / (1−β₂ᵗ)) + ε)
+
+A step is all or nothing: every parameter and gradient is checked (shape,
+dtype, writeable, finite) and every update is computed into temporaries before
+the first parameter is written, so a step that raises leaves the parameters
+and the optimizer's state exactly as they were. A NaN or infinite gradient is
+refused (ValueError) rather than written into the model. The arithmetic is
+whole-array NumPy; no Python loop runs over elements.
+"""
+import numbers
+
+import numpy as np
+
+from ._validate import FLOAT_DTYPES
+from .clip import clip_grad_norm
+
+__all__ = ["Optimizer", "SGD", "Adam", "clip_grad_norm", "get_optimizer"]
+
+
+def _real(value, name, low, high=None, low_open=False):
+    """A Python float in [low, high) (or (low, high) with low_open), else ValueError/TypeError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    v = float(value)
+    if not np.isfinite(v) or v < low or (low_open and v == low) or (high is not None and v >= high):
+        lo = "(" if low_open else "["
+        hi = f"{high})" if high is not None else "∞)"
+        raise ValueError(f"{name}: expected a number in {lo}{low}, {hi}, got {value!r}")
+    return v
+
+
+class Optimizer:
+    """Base class: validation, all-or-nothing commit, state by position.
+
+    Subclasses implement ``_fresh_state(p)`` (the per-parameter state before the
+    first step, a tuple of arrays) and ``_update(p, g, state, t)`` returning the
+    new parameter values and the new state as NEW arrays (never writing into
+    ``p`` or the old state): the base class writes them only when every
+    parameter's update has been computed.
+    """
+
+    def __init__(self, lr, weight_decay=0.0):
+        self.lr = _real(lr, "lr", 0.0, low_open=True)
+        self.weight_decay = _real(weight_decay, "weight_decay", 0.0)
+        self.reset()
+
+    def reset(self):
+        """Forget the state (momentum buffers, moments, step count)."""
+        self.state = None   # list by position, one tuple of arrays per parameter
+        self.t = 0          # number of completed steps
+
+    def _check(self, params, grads):
+        params, grads = list(params), list(grads)
+        if not params:
+            raise ValueError("params: expected a non-empty list of arrays")
+        if len(grads) != len(params):
+            raise ValueError(f"grads: expected {len(params)} arrays (one per parameter), got {len(grads)}")
+        checked = []
+        for i, (p, g) in enumerate(zip(params, grads)):
+            if not isinstance(p, np.ndarray) or p.dtype not in FLOAT_DTYPES:
+                raise TypeError(f"params[{i}]: expected a float32 or float64 numpy array, got "
+                                + (f"dtype {p.dtype}" if isinstance(p, np.ndarray) else type(p).__name__))
+            if not p.flags.writeable:
+                raise ValueError(f"params[{i}]: array is read-only, cannot update it in place")
+            g = np.asarray(g)
+            if g.shape != p.shape:
+                raise ValueError(f"grads[{i}]: expected shape {p.shape} (as params[{i}]), got {g.shape}")
+            if g.dtype.kind not in "fiu":
+                raise TypeError(f"grads[{i}]: expected a real array, got dtype {g.dtype}")
+            g = g.astype(p.dtype, copy=False)
+            if not np.isfinite(g).all():
+                raise ValueError(f"grads[{i}]: contains NaN or infinity; no parameter was changed")
+            checked.append(g)
+        if self.state is not None:
+            if len(self.state) != len(params) or any(
+                    s.shape != p.shape or s.dtype != p.dtype
+                    for p, st in zip(params, self.state) for s in st):
+                raise ValueError(
+                    "params: this optimizer's state was built for a different list of parameters "
+                    f"({len(self.state)} arrays); use a new optimizer or call reset()")
+        return params, checked
+
+    def step(self, params, grads):
+        """Update every array of ``params`` in place from ``grads`` (same order, same shapes)."""
+        params, grads = self._check(params, grads)
+        state = self.state if self.state is not None else [self._fresh_state(p) for p in params]
+        t = self.t + 1
+        results = [self._update(p, g, s, t) for p, g, s in zip(params, grads, state)]
+        # Commit: nothing below can fail (shapes, dtypes and writeability checked above).
+        for p, (new_p, _) in zip(params, results):
+            np.copyto(p, new_p)
+        self.state = [new_s for _, new_s in results]
+        self.t = t
+
+    def _decayed(self, p, g):
+        """g + λθ as a new array (g itself when there is no weight decay)."""
+        return g + self.weight_decay * p if self.weight_decay else g
+
+    def __repr__(self):
+        fields = ", ".join(f"{k}={v!r}" for k, v in self._hyper().items())
+        return f"{type(self).__name__}({fields})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, with optional (Nesterov) momentum and weight decay.
+
+    Parameters
+    ----------
+    lr : float > 0
+        Learning rate η.
+    momentum : float in [0, 1)
+        μ; 0 gives the notes' plain rule θ ← θ − η ∇L(θ).
+    nesterov : bool
+        Nesterov's look-ahead momentum (needs momentum > 0).
+    weight_decay : float ≥ 0
+        λ, added to the gradient as λθ (the L2 penalty (λ/2)‖θ‖², applied to
+        every array given, biases included; prefer the models' ``l2`` to spare biases).
+    """
+
+    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
+        self.momentum = _real(momentum, "momentum", 0.0, 1.0)
+        self.nesterov = bool(nesterov)
+        if self.nesterov and self.momentum == 0.0:
+            raise ValueError("nesterov: Nesterov momentum needs momentum > 0")
+        super().__init__(lr, weight_decay)
+
+    def _hyper(self):
+        return dict(lr=self.lr, momentum=self.momentum, nesterov=self.nesterov,
+                    weight_decay=self.weight_decay)
+
+    def _fresh_state(self, p):
+        return (np.zeros_like(p),) if self.momentum else ()
+
+    def _update(self, p, g, state, t):
+        g = self._decayed(p, g)
+        if not self.momentum:
+            return p - self.lr * g, ()
+        v = self.momentum * state[0]
+        v += g
+        direction = g + self.momentum * v if self.nesterov else v
+        return p - self.lr * direction, (v,)
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015), bias-corrected, with optional coupled weight decay.
+
+    Parameters
+    ----------
+    lr : float > 0
+        Step size η.
+    betas : (float, float) in [0, 1)
+        Decay rates β₁, β₂ of the first and second moment estimates.
+    eps : float > 0
+        ε added to the denominator.
+    weight_decay : float ≥ 0
+        λ, added to the gradient as λθ before the moments (``torch.optim.Adam``'s rule).
+    """
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        try:
+            b1, b2 = betas
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"betas: expected a pair (beta1, beta2), got {betas!r}") from e
+        self.betas = (_real(b1, "betas[0]", 0.0, 1.0), _real(b2, "betas[1]", 0.0, 1.0))
+        self.eps = _real(eps, "eps", 0.0, low_open=True)
+        super().__init__(lr, weight_decay)
+
+    def _hyper(self):
+        return dict(lr=self.lr, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay)
+
+    def _fresh_state(self, p):
+        return (np.zeros_like(p), np.zeros_like(p))
+
+    def _update(self, p, g, state, t):
+        b1, b2 = self.betas
+        g = self._decayed(p, g)
+        m = b1 * state[0]
+        m += (1.0 - b1) * g
+        s = b2 * state[1]
+        s += (1.0 - b2) * (g * g)
+        # torch's arrangement: step = (η / (1−β₁ᵗ)) · m / (√s / √(1−β₂ᵗ) + ε)
+        denom = np.sqrt(s)
+        denom /= np.sqrt(1.0 - b2 ** t)
+        denom += self.eps
+        step = m / denom
+        step *= self.lr / (1.0 - b1 ** t)
+        return p - step, (m, s)
+
+
+_OPTIMIZERS = {"sgd": SGD, "adam": Adam}
+
+
+def get_optimizer(optimizer):
+    """An Optimizer from an instance (returned as is), a name ('sgd', 'adam') or None (Adam)."""
+    if optimizer is None:
+        return Adam()
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if isinstance(optimizer, str) and optimizer.lower() in _OPTIMIZERS:
+        return _OPTIMIZERS[optimizer.lower()]()
+    raise TypeError(f"optimizer: expected an Optimizer (fastbp.optim.SGD, Adam), 'sgd', 'adam' "
+                    f"or None, got {optimizer!r}")
