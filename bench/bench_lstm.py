@@ -51,6 +51,14 @@ def coretype_label():
     return f"OPENBLAS_CORETYPE={v}" if v else "OPENBLAS_CORETYPE unset"
 
 
+def load_label():
+    """Other processes share the cores: the load average says how much."""
+    try:
+        return "load average %.2f %.2f %.2f on %d CPUs" % (*os.getloadavg(), os.cpu_count())
+    except OSError:
+        return "load average unknown"
+
+
 def blas_description():
     if threadpool_info is None:
         return "threadpoolctl not installed"
@@ -131,7 +139,7 @@ def table(args):
     print(f"\n== LSTM forward + BPTT, T={T} I={I} H={H}, loss sum(h·R); {coretype_label()}; "
           f"{blas_description()}; torch {torch.__version__ if torch else '-'} "
           f"({torch.get_num_threads() if torch else '-'} threads)")
-    print(f"   median of {args.repeats} after warm-up, µs; ratio = peer time / fastbp time")
+    print(f"   median of {args.repeats} after warm-up, µs; ratio = peer time / fastbp time; {load_label()}")
     head = f"{'dtype':8} {'B':>3} {'fastbp':>10} {'GFLOP/s':>8} {'keep cache':>10} {'reference':>10} {'torch':>10} {'×ref':>6} {'×torch':>7}"
     print(head)
     print("-" * len(head))
@@ -172,16 +180,19 @@ def gemm_ceiling(dtype, n=1536, repeats=5):
 
 
 def breakdown(args):
-    """Time the pieces the kernel is made of, called the same way from Python
-    (one _core.gemm/_core.gemv per step; the Python call costs ~1 µs each),
-    and compare with the whole call: the rest is the fused elementwise passes."""
+    """Time the pieces of one forward + backward: the per-step recurrent products
+    (through the kernels' own path, by a C hook), the stacked GEMMs (the same
+    BLAS calls the kernels make), and the rest by difference: the fused
+    elementwise passes, copies, allocation and the Python layer."""
+    import fastbp.lstm as lstm_module
     T, I, H = args.T, args.I, args.H
-    print(f"\n== where the time goes ({coretype_label()}; {blas_description()}); µs per forward+backward")
+    print(f"\n== where the time goes ({coretype_label()}; {blas_description()}); µs per forward+backward; "
+          f"{load_label()}")
     for dtype in args.dtypes:
         ceiling = gemm_ceiling(dtype)
-        print(f"\n{dtype}: measured GEMM ceiling ({1536}³ through the same BLAS table): {ceiling:.0f} GFLOP/s")
-        head = (f"{'B':>3} {'total':>8} {'step fwd':>9} {'step bwd':>9} {'merged':>8} {'rest':>8} "
-                f"{'GFLOP/s':>8} {'%ceil':>6} {'step×1thr':>10}")
+        print(f"\n{dtype}: measured GEMM ceiling (1536³ through the same BLAS table): {ceiling:.0f} GFLOP/s")
+        head = (f"{'B':>3} {'total':>8} {'steps':>8} {'path':>7} {'steps,BLAS':>10} {'stacked':>8} "
+                f"{'rest':>7} {'GFLOP/s':>8} {'%ceil':>6} {'steps GF/s':>10} {'stacked GF/s':>12}")
         print(head)
         for B in args.batches:
             p = make_problem(T, B, I, H, dtype)
@@ -194,45 +205,29 @@ def breakdown(args):
             dW_ih = np.zeros_like(W_ih)
             dW_hh = np.zeros_like(W_hh)
             dX = np.empty((T * B, I), dtype)
+            pack = lstm_module._pack_workspace(B, H, np.dtype(dtype))
+            steps = median_time(lambda: _core.lstm_step_products(G, dh, hs, W_hh, pack), args.repeats)
+            steps_blas = median_time(lambda: _core.lstm_step_products(G, dh, hs, W_hh, None), args.repeats)
 
-            def step_products_fwd():
-                if B == 1:
-                    for t in range(T):
-                        _core.gemv(G[t, 0], W_hh, hs[t, 0], beta=1.0)
-                else:
-                    for t in range(T):
-                        _core.gemm(G[t], hs[t], W_hh, trans_b=True, beta=1.0)
-
-            def step_products_bwd():
-                if B == 1:
-                    for t in range(T):
-                        _core.gemv(dh[0], W_hh, G[t, 0], trans_a=True)
-                else:
-                    for t in range(T):
-                        _core.gemm(dh, G[t], W_hh)
-
-            def merged():
+            def stacked():
                 G2 = G.reshape(T * B, 4 * H)
                 _core.gemm(G2, x2, W_ih, trans_b=True)                      # input GEMM
                 _core.gemm(dW_ih, G2, x2, trans_a=True, beta=1.0)           # dW_ih
                 _core.gemm(dW_hh, G2, hs[:-1].reshape(T * B, H), trans_a=True, beta=1.0)  # dW_hh
                 _core.gemm(dX, G2, W_ih)                                    # dX
 
-            t_fwd = median_time(step_products_fwd, args.repeats)
-            t_bwd = median_time(step_products_bwd, args.repeats)
-            t_merged = median_time(merged, args.repeats)
-            one = float("nan")
-            if threadpool_limits is not None:
-                with threadpool_limits(limits=1, user_api="blas"):
-                    one = (median_time(step_products_fwd, args.repeats)
-                           + median_time(step_products_bwd, args.repeats))
-            rest = total - t_fwd - t_bwd - t_merged
+            t_stacked = median_time(stacked, args.repeats)
+            rest = total - steps - t_stacked
+            flops_steps = 2 * 2 * T * B * 4 * H * H
+            flops_stacked = lstm_flops(T, B, I, H) - flops_steps
             gf = lstm_flops(T, B, I, H) / total / 1e9
-            print(f"{B:3d} {total*1e6:8.0f} {t_fwd*1e6:9.0f} {t_bwd*1e6:9.0f} {t_merged*1e6:8.0f} "
-                  f"{rest*1e6:8.0f} {gf:8.1f} {100*gf/ceiling:6.1f} {one*1e6:10.0f}", flush=True)
-    print("step fwd/bwd: the T recurrent products (GEMV at B = 1) with the BLAS's default threads; "
-          "merged: input GEMM + dW_ih + dW_hh + dX; rest = total − products: the fused passes, "
-          "copies, allocation, Python; step×1thr: both step columns with BLAS limited to 1 thread.")
+            print(f"{B:3d} {total*1e6:8.0f} {steps*1e6:8.0f} {'packed' if pack is not None else 'BLAS':>7} "
+                  f"{steps_blas*1e6:10.0f} {t_stacked*1e6:8.0f} {rest*1e6:7.0f} {gf:8.1f} "
+                  f"{100*gf/ceiling:6.1f} {flops_steps/steps/1e9:10.1f} {flops_stacked/t_stacked/1e9:12.1f}",
+                  flush=True)
+    print("steps: the 2T recurrent products as the kernels run them (path: fastbp's packed kernel, "
+          "or BLAS: GEMV at B = 1); steps,BLAS: the same through BLAS; stacked: input GEMM + dW_ih + "
+          "dW_hh + dX; rest = total − steps − stacked: fused passes, copies, allocation, Python.")
 
 
 # ---- peak memory -------------------------------------------------------------------

@@ -11,9 +11,12 @@ weights and data:
   torch           PyTorch eager: F.linear / relu / cross_entropy + torch.autograd.grad
 
 Each sample times `number` back-to-back calls (number chosen so a sample
-lasts >= --min-sample-ms); samples of all peers are interleaved round-robin
-so drifting machine load hits them alike; the table gives the median per call
-in µs and the ratios fastbp/torch and fastbp/numpy-ref (below 1 = fastbp faster).
+lasts >= --min-sample-ms); each peer runs its samples in a block of its own,
+after a pause, in --rounds rounds (see bench()); the table gives the median
+per call in µs and the ratios fastbp/torch and fastbp/numpy-ref (below 1 =
+fastbp faster). Timings need a quiet machine: with 2 BLAS threads on 2 cores
+any other busy process stalls a multithreaded GEMM, so medians then measure
+the neighbours (--threads 1 --clock cpu is the robust fallback).
 
     python bench/bench_mlp.py                       # B = 1, 32, 256; float32 and float64
     python bench/bench_mlp.py --batch 1 32 --dtype float32 --repeats 101 --threads 1
@@ -80,33 +83,45 @@ def make_torch_step(X, y, params):
     return step
 
 
-def calibrate(fn, min_sample_s):
+def calibrate(fn, min_sample_s, clock):
     """Calls per sample so one sample lasts at least min_sample_s."""
     number = 1
     while True:
-        t = time.perf_counter()
+        t = clock()
         for _ in range(number):
             fn()
-        if time.perf_counter() - t >= min_sample_s or number >= 1 << 16:
+        if clock() - t >= min_sample_s or number >= 1 << 16:
             return number
         number *= 2
 
 
-def bench(peers, repeats, warmup, min_sample_s):
-    """Median µs per call of each peer, samples interleaved round-robin."""
+def bench(peers, repeats, warmup, min_sample_s, clock, rounds=3, pause_s=0.3):
+    """Median µs per call of each peer.
+
+    Each round times every peer in its own block of samples, after a pause:
+    the peers run thread pools of their own (OpenBLAS twice, torch's OpenMP)
+    whose idle threads keep spinning for a while after a call, and on a
+    2-core machine a spinning pool starves the next peer's threads if the
+    peers are interleaved call by call. Several rounds spread slow drifts of
+    the machine's load over all peers; the median is over every sample."""
     numbers = {}
     for name, fn in peers.items():
         for _ in range(warmup):
             fn()
-        numbers[name] = calibrate(fn, min_sample_s)
+        numbers[name] = calibrate(fn, min_sample_s, clock)
     samples = {name: [] for name in peers}
-    for _ in range(repeats):
+    per_round = max(1, repeats // rounds)
+    for _ in range(rounds):
         for name, fn in peers.items():
+            time.sleep(pause_s)
             n = numbers[name]
-            t = time.perf_counter()
-            for _ in range(n):
+            for _ in range(3):      # re-warm caches and this peer's threads
                 fn()
-            samples[name].append((time.perf_counter() - t) / n)
+            for _ in range(per_round):
+                t = clock()
+                for _ in range(n):
+                    fn()
+                samples[name].append((clock() - t) / n)
     return {name: 1e6 * float(np.median(s)) for name, s in samples.items()}
 
 
@@ -115,12 +130,20 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 32, 256])
     ap.add_argument("--dtype", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
     ap.add_argument("--repeats", type=int, default=51, help="samples per peer (median taken)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds the samples are split over")
     ap.add_argument("--warmup", type=int, default=20, help="untimed calls per peer first")
     ap.add_argument("--min-sample-ms", type=float, default=2.0)
     ap.add_argument("--threads", type=int, default=None,
                     help="BLAS and torch threads (default: leave the libraries' defaults)")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="wall: time.perf_counter (default); cpu: this thread's CPU time "
+                         "(time.thread_time), which ignores time stolen by other processes on a "
+                         "busy machine; needs --threads 1, since other threads' work is not counted")
     ap.add_argument("--no-torch", action="store_true")
     args = ap.parse_args(argv)
+    if args.clock == "cpu" and args.threads != 1:
+        ap.error("--clock cpu needs --threads 1")
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
 
     torch = None
     if not args.no_torch:
@@ -145,7 +168,8 @@ def main(argv=None):
     print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs; "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; "
           f"BLAS threads: {args.threads if args.threads is not None else 'default'}")
-    print(f"median µs per step over {args.repeats} samples; ratio < 1 means fastbp is faster\n")
+    print(f"median µs per step over {args.repeats} samples ({args.clock} clock); "
+          "ratio < 1 means fastbp is faster\n")
 
     header = (f"{'dtype':8} {'B':>4} {'fastbp':>9} {'fb out=':>9} {'numpy ref':>10} {'numpy hand':>10} "
               f"{'torch':>9} {'fb/torch':>9} {'fb/np-ref':>9}")
@@ -168,7 +192,7 @@ def main(argv=None):
             }
             if torch is not None:
                 peers["torch"] = make_torch_step(X, y, params)
-            t = bench(peers, args.repeats, args.warmup, args.min_sample_ms / 1e3)
+            t = bench(peers, args.repeats, args.warmup, args.min_sample_ms / 1e3, clock, args.rounds)
             tt = t.get("torch")
             print(f"{dtype:8} {B:>4} {t['fastbp']:>9.1f} {t['fastbp out=']:>9.1f} {t['numpy ref']:>10.1f} "
                   f"{t['numpy hand']:>10.1f} "

@@ -234,51 +234,49 @@ def median_time(fn, repeats, warmup=2):
     return float(np.median(ts))
 
 
+def gemm_ceiling(dtype, n=1024, repeats=5):
+    """GFLOP/s of a large square GEMM through fastbp's BLAS table: the machine's
+    practical peak for this dtype and thread setting."""
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
+    c = np.empty_like(a)
+    return 2 * n ** 3 / median_time(lambda: _core.gemm(c, a, a), repeats, warmup=1) / 1e9
+
+
 def breakdown(args):
-    """Time the pieces of one fastbp step from Python through the same BLAS
-    table: the T recurrent products forward and backward (GEMV at B = 1), the
-    stacked GEMMs (input, dW_ih, dW_hh, readout), the whole compiled forward
-    and backward; what is left of the whole step is the fused passes, the
-    allocations and the Python layer."""
+    """Time the pieces of one fastbp step: the two compiled calls, within them
+    the stacked GEMMs (input, dW_ih, dW_hh through the same BLAS table) and the
+    per-step work (recurrent products + fused passes; the tanh share measured
+    as the difference to an identity forward), the readout's three GEMMs, and
+    the rest (loss, validation, allocation, Python). The floor column is the
+    whole step's FLOPs at the GEMM ceiling: no implementation on these cores
+    and this BLAS can go below it."""
     print(f"\n== where fastbp's time goes, µs per forward + backward ({coretype_label()}; "
           f"{blas_description()})")
-    head = (f"{'dtype':8} {'B':>3} {'step':>8} {'kern fwd':>9} {'kern bwd':>9} {'rec fwd':>8} "
-            f"{'rec bwd':>8} {'stacked':>8} {'readout':>8} {'rest':>7}")
+    head = (f"{'dtype':8} {'B':>3} {'step':>8} {'kern fwd':>9} {'kern bwd':>9} {'stacked':>8} "
+            f"{'T steps':>8} {'(tanh)':>7} {'readout':>8} {'rest':>7} {'floor':>7} {'ceiling':>8}")
     print(head)
     for dtype in args.dtypes:
+        ceiling = gemm_ceiling(dtype)
         for B in args.batches:
             p = make_problem(B, dtype)
             step = make_fastbp(p)[0]
             x, W_ih, W_hh = p["x"], p["weight_ih"], p["weight_hh"]
             b_ih, b_hh, W_out = p["bias_ih"], p["bias_hh"], p["weight_out"]
-            act = _core.ACTIVATION_CODES["tanh"]
+            tanh, identity = _core.ACTIVATION_CODES["tanh"], _core.ACTIVATION_CODES["identity"]
+            pack = fastbp_rnn._pack_workspace(B, H, np.dtype(dtype))
             hs = np.zeros((T + 1, B, H), dtype)
-            _core.rnn_forward(hs, x, W_ih, W_hh, b_ih, b_hh, pack, act)
+            _core.rnn_forward(hs, x, W_ih, W_hh, b_ih, b_hh, pack, tanh)
             dy = np.random.default_rng(0).standard_normal((T, B, H)).astype(dtype) * 1e-3
             delta = np.empty((T, B, H), dtype)
             dh0 = np.empty((B, H), dtype)
             dW_ih, dW_hh, db = np.zeros_like(W_ih), np.zeros_like(W_hh), np.zeros(H, dtype)
-            rec = np.zeros((B, H), dtype)
 
-            def kern_fwd():
+            def kern_fwd(act=tanh):
                 _core.rnn_forward(hs, x, W_ih, W_hh, b_ih, b_hh, pack, act)
 
             def kern_bwd():
-                _core.rnn_backward(dh0, dW_ih, dW_hh, db, delta, None, dy, None, hs, x, W_ih, W_hh, pack, act)
-
-            def rec_fwd():   # the T products of the forward loop alone
-                for t in range(T):
-                    if B == 1:
-                        _core.gemv(rec[0], W_hh, hs[t, 0], beta=1.0)
-                    else:
-                        _core.gemm(rec, hs[t], W_hh, trans_b=True, beta=1.0)
-
-            def rec_bwd():
-                for t in range(T):
-                    if B == 1:
-                        _core.gemv(rec[0], W_hh, delta[t, 0], trans_a=True)
-                    else:
-                        _core.gemm(rec, delta[t], W_hh)
+                _core.rnn_backward(dh0, dW_ih, dW_hh, db, delta, None, dy, None, hs, x, W_ih, W_hh,
+                                   pack, tanh)
 
             D, X2 = delta.reshape(T * B, H), x.reshape(T * B, I)
             A = np.empty((T * B, H), dtype)
@@ -299,16 +297,19 @@ def breakdown(args):
 
             r = args.repeats
             t = {name: median_time(f, r) for name, f in
-                 (("step", step), ("kf", kern_fwd), ("kb", kern_bwd), ("rf", rec_fwd),
-                  ("rb", rec_bwd), ("st", stacked), ("ro", readout))}
+                 (("step", step), ("kf", kern_fwd), ("kid", lambda: kern_fwd(identity)),
+                  ("kb", kern_bwd), ("st", stacked), ("ro", readout))}
+            steps = t["kf"] + t["kb"] - t["st"]
             rest = t["step"] - t["kf"] - t["kb"] - t["ro"]
+            floor = flops(B, with_dx=False) / ceiling / 1e3
             print(f"{dtype:8} {B:3d} {t['step']*1e6:8.0f} {t['kf']*1e6:9.0f} {t['kb']*1e6:9.0f} "
-                  f"{t['rf']*1e6:8.0f} {t['rb']*1e6:8.0f} {t['st']*1e6:8.0f} {t['ro']*1e6:8.0f} "
-                  f"{rest*1e6:7.0f}", flush=True)
-    print("step: the whole fastbp step of the table; kern fwd/bwd: the two compiled calls alone; "
-          "rec fwd/bwd: their T recurrent products called one by one from Python (~1 µs of call "
-          "overhead each included); stacked: input GEMM + dW_ih + dW_hh; readout: its three GEMMs; "
-          "rest = step − kernels − readout: loss, bias sums, allocation, validation, Python.")
+                  f"{t['st']*1e6:8.0f} {steps*1e6:8.0f} {(t['kf'] - t['kid'])*1e6:7.0f} "
+                  f"{t['ro']*1e6:8.0f} {rest*1e6:7.0f} {floor:7.0f} {ceiling:6.0f} GF", flush=True)
+    print("step: the whole fastbp step of the table; kern fwd/bwd: the two compiled calls; "
+          "stacked: their input GEMM + dW_ih + dW_hh; T steps = kernels − stacked: the recurrent "
+          "products and fused passes, of which (tanh) the nonlinearity; readout: its three GEMMs; "
+          "rest = step − kernels − readout; floor = the step's FLOPs at the GEMM ceiling "
+          "(a 1024³ GEMM).")
 
 
 def main(argv=None):
@@ -329,6 +330,8 @@ def main(argv=None):
         threadpool_limits(args.threads)       # after fastbp imported SciPy's BLAS
         if torch is not None:
             torch.set_num_threads(args.threads)
+        if args.threads == 1:                 # as fastbp.rnn documents for a run-time limit
+            fastbp_rnn.PACKED_MAX_MACS = 1 << 24
     print(f"fastbp {fastbp.__version__} from {os.path.dirname(fastbp.__file__)}; {coretype_label()}; "
           f"{os.cpu_count()} CPUs")
     if not args.no_table:

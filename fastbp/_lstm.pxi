@@ -22,6 +22,10 @@ cdef extern from "lstm.h":
                             const double *gates, const double *dy, const double *hs, const double *cs,
                             const double *x, const double *W_ih, const double *W_hh,
                             const double *peep, double *pack, int T, int B, int I, int H) noexcept nogil
+    int fbp_lstm_step_products_f(float *gates, float *dh, const float *hs, const float *W_hh,
+                                 float *pack, int T, int B, int H) noexcept nogil
+    int fbp_lstm_step_products_d(double *gates, double *dh, const double *hs, const double *W_hh,
+                                 double *pack, int T, int B, int H) noexcept nogil
     Py_ssize_t fbp_lstm_pack_size_f(int H) noexcept nogil
     Py_ssize_t fbp_lstm_pack_size_d(int H) noexcept nogil
 
@@ -114,4 +118,27 @@ def lstm_backward(floating[:, :, ::1] dG, floating[:, :, ::1] dx, floating[:, ::
                                      &x[0, 0, 0] if I else NULL, &weight_ih[0, 0] if I else NULL,
                                      &weight_hh[0, 0], &peepholes[0, 0] if peep else NULL,
                                      &pack[0] if pack is not None else NULL, T, B, I, H)
+    check_status(st)
+
+
+def lstm_step_products(floating[:, :, ::1] gates, floating[:, ::1] dh, const floating[:, :, ::1] hs,
+                       const floating[:, ::1] weight_hh, floating[::1] pack):
+    """Benchmark hook: the T forward and T backward recurrent products alone,
+    as lstm_forward/lstm_backward run them (pack or None as there).
+    gates(T,B,4H) accumulated, dh(B,H) overwritten, hs(T+1,B,H)."""
+    cdef int T = <int>gates.shape[0], B = <int>gates.shape[1], H = <int>weight_hh.shape[1]
+    cdef int st
+    if (hs.shape[0] != T + 1 or hs.shape[1] != B or hs.shape[2] != H or gates.shape[2] != 4 * H
+            or dh.shape[0] != B or dh.shape[1] != H or weight_hh.shape[0] != 4 * H):
+        raise ValueError("lstm_step_products: inconsistent shapes")
+    _check_pack(pack, H, floating is double)
+    if T == 0 or B == 0:
+        return
+    with nogil:
+        if floating is float:
+            st = fbp_lstm_step_products_f(&gates[0, 0, 0], &dh[0, 0], &hs[0, 0, 0], &weight_hh[0, 0],
+                                          &pack[0] if pack is not None else NULL, T, B, H)
+        else:
+            st = fbp_lstm_step_products_d(&gates[0, 0, 0], &dh[0, 0], &hs[0, 0, 0], &weight_hh[0, 0],
+                                          &pack[0] if pack is not None else NULL, T, B, H)
     check_status(st)

@@ -138,6 +138,7 @@ cdef class MLPCore:
     cdef void **W_ptrs
     cdef void **b_ptrs
     cdef readonly tuple shapes   # ((n_{l+1}, n_l), (n_{l+1},)) per layer, for the grads
+    cdef tuple out_names         # ("out[l][0]", "out[l][1]") per layer, for error messages
     cdef list params             # keeps the parameter arrays alive
     cdef dict workspaces
     cdef PyThread_type_lock lock
@@ -169,6 +170,7 @@ cdef class MLPCore:
             self.W_ptrs[l] = _data_ptr(W, 2, sizes[l + 1], sizes[l], self.fmt, False, f"params[{l}][0]")
             self.b_ptrs[l] = _data_ptr(b, 1, sizes[l + 1], 0, self.fmt, False, f"params[{l}][1]")
         self.shapes = tuple(((sizes[l + 1], sizes[l]), (sizes[l + 1],)) for l in range(L))
+        self.out_names = tuple((f"out[{l}][0]", f"out[{l}][1]") for l in range(L))
         self.workspaces = {}
 
     def __dealloc__(self):
@@ -199,13 +201,13 @@ cdef class MLPCore:
         FBP_MLP_XENT_LABELS, else a (B, n_L) C-contiguous model-dtype target.
         out: None (fresh gradient arrays) or a list of (dW, db) to overwrite.
         """
-        cdef int L = self.n_layers, l, st, batch
+        cdef int L = self.n_layers, l, batch
         cdef int n_in = self.sizes[0], n_out = self.sizes[L]
         cdef const void *x_ptr
         cdef const int64_t *labels = NULL
         cdef const void *target = NULL
         cdef double loss = 0.0
-        cdef int x_ok = 1, y_ok = 1, labels_ok = 1
+        cdef int x_ok = 1, y_ok = 1, labels_ok = 1, st = FBP_OK
         cdef Py_ssize_t i
         cdef _MLPWorkspace ws
         cdef void *dW_ptrs[_MLP_MAX_LAYERS]
@@ -222,7 +224,23 @@ cdef class MLPCore:
         else:
             raise ValueError(f"loss_code: unknown {loss_code}")
 
-        with nogil:
+        if out is None:
+            grads = [(_np.empty(dws, self.dtype), _np.empty(dbs, self.dtype)) for dws, dbs in self.shapes]
+        else:
+            grads = out
+            if not isinstance(out, list) or len(out) != L:
+                raise ValueError(f"out: expected a list of {L} (dW, db) pairs as returned by "
+                                 "loss_and_grad, got " + type(out).__name__)
+        for l in range(L):
+            pair = grads[l]
+            if not isinstance(pair, tuple) or len(pair) != 2:
+                raise ValueError(f"out[{l}]: expected a (dW, db) tuple")
+            names = self.out_names[l]
+            dW_ptrs[l] = _data_ptr(pair[0], 2, self.sizes[l + 1], self.sizes[l], self.fmt, True, names[0])
+            db_ptrs[l] = _data_ptr(pair[1], 1, self.sizes[l + 1], 0, self.fmt, True, names[1])
+
+        ws = self._workspace(batch)
+        with nogil:   # one GIL release: input checks, then the step
             if self.is_double:
                 x_ok = fbp_all_finite_d(<const double *>x_ptr, <Py_ssize_t>batch * n_in)
                 if target != NULL:
@@ -236,6 +254,21 @@ cdef class MLPCore:
                     if labels[i] < 0 or labels[i] >= n_out:
                         labels_ok = 0
                         break
+            if x_ok and y_ok and labels_ok:
+                PyThread_acquire_lock(self.lock, WAIT_LOCK)   # the workspace is shared by every caller
+                if self.is_double:
+                    st = fbp_mlp_loss_grad_d(&loss, <double **>dW_ptrs, <double **>db_ptrs, <double **>ws.A_ptrs,
+                                             <double *>ws.work, <const double *>x_ptr, labels,
+                                             <const double *>target, <const double **>self.W_ptrs,
+                                             <const double **>self.b_ptrs, self.sizes, self.acts, L, batch,
+                                             loss_code, scale, l2)
+                else:
+                    st = fbp_mlp_loss_grad_f(&loss, <float **>dW_ptrs, <float **>db_ptrs, <float **>ws.A_ptrs,
+                                             <float *>ws.work, <const float *>x_ptr, labels,
+                                             <const float *>target, <const float **>self.W_ptrs,
+                                             <const float **>self.b_ptrs, self.sizes, self.acts, L, batch,
+                                             loss_code, scale, l2)
+                PyThread_release_lock(self.lock)
         if not x_ok:
             raise ValueError("X: contains NaN or infinity")
         if not y_ok:
@@ -243,37 +276,6 @@ cdef class MLPCore:
         if not labels_ok:
             raise ValueError(f"y: class labels must lie in [0, {n_out}), got values in "
                              f"[{_np.min(y)}, {_np.max(y)}]")
-
-        if out is None:
-            grads = [(_np.empty(dws, self.dtype), _np.empty(dbs, self.dtype)) for dws, dbs in self.shapes]
-        else:
-            grads = out
-            if not isinstance(out, list) or len(out) != L:
-                raise ValueError(f"out: expected a list of {L} (dW, db) pairs as returned by "
-                                 "loss_and_grad, got " + type(out).__name__)
-        for l in range(L):
-            pair = grads[l]
-            if not isinstance(pair, tuple) or len(pair) != 2:
-                raise ValueError(f"out[{l}]: expected a (dW, db) tuple")
-            dW_ptrs[l] = _data_ptr(pair[0], 2, self.sizes[l + 1], self.sizes[l], self.fmt, True, f"out[{l}][0]")
-            db_ptrs[l] = _data_ptr(pair[1], 1, self.sizes[l + 1], 0, self.fmt, True, f"out[{l}][1]")
-
-        ws = self._workspace(batch)
-        with nogil:
-            PyThread_acquire_lock(self.lock, WAIT_LOCK)   # the workspace is shared by every caller
-            if self.is_double:
-                st = fbp_mlp_loss_grad_d(&loss, <double **>dW_ptrs, <double **>db_ptrs, <double **>ws.A_ptrs,
-                                         <double *>ws.work, <const double *>x_ptr, labels,
-                                         <const double *>target, <const double **>self.W_ptrs,
-                                         <const double **>self.b_ptrs, self.sizes, self.acts, L, batch,
-                                         loss_code, scale, l2)
-            else:
-                st = fbp_mlp_loss_grad_f(&loss, <float **>dW_ptrs, <float **>db_ptrs, <float **>ws.A_ptrs,
-                                         <float *>ws.work, <const float *>x_ptr, labels,
-                                         <const float *>target, <const float **>self.W_ptrs,
-                                         <const float **>self.b_ptrs, self.sizes, self.acts, L, batch,
-                                         loss_code, scale, l2)
-            PyThread_release_lock(self.lock)
         check_status(st)
         return loss, grads
 

@@ -54,6 +54,11 @@ __all__ = ["MLP", "MLP_LOSSES", "MSE_FORMS"]
 MLP_LOSSES = ("cross_entropy", "mse")
 MSE_FORMS = ("sum", "half_mean")
 
+_INT64 = np.dtype(np.int64)
+_XENT_LABELS = _core.MLP_LOSS_CODES["xent_labels"]
+_XENT_PROBS = _core.MLP_LOSS_CODES["xent_probs"]
+_SQUARED = _core.MLP_LOSS_CODES["squared"]
+
 
 def _init_weight(rng, n_out, n_in, activation):
     """He normal for ReLU layers (std √(2/n_in)), Glorot uniform otherwise
@@ -148,7 +153,7 @@ class MLP(MLPTrainable):
         if loss == "cross_entropy":
             self._target_code = None   # labels or probabilities, decided per call
         else:
-            self._target_code = _core.MLP_LOSS_CODES["squared"]
+            self._target_code = _SQUARED
 
     # ---- configuration: the architecture is fixed, l2 and mse_form may change ----
     sizes = property(lambda self: self._sizes, doc="Layer widths (n_0, ..., n_L).")
@@ -231,18 +236,23 @@ class MLP(MLPTrainable):
                 return self._target_code, y
             return self._target_code, float_array(y, "y", dtype=self._dtype, ndim=2,
                                                   shape=(batch, n_out), finite=False)
-        y_arr = y if type(y) is np.ndarray else np.asarray(y)
-        if y_arr.dtype.kind in "iu":
-            if y_arr.ndim != 1 or y_arr.shape[0] != batch:
+        if type(y) is np.ndarray and y.dtype is _INT64 and y.ndim == 1 and y.flags.c_contiguous:
+            y_arr = y                                  # the common case, no copy
+        else:
+            y_arr = np.asarray(y)
+            if y_arr.dtype.kind in "iub" and y_arr.ndim == 2:   # integer one-hot rows
+                y_arr = y_arr.astype(self._dtype)
+            elif y_arr.dtype.kind in "iu":
+                y_arr = np.ascontiguousarray(y_arr, dtype=_INT64)
+        if y_arr.dtype is _INT64:
+            if y_arr.shape != (batch,):
                 raise ValueError(f"y: expected integer class labels of shape ({batch},) or one-hot "
                                  f"targets of shape ({batch}, {n_out}), got shape {y_arr.shape}")
-            if y_arr.dtype != np.int64 or not y_arr.flags.c_contiguous:
-                y_arr = np.ascontiguousarray(y_arr, dtype=np.int64)
-            return _core.MLP_LOSS_CODES["xent_labels"], y_arr
+            return _XENT_LABELS, y_arr
         if y_arr.ndim == 1:
             raise TypeError(f"y: expected integer class labels of shape ({batch},), got dtype {y_arr.dtype}")
-        return _core.MLP_LOSS_CODES["xent_probs"], float_array(
-            y_arr, "y", dtype=self._dtype, ndim=2, shape=(batch, n_out), finite=False)
+        return _XENT_PROBS, float_array(y_arr, "y", dtype=self._dtype, ndim=2, shape=(batch, n_out),
+                                        finite=False)
 
     # ---- compiled calls -----------------------------------------------------
     def loss_and_grad(self, X, y, out=None):
@@ -272,10 +282,10 @@ class MLP(MLPTrainable):
             batch, NaN/inf, a class label outside ``[0, n_L)``.
         """
         X = self._input(X)
-        code, y = self._target(y, X.shape[0])
         batch = X.shape[0]
         if batch == 0:
             raise ValueError(f"X: the batch is empty (shape {X.shape}); the mean loss is undefined")
+        code, y = self._target(y, batch)
         scale = 1.0 / batch
         if self._target_code is not None and self._mse_form == "half_mean":
             scale = 0.5 / (batch * self._sizes[-1])

@@ -68,4 +68,10 @@ int fbp_lstm_backward_d(double *dG, double *dX, double *dW_ih, double *dW_hh, do
 ptrdiff_t fbp_lstm_pack_size_f(int H);
 ptrdiff_t fbp_lstm_pack_size_d(int H);
 
+/* Benchmark hook: the per-step recurrent products alone (see lstm_body.h). */
+int fbp_lstm_step_products_f(float *gates, float *dh, const float *hs, const float *W_hh,
+                             float *pack, int T, int B, int H);
+int fbp_lstm_step_products_d(double *gates, double *dh, const double *hs, const double *W_hh,
+                             double *pack, int T, int B, int H);
+
 #endif /* FASTBP_LSTM_H */

@@ -363,3 +363,26 @@ int FN(fbp_lstm_backward)(REAL *dG, REAL *dX, REAL *dW_ih, REAL *dW_hh, REAL *db
     }
     return FBP_OK;
 }
+
+/* Benchmark hook (bench/bench_lstm.py --breakdown): only the per-step recurrent
+ * products of one forward and one backward pass, through the same path as the
+ * two functions above, without the fused passes and the stacked GEMMs.
+ * gates (T,B,4H) accumulated; dh (B,H) overwritten; hs (T+1,B,H) read. */
+int FN(fbp_lstm_step_products)(REAL *gates, REAL *dh, const REAL *hs, const REAL *W_hh,
+                               REAL *pack, int T, int B, int H)
+{
+    if (T < 0 || B < 0 || H < 1) return FBP_ERR_ARG;
+    const ptrdiff_t step_g = (ptrdiff_t)B * 4 * H, step_h = (ptrdiff_t)B * H;
+    int st;
+    if (pack) FN(lstm_pack)(pack, W_hh, H, 4 * H, 1);
+    for (int t = 0; t < T; t++) {
+        st = FN(lstm_recurrent_forward)(gates + t * step_g, hs + t * step_h, W_hh, pack, B, H);
+        if (st) return st;
+    }
+    if (pack) FN(lstm_pack)(pack, W_hh, 4 * H, H, 0);
+    for (int t = T - 1; t >= 0; t--) {
+        st = FN(lstm_recurrent_backward)(dh, gates + t * step_g, W_hh, pack, B, H);
+        if (st) return st;
+    }
+    return FBP_OK;
+}

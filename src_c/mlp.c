@@ -5,6 +5,11 @@
 #include "fbp_math.h"
 #include "mlp.h"
 
+/* Batches up to this many rows skip GEMM (see dense_forward / dense_backward_row_sweep). */
+#ifndef FBP_MLP_SMALL_BATCH
+#define FBP_MLP_SMALL_BATCH 8
+#endif
+
 /* Loops bound by store bandwidth (the batch-1 weight gradient writes a whole
  * dW per step) run twice as fast with 32-byte AVX2 stores as with the SSE2
  * baseline the portable build targets. GCC builds both and picks one at load

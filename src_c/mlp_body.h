@@ -82,7 +82,8 @@ static int FN(activation_backward_bias)(REAL *A, REAL *restrict db, const REAL *
             break;
         case FBP_RELU:      /* f' = 1[z > 0] = 1[a > 0] */
             for (ptrdiff_t j = 0; j < n; j++) {
-                REAL d = a[j] > 0 ? da[j] : (REAL)0;
+                REAL g = da[j];   /* loaded unconditionally, so the select vectorises */
+                REAL d = a[j] > 0 ? g : (REAL)0;
                 a[j] = d;
                 db[j] += d;
             }
@@ -133,62 +134,92 @@ static double FN(squared_error_delta)(REAL *Y_hat, const REAL *Y, ptrdiff_t B, p
             for (ptrdiff_t j = 0; j < n; j++) a[j] = a[j] * (two_scale * (a[j] - y[j]) - dot);
             continue;
         }
-        for (ptrdiff_t j = 0; j < n; j++) {
-            REAL d = two_scale * (a[j] - y[j]);
-            switch (act) {   /* loop-invariant: the compiler unswitches it */
-            case FBP_SIGMOID: d *= a[j] * ((REAL)1 - a[j]); break;
-            case FBP_TANH:    d *= (REAL)1 - a[j] * a[j]; break;
-            case FBP_RELU:    d = a[j] > 0 ? d : (REAL)0; break;
-            default: break;   /* identity */
-            }
-            a[j] = d;
+        /* ∂L/∂ŷ = 2s(ŷ − y), then ⊙ f'(ŷ) written from ŷ */
+        switch (act) {
+        case FBP_SIGMOID:
+            for (ptrdiff_t j = 0; j < n; j++) a[j] = two_scale * (a[j] - y[j]) * (a[j] * ((REAL)1 - a[j]));
+            break;
+        case FBP_TANH:
+            for (ptrdiff_t j = 0; j < n; j++) a[j] = two_scale * (a[j] - y[j]) * ((REAL)1 - a[j] * a[j]);
+            break;
+        case FBP_RELU:   /* ŷ = 0 on the flat side: its gradient is 0 */
+            for (ptrdiff_t j = 0; j < n; j++) a[j] = a[j] > 0 ? two_scale * (a[j] - y[j]) : (REAL)0;
+            break;
+        default:         /* identity */
+            for (ptrdiff_t j = 0; j < n; j++) a[j] = two_scale * (a[j] - y[j]);
+            break;
         }
     }
     return scale * total;
 }
 
-/* One dense layer forward: A(B,n_out) = f(A_prev(B,n_in) W(n_out,n_in)ᵀ + b). */
+/* One dense layer forward: A(B,n_out) = f(A_prev(B,n_in) W(n_out,n_in)ᵀ + b).
+ * Small batches run one GEMV per row: OpenBLAS's GEMM packs all of W first and
+ * costs several GEMVs' time when B is a handful of rows. */
 static int FN(dense_forward)(REAL *A, const REAL *A_prev, const REAL *W, const REAL *b,
                              int B, int n_in, int n_out, int act)
 {
-    int st;
-    if (B == 1)   /* z(n_out) = W(n_out,n_in) @ a_prev(n_in) */
-        st = FN(fbp_gemv)(A, W, n_in, A_prev, n_out, n_in, 0, 1, 0);
-    else          /* Z(B,n_out) = A_prev(B,n_in) @ W(n_out,n_in)ᵀ */
+    int st = FBP_OK;
+    if (B <= FBP_MLP_SMALL_BATCH) {
+        for (int r = 0; r < B && !st; r++)   /* z_r(n_out) = W(n_out,n_in) @ a_prev_r(n_in) */
+            st = FN(fbp_gemv)(A + (ptrdiff_t)r * n_out, W, n_in, A_prev + (ptrdiff_t)r * n_in,
+                              n_out, n_in, 0, 1, 0);
+    } else {      /* Z(B,n_out) = A_prev(B,n_in) @ W(n_out,n_in)ᵀ */
         st = FN(fbp_gemm)(A, n_out, A_prev, n_in, W, n_in, B, n_out, n_in, 0, 1, 1, 0);
+    }
     if (st) return st;
     return FN(bias_activation)(A, b, B, n_out, act);
 }
 
-/* Batch 1: dW(n_out,n_in) = δ(n_out) a_prev(n_in)ᵀ + l2 W in one pass over dW:
- * no zero-fill and no BLAS dispatch (a one-column GEMM costs ~10 GEMVs here,
- * GER needs a zeroed dW). Rows of a dead ReLU unit (δ_i = 0) are plain zero
- * fills. This loop is bound by store bandwidth, hence the AVX2 clone. */
+/* Small batches, one sweep over the rows of W and dW (no BLAS: a one-column
+ * GEMM costs ~10 GEMVs here, GER needs a zeroed dW):
+ *   dW[i,:] = l2 W[i,:] + Σ_r Δ[r,i] A_prev[r,:]        dW(n_out,n_in) = Δᵀ A_prev + l2 W
+ *   dA_prev[r,:] += Δ[r,i] W[i,:]                        dA_prev(B,n_in) = Δ W, if dA_prev != NULL
+ * Δ is (B,n_out), A_prev (B,n_in). A dead ReLU unit (Δ[r,i] = 0) is skipped:
+ * without L2 a row of all-dead units is one zero fill and W's row is never read.
+ * Bound by store bandwidth (it writes all of dW), hence the AVX2 clone; rows
+ * are added in order, so the result is deterministic. */
 FBP_STORE_BOUND
-static void FN(outer_product)(REAL *dW, const REAL *delta, const REAL *a_prev, const REAL *W,
-                              int n_in, int n_out, REAL l2)
+static void FN(dense_backward_row_sweep)(REAL *dW, REAL *dA_prev, const REAL *delta, const REAL *A_prev,
+                                         const REAL *W, int B, int n_in, int n_out, REAL l2)
 {
+    if (dA_prev)
+        memset(dA_prev, 0, (size_t)B * n_in * sizeof(REAL));
     for (ptrdiff_t i = 0; i < n_out; i++) {
         REAL *restrict row = dW + i * (ptrdiff_t)n_in;
-        const REAL *restrict a = a_prev;
-        const REAL d = delta[i];
+        const REAL *restrict w = W + i * (ptrdiff_t)n_in;
+        int written = 0;
         if (l2 != 0) {
-            const REAL *restrict w = W + i * (ptrdiff_t)n_in;
-            for (ptrdiff_t j = 0; j < n_in; j++) row[j] = d * a[j] + l2 * w[j];
-        } else if (d == 0) {
-            memset(row, 0, (size_t)n_in * sizeof(REAL));
-        } else {
-            for (ptrdiff_t j = 0; j < n_in; j++) row[j] = d * a[j];
+            for (ptrdiff_t j = 0; j < n_in; j++) row[j] = l2 * w[j];
+            written = 1;
         }
+        for (ptrdiff_t r = 0; r < B; r++) {
+            const REAL d = delta[r * (ptrdiff_t)n_out + i];
+            if (d == 0) continue;
+            const REAL *restrict a = A_prev + r * (ptrdiff_t)n_in;
+            if (written) {
+                for (ptrdiff_t j = 0; j < n_in; j++) row[j] += d * a[j];
+            } else {
+                for (ptrdiff_t j = 0; j < n_in; j++) row[j] = d * a[j];
+                written = 1;
+            }
+            if (dA_prev) {
+                REAL *restrict da = dA_prev + r * (ptrdiff_t)n_in;
+                for (ptrdiff_t j = 0; j < n_in; j++) da[j] += d * w[j];
+            }
+        }
+        if (!written) memset(row, 0, (size_t)n_in * sizeof(REAL));
     }
 }
 
-/* dW(n_out,n_in) = Δ(B,n_out)ᵀ A_prev(B,n_in) + l2 W, overwriting dW. */
-static int FN(weight_grad)(REAL *dW, const REAL *delta, const REAL *A_prev, const REAL *W,
-                           int B, int n_in, int n_out, REAL l2)
+/* One dense layer backward from Δ(B,n_out):
+ *   dW(n_out,n_in) = Δᵀ A_prev + l2 W          (overwritten)
+ *   dA_prev(B,n_in) = Δ W                      (skipped when dA_prev is NULL) */
+static int FN(dense_backward)(REAL *dW, REAL *dA_prev, const REAL *delta, const REAL *A_prev,
+                              const REAL *W, int B, int n_in, int n_out, REAL l2)
 {
-    if (B == 1) {
-        FN(outer_product)(dW, delta, A_prev, W, n_in, n_out, l2);
+    if (B <= FBP_MLP_SMALL_BATCH) {
+        FN(dense_backward_row_sweep)(dW, dA_prev, delta, A_prev, W, B, n_in, n_out, l2);
         return FBP_OK;
     }
     REAL beta = 0;
@@ -198,14 +229,9 @@ static int FN(weight_grad)(REAL *dW, const REAL *delta, const REAL *A_prev, cons
         beta = 1;
     }
     /* dW(n_out,n_in) = Δ(B,n_out)ᵀ @ A_prev(B,n_in) + beta dW */
-    return FN(fbp_gemm)(dW, n_in, delta, n_out, A_prev, n_in, n_out, n_in, B, 1, 0, 1, beta);
-}
-
-/* dA_prev(B,n_in) = Δ(B,n_out) @ W(n_out,n_in). */
-static int FN(input_grad)(REAL *dA_prev, const REAL *delta, const REAL *W, int B, int n_in, int n_out)
-{
-    if (B == 1)   /* da_prev(n_in) = W(n_out,n_in)ᵀ @ δ(n_out) */
-        return FN(fbp_gemv)(dA_prev, W, n_in, delta, n_out, n_in, 1, 1, 0);
+    int st = FN(fbp_gemm)(dW, n_in, delta, n_out, A_prev, n_in, n_out, n_in, B, 1, 0, 1, beta);
+    if (st || !dA_prev) return st;
+    /* dA_prev(B,n_in) = Δ(B,n_out) @ W(n_out,n_in) */
     return FN(fbp_gemm)(dA_prev, n_in, delta, n_out, W, n_in, B, n_in, n_out, 0, 0, 1, 0);
 }
 
@@ -275,12 +301,11 @@ int FN(fbp_mlp_loss_grad)(double *loss, REAL *const *dW, REAL *const *db, REAL *
      * of the first layer is not needed and never computed. */
     for (int l = L - 1; l >= 0; l--) {
         const REAL *A_prev = l ? A[l - 1] : X;
-        st = FN(weight_grad)(dW[l], A[l], A_prev, W[l], B, sizes[l], sizes[l + 1], (REAL)l2);
+        /* dW^(l+1), and work(B,n_l) = ∂L/∂A^(l) = Δ^(l+1) W^(l+1) unless l is the input */
+        st = FN(dense_backward)(dW[l], l ? work : NULL, A[l], A_prev, W[l], B, sizes[l], sizes[l + 1], (REAL)l2);
         if (st) return st;
         if (l == 0) break;
-        /* work(B,n_l) = ∂L/∂A^(l) = Δ^(l+1) W^(l+1); then Δ^(l) over A[l−1], db fused */
-        st = FN(input_grad)(work, A[l], W[l], B, sizes[l], sizes[l + 1]);
-        if (st) return st;
+        /* Δ^(l) = ∂L/∂A^(l) ⊙ f'(A^(l)) over A[l−1], db fused */
         st = FN(activation_backward_bias)(A[l - 1], db[l - 1], work, B, sizes[l], acts[l - 1]);
         if (st) return st;
     }

@@ -27,7 +27,7 @@ FBP_ALWAYS_INLINE REAL FN(rnn_dphi_times)(REAL e, REAL h, const int act)
 /* One row of the forward fused pass: h(H) = φ(h + b_ih + b_hh) in place,
  * where h holds x_t W_ihᵀ + h_{t−1} W_hhᵀ on entry. */
 FBP_ALWAYS_INLINE void FN(rnn_bias_act_row)(REAL *restrict h, const REAL *restrict b_ih,
-                                        const REAL *restrict b_hh, ptrdiff_t H, const int act)
+                                            const REAL *restrict b_hh, ptrdiff_t H, const int act)
 {
     for (ptrdiff_t j = 0; j < H; j++) h[j] = FN(rnn_phi)(h[j] + b_ih[j] + b_hh[j], act);
 }
@@ -35,7 +35,7 @@ FBP_ALWAYS_INLINE void FN(rnn_bias_act_row)(REAL *restrict h, const REAL *restri
 /* Forward fused pass of one step over h(rows,H), leading dimension H.
  * FBP_HOT: also compiled for x86-64-v3 (AVX2), picked at load. */
 FBP_HOT static void FN(rnn_bias_act)(REAL *h, const REAL *b_ih, const REAL *b_hh, ptrdiff_t rows,
-                             ptrdiff_t H, int act)
+                                     ptrdiff_t H, int act)
 {
     for (ptrdiff_t r = 0; r < rows; r++) {
         REAL *hr = h + r * H;
@@ -52,7 +52,7 @@ FBP_HOT static void FN(rnn_bias_act)(REAL *h, const REAL *b_ih, const REAL *b_hh
  * rec = δ_{t+1} W_hh (the recurrent part of ∂L/∂h_t) is in d on entry and δ
  * replaces it; dy may be NULL (no gradient from above at this step). */
 FBP_ALWAYS_INLINE void FN(rnn_delta_row)(REAL *restrict d, REAL *restrict db, const REAL *restrict dy,
-                                     const REAL *restrict h, ptrdiff_t H, const int act)
+                                         const REAL *restrict h, ptrdiff_t H, const int act)
 {
     for (ptrdiff_t j = 0; j < H; j++) {
         REAL e = dy ? d[j] + dy[j] : d[j];          /* ∂L/∂h_t */
@@ -64,8 +64,8 @@ FBP_ALWAYS_INLINE void FN(rnn_delta_row)(REAL *restrict d, REAL *restrict db, co
 
 /* Backward fused pass of one step over delta(rows,H); dy(rows,H) or NULL;
  * h(rows,H) = h_t. The row order is fixed, so db's sum is deterministic. */
-FBP_HOT static void FN(rnn_delta)(REAL *delta, REAL *db, const REAL *dy, const REAL *h, ptrdiff_t rows,
-                          ptrdiff_t H, int act)
+FBP_HOT static void FN(rnn_delta)(REAL *delta, REAL *db, const REAL *dy, const REAL *h,
+                                  ptrdiff_t rows, ptrdiff_t H, int act)
 {
     for (ptrdiff_t r = 0; r < rows; r++) {
         REAL *dr = delta + r * H;

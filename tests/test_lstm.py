@@ -190,7 +190,7 @@ def test_saturated_gates_stay_finite():
 # ---- hypothesis over shapes ------------------------------------------------------------
 
 @settings(max_examples=30, deadline=None)
-@given(T=st.integers(0, 5), B=st.integers(1, 8), I=st.integers(0, 5), H=st.integers(1, 19),
+@given(T=st.integers(0, 5), B=st.integers(0, 8), I=st.integers(0, 5), H=st.integers(1, 19),
        peep=st.booleans(), states=st.booleans(), path=st.sampled_from(sorted(RECURRENT_PATHS)),
        seed=st.integers(0, 2**16))
 def test_hypothesis_shapes_match_reference(T, B, I, H, peep, states, path, seed):

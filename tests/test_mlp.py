@@ -72,7 +72,7 @@ CONFIGS = [
 
 
 @pytest.mark.parametrize("sizes,activation,output,loss,target", CONFIGS)
-@pytest.mark.parametrize("batch", [1, 2, 7])
+@pytest.mark.parametrize("batch", [1, 2, 7, 13])   # 13: past the small-batch path, through GEMM
 @pytest.mark.parametrize("l2", [0.0, 0.3])
 def test_loss_and_grad_matches_reference(sizes, activation, output, loss, target, batch, l2):
     net = MLP(sizes, activation=activation, output=output, loss=loss, l2=l2, dtype="float64", seed=3)
@@ -112,7 +112,7 @@ def test_half_mean_is_half_the_mean_and_sum_is_row_sum():
 
 
 @pytest.mark.parametrize("sizes,activation,output,loss,target", CONFIGS)
-@pytest.mark.parametrize("batch", [1, 7])
+@pytest.mark.parametrize("batch", [1, 7, 13])
 def test_forward_and_predict_match_reference(sizes, activation, output, loss, target, batch):
     net = MLP(sizes, activation=activation, output=output, loss=loss, dtype="float64", seed=4)
     randomize_biases(net)
@@ -149,9 +149,12 @@ def test_integer_labels_and_onehot_agree():
     v1, g1 = net.loss_and_grad(X, labels)
     v2, g2 = net.loss_and_grad(X, np.eye(3)[labels])
     v3, g3 = net.loss_and_grad(X, labels.astype(np.int32))
+    v4, g4 = net.loss_and_grad(X, np.eye(3, dtype=np.int8)[labels])   # integer one-hot rows
     assert v1 == pytest.approx(v2, rel=1e-13) and v1 == v3
     assert_grads_close(g1, g2, rtol=1e-12, atol=1e-15)
     assert_grads_close(g1, g3, rtol=0, atol=0)
+    assert v4 == v2
+    assert_grads_close(g4, g2, rtol=0, atol=0)
 
 
 def test_extreme_logits_stay_finite():
@@ -172,7 +175,7 @@ def test_extreme_logits_stay_finite():
     (["sigmoid", "identity"], "softmax", "mse", "regression"),
     (["tanh", "relu"], "sigmoid", "mse", "regression"),
 ])
-@pytest.mark.parametrize("batch", [1, 5])
+@pytest.mark.parametrize("batch", [1, 5, 12])
 def test_gradcheck(activation, output, loss, target, batch):
     net = MLP([5, 7, 6, 3], activation=activation, output=output, loss=loss, l2=0.05,
               dtype="float64", seed=7)
@@ -190,7 +193,7 @@ def test_gradcheck(activation, output, loss, target, batch):
 # ---- float32 ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("sizes,activation,output,loss,target", CONFIGS)
-@pytest.mark.parametrize("batch", [1, 7])
+@pytest.mark.parametrize("batch", [1, 7, 20])
 def test_float32_tracks_float64(sizes, activation, output, loss, target, batch):
     kw = dict(activation=activation, output=output, loss=loss, l2=0.1, seed=8)
     net64 = MLP(sizes, dtype="float64", **kw)
@@ -464,13 +467,13 @@ def test_bad_inputs_name_the_argument():
 # ---- determinism, BLAS threads, concurrency, workspaces ------------------------------------
 
 def test_results_do_not_depend_on_blas_threads():
-    """Batch 1 (GEMV + fastbp's own loops) is bitwise the same with 1 or 2 BLAS
-    threads. Larger batches go through OpenBLAS's GEMM, which itself rounds
+    """Small batches (GEMV + fastbp's own loops) are bitwise the same with 1 or 2
+    BLAS threads. Larger batches go through OpenBLAS's GEMM, which itself rounds
     differently with 2 threads (plain X @ W.T does too), so there the results
     agree to float32 rounding, the most BLAS guarantees."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
     net = MLP([784, 256, 256, 10], dtype="float32", seed=0)
-    for batch, rtol in ((1, 0), (32, 1e-5)):
+    for batch, rtol in ((1, 0), (5, 0), (32, 1e-5)):
         X, y = make_data(net, batch)
         results = {}
         for n in (1, 2):
