@@ -1,1 +1,144 @@
-# (filled by the _lstm kernel family)
+# LSTM forward and BPTT (src_c/lstm.c). Arrays arrive validated, C-contiguous
+# and in one dtype from fastbp/lstm.py; every call runs a whole sequence with
+# the GIL released. Needs T, B, H >= 1 (the caller handles empty sequences);
+# I may be 0.
+
+cdef extern from "lstm.h":
+    int fbp_lstm_forward_f(float *hs, float *cs, float *gates,
+                           const float *x, const float *W_ih, const float *W_hh,
+                           const float *bias, const float *peep, float *pack,
+                           int T, int B, int I, int H) noexcept nogil
+    int fbp_lstm_forward_d(double *hs, double *cs, double *gates,
+                           const double *x, const double *W_ih, const double *W_hh,
+                           const double *bias, const double *peep, double *pack,
+                           int T, int B, int I, int H) noexcept nogil
+    int fbp_lstm_backward_f(float *dG, float *dX, float *dW_ih, float *dW_hh, float *db,
+                            float *dpeep, float *dh, float *dc,
+                            const float *gates, const float *dy, const float *hs, const float *cs,
+                            const float *x, const float *W_ih, const float *W_hh,
+                            const float *peep, float *pack, int T, int B, int I, int H) noexcept nogil
+    int fbp_lstm_backward_d(double *dG, double *dX, double *dW_ih, double *dW_hh, double *db,
+                            double *dpeep, double *dh, double *dc,
+                            const double *gates, const double *dy, const double *hs, const double *cs,
+                            const double *x, const double *W_ih, const double *W_hh,
+                            const double *peep, double *pack, int T, int B, int I, int H) noexcept nogil
+    int fbp_lstm_step_products_f(float *gates, float *dh, const float *hs, const float *W_hh,
+                                 float *pack, int T, int B, int H) noexcept nogil
+    int fbp_lstm_step_products_d(double *gates, double *dh, const double *hs, const double *W_hh,
+                                 double *pack, int T, int B, int H) noexcept nogil
+    Py_ssize_t fbp_lstm_pack_size_f(int H) noexcept nogil
+    Py_ssize_t fbp_lstm_pack_size_d(int H) noexcept nogil
+
+
+def lstm_pack_size(int H, bint double_precision):
+    """Elements of the workspace that makes the kernels use their own packed
+    recurrent product instead of BLAS (see src_c/lstm.h)."""
+    return fbp_lstm_pack_size_d(H) if double_precision else fbp_lstm_pack_size_f(H)
+
+
+cdef int _check_pack(pack, int H, bint double_precision) except -1:
+    if pack is not None and pack.shape[0] < lstm_pack_size(H, double_precision):
+        raise ValueError(f"pack: expected at least {lstm_pack_size(H, double_precision)} elements, "
+                         f"got {pack.shape[0]}")
+    return 0
+
+
+def lstm_forward(floating[:, :, ::1] hs, floating[:, :, ::1] cs, floating[:, :, ::1] gates,
+                 const floating[:, :, ::1] x, const floating[:, ::1] weight_ih,
+                 const floating[:, ::1] weight_hh, const floating[::1] bias,
+                 const floating[:, ::1] peepholes, floating[::1] pack):
+    """Whole-sequence LSTM forward.
+
+    hs(T+1,B,H), cs(T+1,B,H): hs[0] = h0, cs[0] = c0 on entry, h_t / c_t after.
+    gates(T,B,4H): the activated gates i, f, g, o on exit. x(T,B,I),
+    weight_ih(4H,I), weight_hh(4H,H), bias(4H) = b_ih + b_hh, peepholes(3,H)
+    rows p_i, p_f, p_o or None. pack: workspace of lstm_pack_size(H) elements
+    for the packed recurrent product, or None for BLAS. Shapes are checked by
+    fastbp.lstm.
+    """
+    cdef int T = <int>x.shape[0], B = <int>x.shape[1], I = <int>x.shape[2]
+    cdef int H = <int>weight_hh.shape[1]
+    cdef bint peep = peepholes is not None
+    cdef int st
+    _check_pack(pack, H, floating is double)
+    with nogil:
+        if floating is float:
+            st = fbp_lstm_forward_f(&hs[0, 0, 0], &cs[0, 0, 0], &gates[0, 0, 0],
+                                    &x[0, 0, 0] if I else NULL, &weight_ih[0, 0] if I else NULL,
+                                    &weight_hh[0, 0], &bias[0], &peepholes[0, 0] if peep else NULL,
+                                    &pack[0] if pack is not None else NULL, T, B, I, H)
+        else:
+            st = fbp_lstm_forward_d(&hs[0, 0, 0], &cs[0, 0, 0], &gates[0, 0, 0],
+                                    &x[0, 0, 0] if I else NULL, &weight_ih[0, 0] if I else NULL,
+                                    &weight_hh[0, 0], &bias[0], &peepholes[0, 0] if peep else NULL,
+                                    &pack[0] if pack is not None else NULL, T, B, I, H)
+    check_status(st)
+
+
+def lstm_backward(floating[:, :, ::1] dG, floating[:, :, ::1] dx, floating[:, ::1] dweight_ih,
+                  floating[:, ::1] dweight_hh, floating[::1] dbias, floating[:, ::1] dpeepholes,
+                  floating[:, ::1] dh, floating[:, ::1] dc, const floating[:, :, ::1] gates,
+                  const floating[:, :, ::1] dy,
+                  const floating[:, :, ::1] hs, const floating[:, :, ::1] cs,
+                  const floating[:, :, ::1] x, const floating[:, ::1] weight_ih,
+                  const floating[:, ::1] weight_hh, const floating[:, ::1] peepholes,
+                  floating[::1] pack):
+    """Whole-sequence BPTT.
+
+    dG(T,B,4H): δ_t on exit. gates(T,B,4H): the activated gates from
+    lstm_forward; may be dG itself (the gates are then consumed).
+    dx(T,B,I) written (None: skipped). dweight_ih(4H,I), dweight_hh(4H,H),
+    dbias(4H) and dpeepholes(3,H) (None without peepholes) are ACCUMULATED (+=).
+    dh(B,H), dc(B,H): dh_n, dc_n on entry, ∂L/∂h_0, ∂L/∂c_0 on exit.
+    dy(T,B,H) or None (zeros); hs, cs, x, weights, peepholes, pack as in lstm_forward.
+    """
+    cdef int T = <int>x.shape[0], B = <int>x.shape[1], I = <int>x.shape[2]
+    cdef int H = <int>weight_hh.shape[1]
+    cdef bint peep = peepholes is not None
+    cdef bint want_dx = dx is not None and I > 0
+    cdef bint has_dy = dy is not None
+    cdef int st
+    if peep and dpeepholes is None:
+        raise ValueError("dpeepholes: needed when peepholes are given")
+    _check_pack(pack, H, floating is double)
+    with nogil:
+        if floating is float:
+            st = fbp_lstm_backward_f(&dG[0, 0, 0], &dx[0, 0, 0] if want_dx else NULL,
+                                     &dweight_ih[0, 0] if I else NULL, &dweight_hh[0, 0], &dbias[0],
+                                     &dpeepholes[0, 0] if peep else NULL, &dh[0, 0], &dc[0, 0],
+                                     &gates[0, 0, 0], &dy[0, 0, 0] if has_dy else NULL, &hs[0, 0, 0], &cs[0, 0, 0],
+                                     &x[0, 0, 0] if I else NULL, &weight_ih[0, 0] if I else NULL,
+                                     &weight_hh[0, 0], &peepholes[0, 0] if peep else NULL,
+                                     &pack[0] if pack is not None else NULL, T, B, I, H)
+        else:
+            st = fbp_lstm_backward_d(&dG[0, 0, 0], &dx[0, 0, 0] if want_dx else NULL,
+                                     &dweight_ih[0, 0] if I else NULL, &dweight_hh[0, 0], &dbias[0],
+                                     &dpeepholes[0, 0] if peep else NULL, &dh[0, 0], &dc[0, 0],
+                                     &gates[0, 0, 0], &dy[0, 0, 0] if has_dy else NULL, &hs[0, 0, 0], &cs[0, 0, 0],
+                                     &x[0, 0, 0] if I else NULL, &weight_ih[0, 0] if I else NULL,
+                                     &weight_hh[0, 0], &peepholes[0, 0] if peep else NULL,
+                                     &pack[0] if pack is not None else NULL, T, B, I, H)
+    check_status(st)
+
+
+def lstm_step_products(floating[:, :, ::1] gates, floating[:, ::1] dh, const floating[:, :, ::1] hs,
+                       const floating[:, ::1] weight_hh, floating[::1] pack):
+    """Benchmark hook: the T forward and T backward recurrent products alone,
+    as lstm_forward/lstm_backward run them (pack or None as there).
+    gates(T,B,4H) accumulated, dh(B,H) overwritten, hs(T+1,B,H)."""
+    cdef int T = <int>gates.shape[0], B = <int>gates.shape[1], H = <int>weight_hh.shape[1]
+    cdef int st
+    if (hs.shape[0] != T + 1 or hs.shape[1] != B or hs.shape[2] != H or gates.shape[2] != 4 * H
+            or dh.shape[0] != B or dh.shape[1] != H or weight_hh.shape[0] != 4 * H):
+        raise ValueError("lstm_step_products: inconsistent shapes")
+    _check_pack(pack, H, floating is double)
+    if T == 0 or B == 0:
+        return
+    with nogil:
+        if floating is float:
+            st = fbp_lstm_step_products_f(&gates[0, 0, 0], &dh[0, 0], &hs[0, 0, 0], &weight_hh[0, 0],
+                                          &pack[0] if pack is not None else NULL, T, B, H)
+        else:
+            st = fbp_lstm_step_products_d(&gates[0, 0, 0], &dh[0, 0], &hs[0, 0, 0], &weight_hh[0, 0],
+                                          &pack[0] if pack is not None else NULL, T, B, H)
+    check_status(st)

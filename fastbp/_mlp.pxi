@@ -1,1 +1,323 @@
-# (filled by the _mlp kernel family)
+# The MLP (src_c/mlp.c): one compiled call per training step.
+#
+# MLPCore holds what stays fixed for a model: the layer sizes, activation codes
+# and C arrays of pointers into the model's parameter arrays (fastbp.mlp.MLP
+# keeps those arrays for its whole life and copies new values into them, so the
+# pointers never go stale). Per batch size it caches an _MLPWorkspace: the
+# activation buffers and their pointer array, built once and reused, so a call
+# costs one buffer lookup per argument and no allocation but the returned arrays.
+#
+# Arrays reach these methods already validated and converted by fastbp/mlp.py;
+# the checks here are the last line of defence that keeps a bad pointer out of C.
+
+from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS,
+                             PyBUF_FORMAT, PyBUF_WRITABLE)
+from cpython.mem cimport PyMem_Calloc, PyMem_Free
+from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThread_free_lock,
+                               PyThread_acquire_lock, PyThread_release_lock, WAIT_LOCK)
+import numpy as _np
+
+cdef extern from "mlp.h":
+    enum:
+        FBP_MLP_XENT_LABELS
+        FBP_MLP_XENT_PROBS
+        FBP_MLP_SQUARED
+    int fbp_mlp_forward_f(float **A, const float *X, const float **W, const float **b,
+                          const int *sizes, const int *acts, int n_layers, int batch) noexcept nogil
+    int fbp_mlp_forward_d(double **A, const double *X, const double **W, const double **b,
+                          const int *sizes, const int *acts, int n_layers, int batch) noexcept nogil
+    int fbp_mlp_loss_grad_f(double *loss, float **dW, float **db, float **A, float *work,
+                            const float *X, const int64_t *labels, const float *target,
+                            const float **W, const float **b,
+                            const int *sizes, const int *acts, int n_layers, int batch,
+                            int loss_code, double scale, double l2) noexcept nogil
+    int fbp_mlp_loss_grad_d(double *loss, double **dW, double **db, double **A, double *work,
+                            const double *X, const int64_t *labels, const double *target,
+                            const double **W, const double **b,
+                            const int *sizes, const int *acts, int n_layers, int batch,
+                            int loss_code, double scale, double l2) noexcept nogil
+    int fbp_all_finite_f(const float *x, Py_ssize_t n) noexcept nogil
+    int fbp_all_finite_d(const double *x, Py_ssize_t n) noexcept nogil
+
+MLP_LOSS_CODES = {"xent_labels": FBP_MLP_XENT_LABELS, "xent_probs": FBP_MLP_XENT_PROBS,
+                  "squared": FBP_MLP_SQUARED}
+
+cdef enum:
+    # forward() runs large batches in blocks of this many rows, so its cached
+    # workspace stays small whatever the batch.
+    _FORWARD_BLOCK = 1024
+    # Workspaces kept per model (one per recent batch size; oldest dropped first).
+    _MAX_WORKSPACES = 4
+    # Layers a network may have (the per-call gradient pointer arrays live on the stack).
+    _MLP_MAX_LAYERS = 64
+
+MLP_MAX_LAYERS = _MLP_MAX_LAYERS
+
+
+cdef void *_data_ptr(object arr, Py_ssize_t ndim, Py_ssize_t rows, Py_ssize_t cols,
+                     char fmt, bint writable, str name) except NULL:
+    """Data pointer of a C-contiguous array of format `fmt` ('f', 'd' or 'q' for
+    int64) and shape (rows[, cols]); ValueError naming `name` otherwise. The
+    pointer stays valid while `arr` lives (NumPy never moves its data)."""
+    cdef Py_buffer view
+    cdef int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (PyBUF_WRITABLE if writable else 0)
+    cdef void *ptr
+    cdef bint ok
+    try:
+        PyObject_GetBuffer(arr, &view, flags)
+    except (BufferError, TypeError, ValueError) as e:
+        raise ValueError(f"{name}: expected a C-contiguous{' writable' if writable else ''} array, "
+                         f"got {type(arr).__name__} ({e})") from None
+    try:
+        ok = view.ndim == ndim and view.shape[0] == rows and (ndim == 1 or view.shape[1] == cols)
+        if ok:
+            if fmt == b'q':   # int64 is 'l' or 'q' depending on the platform
+                ok = view.itemsize == 8 and view.format[1] == 0 and view.format[0] in (b'l', b'q')
+            else:
+                ok = view.format[0] == fmt and view.format[1] == 0
+        if not ok:
+            want = f"({rows},)" if ndim == 1 else f"({rows}, {cols})"
+            raise ValueError(f"{name}: expected a C-contiguous array of shape {want} and "
+                             f"dtype {_FMT_NAMES[fmt]}, got shape {getattr(arr, 'shape', '?')} "
+                             f"dtype {getattr(arr, 'dtype', '?')}")
+        ptr = view.buf
+    finally:
+        PyBuffer_Release(&view)
+    if ptr == NULL:   # only for empty arrays, which callers never pass
+        raise ValueError(f"{name}: empty array")
+    return ptr
+
+_FMT_NAMES = {ord('f'): "float32", ord('d'): "float64", ord('q'): "int64"}   # by format char code
+
+
+cdef class _MLPWorkspace:
+    """Buffers for one batch size: A[l] (B, n_{l+1}) per layer and the
+    (B, max hidden) scratch for ∂L/∂A, with their pointer array."""
+    cdef int batch
+    cdef void **A_ptrs        # n_layers entries into the arrays below
+    cdef void **fwd_ptrs      # the same, last entry pointed at the caller's output
+    cdef void *work
+    cdef list arrays          # keeps the buffers alive
+
+    def __cinit__(self, int batch, sizes, dtype):
+        cdef int L = len(sizes) - 1, l
+        cdef char fmt = b'd' if dtype == _np.float64 else b'f'
+        self.batch = batch
+        self.A_ptrs = <void **>PyMem_Calloc(L, sizeof(void *))
+        self.fwd_ptrs = <void **>PyMem_Calloc(L, sizeof(void *))
+        if self.A_ptrs == NULL or self.fwd_ptrs == NULL:
+            raise MemoryError()
+        self.arrays = [_np.empty((batch, sizes[l + 1]), dtype) for l in range(L)]
+        for l in range(L):
+            self.A_ptrs[l] = _data_ptr(self.arrays[l], 2, batch, sizes[l + 1], fmt, True, "workspace")
+            self.fwd_ptrs[l] = self.A_ptrs[l]
+        self.work = NULL
+        if L > 1:
+            hidden = max(sizes[1:L])
+            self.arrays.append(_np.empty((batch, hidden), dtype))
+            self.work = _data_ptr(self.arrays[L], 2, batch, hidden, fmt, True, "workspace")
+
+    def __dealloc__(self):
+        PyMem_Free(self.A_ptrs)
+        PyMem_Free(self.fwd_ptrs)
+
+
+cdef class MLPCore:
+    """The compiled half of fastbp.mlp.MLP (see the module comment above).
+
+    sizes: layer widths n_0 .. n_L; acts: L activation codes; params: list of
+    (W (n_{l+1}, n_l), b (n_{l+1},)) C-contiguous arrays of `dtype`, owned by the
+    model and never reallocated while this core lives.
+    """
+    cdef readonly int n_layers
+    cdef readonly object dtype
+    cdef bint is_double
+    cdef char fmt
+    cdef int *sizes
+    cdef int *acts
+    cdef void **W_ptrs
+    cdef void **b_ptrs
+    cdef readonly tuple shapes   # ((n_{l+1}, n_l), (n_{l+1},)) per layer, for the grads
+    cdef tuple out_names         # ("out[l][0]", "out[l][1]") per layer, for error messages
+    cdef list params             # keeps the parameter arrays alive
+    cdef dict workspaces
+    cdef PyThread_type_lock lock
+
+    def __cinit__(self, sizes, acts, params, dtype):
+        cdef int L = len(sizes) - 1, l
+        if L < 1 or L > _MLP_MAX_LAYERS or len(acts) != L or len(params) != L:
+            raise ValueError(f"MLPCore: need 1 to {_MLP_MAX_LAYERS} layers, n_layers + 1 sizes, "
+                             "n_layers activations and parameter pairs")
+        self.n_layers = L
+        self.dtype = _np.dtype(dtype)
+        self.is_double = self.dtype == _np.float64
+        self.fmt = b'd' if self.is_double else b'f'
+        self.lock = PyThread_allocate_lock()
+        self.sizes = <int *>PyMem_Calloc(L + 1, sizeof(int))
+        self.acts = <int *>PyMem_Calloc(L, sizeof(int))
+        self.W_ptrs = <void **>PyMem_Calloc(L, sizeof(void *))
+        self.b_ptrs = <void **>PyMem_Calloc(L, sizeof(void *))
+        if (self.lock == NULL or self.sizes == NULL or self.acts == NULL or self.W_ptrs == NULL
+                or self.b_ptrs == NULL):
+            raise MemoryError()
+        for l in range(L + 1):
+            self.sizes[l] = sizes[l]
+        for l in range(L):
+            self.acts[l] = acts[l]
+        self.params = [(W, b) for W, b in params]
+        for l in range(L):
+            W, b = self.params[l]
+            self.W_ptrs[l] = _data_ptr(W, 2, sizes[l + 1], sizes[l], self.fmt, False, f"params[{l}][0]")
+            self.b_ptrs[l] = _data_ptr(b, 1, sizes[l + 1], 0, self.fmt, False, f"params[{l}][1]")
+        self.shapes = tuple(((sizes[l + 1], sizes[l]), (sizes[l + 1],)) for l in range(L))
+        self.out_names = tuple((f"out[{l}][0]", f"out[{l}][1]") for l in range(L))
+        self.workspaces = {}
+
+    def __dealloc__(self):
+        if self.lock != NULL:
+            PyThread_free_lock(self.lock)
+        PyMem_Free(self.sizes)
+        PyMem_Free(self.acts)
+        PyMem_Free(self.W_ptrs)
+        PyMem_Free(self.b_ptrs)
+
+    cdef _MLPWorkspace _workspace(self, int batch):
+        ws = self.workspaces.get(batch)
+        if ws is None:
+            if len(self.workspaces) >= _MAX_WORKSPACES:
+                del self.workspaces[next(iter(self.workspaces))]
+            ws = _MLPWorkspace(batch, [self.sizes[l] for l in range(self.n_layers + 1)], self.dtype)
+            self.workspaces[batch] = ws
+        return ws
+
+    def clear_workspaces(self):
+        """Drop every cached workspace (they are rebuilt on the next call)."""
+        self.workspaces.clear()
+
+    def loss_and_grad(self, X, y, int loss_code, double scale, double l2, out=None):
+        """One training step: returns (loss, [(dW, db), ...]).
+
+        X: (B, n_0) C-contiguous, model dtype. y: int64 labels (B,) for
+        FBP_MLP_XENT_LABELS, else a (B, n_L) C-contiguous model-dtype target.
+        out: None (fresh gradient arrays) or a list of (dW, db) to overwrite.
+        """
+        cdef int L = self.n_layers, l, batch
+        cdef int n_in = self.sizes[0], n_out = self.sizes[L]
+        cdef const void *x_ptr
+        cdef const int64_t *labels = NULL
+        cdef const void *target = NULL
+        cdef double loss = 0.0
+        cdef int x_ok = 1, y_ok = 1, labels_ok = 1, st = FBP_OK
+        cdef Py_ssize_t i
+        cdef _MLPWorkspace ws
+        cdef void *dW_ptrs[_MLP_MAX_LAYERS]
+        cdef void *db_ptrs[_MLP_MAX_LAYERS]
+
+        batch = len(X)
+        if batch < 1:
+            raise ValueError("X: the batch is empty")
+        x_ptr = _data_ptr(X, 2, batch, n_in, self.fmt, False, "X")
+        if loss_code == FBP_MLP_XENT_LABELS:
+            labels = <const int64_t *>_data_ptr(y, 1, batch, 0, b'q', False, "y")
+        elif loss_code == FBP_MLP_XENT_PROBS or loss_code == FBP_MLP_SQUARED:
+            target = _data_ptr(y, 2, batch, n_out, self.fmt, False, "y")
+        else:
+            raise ValueError(f"loss_code: unknown {loss_code}")
+
+        if out is None:
+            grads = [(_np.empty(dws, self.dtype), _np.empty(dbs, self.dtype)) for dws, dbs in self.shapes]
+        else:
+            grads = out
+            if not isinstance(out, list) or len(out) != L:
+                raise ValueError(f"out: expected a list of {L} (dW, db) pairs as returned by "
+                                 "loss_and_grad, got " + type(out).__name__)
+        for l in range(L):
+            pair = grads[l]
+            if not isinstance(pair, tuple) or len(pair) != 2:
+                raise ValueError(f"out[{l}]: expected a (dW, db) tuple")
+            names = self.out_names[l]
+            dW_ptrs[l] = _data_ptr(pair[0], 2, self.sizes[l + 1], self.sizes[l], self.fmt, True, names[0])
+            db_ptrs[l] = _data_ptr(pair[1], 1, self.sizes[l + 1], 0, self.fmt, True, names[1])
+
+        ws = self._workspace(batch)
+        with nogil:   # one GIL release: input checks, then the step
+            if self.is_double:
+                x_ok = fbp_all_finite_d(<const double *>x_ptr, <Py_ssize_t>batch * n_in)
+                if target != NULL:
+                    y_ok = fbp_all_finite_d(<const double *>target, <Py_ssize_t>batch * n_out)
+            else:
+                x_ok = fbp_all_finite_f(<const float *>x_ptr, <Py_ssize_t>batch * n_in)
+                if target != NULL:
+                    y_ok = fbp_all_finite_f(<const float *>target, <Py_ssize_t>batch * n_out)
+            if labels != NULL:
+                for i in range(batch):
+                    if labels[i] < 0 or labels[i] >= n_out:
+                        labels_ok = 0
+                        break
+            if x_ok and y_ok and labels_ok:
+                PyThread_acquire_lock(self.lock, WAIT_LOCK)   # the workspace is shared by every caller
+                if self.is_double:
+                    st = fbp_mlp_loss_grad_d(&loss, <double **>dW_ptrs, <double **>db_ptrs, <double **>ws.A_ptrs,
+                                             <double *>ws.work, <const double *>x_ptr, labels,
+                                             <const double *>target, <const double **>self.W_ptrs,
+                                             <const double **>self.b_ptrs, self.sizes, self.acts, L, batch,
+                                             loss_code, scale, l2)
+                else:
+                    st = fbp_mlp_loss_grad_f(&loss, <float **>dW_ptrs, <float **>db_ptrs, <float **>ws.A_ptrs,
+                                             <float *>ws.work, <const float *>x_ptr, labels,
+                                             <const float *>target, <const float **>self.W_ptrs,
+                                             <const float **>self.b_ptrs, self.sizes, self.acts, L, batch,
+                                             loss_code, scale, l2)
+                PyThread_release_lock(self.lock)
+        if not x_ok:
+            raise ValueError("X: contains NaN or infinity")
+        if not y_ok:
+            raise ValueError("y: contains NaN or infinity")
+        if not labels_ok:
+            raise ValueError(f"y: class labels must lie in [0, {n_out}), got values in "
+                             f"[{_np.min(y)}, {_np.max(y)}]")
+        check_status(st)
+        return loss, grads
+
+    def forward(self, X):
+        """The network's output A^(L) (B, n_L) as a new array (softmax applied).
+
+        Runs in blocks of at most 1024 rows through one cached workspace."""
+        cdef int L = self.n_layers, n_in = self.sizes[0], n_out = self.sizes[L]
+        cdef int batch = len(X), start = 0, rows, block, st = FBP_OK, finite_ok = 1
+        cdef const char *x_ptr
+        cdef char *out_ptr
+        cdef size_t item = 8 if self.is_double else 4
+        cdef _MLPWorkspace ws
+        out = _np.empty((batch, n_out), self.dtype)
+        if batch == 0:
+            return out
+        x_ptr = <const char *>_data_ptr(X, 2, batch, n_in, self.fmt, False, "X")
+        out_ptr = <char *>_data_ptr(out, 2, batch, n_out, self.fmt, True, "out")
+        with nogil:
+            if self.is_double:
+                finite_ok = fbp_all_finite_d(<const double *>x_ptr, <Py_ssize_t>batch * n_in)
+            else:
+                finite_ok = fbp_all_finite_f(<const float *>x_ptr, <Py_ssize_t>batch * n_in)
+        if not finite_ok:
+            raise ValueError("X: contains NaN or infinity")
+        block = batch if batch < _FORWARD_BLOCK else _FORWARD_BLOCK
+        ws = self._workspace(block)
+        with nogil:
+            PyThread_acquire_lock(self.lock, WAIT_LOCK)
+            while start < batch and st == FBP_OK:
+                rows = batch - start if batch - start < block else block
+                # the last layer writes straight into the caller's rows of `out`
+                ws.fwd_ptrs[L - 1] = out_ptr + <size_t>start * n_out * item
+                if self.is_double:
+                    st = fbp_mlp_forward_d(<double **>ws.fwd_ptrs, <const double *>(x_ptr + <size_t>start * n_in * item),
+                                           <const double **>self.W_ptrs, <const double **>self.b_ptrs,
+                                           self.sizes, self.acts, L, rows)
+                else:
+                    st = fbp_mlp_forward_f(<float **>ws.fwd_ptrs, <const float *>(x_ptr + <size_t>start * n_in * item),
+                                           <const float **>self.W_ptrs, <const float **>self.b_ptrs,
+                                           self.sizes, self.acts, L, rows)
+                start += rows
+            PyThread_release_lock(self.lock)
+        check_status(st)
+        return out

@@ -1,0 +1,479 @@
+"""``fastbp bench``: time fastbp against the NumPy reference, PyTorch and JAX.
+
+For every workload and size, every implementation gets the same weights and
+inputs; each runs one step first (timed apart as its first call) whose
+gradients are checked against fastbp's, and only the implementations that
+agree are timed (``harness.measure``). The environment goes at the top of
+the output, the table at the end; Ctrl-C prints what was measured so far.
+"""
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import fastbp
+
+from . import env as envmod
+from . import harness, report, workloads
+from .workloads import CHECK_TOL, IMPLEMENTATIONS, Unavailable
+
+MODELS = ("mlp", "rnn", "lstm")
+DTYPES = ("float32", "float64")
+DEFAULT_HIDDEN = 256
+
+# batches per model, sequence length, repeats, seconds per repeat at least, seconds a row
+# should stay under, seconds of quiet before each row's timing, and the size of the
+# GEMM that measures the ceiling
+MODES = {
+    "quick": {"batches": {"mlp": [1, 32], "rnn": [1, 16], "lstm": [1, 16]}, "seq_len": 20,
+              "repeat": 3, "min_time": 0.002, "budget": 0.3, "pause": 0.02, "ceiling_n": 512},
+    "default": {"batches": {"mlp": [1, 32, 256], "rnn": [1, 16, 64], "lstm": [1, 16, 64]},
+                "seq_len": 100, "repeat": 7, "min_time": 0.01, "budget": 1.0, "pause": 0.15,
+                "ceiling_n": 1024},
+    "full": {"batches": {"mlp": [1, 32, 256, 1024], "rnn": [1, 16, 64, 256],
+                         "lstm": [1, 16, 64, 256]}, "seq_len": 100,
+             "repeat": 15, "min_time": 0.05, "budget": 6.0, "pause": 0.3, "ceiling_n": 2048},
+}
+
+EXIT_INTERRUPTED = 130
+
+
+# -- command line ------------------------------------------------------------------
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _int_list(text):
+    return [_positive_int(t) for t in text.split(",") if t.strip()] or _positive_int("")
+
+
+def _choices_list(allowed):
+    def parse(text):
+        names = [t.strip() for t in text.split(",") if t.strip()]
+        bad = [n for n in names if n not in allowed]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {', '.join(allowed)}; got {text!r}")
+        return names
+    return parse
+
+
+def add_arguments(p):
+    p.add_argument("--models", type=_choices_list(MODELS), metavar="LIST",
+                   help="comma-separated workloads to run: mlp,rnn,lstm (default: all)")
+    p.add_argument("--impl", type=_choices_list(IMPLEMENTATIONS), metavar="LIST",
+                   help="implementations to run: fastbp,reference,torch,jax (default: all)")
+    p.add_argument("--batch", type=_int_list, metavar="LIST",
+                   help="batch sizes for every workload, e.g. 1,32,256 (default: per workload)")
+    p.add_argument("--hidden", type=_positive_int, metavar="H",
+                   help=f"hidden width: MLP hidden layers, RNN/LSTM state (default {DEFAULT_HIDDEN})")
+    p.add_argument("--seq-len", type=_positive_int, metavar="T",
+                   help="sequence length of the RNN and LSTM (default 100; 20 with --quick)")
+    p.add_argument("--dtype", choices=DTYPES, default="float32", help="default float32")
+    p.add_argument("--repeat", type=_positive_int, metavar="N",
+                   help="timed repeats per row (default 7; 3 with --quick, 15 with --full); "
+                        "slow rows get fewer, never fewer than min(N, 3)")
+    p.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="BLAS threads (through threadpoolctl) and torch threads "
+                        "(torch.set_num_threads); default: the libraries' own")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true",
+                      help="small sizes and few repeats: a smoke test in seconds")
+    mode.add_argument("--full", action="store_true",
+                      help="more sizes (up to batch 1024/256) and repeats: several minutes")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="draw the comparison to FILE.png (needs matplotlib)")
+    p.add_argument("--blas-coretype", metavar="auto|NAME",
+                   help="rerun the fastbp and NumPy rows in a child process with "
+                        "OPENBLAS_CORETYPE removed (auto) or set to NAME")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return p
+
+
+def resolve_config(args, error):
+    """Options + mode defaults -> the run's configuration (a JSON-ready dict)."""
+    mode = "quick" if args.quick else "full" if args.full else "default"
+    m = MODES[mode]
+    models = list(dict.fromkeys(args.models or MODELS))
+    batches = {w: list(dict.fromkeys(args.batch)) if args.batch else m["batches"][w]
+               for w in models}
+    for name in ("json", "plot"):
+        path = getattr(args, name)
+        if path:
+            folder = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(folder):
+                error(f"--{name} {path}: folder {folder} does not exist")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            error("--plot needs matplotlib, which is not installed "
+                  "(pip install matplotlib, or pip install 'fastbp[bench]')")
+    coretype = args.blas_coretype
+    if coretype is not None and (not coretype.strip() or any(c.isspace() for c in coretype)):
+        error(f"--blas-coretype: expected 'auto' or an OpenBLAS core name, got {coretype!r}")
+    return {
+        "mode": mode, "dtype": args.dtype, "models": models,
+        "implementations": list(dict.fromkeys(args.impl or IMPLEMENTATIONS)),
+        "batches": batches,
+        "seq_len": args.seq_len or m["seq_len"],
+        "hidden": args.hidden or DEFAULT_HIDDEN,
+        "repeat": args.repeat or m["repeat"],
+        "min_time": m["min_time"], "budget": m["budget"], "pause": m["pause"],
+        "ceiling_n": m["ceiling_n"],
+        "threads": args.threads, "blas_coretype": coretype,
+    }
+
+
+# -- progress on stderr --------------------------------------------------------------
+
+class Progress:
+    """A one-line bar with the current activity on a terminal; on a file or pipe,
+    one line per finished row instead (a bar redrawn with \\r would be noise there)."""
+
+    def __init__(self, total, enabled=True, stream=None):
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.total, self.done = total, 0
+        self.start = time.perf_counter()
+
+    def activity(self, text):
+        """What is running now (drawn on a terminal only)."""
+        if self.tty:
+            elapsed = time.perf_counter() - self.start
+            fill = int(24 * self.done / max(1, self.total))
+            line = f"[{'#' * fill}{'.' * (24 - fill)}] {self.done}/{self.total} {elapsed:4.0f}s {text}"
+            width = shutil.get_terminal_size((100, 20)).columns - 1
+            self.stream.write("\r" + line[:width].ljust(width))
+            self.stream.flush()
+
+    def finished(self, text):
+        """A row is done."""
+        self.done += 1
+        if self.tty:
+            self.activity(text)
+        elif self.enabled:
+            elapsed = time.perf_counter() - self.start
+            self.stream.write(f"[{self.done}/{self.total} {elapsed:.0f}s] {text}\n")
+            self.stream.flush()
+
+    def close(self):
+        if self.tty:
+            width = shutil.get_terminal_size((100, 20)).columns - 1
+            self.stream.write("\r" + " " * width + "\r")
+            self.stream.flush()
+
+
+# -- threads -----------------------------------------------------------------------
+
+def _installed(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):   # ValueError: a module blocked in sys.modules
+        return False
+
+
+@contextlib.contextmanager
+def thread_control(threads, notes):
+    """Limit BLAS (threadpoolctl) and torch threads to ``threads`` for the block."""
+    if threads is None:
+        yield
+        return
+    limits = contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+        limits = threadpool_limits(limits=threads, user_api="blas")
+    except ImportError:
+        notes.append("--threads: threadpoolctl is not installed, BLAS threads are NOT limited "
+                     "(set OPENBLAS_NUM_THREADS before starting instead)")
+    if _installed("jax"):
+        notes.append("--threads: XLA's CPU threads (the jax rows) are not limited")
+    torch, before = None, None
+    try:
+        import torch
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass
+    try:
+        with limits:
+            yield
+    finally:
+        if torch is not None:
+            torch.set_num_threads(before)
+
+
+# -- one problem: build, check, time ---------------------------------------------------
+
+def builders():
+    """Implementation name -> {workload: builder}; peers' modules import lazily inside."""
+    from . import peers_jax, peers_torch
+    return {"fastbp": workloads.FASTBP, "reference": workloads.REFERENCE,
+            "torch": peers_torch.BUILDERS, "jax": peers_jax.BUILDERS}
+
+
+def new_row(problem, impl):
+    return {"workload": problem.workload, "label": problem.label, "size": problem.size,
+            "dtype": problem.dtype.name, "implementation": impl, "status": "pending",
+            "detail": "", "note": "", "median_us": None, "min_us": None, "max_us": None,
+            "repeats": None, "inner": None, "first_call_s": None, "gflops": None,
+            "ceiling_fraction": None, "grad_check": None, "ratios": {}}
+
+
+def _error_text(e):
+    return f"{type(e).__name__}: {e}".strip().splitlines()[0][:300]
+
+
+def check_gradients(rows, grads, tol):
+    """Mark rows whose gradients disagree WRONG.
+
+    fastbp is checked against the NumPy reference (the oracle), and every other
+    implementation against fastbp, or against the reference when fastbp is
+    missing or WRONG. An implementation with nothing to compare to stays unchecked.
+    """
+    def mark(impl, against):
+        err, name = workloads.compare_grads(grads[impl], grads[against])
+        ok = err <= tol
+        rows[impl]["grad_check"] = {"against": against, "max_rel_error": err,
+                                    "worst": name, "tol": tol, "ok": ok}
+        if not ok:
+            rows[impl]["status"] = "WRONG"
+            rows[impl]["detail"] = (f"gradient {name!r} differs from {against}'s: "
+                                    f"relative error {err:.2e} > {tol:.0e}; not timed")
+        return ok
+
+    anchor = None
+    if "fastbp" in grads:
+        if "reference" not in grads or mark("fastbp", "reference"):
+            anchor = "fastbp"
+    if anchor is None and "reference" in grads:
+        anchor = "reference"
+    if anchor is None:
+        return
+    for impl in grads:
+        if impl != anchor and rows[impl]["grad_check"] is None:
+            mark(impl, anchor)
+    if anchor == "fastbp" and "reference" in grads and rows["reference"]["grad_check"] is None:
+        mark("reference", "fastbp")
+
+
+def run_problem(problem, cfg, impl_builders, ceiling, all_rows, progress):
+    rows, runners, grads = {}, {}, {}
+    for impl in cfg["implementations"]:
+        row = rows[impl] = new_row(problem, impl)
+        all_rows.append(row)
+        progress.activity(f"{problem.workload} {problem.label} · {impl}: first call, gradients")
+        try:
+            runner = impl_builders[impl][problem.workload](problem)
+            grads[impl], row["first_call_s"] = harness.time_call(runner.grads)
+            runners[impl] = runner
+            row["note"] = runner.note
+        except Unavailable as e:
+            row["status"], row["detail"] = e.status, e.detail
+        except (KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as e:   # a failing implementation is reported, the run goes on
+            row["status"], row["detail"] = "error", _error_text(e)
+
+    check_gradients(rows, grads, CHECK_TOL[problem.dtype])
+
+    for impl, row in rows.items():
+        if row["status"] == "pending":
+            progress.activity(f"{problem.workload} {problem.label} · {impl}: timing")
+            try:
+                t = harness.measure(runners[impl].step, repeat=cfg["repeat"],
+                                    min_time=cfg["min_time"], budget=cfg["budget"],
+                                    pause=cfg["pause"])
+            except (KeyboardInterrupt, MemoryError):
+                raise
+            except Exception as e:
+                row["status"], row["detail"] = "error", _error_text(e)
+            else:
+                gflops = problem.flops / t.median / 1e9
+                row.update(status="ok", median_us=t.median * 1e6, min_us=t.min * 1e6,
+                           max_us=t.max * 1e6, repeats=t.repeats, inner=t.inner, gflops=gflops,
+                           ceiling_fraction=gflops / ceiling["gflops"] if ceiling else None)
+        result = (f"{report.fmt_us(row['median_us'])} µs" if row["status"] == "ok"
+                  else row["status"])
+        progress.finished(f"{problem.workload} {problem.label} · {impl}: {result}")
+
+
+# -- the OPENBLAS_CORETYPE rerun in a child process -------------------------------------
+
+def _child_args(cfg):
+    args = ["--models", ",".join(cfg["models"]), "--dtype", cfg["dtype"],
+            "--seq-len", str(cfg["seq_len"]), "--hidden", str(cfg["hidden"]),
+            "--repeat", str(cfg["repeat"])]
+    if cfg["mode"] != "default":
+        args.append("--" + cfg["mode"])
+    if cfg["threads"]:
+        args += ["--threads", str(cfg["threads"])]
+    return args
+
+
+def rerun_with_coretype(cfg, value, progress_enabled):
+    """Run the fastbp and reference rows again with OPENBLAS_CORETYPE changed.
+
+    Returns (rows labelled impl@value, a summary for the JSON, a note or None).
+    """
+    current = os.environ.get(envmod.CORETYPE_VAR)
+    wanted = None if value == "auto" else value
+    if current == wanted:
+        return [], None, (f"--blas-coretype {value}: {envmod.CORETYPE_VAR} is already "
+                          f"{current or 'unset'} here, the rows above are that run; no rerun")
+    impls = [i for i in cfg["implementations"] if i in ("fastbp", "reference")]
+    if not impls:
+        return [], None, "--blas-coretype: neither fastbp nor reference is selected; no rerun"
+    child_env = dict(os.environ)
+    if wanted is None:
+        child_env.pop(envmod.CORETYPE_VAR, None)
+    else:
+        child_env[envmod.CORETYPE_VAR] = wanted
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "child.json")
+        # the child imports the very fastbp this process runs (not one that the current
+        # folder or another sys.path entry might shadow it with)
+        root = os.path.dirname(os.path.dirname(os.path.abspath(fastbp.__file__)))
+        start = (f"import sys; sys.path.insert(0, {root!r}); "
+                 "from fastbp.__main__ import main; sys.exit(main(sys.argv[1:]))")
+        cmd = [sys.executable, "-c", start, "bench", *_child_args(cfg),
+               "--impl", ",".join(impls), "--json", out]
+        if not progress_enabled:
+            cmd.append("--no-progress")
+        # the default batches differ per workload: one child per distinct batch list
+        batches = {tuple(b) for b in cfg["batches"].values()}
+        docs = []
+        for batch_list in sorted(batches):
+            models = [w for w in cfg["models"] if tuple(cfg["batches"][w]) == batch_list]
+            full = cmd + ["--batch", ",".join(map(str, batch_list))]
+            full[full.index("--models") + 1] = ",".join(models)
+            proc = subprocess.run(full, env=child_env, stdout=subprocess.PIPE,
+                                  stderr=None, text=True)
+            if not os.path.exists(out):
+                tail = "; ".join(proc.stdout.strip().splitlines()[-3:])
+                return [], None, (f"--blas-coretype {value}: the child process failed "
+                                  f"(exit {proc.returncode}) {tail}")
+            with open(out, encoding="utf-8") as f:
+                docs.append(json.load(f))
+            os.remove(out)
+    rows = []
+    for doc in docs:
+        for row in doc["results"]:
+            row["implementation"] = f"{row['implementation']}@{value}"
+            row["variant"] = {"openblas_coretype": wanted}
+            rows.append(row)
+    summary = {"openblas_coretype": wanted, "environment": docs[0]["environment"],
+               "gemm_ceiling": docs[0]["gemm_ceiling"]}
+    kernels = ", ".join(f"{b['owner']}: {b['kernel']}"
+                        for b in (docs[0]["environment"].get("blas") or []))
+    note = (f"X@{value}: rerun in a child process with {envmod.CORETYPE_VAR} "
+            f"{'removed' if wanted is None else '=' + wanted}; kernels there: "
+            f"{kernels or 'unknown'}; ceiling there: {docs[0]['gemm_ceiling']['gflops']:.1f} GFLOP/s")
+    return rows, summary, note
+
+
+# -- the command ------------------------------------------------------------------------
+
+def _sort_rows(rows):
+    """Group by workload then size (in first-seen order); implementations keep their order."""
+    order = {}
+    for r in rows:
+        order.setdefault((r["workload"], r["label"]), len(order))
+    rows.sort(key=lambda r: (MODELS.index(r["workload"]), order[(r["workload"], r["label"])]))
+
+
+def run(args, error, argv=None, out=None):
+    out = out or sys.stdout
+    cfg = resolve_config(args, error)
+    impl_builders = builders()
+
+    def say(line=""):
+        print(line, file=out, flush=True)
+
+    n_rows = sum(len(cfg["batches"][w]) for w in cfg["models"]) * len(cfg["implementations"])
+    progress = Progress(n_rows, enabled=not args.no_progress)
+    rows, notes = [], []
+    doc = {"schema": report.JSON_SCHEMA,
+           "command": " ".join(["fastbp", "bench"] + list(argv if argv is not None else [])),
+           "config": cfg, "environment": None, "gemm_ceiling": None, "results": rows,
+           "coretype_rerun": None, "interrupted": False, "notes": notes}
+    started = time.perf_counter()
+    try:
+        with thread_control(cfg["threads"], notes):
+            env = doc["environment"] = envmod.collect()
+            say("fastbp bench: " + doc["command"])
+            for line in envmod.lines(env):
+                say("  " + line)
+            threads = (f"{cfg['threads']} threads (BLAS and torch)" if cfg["threads"]
+                       else "threads: the libraries' defaults")
+            say(f"  run: {cfg['dtype']}, {cfg['mode']} sizes, {cfg['repeat']} repeats, {threads}")
+            progress.activity("measuring the GEMM ceiling")
+            ceiling = doc["gemm_ceiling"] = harness.gemm_ceiling(cfg["dtype"], cfg["ceiling_n"])
+            say(f"  GEMM ceiling: {ceiling['routine']} n={ceiling['n']} via SciPy's BLAS: "
+                f"{ceiling['gflops']:.1f} GFLOP/s")
+            for workload in cfg["models"]:
+                for batch in cfg["batches"][workload]:
+                    problem = workloads.make_problem(workload, batch, cfg["seq_len"],
+                                                     cfg["hidden"], cfg["dtype"])
+                    run_problem(problem, cfg, impl_builders, ceiling, rows, progress)
+            if cfg["blas_coretype"]:
+                progress.activity(f"rerun with {envmod.CORETYPE_VAR} {cfg['blas_coretype']}")
+                progress.close()
+                child_rows, doc["coretype_rerun"], note = rerun_with_coretype(
+                    cfg, cfg["blas_coretype"], not args.no_progress)
+                rows.extend(child_rows)
+                if note:
+                    notes.append(note)
+    except KeyboardInterrupt:
+        doc["interrupted"] = True
+        for row in rows:
+            if row["status"] == "pending":
+                row["status"], row["detail"] = "interrupted", ""
+    finally:
+        progress.close()
+    doc["total_seconds"] = time.perf_counter() - started
+
+    _sort_rows(rows)
+    report.add_ratios(rows)
+    say()
+    if doc["interrupted"]:
+        done = sum(r["status"] == "ok" for r in rows)
+        say(f"INTERRUPTED: showing the {done} rows measured so far")
+    if rows:
+        for line in report.table(rows):
+            say(line)
+        notes[:0] = report.row_notes(rows)
+    say()
+    for line in notes:
+        say("note: " + line)
+    for line in report.legend(doc, cfg["models"]):
+        say(line)
+    say(f"total {doc['total_seconds']:.1f} s")
+    if args.json:
+        report.write_json(args.json, doc)
+        say(f"wrote {args.json}")
+    if args.plot and not doc["interrupted"]:
+        try:
+            report.plot(args.plot, doc)
+            say(f"wrote {args.plot}")
+        except ValueError as e:
+            say(f"--plot: {e}")
+    if doc["interrupted"]:
+        return EXIT_INTERRUPTED
+    failed = [r for r in rows if r["status"] in ("WRONG", "error")]
+    return 1 if failed else 0

@@ -1,0 +1,123 @@
+"""PyTorch peers: the same three training steps with torch.nn modules and autograd.
+
+Each module is built with fastbp's weights copied in (the layouts are the same:
+``Linear.weight (out, in)``, ``RNN``/``LSTM`` ``weight_ih_l0``, ``weight_hh_l0``,
+gates i, f, g, o), runs in the benchmark's dtype, and one step is what a torch
+user writes: clear the gradients, forward, loss, ``backward()``.
+"""
+import numpy as np
+
+from .workloads import LSTM_GRADS, NOT_INSTALLED, RNN_PARAMS, Runner, Unavailable
+
+
+def import_torch():
+    try:
+        import torch
+    except ImportError:
+        raise Unavailable(NOT_INSTALLED, "PyTorch is not installed (pip install torch)") from None
+    return torch
+
+
+def _tensor(torch, a):
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def _copy_into(torch, module, values):
+    """module.<name> <- values[name] for every name, without recording autograd history."""
+    with torch.no_grad():
+        for name, value in values.items():
+            getattr(module, name).copy_(_tensor(torch, value))
+
+
+def _dtype(torch, p):
+    return torch.float32 if p.dtype == np.float32 else torch.float64
+
+
+def _clear(parameters):
+    for t in parameters:
+        t.grad = None
+
+
+def torch_mlp(p):
+    torch = import_torch()
+    d, dt = p.data, _dtype(torch, p)
+    linears = []
+    for W, b in d["params"]:
+        lin = torch.nn.Linear(W.shape[1], W.shape[0], dtype=dt)
+        _copy_into(torch, lin, {"weight": W, "bias": b})
+        linears.append(lin)
+    params = [t for lin in linears for t in (lin.weight, lin.bias)]
+    X, y = _tensor(torch, d["X"]), _tensor(torch, d["y"])
+    cross_entropy = torch.nn.functional.cross_entropy
+
+    def step():
+        _clear(params)
+        h = X
+        for lin in linears[:-1]:
+            h = torch.relu(lin(h))
+        loss = cross_entropy(linears[-1](h), y)       # softmax + mean cross-entropy
+        loss.backward()
+        return loss
+
+    def grads():
+        step()
+        out = {}
+        for l, lin in enumerate(linears, start=1):
+            out[f"W{l}"], out[f"b{l}"] = lin.weight.grad.numpy(), lin.bias.grad.numpy()
+        return out
+    return Runner(step, grads)
+
+
+def torch_rnn(p):
+    torch = import_torch()
+    d, s, dt = p.data, p.size, _dtype(torch, p)
+    P = d["params"]
+    rnn = torch.nn.RNN(s["input"], s["hidden"], nonlinearity="tanh", dtype=dt)
+    _copy_into(torch, rnn, {"weight_ih_l0": P["weight_ih"], "weight_hh_l0": P["weight_hh"],
+                            "bias_ih_l0": P["bias_ih"], "bias_hh_l0": P["bias_hh"]})
+    readout = torch.nn.Linear(s["hidden"], s["output"], dtype=dt)
+    _copy_into(torch, readout, {"weight": P["weight_out"], "bias": P["bias_out"]})
+    params = list(rnn.parameters()) + list(readout.parameters())
+    X, Y = _tensor(torch, d["X"]), _tensor(torch, d["Y"])
+
+    def step():
+        _clear(params)
+        hs, _ = rnn(X)                                  # time-major (T, B, H), h0 = 0
+        loss = ((readout(hs) - Y) ** 2).sum(-1).mean()  # sum over outputs, mean over T·B
+        loss.backward()
+        return loss
+
+    def grads():
+        step()
+        g = [rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0,
+             readout.weight, readout.bias]
+        return {name: t.grad.numpy() for name, t in zip(RNN_PARAMS, g)}
+    return Runner(step, grads)
+
+
+def torch_lstm(p):
+    torch = import_torch()
+    d, s, dt = p.data, p.size, _dtype(torch, p)
+    P = d["params"]
+    lstm = torch.nn.LSTM(s["input"], s["hidden"], dtype=dt)
+    _copy_into(torch, lstm, {"weight_ih_l0": P["weight_ih"], "weight_hh_l0": P["weight_hh"],
+                             "bias_ih_l0": P["bias_ih"], "bias_hh_l0": P["bias_hh"]})
+    X = _tensor(torch, d["X"]).clone().requires_grad_(True)   # dL/dx is part of the workload
+    R = _tensor(torch, d["R"])
+    params = [X] + list(lstm.parameters())
+
+    def step():
+        _clear(params)
+        hs, _ = lstm(X)                                 # h0 = c0 = 0
+        loss = (hs * R).sum()
+        loss.backward()
+        return loss
+
+    def grads():
+        step()
+        g = [X, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0]
+        return {name: t.grad.numpy() for name, t in zip(LSTM_GRADS, g)}
+    return Runner(step, grads)
+
+
+BUILDERS = {"mlp": torch_mlp, "rnn": torch_rnn, "lstm": torch_lstm}

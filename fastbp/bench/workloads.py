@@ -1,0 +1,358 @@
+"""The three workloads, their inputs and matmul work, and the fastbp and NumPy
+reference implementations of one training step of each.
+
+A *problem* is one workload at one size: shapes, the arrays every
+implementation starts from (the same weights and inputs for all of them) and
+the matmul FLOPs of one step. An *implementation* turns a problem into a
+:class:`Runner`: ``step()`` is what gets timed, one forward + backward pass
+producing every gradient; ``grads()`` runs the same step and returns the
+gradients as NumPy arrays by name, for the check against fastbp.
+
+Workloads (one training step each, forward + backward, every gradient):
+
+- ``mlp``:  784-256-256-10 MLP, ReLU, softmax cross-entropy (mean over the batch).
+- ``rnn``:  Elman RNN, tanh, I=64, H=256, a linear readout to O=64 at every
+  step and the squared error summed over outputs, mean over the T·B rows;
+  forward + full BPTT.
+- ``lstm``: LSTM, I=H=256, loss ``sum(h_t · R_t)`` over the whole sequence (so
+  ``dL/dh_t = R_t``); forward + full BPTT including ``dL/dx``.
+"""
+import functools
+import importlib
+import inspect
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+IMPLEMENTATIONS = ("fastbp", "reference", "torch", "jax")
+NOT_INSTALLED = "not installed"
+NOT_AVAILABLE = "not available in this build"
+
+MLP_INPUT, MLP_CLASSES = 784, 10
+RNN_INPUT, RNN_OUTPUT = 64, 64
+
+
+class Unavailable(Exception):
+    """An implementation that cannot run here; ``status`` is what its row shows."""
+
+    def __init__(self, status, detail=""):
+        super().__init__(detail or status)
+        self.status = status
+        self.detail = detail
+
+
+@dataclass
+class Runner:
+    step: Callable[[], object]
+    grads: Callable[[], dict]
+    note: str = ""
+
+
+@dataclass
+class Problem:
+    workload: str
+    size: dict
+    label: str
+    dtype: np.dtype
+    data: dict
+    flops: float                  # matmul FLOPs (2·m·n·k per product) of one step
+    grad_names: tuple = field(default=())
+
+
+# -- problem definitions -------------------------------------------------------
+
+def _uniform(rng, bound, shape, dtype):
+    """torch.nn's default init, U(-1/√fan_in, 1/√fan_in)."""
+    return rng.uniform(-bound, bound, shape).astype(dtype)
+
+
+def mlp_problem(batch, hidden, dtype, seed=0):
+    layers = [MLP_INPUT, hidden, hidden, MLP_CLASSES]
+    rng = np.random.default_rng(seed)
+    params = []
+    for n_in, n_out in zip(layers[:-1], layers[1:]):
+        bound = 1.0 / np.sqrt(n_in)
+        params.append((_uniform(rng, bound, (n_out, n_in), dtype),
+                       _uniform(rng, bound, (n_out,), dtype)))
+    data = {"X": rng.standard_normal((batch, MLP_INPUT)).astype(dtype),
+            "y": rng.integers(0, MLP_CLASSES, batch).astype(np.int64),
+            "params": params, "layers": layers}
+    # forward Z = A Wᵀ: 2·B·in·out per layer; backward dW = Δᵀ A for every layer and
+    # dA = Δ W for all but the first (nobody needs dL/dX): 3 products, 2 for layer 1
+    pairs = [n_in * n_out for n_in, n_out in zip(layers[:-1], layers[1:])]
+    flops = 2.0 * batch * (3 * sum(pairs) - pairs[0])
+    names = tuple(f"{k}{l}" for l in range(1, len(params) + 1) for k in ("W", "b"))
+    return Problem("mlp", {"batch": batch, "layers": layers}, f"B={batch} h={hidden}",
+                   np.dtype(dtype), data, flops, names)
+
+
+RNN_PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_out", "bias_out")
+
+
+def rnn_problem(batch, seq_len, hidden, dtype, seed=0):
+    T, B, I, H, O = seq_len, batch, RNN_INPUT, hidden, RNN_OUTPUT
+    rng = np.random.default_rng(seed)
+    bound = 1.0 / np.sqrt(H)
+    params = {"weight_ih": _uniform(rng, bound, (H, I), dtype),
+              "weight_hh": _uniform(rng, bound, (H, H), dtype),
+              "bias_ih": _uniform(rng, bound, (H,), dtype),
+              "bias_hh": _uniform(rng, bound, (H,), dtype),
+              "weight_out": _uniform(rng, bound, (O, H), dtype),
+              "bias_out": _uniform(rng, bound, (O,), dtype)}
+    data = {"X": rng.standard_normal((T, B, I)).astype(dtype),
+            "Y": rng.standard_normal((T, B, O)).astype(dtype),
+            "params": params}
+    # forward: X W_ihᵀ, h W_hhᵀ, H W_outᵀ; backward: dW_ih, dW_hh, dh W_hh, dW_out, dO W_out
+    # (dL/dX is not a parameter gradient, so it is not counted)
+    flops = 2.0 * T * B * (2 * I * H + 3 * H * H + 3 * H * O)
+    return Problem("rnn", {"seq_len": T, "batch": B, "input": I, "hidden": H, "output": O},
+                   f"T={T} B={B} H={H}", np.dtype(dtype), data, flops, RNN_PARAMS)
+
+
+LSTM_GRADS = ("x", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def lstm_problem(batch, seq_len, hidden, dtype, seed=0):
+    T, B, H = seq_len, batch, hidden
+    I = H
+    rng = np.random.default_rng(seed)
+    bound = 1.0 / np.sqrt(H)
+    data = {"X": rng.standard_normal((T, B, I)).astype(dtype),
+            "R": rng.standard_normal((T, B, H)).astype(dtype),
+            "params": {"weight_ih": _uniform(rng, bound, (4 * H, I), dtype),
+                       "weight_hh": _uniform(rng, bound, (4 * H, H), dtype),
+                       "bias_ih": _uniform(rng, bound, (4 * H,), dtype),
+                       "bias_hh": _uniform(rng, bound, (4 * H,), dtype)}}
+    # forward: X W_ihᵀ, h W_hhᵀ (4H gates); backward: dW_ih, dX, dW_hh, dG W_hh
+    flops = 2.0 * T * B * 4 * H * (I + H) * 3
+    return Problem("lstm", {"seq_len": T, "batch": B, "input": I, "hidden": H},
+                   f"T={T} B={B} H={H}", np.dtype(dtype), data, flops, LSTM_GRADS)
+
+
+WORKLOADS = {
+    "mlp": "784-h-h-10 MLP, ReLU, softmax cross-entropy: forward + backward, all gradients",
+    "rnn": f"Elman RNN tanh, I={RNN_INPUT}, readout O={RNN_OUTPUT}, squared error: "
+           "forward + full BPTT",
+    "lstm": "LSTM I=H, loss sum(h·R): forward + full BPTT incl. dL/dx",
+}
+
+
+def make_problem(workload, batch, seq_len, hidden, dtype, seed=0):
+    if workload == "mlp":
+        return mlp_problem(batch, hidden, dtype, seed)
+    if workload == "rnn":
+        return rnn_problem(batch, seq_len, hidden, dtype, seed)
+    if workload == "lstm":
+        return lstm_problem(batch, seq_len, hidden, dtype, seed)
+    raise ValueError(f"unknown workload {workload!r}")
+
+
+# -- shared step bodies (NumPy glue around a forward/backward pair) -------------
+
+def _rnn_readout_step(forward, backward, squared_error, X, Y, P, zeros_h):
+    """RNN + readout + squared error, given rnn_forward/rnn_backward/squared_error
+    functions (the reference's, or fastbp's compiled ones)."""
+    T, B, _ = X.shape
+    H, O = P["weight_hh"].shape[0], P["weight_out"].shape[0]
+    Hs, _, cache = forward(X, zeros_h, P["weight_ih"], P["weight_hh"], P["bias_ih"],
+                           P["bias_hh"], nonlinearity="tanh")
+    Hrows = Hs.reshape(T * B, H)
+    out = Hrows @ P["weight_out"].T + P["bias_out"]           # O(T·B,O) = H(T·B,H) W_outᵀ + b
+    loss, dout = squared_error(out, Y.reshape(T * B, O))      # sum over outputs, mean over rows
+    layer = backward((dout @ P["weight_out"]).reshape(T, B, H), zeros_h, cache)
+    grads = {name: layer[name] for name in RNN_PARAMS[:4]}
+    grads["weight_out"] = dout.T @ Hrows                      # dW_out(O,H) = dOᵀ H
+    grads["bias_out"] = dout.sum(axis=0)
+    return loss, grads
+
+
+def _lstm_step(forward, backward, X, R, P, zeros_h):
+    """LSTM with loss sum(h·R): dL/dh_t = R_t, nothing flows in from h_n, c_n."""
+    y, _, cache = forward(X, zeros_h, zeros_h, P["weight_ih"], P["weight_hh"],
+                          P["bias_ih"], P["bias_hh"])
+    loss = np.vdot(y, R)
+    return loss, backward(R, None, None, cache)
+
+
+def _pick(grads, names):
+    return {name: np.array(grads[name]) for name in names}
+
+
+def _mlp_grad_dict(grads):
+    out = {}
+    for l, (dW, db) in enumerate(grads, start=1):
+        out[f"W{l}"], out[f"b{l}"] = np.array(dW), np.array(db)
+    return out
+
+
+# -- the NumPy reference ---------------------------------------------------------
+
+def reference_mlp(p):
+    from fastbp import reference as ref
+    d = p.data
+    acts = ["relu"] * (len(d["params"]) - 1) + ["softmax"]
+
+    def step():
+        return ref.mlp_loss_and_grad(d["X"], d["y"], d["params"], acts, loss="cross_entropy")
+    return Runner(step, lambda: _mlp_grad_dict(step()[1]))
+
+
+def reference_rnn(p):
+    from fastbp import reference as ref
+    d = p.data
+    zeros_h = np.zeros((p.size["batch"], p.size["hidden"]), p.dtype)
+
+    def step():
+        return _rnn_readout_step(ref.rnn_forward, ref.rnn_backward, ref.squared_error,
+                                 d["X"], d["Y"], d["params"], zeros_h)
+    return Runner(step, lambda: _pick(step()[1], RNN_PARAMS))
+
+
+def reference_lstm(p):
+    from fastbp import reference as ref
+    d = p.data
+    zeros_h = np.zeros((p.size["batch"], p.size["hidden"]), p.dtype)
+
+    def step():
+        return _lstm_step(ref.lstm_forward, ref.lstm_backward, d["X"], d["R"], d["params"],
+                          zeros_h)
+    return Runner(step, lambda: _pick(step()[1], LSTM_GRADS))
+
+
+# -- fastbp ----------------------------------------------------------------------
+
+def _fastbp_module(name):
+    """Import fastbp.<name>; a module that is not in this build is Unavailable.
+
+    Only a missing module counts as "not available": an import that fails for any
+    other reason is a real error and propagates.
+    """
+    full = f"fastbp.{name}"
+    try:
+        return importlib.import_module(full)
+    except ModuleNotFoundError as e:
+        if e.name == full:
+            raise Unavailable(NOT_AVAILABLE, f"{full} is not in this build") from None
+        raise
+
+
+def _require(module, attr):
+    if not hasattr(module, attr):
+        raise Unavailable(NOT_AVAILABLE, f"{module.__name__}.{attr} is not in this build")
+    return getattr(module, attr)
+
+
+def _load_named_params(net, params):
+    """Give a sequence model the shared weights, and make sure it holds them."""
+    if hasattr(net, "set_params"):
+        net.set_params(params)
+    else:
+        for name, value in params.items():
+            net.params[name][...] = value
+    for name, value in params.items():
+        if not np.array_equal(net.params[name], value):
+            raise RuntimeError(f"{type(net).__name__}.params[{name!r}] did not take the "
+                               "shared weights")
+
+
+def fastbp_mlp(p):
+    MLP = _require(_fastbp_module("mlp"), "MLP")
+    d = p.data
+    net = MLP(d["layers"], activation="relu", output="softmax", loss="cross_entropy",
+              l2=0.0, dtype=p.dtype.name, seed=0)
+    # load the shared weights in place, then make sure the model really holds them
+    for (W, b), (W0, b0) in zip(net.params, d["params"]):
+        W[...] = W0
+        b[...] = b0
+    for (W, b), (W0, b0) in zip(net.params, d["params"]):
+        if not (np.array_equal(W, W0) and np.array_equal(b, b0)):
+            raise RuntimeError("MLP.params did not take the shared weights (a copy?)")
+    X, y = d["X"], d["y"]
+    if "out" not in inspect.signature(net.loss_and_grad).parameters:
+        def step():
+            return net.loss_and_grad(X, y)
+        return Runner(step, lambda: _mlp_grad_dict(step()[1]))
+
+    # a training loop hands the previous step's gradient arrays back (out=) to be
+    # overwritten, instead of allocating new ones every step
+    buffers = []
+
+    def step():
+        loss, grads = net.loss_and_grad(X, y, out=buffers[0] if buffers else None)
+        if not buffers:
+            buffers.append(grads)
+        return loss, grads
+    return Runner(step, lambda: _mlp_grad_dict(step()[1]))
+
+
+def fastbp_rnn(p):
+    mod = _fastbp_module("rnn")
+    d = p.data
+    if hasattr(mod, "RNN"):
+        s = p.size
+        net = mod.RNN(s["input"], s["hidden"], s["output"], nonlinearity="tanh", loss="mse",
+                      many_to_one=False, l2=0.0, dtype=p.dtype.name, seed=0)
+        _load_named_params(net, d["params"])
+        X, Y = d["X"], d["Y"]
+
+        def step():
+            return net.loss_and_grad(X, Y)
+        return Runner(step, lambda: _pick(step()[1], RNN_PARAMS))
+
+    # no model class yet: the compiled layer with the same NumPy readout the model uses
+    forward, backward = _require(mod, "rnn_forward"), _require(mod, "rnn_backward")
+    from fastbp import functional
+    zeros_h = np.zeros((p.size["batch"], p.size["hidden"]), p.dtype)
+
+    def step():
+        return _rnn_readout_step(forward, backward, functional.squared_error,
+                                 d["X"], d["Y"], d["params"], zeros_h)
+    return Runner(step, lambda: _pick(step()[1], RNN_PARAMS),
+                  note="compiled rnn_forward/rnn_backward + NumPy readout (no RNN class yet)")
+
+
+def fastbp_lstm(p):
+    mod = _fastbp_module("lstm")
+    forward, backward = _require(mod, "lstm_forward"), _require(mod, "lstm_backward")
+    if "overwrite_cache" in inspect.signature(backward).parameters:
+        # a training step runs backward once per forward: the gate gradients may
+        # reuse the cache's gate buffer instead of a fresh (T, B, 4H) array
+        backward = functools.partial(backward, overwrite_cache=True)
+    d = p.data
+    zeros_h = np.zeros((p.size["batch"], p.size["hidden"]), p.dtype)
+
+    def step():
+        return _lstm_step(forward, backward, d["X"], d["R"], d["params"], zeros_h)
+    return Runner(step, lambda: _pick(step()[1], LSTM_GRADS))
+
+
+FASTBP = {"mlp": fastbp_mlp, "rnn": fastbp_rnn, "lstm": fastbp_lstm}
+REFERENCE = {"mlp": reference_mlp, "rnn": reference_rnn, "lstm": reference_lstm}
+
+
+# -- the gradient check ------------------------------------------------------------
+
+CHECK_TOL = {np.dtype(np.float32): 1e-3, np.dtype(np.float64): 1e-8}
+
+
+def compare_grads(got, want):
+    """Worst norm-wise relative error ‖got − want‖ / ‖want‖ over the gradients.
+
+    Returns (error, name of the worst gradient). A missing gradient or a shape
+    mismatch counts as an infinite error.
+    """
+    worst, worst_name = 0.0, None
+    for name, w in want.items():
+        g = got.get(name)
+        if g is None or np.shape(g) != np.shape(w):
+            return float("inf"), name
+        g = np.asarray(g, dtype=np.float64)
+        w = np.asarray(w, dtype=np.float64)
+        scale = np.linalg.norm(w)
+        err = float(np.linalg.norm(g - w) / scale) if scale > 0 else float(np.linalg.norm(g))
+        if not np.isfinite(err):
+            return float("inf"), name
+        if err >= worst:
+            worst, worst_name = err, name
+    return worst, worst_name

@@ -1,0 +1,376 @@
+"""Compiled LSTM with backpropagation through time (EQUATIONS.md §6).
+
+Graves' cell with optional peepholes, in ``torch.nn.LSTM``'s layout: gates
+stacked i, f, g, o in ``weight_ih (4H, I)``, ``weight_hh (4H, H)``,
+``bias_ih (4H,)``, ``bias_hh (4H,)``. Without peepholes this is exactly one
+layer of ``torch.nn.LSTM``: weights move between the two with no reshuffling.
+
+:func:`lstm_forward` and :func:`lstm_backward` have the signatures of
+``fastbp.reference.lstm_forward`` / ``lstm_backward``; each runs a whole
+sequence in one C call (src_c/lstm_body.h) with the GIL released:
+
+- forward: one GEMM ``X (T·B, I) @ W_ihᵀ`` for the input side of every step,
+  then per step one recurrent GEMM for the four gates together (a GEMV at
+  batch 1) and one fused elementwise pass (bias, σ, σ, tanh, σ, peepholes,
+  ``c_t``, ``h_t``);
+- backward: per step one fused pass giving all four gate gradients (and the
+  cell-state gradient carried to t − 1, the bias and peephole sums) and one
+  recurrent product for ``∂L/∂h_{t−1}``; after the loop ``dW_ih``, ``dW_hh``
+  and ``dX`` as one GEMM each over the stacked ``(T·B, ·)`` arrays.
+
+Memory: the forward pass keeps ``h_t`` and ``c_t`` for every step (``(T+1, B,
+H)`` each, index 0 the initial state) and the activated gates ``(T, B, 4H)``:
+``6·T·B·H`` numbers, what BPTT needs. ``tanh(c_t)`` is recomputed in backward
+rather than stored. Backward needs one more ``(T, B, 4H)`` buffer for the gate
+gradients unless ``overwrite_cache=True`` lets it reuse the gates' buffer.
+
+Dtype rule: everything is computed in ``x``'s dtype (float32 or float64; other
+real inputs are computed in float64); the other arrays are converted to it.
+
+:class:`LSTM` is the model: this layer, a linear readout and a loss, on the
+shared :class:`fastbp._seqmodel.SequenceModel`.
+"""
+import numbers
+
+import numpy as np
+
+from . import _core
+from ._seqmodel import SequenceModel
+from ._validate import float_array
+
+__all__ = ["LSTM", "LSTMCache", "lstm_forward", "lstm_backward"]
+
+PEEPHOLE_NAMES = ("peephole_i", "peephole_f", "peephole_o")
+
+# The per-step recurrent products use fastbp's packed kernel from this batch
+# size on, and BLAS below it (a GEMV at batch 1). See bench/bench_lstm.py.
+_PACKED_MIN_BATCH = 2
+
+
+def _pack_workspace(B, H, dtype):
+    """Workspace for the packed recurrent product, or None to use BLAS."""
+    if B < _PACKED_MIN_BATCH:
+        return None
+    return np.empty(_core.lstm_pack_size(H, dtype == np.float64), dtype=dtype)
+
+
+class LSTMCache:
+    """What :func:`lstm_forward` keeps for :func:`lstm_backward`, open to the user.
+
+    Attributes (computation dtype; views, do not modify them before backward)
+    ----------
+    x : (T, B, I)           the inputs (the converted array, not a copy)
+    weight_ih : (4H, I), weight_hh : (4H, H)
+    peepholes : tuple (p_i, p_f, p_o) of (H,) arrays, or None
+    hs : (T+1, B, H)        ``hs[0] = h0``, ``hs[t] = h_t``
+    cs : (T+1, B, H)        ``cs[0] = c0``, ``cs[t] = c_t``
+    y, c : (T, B, H)        every ``h_t`` and every cell state ``c_t`` (``hs[1:]``, ``cs[1:]``)
+    h0, c0 : (B, H)         the initial states used (zeros for None)
+    gates : (T, B, 4H)      the activated gates ``[i_t, f_t, g_t, o_t]`` stacked
+                            along the last axis (gone after a backward pass with
+                            ``overwrite_cache=True``)
+    tanh_c : (T, B, H)      ``tanh(c_t)``, computed on request (not stored)
+    """
+
+    __slots__ = ("x", "weight_ih", "weight_hh", "peepholes", "hs", "cs", "_gates", "_peep")
+
+    def __init__(self, x, weight_ih, weight_hh, peep, hs, cs, gates):
+        self.x = x
+        self.weight_ih = weight_ih
+        self.weight_hh = weight_hh
+        self._peep = peep                     # (3, H) contiguous, or None
+        self.peepholes = None if peep is None else (peep[0], peep[1], peep[2])
+        self.hs = hs
+        self.cs = cs
+        self._gates = gates
+
+    @property
+    def y(self):
+        return self.hs[1:]
+
+    @property
+    def c(self):
+        return self.cs[1:]
+
+    @property
+    def h0(self):
+        return self.hs[0]
+
+    @property
+    def c0(self):
+        return self.cs[0]
+
+    @property
+    def tanh_c(self):
+        return np.tanh(self.cs[1:])
+
+    @property
+    def consumed(self):
+        """True once a backward pass with ``overwrite_cache=True`` reused the gates' buffer."""
+        return self._gates is None
+
+    @property
+    def gates(self):
+        if self._gates is None:
+            raise RuntimeError("cache.gates: this cache was consumed by "
+                               "lstm_backward(..., overwrite_cache=True)")
+        return self._gates
+
+    def __repr__(self):
+        T, B, H = self.c.shape
+        return (f"LSTMCache(T={T}, B={B}, I={self.x.shape[2]}, H={H}, dtype={self.hs.dtype}, "
+                f"peepholes={self.peepholes is not None}, consumed={self.consumed})")
+
+
+def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, peepholes=None):
+    """Run an LSTM over a whole sequence (compiled).
+
+    Parameters
+    ----------
+    x : array, shape (T, B, I)
+        Inputs, time-major. Its dtype is the computation dtype.
+    h0, c0 : array, shape (B, H), or None
+        Initial output and cell state; ``None`` means zeros.
+    weight_ih : array, shape (4H, I)
+        ``[W_i; W_f; W_g; W_o]``.
+    weight_hh : array, shape (4H, H)
+        ``[U_i; U_f; U_g; U_o]``.
+    bias_ih, bias_hh : array, shape (4H,)
+        Their sum is ``[b_i; b_f; b_g; b_o]``.
+    peepholes : tuple (p_i, p_f, p_o) of arrays of shape (H,), or None
+        Diagonal peephole weights; ``p_i``, ``p_f`` see ``c_{t-1}``, ``p_o``
+        sees ``c_t``. None gives exactly ``torch.nn.LSTM``.
+
+    Returns
+    -------
+    y : ndarray, shape (T, B, H)
+        Every ``h_t`` (a view of ``cache.hs``).
+    (h_n, c_n) : tuple of ndarray, shape (B, H) each
+        ``h_T`` and ``c_T`` (copies of ``h0``, ``c0`` when T = 0).
+    cache : LSTMCache
+        For :func:`lstm_backward`; also every ``c_t`` (``cache.c``) and the
+        activated gates (``cache.gates``).
+    """
+    x = float_array(x, "x", ndim=3)
+    dt = x.dtype
+    T, B, I = x.shape
+    weight_hh = float_array(weight_hh, "weight_hh", dtype=dt, ndim=2)
+    H4, H = weight_hh.shape
+    if H < 1 or H4 != 4 * H:
+        raise ValueError(f"weight_hh: expected shape (4H, H) with H >= 1, got {weight_hh.shape}")
+    weight_ih = float_array(weight_ih, "weight_ih", dtype=dt, shape=(4 * H, I))
+    bias_ih = float_array(bias_ih, "bias_ih", dtype=dt, shape=(4 * H,))
+    bias_hh = float_array(bias_hh, "bias_hh", dtype=dt, shape=(4 * H,))
+    states = [None if s is None else float_array(s, name, dtype=dt, shape=(B, H))
+              for s, name in ((h0, "h0"), (c0, "c0"))]
+    peep = _peephole_array(peepholes, H, dt)
+    return _forward(x, states[0], states[1], weight_ih, weight_hh, bias_ih + bias_hh, peep)
+
+
+def _peephole_array(peepholes, H, dt):
+    """(p_i, p_f, p_o) -> one C-contiguous (3, H) array, or None."""
+    if peepholes is None:
+        return None
+    if isinstance(peepholes, np.ndarray) or not hasattr(peepholes, "__len__") or len(peepholes) != 3:
+        raise TypeError("peepholes: expected None or a tuple (p_i, p_f, p_o) of arrays of "
+                        f"shape ({H},), got {type(peepholes).__name__}")
+    peep = np.empty((3, H), dtype=dt)
+    for k, (p, name) in enumerate(zip(peepholes, ("p_i", "p_f", "p_o"))):
+        peep[k] = float_array(p, f"peepholes[{k}] ({name})", dtype=dt, shape=(H,))
+    return peep
+
+
+def _forward(x, h0, c0, weight_ih, weight_hh, bias, peep):
+    """lstm_forward on validated arrays: x (T,B,I) sets the dtype, everything
+    else C-contiguous in it; h0, c0 (B,H) or None; bias (4H) = b_ih + b_hh;
+    peep (3,H) or None."""
+    T, B, _ = x.shape
+    H = weight_hh.shape[1]
+    dt = x.dtype
+    hs = np.empty((T + 1, B, H), dtype=dt)
+    cs = np.empty((T + 1, B, H), dtype=dt)
+    hs[0] = 0 if h0 is None else h0
+    cs[0] = 0 if c0 is None else c0
+    gates = np.empty((T, B, 4 * H), dtype=dt)
+    if T and B:
+        _core.lstm_forward(hs, cs, gates, x, weight_ih, weight_hh, bias, peep,
+                           _pack_workspace(B, H, dt))
+    cache = LSTMCache(x, weight_ih, weight_hh, peep, hs, cs, gates)
+    return hs[1:], (hs[T].copy(), cs[T].copy()), cache
+
+
+def lstm_backward(dy, dh_n, dc_n, cache, overwrite_cache=False):
+    """Backpropagation through time for :func:`lstm_forward` (compiled).
+
+    Parameters
+    ----------
+    dy : array, shape (T, B, H), or None
+        ``∂L/∂h_t`` from above at every step (None: zeros).
+    dh_n, dc_n : array, shape (B, H), or None
+        ``∂L/∂h_T`` and ``∂L/∂c_T`` from beyond the sequence (None: zeros).
+    cache : LSTMCache
+        From :func:`lstm_forward` (not a reference dict, not an RNN cache).
+    overwrite_cache : bool
+        Reuse the cache's gate buffer for the gate gradients instead of
+        allocating another ``(T, B, 4H)`` array. The cache is consumed: a second
+        backward pass or ``cache.gates`` raises afterwards.
+
+    Returns
+    -------
+    grads : dict
+        ``"x"`` (T, B, I), ``"h0"``, ``"c0"`` (B, H), ``"weight_ih"`` (4H, I),
+        ``"weight_hh"`` (4H, H), ``"bias_ih"``, ``"bias_hh"`` (4H,) (equal,
+        separate arrays); with peepholes also ``"peephole_i"``,
+        ``"peephole_f"``, ``"peephole_o"`` (H,). In the cache's dtype.
+    """
+    if not isinstance(cache, LSTMCache):
+        hint = (" (a dict: the NumPy reference's cache goes to fastbp.reference.lstm_backward)"
+                if isinstance(cache, dict) else "")
+        raise TypeError(f"cache: expected the LSTMCache returned by fastbp.lstm.lstm_forward, "
+                        f"got {type(cache).__name__}{hint}")
+    if cache.consumed:
+        raise RuntimeError("cache: already consumed by lstm_backward(..., overwrite_cache=True); "
+                           "run lstm_forward again")
+    T, B, H = cache.c.shape
+    dt = cache.hs.dtype
+    if dy is not None:
+        dy = float_array(dy, "dy", dtype=dt, shape=(T, B, H))
+    dh = _state_grad(dh_n, "dh_n", B, H, dt)
+    dc = _state_grad(dc_n, "dc_n", B, H, dt)
+    return _backward(dy, dh, dc, cache, overwrite_cache)
+
+
+def _state_grad(g, name, B, H, dt):
+    """A fresh (B, H) array the kernel may overwrite."""
+    if g is None:
+        return np.zeros((B, H), dtype=dt)
+    g = float_array(g, name, dtype=dt, shape=(B, H))
+    return g.copy()
+
+
+def _backward(dy, dh, dc, cache, overwrite_cache):
+    """lstm_backward on validated arrays; dh, dc (B,H) are overwritten with ∂L/∂h_0, ∂L/∂c_0."""
+    x, W_ih, W_hh, peep = cache.x, cache.weight_ih, cache.weight_hh, cache._peep
+    T, B, I = x.shape
+    H = W_hh.shape[1]
+    dt = x.dtype
+    gates = cache._gates
+    if overwrite_cache:     # δ_t overwrite the gates in place: no second (T,B,4H) buffer
+        dG = gates
+        cache._gates = None
+    else:
+        dG = np.empty_like(gates)
+    dx = np.empty((T, B, I), dtype=dt)
+    dW_ih = np.zeros((4 * H, I), dtype=dt)
+    dW_hh = np.zeros((4 * H, H), dtype=dt)
+    db = np.zeros(4 * H, dtype=dt)
+    dpeep = None if peep is None else np.zeros((3, H), dtype=dt)
+    if T and B:
+        _core.lstm_backward(dG, dx, dW_ih, dW_hh, db, dpeep, dh, dc, gates, dy,
+                            cache.hs, cache.cs, x, W_ih, W_hh, peep, _pack_workspace(B, H, dt))
+    grads = {"x": dx, "h0": dh, "c0": dc, "weight_ih": dW_ih, "weight_hh": dW_hh,
+             "bias_ih": db, "bias_hh": db.copy()}
+    if peep is not None:
+        grads.update(zip(PEEPHOLE_NAMES, dpeep))
+    return grads
+
+
+# ---- the model ---------------------------------------------------------------
+
+class LSTM(SequenceModel):
+    """An LSTM layer (compiled forward and BPTT) with a linear readout and a loss.
+
+    ``O_t = h_t W_outᵀ + b_out`` at every step (or at the last step only with
+    ``many_to_one=True``), the loss averaged over the T·B rows (B rows), and L2
+    on the weight matrices; see :class:`fastbp._seqmodel.SequenceModel`.
+
+    Parameters
+    ----------
+    input_size, hidden_size, output_size : int
+    peepholes : bool
+        Add Graves' diagonal peephole weights ``peephole_i``, ``peephole_f``,
+        ``peephole_o`` (H,). Without them the layer is exactly ``torch.nn.LSTM``
+        and its four arrays load into one with no reshuffling.
+    loss : {"mse", "cross_entropy"}
+    many_to_one : bool
+        Read out (and score) only ``h_T``; targets are then (B, O) or labels (B,).
+    l2 : float
+        λ of ``(λ/2) Σ ‖W‖²`` over every weight matrix (biases, peepholes not).
+    forget_bias : float or None
+        Initial total bias of the forget gate (``bias_ih + bias_hh`` on its
+        block; 1.0 by default, as Jozefowicz et al. 2015 advise, so the cell
+        remembers from the start). None keeps torch's uniform initialisation.
+    dtype : {"float32", "float64"}
+    seed : int or None
+        Seeds the initialisation: ``U(−1/√H, 1/√H)`` for every array, as
+        ``torch.nn.LSTM`` and ``torch.nn.Linear`` do.
+    mse_form : {"sum", "half_mean"}
+
+    Parameters are in ``model.params``: ``weight_ih`` (4H, I), ``weight_hh``
+    (4H, H), ``bias_ih``, ``bias_hh`` (4H,), with peepholes ``peephole_i``,
+    ``peephole_f``, ``peephole_o`` (H,), then ``weight_out`` (O, H), ``bias_out`` (O,).
+    """
+
+    _state_names = ("h", "c")
+
+    def __init__(self, input_size, hidden_size, output_size, peepholes=False, loss="mse",
+                 many_to_one=False, l2=0.0, forget_bias=1.0, dtype="float64", seed=None,
+                 mse_form="sum"):
+        self.peepholes = bool(peepholes)
+        if forget_bias is not None and (isinstance(forget_bias, bool) or not isinstance(
+                forget_bias, numbers.Real) or not np.isfinite(forget_bias)):
+            raise ValueError(f"forget_bias: expected a finite number or None, got {forget_bias!r}")
+        self.forget_bias = None if forget_bias is None else float(forget_bias)
+        super().__init__(input_size, hidden_size, output_size, loss=loss, many_to_one=many_to_one,
+                         l2=l2, dtype=dtype, seed=seed, mse_form=mse_form)
+
+    def _init_layer(self, rng):
+        H, I = self.hidden_size, self.input_size
+        bound = 1.0 / np.sqrt(H)
+        for name, shape in (("weight_ih", (4 * H, I)), ("weight_hh", (4 * H, H)),
+                            ("bias_ih", (4 * H,)), ("bias_hh", (4 * H,))):
+            self._params[name] = rng.uniform(-bound, bound, shape).astype(self.dtype)
+        if self.forget_bias is not None:
+            self._params["bias_ih"][H:2 * H] = self.forget_bias
+            self._params["bias_hh"][H:2 * H] = 0
+        if self.peepholes:
+            for name in PEEPHOLE_NAMES:
+                self._params[name] = rng.uniform(-bound, bound, H).astype(self.dtype)
+
+    def _layer_forward(self, X, states):
+        p = self._params
+        peep = np.stack([p[name] for name in PEEPHOLE_NAMES]) if self.peepholes else None
+        return _forward(X, states[0], states[1], p["weight_ih"], p["weight_hh"],
+                        p["bias_ih"] + p["bias_hh"], peep)
+
+    def _layer_backward(self, dHs, dfinal, cache):
+        B, H = cache.hs.shape[1:]
+        dh, dc = (np.zeros((B, H), dtype=self.dtype) if d is None else np.array(d, dtype=self.dtype)
+                  for d in dfinal)
+        # the model owns this cache: the gate gradients may overwrite the gates
+        return _backward(dHs, dh, dc, cache, overwrite_cache=True)
+
+    # -- public API -----------------------------------------------------------
+    def forward(self, X, h0=None, c0=None):
+        """Readout outputs and the final states.
+
+        X (T, B, I); h0, c0 (B, H) or None (zeros). Returns ``(outputs,
+        (h_n, c_n))``: outputs (T, B, O), or (B, O) when many_to_one, before
+        the softmax of a cross-entropy model.
+        """
+        return self._outputs(X, (h0, c0))
+
+    def predict(self, X, h0=None, c0=None):
+        """Class labels (argmax) for cross-entropy models, outputs for mse."""
+        return self._predict_from(self.forward(X, h0, c0)[0])
+
+    def loss_and_grad(self, X, Y, h0=None, c0=None):
+        """Loss, gradients and final states for one sequence chunk.
+
+        X (T, B, I); Y: targets (T, B, O) / labels (T, B), or (B, O) / (B,)
+        when many_to_one; h0, c0 (B, H) or None (zeros). Returns ``(loss,
+        grads, (h_n, c_n))``: grads by parameter name (same order as
+        ``params``); pass ``(h_n, c_n)`` as the next chunk's ``h0, c0`` to
+        carry state across chunks (truncated BPTT).
+        """
+        return self._loss_and_grad(X, Y, (h0, c0))

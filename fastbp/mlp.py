@@ -1,0 +1,310 @@
+"""The multilayer perceptron on the compiled path (EQUATIONS.md §1–4).
+
+``MLP.loss_and_grad`` runs a whole training step (forward, loss, backward,
+every gradient) as ONE call into C with the GIL released; the NumPy reference
+``fastbp.reference.mlp_loss_and_grad`` computes the same numbers and is the
+test oracle.
+
+Conventions
+-----------
+Layout: PyTorch's ``nn.Linear``. Layer ``l`` has ``W (n_l, n_{l-1})`` and
+``b (n_l,)`` and computes ``Z = A_prev Wᵀ + b``, so weights move to and from
+``torch.nn.Linear.weight`` / ``.bias`` unchanged.
+
+Loss normalisation: the data loss is the MEAN over the batch (EQUATIONS §2),
+so every gradient carries ``1/B``:
+
+- ``"cross_entropy"``: ``L = -(1/B) Σ_rows Σ_k z_k ln ŷ_k`` with ``ŷ =
+  softmax(Z^(L))`` (the output activation must be ``"softmax"``; it is fused
+  into the loss, ``∂L/∂Z^(L) = (ŷ - z)/B``). Targets are integer labels
+  ``(B,)`` or one-hot / probability rows ``(B, n_L)``. Equals
+  ``torch.nn.functional.cross_entropy`` with its default mean reduction.
+- ``"mse"``, ``mse_form="sum"`` (the notes' form): ``L = (1/B) Σ_rows Σ_j
+  (y_j - ŷ_j)²``, ``∂L/∂ŷ = -2 (y - ŷ)/B``, after any output activation.
+  ``mse_form="half_mean"``: ``L = ½ · mean over all B·n_L entries`` (``0.5 *
+  F.mse_loss``).
+
+L2: ``J = L + (λ/2) Σ_l ‖W^(l)‖²_F`` and ``∂J/∂W^(l) = ∂L/∂W^(l) + λ W^(l)``
+(EQUATIONS §3, the plain λ/2 convention, NOT seed 002's λ/2m: pass ``l2=λ/m``
+for that). Biases are not penalised.
+
+Dtypes: the model computes in its ``dtype`` (float32 or float64). Inputs of
+another real dtype (float16/32/64, integers, booleans) are converted ONCE per
+call to the model's dtype (a float64 ``X`` given to a float32 model is rounded
+to float32); complex, object and string arrays are refused. Class labels may
+be any integer dtype. Nothing the caller passes is modified.
+
+Gradients: ``loss_and_grad`` returns new arrays on every call, written
+directly by the C kernel (no copy). Pass ``out=grads`` (a list as returned by
+an earlier call) to have them overwritten in place instead, which saves the
+allocation (~1 MB for the 784-256-256-10 net) in a tight loop.
+"""
+import numbers
+
+import numpy as np
+
+from . import _core
+from ._validate import (check_shape, choice, float_array, nonnegative_float, positive_int,
+                        resolve_dtype)
+from .functional import ACTIVATIONS, activation_code
+from .training import MLPTrainable
+
+__all__ = ["MLP", "MLP_LOSSES", "MSE_FORMS"]
+
+MLP_LOSSES = ("cross_entropy", "mse")
+MSE_FORMS = ("sum", "half_mean")
+
+_INT64 = np.dtype(np.int64)
+_XENT_LABELS = _core.MLP_LOSS_CODES["xent_labels"]
+_XENT_PROBS = _core.MLP_LOSS_CODES["xent_probs"]
+_SQUARED = _core.MLP_LOSS_CODES["squared"]
+
+
+def _init_weight(rng, n_out, n_in, activation):
+    """He normal for ReLU layers (std √(2/n_in)), Glorot uniform otherwise
+    (limit √(6/(n_in+n_out))): keeps activations and gradients of the right
+    scale through depth. Drawn in float64 so float32 and float64 models built
+    from the same seed hold the same numbers, up to rounding."""
+    if activation == "relu":
+        return rng.standard_normal((n_out, n_in)) * np.sqrt(2.0 / n_in)
+    limit = np.sqrt(6.0 / (n_in + n_out))
+    return rng.uniform(-limit, limit, size=(n_out, n_in))
+
+
+class MLP(MLPTrainable):
+    """A multilayer perceptron trained by backpropagation (EQUATIONS.md §4).
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Layer widths ``[n_0, n_1, ..., n_L]``: ``n_0`` inputs, ``n_L`` outputs,
+        at least one layer (two sizes); at most ``fastbp._core.MLP_MAX_LAYERS`` layers.
+    activation : str or sequence of str
+        The hidden layers' activation: one name for all, or one per hidden
+        layer. Names: ``"identity", "sigmoid", "tanh", "relu", "softmax"``.
+    output : str
+        The output layer's activation (same names).
+    loss : {"cross_entropy", "mse"}
+        See the module docstring for the normalisation. ``"cross_entropy"``
+        needs ``output="softmax"``.
+    l2 : float
+        λ >= 0 of the L2 penalty ``(λ/2) Σ ‖W‖²`` (biases not penalised).
+    dtype : {"float32", "float64"}
+        The precision of the parameters and of all computation.
+    seed : int
+        Seeds ``numpy.random.default_rng`` for the initial weights (He normal
+        for ReLU layers, Glorot uniform otherwise; biases zero).
+    mse_form : {"sum", "half_mean"}
+        Form of the squared error when ``loss="mse"``.
+
+    Attributes
+    ----------
+    sizes : tuple of int
+    activations : tuple of str
+        One per layer, the last being ``output``.
+    loss, l2, dtype, mse_form, n_layers
+    params : list of (W, b)
+        See :attr:`params`.
+    """
+
+    def __init__(self, sizes, activation="relu", output="softmax", loss="cross_entropy",
+                 l2=0.0, dtype="float32", seed=0, mse_form="sum"):
+        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+            raise TypeError(f"sizes: expected a sequence of layer widths, got {sizes!r}")
+        sizes = tuple(positive_int(n, f"sizes[{i}]") for i, n in enumerate(sizes))
+        if len(sizes) < 2:
+            raise ValueError(f"sizes: expected at least 2 widths (inputs and outputs), got {list(sizes)}")
+        n_layers = len(sizes) - 1
+        if n_layers > _core.MLP_MAX_LAYERS:
+            raise ValueError(f"sizes: at most {_core.MLP_MAX_LAYERS} layers, got {n_layers}")
+        if isinstance(activation, str):
+            hidden = (activation,) * (n_layers - 1)
+            activation_code(activation, "activation")
+        else:
+            hidden = tuple(activation)
+            if len(hidden) != n_layers - 1:
+                raise ValueError(f"activation: expected one name or a list of {n_layers - 1} "
+                                 f"(one per hidden layer), got {len(hidden)}")
+            for i, name in enumerate(hidden):
+                activation_code(name, f"activation[{i}]")
+        activation_code(output, "output")
+        loss = choice(loss, "loss", MLP_LOSSES)
+        self.mse_form = mse_form
+        if loss == "cross_entropy" and output != "softmax":
+            raise ValueError(f"output: loss='cross_entropy' is the softmax cross-entropy and needs "
+                             f"output='softmax', got {output!r} (use loss='mse' for other outputs)")
+        self.l2 = l2
+        dtype = resolve_dtype(dtype, "dtype")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise TypeError(f"seed: expected an integer, got {seed!r}")
+        self._loss = loss
+        self._dtype = dtype
+        self._sizes = sizes
+        self._n_layers = n_layers
+        self._activations = hidden + (output,)
+
+        rng = np.random.default_rng(int(seed))
+        self._params = [
+            (np.ascontiguousarray(_init_weight(rng, n_out, n_in, act), dtype=self._dtype),
+             np.zeros(n_out, dtype=self._dtype))
+            for n_in, n_out, act in zip(sizes[:-1], sizes[1:], self._activations)]
+        self._core = _core.MLPCore(sizes, [activation_code(a) for a in self._activations],
+                                   self._params, self._dtype)
+        if loss == "cross_entropy":
+            self._target_code = None   # labels or probabilities, decided per call
+        else:
+            self._target_code = _SQUARED
+
+    # ---- configuration: the architecture is fixed, l2 and mse_form may change ----
+    sizes = property(lambda self: self._sizes, doc="Layer widths (n_0, ..., n_L).")
+    activations = property(lambda self: self._activations,
+                           doc="Activation names, one per layer; the last is the output's.")
+    loss = property(lambda self: self._loss, doc='"cross_entropy" or "mse".')
+    dtype = property(lambda self: self._dtype, doc="numpy.dtype float32 or float64.")
+    n_layers = property(lambda self: self._n_layers, doc="Number of weight layers L.")
+
+    @property
+    def l2(self):
+        """λ of the L2 penalty (λ/2) Σ‖W‖²; settable (validated)."""
+        return self._l2
+
+    @l2.setter
+    def l2(self, value):
+        self._l2 = nonnegative_float(value, "l2")
+
+    @property
+    def mse_form(self):
+        """Form of the squared error, "sum" or "half_mean"; settable (validated)."""
+        return self._mse_form
+
+    @mse_form.setter
+    def mse_form(self, value):
+        self._mse_form = choice(value, "mse_form", MSE_FORMS)
+
+    # ---- parameters ---------------------------------------------------------
+    @property
+    def params(self):
+        """List of ``(W (n_l, n_{l-1}), b (n_l,))`` per layer, torch layout.
+
+        These are the model's own C-contiguous arrays of its dtype, not
+        copies: updating them in place (``W -= lr * dW``) changes the model,
+        and finite-difference checks may perturb them. Assigning
+        ``net.params = new`` validates every array (count, shapes, finite
+        values; other real dtypes are converted) before copying any, so a bad
+        assignment leaves the model unchanged.
+        """
+        return [(W, b) for W, b in self._params]
+
+    @params.setter
+    def params(self, new):
+        if isinstance(new, (str, bytes)) or not hasattr(new, "__len__") or len(new) != self._n_layers:
+            raise ValueError(f"params: expected a list of {self._n_layers} (weight, bias) pairs, "
+                             f"got {type(new).__name__}"
+                             + (f" of length {len(new)}" if hasattr(new, "__len__") else ""))
+        staged = []
+        for l, pair in enumerate(new):
+            if not hasattr(pair, "__len__") or len(pair) != 2:
+                raise ValueError(f"params[{l}]: expected a (weight, bias) pair")
+            W_old, b_old = self._params[l]
+            W = float_array(pair[0], f"params[{l}][0]", dtype=self._dtype, ndim=2, shape=W_old.shape)
+            b = float_array(pair[1], f"params[{l}][1]", dtype=self._dtype, ndim=1, shape=b_old.shape)
+            staged.append((W, b))
+        # all valid: copy into the existing arrays, which the compiled core points at
+        for (W_old, b_old), (W, b) in zip(self._params, staged):
+            np.copyto(W_old, W)
+            np.copyto(b_old, b)
+
+    # ---- inputs -------------------------------------------------------------
+    def _input(self, X):
+        """X as a C-contiguous (B, n_0) array of the model dtype (finite values
+        are checked in the compiled call)."""
+        if type(X) is np.ndarray and X.dtype is self._dtype and X.ndim == 2 and X.flags.c_contiguous:
+            if X.shape[1] != self._sizes[0]:
+                check_shape(X, "X", (None, self._sizes[0]))
+            return X
+        return float_array(X, "X", dtype=self._dtype, ndim=2, shape=(None, self._sizes[0]),
+                           finite=False)
+
+    def _target(self, y, batch):
+        """(loss code, y) with y converted for the compiled call: int64 labels
+        (B,) or a (B, n_L) array of the model dtype. Label ranges and finite
+        values are checked in the compiled call, before any arithmetic."""
+        n_out = self._sizes[-1]
+        if self._target_code is not None:   # mse
+            if type(y) is np.ndarray and y.dtype is self._dtype and y.flags.c_contiguous \
+                    and y.shape == (batch, n_out):
+                return self._target_code, y
+            return self._target_code, float_array(y, "y", dtype=self._dtype, ndim=2,
+                                                  shape=(batch, n_out), finite=False)
+        if type(y) is np.ndarray and y.dtype is _INT64 and y.ndim == 1 and y.flags.c_contiguous:
+            y_arr = y                                  # the common case, no copy
+        else:
+            y_arr = np.asarray(y)
+            if y_arr.dtype.kind in "iub" and y_arr.ndim == 2:   # integer one-hot rows
+                y_arr = y_arr.astype(self._dtype)
+            elif y_arr.dtype.kind in "iu":
+                y_arr = np.ascontiguousarray(y_arr, dtype=_INT64)
+        if y_arr.dtype is _INT64:
+            if y_arr.shape != (batch,):
+                raise ValueError(f"y: expected integer class labels of shape ({batch},) or one-hot "
+                                 f"targets of shape ({batch}, {n_out}), got shape {y_arr.shape}")
+            return _XENT_LABELS, y_arr
+        if y_arr.ndim == 1:
+            raise TypeError(f"y: expected integer class labels of shape ({batch},), got dtype {y_arr.dtype}")
+        return _XENT_PROBS, float_array(y_arr, "y", dtype=self._dtype, ndim=2, shape=(batch, n_out),
+                                        finite=False)
+
+    # ---- compiled calls -----------------------------------------------------
+    def loss_and_grad(self, X, y, out=None):
+        """Loss and gradients of one batch: forward, loss, backward in one call.
+
+        Parameters
+        ----------
+        X : array (B, n_0)
+        y : array
+            ``loss="cross_entropy"``: integer labels (B,) in ``[0, n_L)`` or
+            one-hot / probability rows (B, n_L). ``loss="mse"``: targets (B, n_L).
+        out : list of (dW, db), optional
+            Gradient arrays from an earlier call (C-contiguous, model dtype),
+            overwritten in place and returned, instead of new arrays.
+
+        Returns
+        -------
+        loss : float
+            The batch-mean data loss plus the L2 penalty.
+        grads : list of (dW (n_l, n_{l-1}), db (n_l,))
+            Same structure as :attr:`params`.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Naming ``X``, ``y`` or ``out``: wrong shape or dtype, an empty
+            batch, NaN/inf, a class label outside ``[0, n_L)``.
+        """
+        X = self._input(X)
+        batch = X.shape[0]
+        if batch == 0:
+            raise ValueError(f"X: the batch is empty (shape {X.shape}); the mean loss is undefined")
+        code, y = self._target(y, batch)
+        scale = 1.0 / batch
+        if self._target_code is not None and self._mse_form == "half_mean":
+            scale = 0.5 / (batch * self._sizes[-1])
+        return self._core.loss_and_grad(X, y, code, scale, self._l2, out)
+
+    def forward(self, X):
+        """The network's output ``A^(L)`` (B, n_L) as a new array, after the
+        output activation (class probabilities for a softmax output)."""
+        return self._core.forward(self._input(X))
+
+    def predict(self, X):
+        """Class labels (B,) int64 for ``loss="cross_entropy"`` (argmax of the
+        output), the outputs (B, n_L) for ``loss="mse"``."""
+        out = self.forward(X)
+        if self._loss == "cross_entropy":
+            return np.argmax(out, axis=1)
+        return out
+
+    def __repr__(self):
+        return (f"MLP({list(self._sizes)}, activation={list(self._activations[:-1])}, "
+                f"output={self._activations[-1]!r}, loss={self.loss!r}, l2={self.l2}, "
+                f"dtype={self._dtype.name!r})")

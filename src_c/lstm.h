@@ -1,0 +1,77 @@
+/* LSTM forward and backpropagation through time (EQUATIONS.md §6, Graves' cell
+ * with optional peepholes), torch.nn.LSTM's layout: the four gate blocks stack
+ * in the order i, f, g, o along the 4H axis of W_ih (4H,I), W_hh (4H,H) and the
+ * bias (4H). Sequences are time-major. One call runs a whole sequence; the time
+ * loop is in C and allocates nothing: every buffer comes from the caller.
+ *
+ * Buffers (all row-major, C-contiguous):
+ *   hs    (T+1, B, H)  hs[0] = h0, hs[t] = h_t. hs[:-1] is H_prev (T·B,H) for
+ *                      dW_hh and hs[1:] is the output y, both without copies.
+ *   cs    (T+1, B, H)  cs[0] = c0, cs[t] = c_t.
+ *   gates (T, B, 4H)   the ACTIVATED gates [i_t, f_t, g_t, o_t]. The input GEMM
+ *                      writes the pre-activations x_t W_ihᵀ there, the per-step
+ *                      recurrent GEMM adds h_{t-1} W_hhᵀ, and the fused pass
+ *                      overwrites them with the activations: no other buffer.
+ * tanh(c_t) is not kept: backward recomputes it (saves T·B·H of memory).
+ */
+#ifndef FASTBP_LSTM_H
+#define FASTBP_LSTM_H
+
+#include "fastbp.h"
+
+/* Forward over a whole sequence.
+ *   hs    (T+1,B,H)  in: hs[0] = h0;  out: hs[1..T] = h_1..h_T
+ *   cs    (T+1,B,H)  in: cs[0] = c0;  out: cs[1..T] = c_1..c_T
+ *   gates (T,B,4H)   out: activated gates i, f, g, o
+ *   x     (T,B,I), W_ih (4H,I), W_hh (4H,H)
+ *   bias  (4H)       b_ih + b_hh
+ *   peep  (3,H)      rows p_i, p_f, p_o, or NULL for torch's cell without peepholes
+ *   pack  workspace of fbp_lstm_pack_size(H) elements, or NULL (see below) */
+int fbp_lstm_forward_f(float *hs, float *cs, float *gates,
+                       const float *x, const float *W_ih, const float *W_hh,
+                       const float *bias, const float *peep, float *pack,
+                       int T, int B, int I, int H);
+int fbp_lstm_forward_d(double *hs, double *cs, double *gates,
+                       const double *x, const double *W_ih, const double *W_hh,
+                       const double *bias, const double *peep, double *pack,
+                       int T, int B, int I, int H);
+
+/* Backward through time.
+ *   dG    (T,B,4H)   out: δ_t = [δi, δf, δg, δo], the gradients of the gate
+ *                    pre-activations
+ *   gates (T,B,4H)   the activated gates from the forward pass; may be dG
+ *                    itself, which then saves a (T,B,4H) buffer (the gates are
+ *                    consumed)
+ *   dX    (T,B,I)    out (overwritten): ∂L/∂x_t; NULL to skip
+ *   dW_ih (4H,I), dW_hh (4H,H), db (4H)      accumulated (+=)
+ *   dpeep (3,H)      accumulated (+=) when peep is not NULL
+ *   dh    (B,H)      in: ∂L/∂h_T from outside the sequence (dh_n); out: ∂L/∂h_0
+ *   dc    (B,H)      in: ∂L/∂c_T (dc_n); out: ∂L/∂c_0
+ *   dy    (T,B,H)    ∂L/∂h_t from above at every step, or NULL (all zero)
+ *   hs, cs (T+1,B,H) from the forward pass
+ *   x (T,B,I), W_ih (4H,I), W_hh (4H,H), peep (3,H) or NULL, pack: as in forward */
+int fbp_lstm_backward_f(float *dG, float *dX, float *dW_ih, float *dW_hh, float *db,
+                        float *dpeep, float *dh, float *dc,
+                        const float *gates, const float *dy, const float *hs, const float *cs,
+                        const float *x, const float *W_ih, const float *W_hh,
+                        const float *peep, float *pack, int T, int B, int I, int H);
+int fbp_lstm_backward_d(double *dG, double *dX, double *dW_ih, double *dW_hh, double *db,
+                        double *dpeep, double *dh, double *dc,
+                        const double *gates, const double *dy, const double *hs, const double *cs,
+                        const double *x, const double *W_ih, const double *W_hh,
+                        const double *peep, double *pack, int T, int B, int I, int H);
+
+/* Elements of the `pack` workspace both functions take for hidden size H:
+ * with it, the per-step recurrent products run on a copy of W_hh packed once
+ * per call for fastbp's own register-blocked kernel; with NULL, through BLAS
+ * (GEMM, or GEMV at batch 1). Results agree to rounding. */
+ptrdiff_t fbp_lstm_pack_size_f(int H);
+ptrdiff_t fbp_lstm_pack_size_d(int H);
+
+/* Benchmark hook: the per-step recurrent products alone (see lstm_body.h). */
+int fbp_lstm_step_products_f(float *gates, float *dh, const float *hs, const float *W_hh,
+                             float *pack, int T, int B, int H);
+int fbp_lstm_step_products_d(double *gates, double *dh, const double *hs, const double *W_hh,
+                             double *pack, int T, int B, int H);
+
+#endif /* FASTBP_LSTM_H */

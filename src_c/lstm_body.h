@@ -1,0 +1,388 @@
+/* LSTM forward and BPTT, written once for REAL. Included by lstm.c with
+ * REAL = float / double; see lstm.h for the buffers and EQUATIONS.md §6.
+ *
+ * Shape of one call (forward):
+ *   one GEMM over all T·B rows for the input side of every gate,
+ *   per step: one recurrent GEMM for the four gates together (GEMV at n = 1),
+ *             one fused pass: bias, σ σ tanh σ, peepholes, c_t, h_t.
+ * Backward:
+ *   per step: one fused pass giving all four gate gradients, the cell-state
+ *             gradient carried to t−1 and the bias/peephole reductions, then
+ *             one recurrent product for ∂L/∂h_{t−1},
+ *   after the loop: dW_ih, dW_hh and dX as one GEMM each over the stacked
+ *             (T·B, ·) arrays.
+ * Each step works on its first n rows (n = B today). Variable sequence lengths
+ * (rows sorted by length, n_t active rows at step t) only need n set per step. */
+
+/* ---- recurrent product with pre-packed weights ------------------------------
+ * Per step the recurrent product is small (n ≤ B rows against the 4H×H weight)
+ * and BLAS repacks the whole weight on every call: at B = 16 that costs about
+ * as much as the arithmetic. So the weight is packed once per call into panels
+ * of LSTM_NR columns, P[p][k][jj] = op(W)[k][p·NR + jj] (zero past N), and a
+ * register-blocked LSTM_MR × LSTM_NR kernel runs over them. Single-threaded and
+ * deterministic (a fixed summation order over k). */
+#define LSTM_NR (64 / (int)sizeof(REAL))     /* two 32-byte vectors of REAL */
+#define LSTM_MR 6                            /* 6 × 2 accumulators + 2 loads + 1 broadcast */
+
+/* P (ceil(N/NR)·NR·K): the panels of op(W)(K,N): Wᵀ of a row-major W (N,K) when
+ * transposed, else W (K,N) itself. */
+static void FN(lstm_pack)(REAL *P, const REAL *W, int K, int N, int transposed)
+{
+    for (int j0 = 0; j0 < N; j0 += LSTM_NR) {
+        REAL *panel = P + (ptrdiff_t)j0 * K;
+        const int nc = N - j0 < LSTM_NR ? N - j0 : LSTM_NR;
+        for (int k = 0; k < K; k++) {
+            REAL *dst = panel + (ptrdiff_t)k * LSTM_NR;
+            for (int jj = 0; jj < nc; jj++)
+                dst[jj] = transposed ? W[(ptrdiff_t)(j0 + jj) * K + k] : W[(ptrdiff_t)k * N + j0 + jj];
+            for (int jj = nc; jj < LSTM_NR; jj++) dst[jj] = 0;
+        }
+    }
+}
+
+#if defined(__GNUC__)
+/* GCC/Clang vector extensions: explicit 32-byte vectors, so the accumulators
+ * stay in registers (auto-vectorisation picks the wrong loop here). The
+ * default clone lowers them to pairs of SSE registers. */
+typedef REAL FN(lstm_vec) __attribute__((vector_size(32), aligned(sizeof(REAL)), may_alias));
+
+/* C(mr, ncols) (+)= A(mr, K) @ panel(K, NR)[:, :ncols] for a constant mr ≤ LSTM_MR. */
+FBP_ALWAYS_INLINE void FN(lstm_micro)(REAL *restrict C, int ldc, const REAL *restrict A, int lda,
+                                      const REAL *restrict panel, int K, int ncols, int accumulate,
+                                      const int mr)
+{
+    typedef FN(lstm_vec) vec;
+    enum { HALF = LSTM_NR / 2 };
+    vec acc0[LSTM_MR], acc1[LSTM_MR];
+    for (int i = 0; i < mr; i++) {
+        acc0[i] = (vec){0};
+        acc1[i] = (vec){0};
+    }
+    for (int k = 0; k < K; k++) {
+        const vec w0 = *(const vec *)(panel + (ptrdiff_t)k * LSTM_NR);
+        const vec w1 = *(const vec *)(panel + (ptrdiff_t)k * LSTM_NR + HALF);
+        for (int i = 0; i < mr; i++) {
+            const REAL a = A[(ptrdiff_t)i * lda + k];
+            acc0[i] += a * w0;
+            acc1[i] += a * w1;
+        }
+    }
+    for (int i = 0; i < mr; i++) {
+        REAL *c = C + (ptrdiff_t)i * ldc, out[LSTM_NR];
+        *(vec *)out = acc0[i];
+        *(vec *)(out + HALF) = acc1[i];
+        if (accumulate) for (int jj = 0; jj < ncols; jj++) c[jj] += out[jj];
+        else for (int jj = 0; jj < ncols; jj++) c[jj] = out[jj];
+    }
+}
+#else
+FBP_ALWAYS_INLINE void FN(lstm_micro)(REAL *restrict C, int ldc, const REAL *restrict A, int lda,
+                                      const REAL *restrict panel, int K, int ncols, int accumulate,
+                                      const int mr)
+{
+    for (int i = 0; i < mr; i++) {
+        REAL out[LSTM_NR] = {0};
+        for (int k = 0; k < K; k++) {
+            const REAL a = A[(ptrdiff_t)i * lda + k];
+            for (int jj = 0; jj < LSTM_NR; jj++) out[jj] += a * panel[(ptrdiff_t)k * LSTM_NR + jj];
+        }
+        REAL *c = C + (ptrdiff_t)i * ldc;
+        for (int jj = 0; jj < ncols; jj++) c[jj] = (accumulate ? c[jj] : 0) + out[jj];
+    }
+}
+#endif
+
+/* C(M,N) (+)= A(M,K) @ op(W)(K,N), op(W) packed by lstm_pack. FMA contraction is
+ * allowed here (and only here): it is a matrix product like BLAS's, whose
+ * rounding differs across CPUs anyway; the elementwise passes stay uncontracted. */
+FBP_HOT FBP_CONTRACT static void FN(lstm_gemm_packed)(REAL *C, int ldc, const REAL *A, int lda,
+                                                      const REAL *P, int M, int N, int K,
+                                                      int accumulate)
+{
+    for (int j0 = 0; j0 < N; j0 += LSTM_NR) {
+        const REAL *panel = P + (ptrdiff_t)j0 * K;
+        const int nc = N - j0 < LSTM_NR ? N - j0 : LSTM_NR;
+        REAL *Cj = C + j0;
+        int r = 0;
+        for (; r + LSTM_MR <= M; r += LSTM_MR)
+            FN(lstm_micro)(Cj + (ptrdiff_t)r * ldc, ldc, A + (ptrdiff_t)r * lda, lda, panel, K, nc,
+                           accumulate, LSTM_MR);
+        REAL *Cr = Cj + (ptrdiff_t)r * ldc;
+        const REAL *Ar = A + (ptrdiff_t)r * lda;
+        switch (M - r) {    /* the last rows: one constant-size copy of the kernel each */
+        case 1: FN(lstm_micro)(Cr, ldc, Ar, lda, panel, K, nc, accumulate, 1); break;
+        case 2: FN(lstm_micro)(Cr, ldc, Ar, lda, panel, K, nc, accumulate, 2); break;
+        case 3: FN(lstm_micro)(Cr, ldc, Ar, lda, panel, K, nc, accumulate, 3); break;
+        case 4: FN(lstm_micro)(Cr, ldc, Ar, lda, panel, K, nc, accumulate, 4); break;
+        case 5: FN(lstm_micro)(Cr, ldc, Ar, lda, panel, K, nc, accumulate, 5); break;
+        default: break;
+        }
+    }
+}
+
+/* Elements of the packing workspace for hidden size H: the larger of the two
+ * packings, W_hhᵀ (K = H, N = 4H) forward and W_hh (K = 4H, N = H) backward. */
+ptrdiff_t FN(fbp_lstm_pack_size)(int H)
+{
+    const ptrdiff_t h = H, nr = LSTM_NR;
+    const ptrdiff_t fwd = (4 * h + nr - 1) / nr * nr * h, bwd = (h + nr - 1) / nr * nr * 4 * h;
+    return fwd > bwd ? fwd : bwd;
+}
+
+/* ---- fused forward pass of one row of one step ------------------------------
+ * gi, gf, gg, go (H each, the row's four gate blocks):
+ *           in  x_t W_ihᵀ + h_{t-1} W_hhᵀ (bias not yet added), out i, f, g, o
+ * cn, hn (H): out c_t, h_t;  cp (H): c_{t-1}
+ * b_* (H): bias blocks;  p_* (H): peepholes (read only when has_peep).
+ * Every pointer is a restrict parameter (GCC keeps restrict through inlining
+ * only for parameters), so the loop vectorises without runtime alias checks. */
+FBP_ALWAYS_INLINE void FN(lstm_forward_row)(
+    REAL *restrict gi, REAL *restrict gf, REAL *restrict gg, REAL *restrict go,
+    REAL *restrict cn, REAL *restrict hn, const REAL *restrict cp,
+    const REAL *restrict b_i, const REAL *restrict b_f, const REAL *restrict b_g,
+    const REAL *restrict b_o, const REAL *restrict p_i, const REAL *restrict p_f,
+    const REAL *restrict p_o, int H, const int has_peep)
+{
+    for (int j = 0; j < H; j++) {
+        REAL zi = gi[j] + b_i[j], zf = gf[j] + b_f[j];
+        REAL zg = gg[j] + b_g[j], zo = go[j] + b_o[j];
+        if (has_peep) {
+            zi += p_i[j] * cp[j];                        /* + p_i ⊙ c_{t-1} */
+            zf += p_f[j] * cp[j];                        /* + p_f ⊙ c_{t-1} */
+        }
+        REAL it = FN(lstm_sigmoid)(zi), ft = FN(lstm_sigmoid)(zf), gt = FN(lstm_tanh)(zg);
+        REAL ct = ft * cp[j] + it * gt;                  /* c_t = f c_{t-1} + i g */
+        if (has_peep) zo += p_o[j] * ct;                 /* + p_o ⊙ c_t (the NEW state) */
+        REAL ot = FN(lstm_sigmoid)(zo);
+        gi[j] = it; gf[j] = ft; gg[j] = gt; go[j] = ot;
+        cn[j] = ct;
+        hn[j] = ot * FN(lstm_tanh)(ct);                   /* h_t = o tanh(c_t) */
+    }
+}
+
+/* One step's fused pass over rows [0, n):
+ * g (n,4H) pre-activations -> activated [i, f, g, o]; c_new, h_new (n,H) out;
+ * c_prev (n,H); bias (4H); peep (3,H) rows p_i, p_f, p_o, or NULL. */
+FBP_HOT static void FN(lstm_forward_pass)(
+    REAL *g, REAL *c_new, REAL *h_new, const REAL *c_prev, const REAL *bias,
+    const REAL *peep, int n, int H)
+{
+    const ptrdiff_t h = H;
+    for (int r = 0; r < n; r++) {
+        REAL *gr = g + 4 * h * r;
+        ptrdiff_t o = h * r;
+        /* two specialised copies of the loop: no peephole test per element */
+        if (peep)
+            FN(lstm_forward_row)(gr, gr + h, gr + 2 * h, gr + 3 * h, c_new + o, h_new + o, c_prev + o,
+                                 bias, bias + h, bias + 2 * h, bias + 3 * h,
+                                 peep, peep + h, peep + 2 * h, H, 1);
+        else
+            FN(lstm_forward_row)(gr, gr + h, gr + 2 * h, gr + 3 * h, c_new + o, h_new + o, c_prev + o,
+                                 bias, bias + h, bias + 2 * h, bias + 3 * h,
+                                 NULL, NULL, NULL, H, 0);
+    }
+}
+
+/* ---- fused backward pass of one row of one step -----------------------------
+ * gi, gf, gg, go (H each): in i, f, g, o activated;  out δi, δf, δg, δo
+ * dcr (H):  in  ε_c^{t+1} f_{t+1} + p_i δi_{t+1} + p_f δf_{t+1} (dc_n at t = T)
+ *           out the same quantity for step t, carried to t−1
+ * dhr (H):  δ_{t+1} W_hh (dh_n at t = T);  dyr (H): ∂L/∂h_t from above (has_dy)
+ * cp, cn (H): c_{t-1}, c_t;  p_* (H): peepholes (has_peep)
+ * db_* (H), dp_* (H): accumulated (+=). */
+FBP_ALWAYS_INLINE void FN(lstm_backward_row)(
+    REAL *restrict gi, REAL *restrict gf, REAL *restrict gg, REAL *restrict go,
+    REAL *restrict dcr, REAL *restrict db_i, REAL *restrict db_f, REAL *restrict db_g,
+    REAL *restrict db_o, REAL *restrict dp_i, REAL *restrict dp_f, REAL *restrict dp_o,
+    const REAL *restrict dhr, const REAL *restrict dyr, const REAL *restrict cp,
+    const REAL *restrict cn, const REAL *restrict p_i, const REAL *restrict p_f,
+    const REAL *restrict p_o, int H, const int has_peep, const int has_dy)
+{
+    for (int j = 0; j < H; j++) {
+        REAL it = gi[j], ft = gf[j], gt = gg[j], ot = go[j];
+        REAL tc = FN(lstm_tanh)(cn[j]);                   /* recomputed, not stored */
+        REAL eh = has_dy ? dyr[j] + dhr[j] : dhr[j];     /* ε_h^t */
+        REAL d_o = eh * tc * ot * (1 - ot);              /* δo = ε_h tanh(c) o(1−o) */
+        REAL ec = eh * ot * (1 - tc * tc) + dcr[j];      /* ε_c^t */
+        if (has_peep) ec += p_o[j] * d_o;                /*   + p_o δo_t */
+        REAL d_g = ec * it * (1 - gt * gt);              /* δg = ε_c i (1−g²) */
+        REAL d_f = ec * cp[j] * ft * (1 - ft);           /* δf = ε_c c_{t-1} f(1−f) */
+        REAL d_i = ec * gt * it * (1 - it);              /* δi = ε_c g i(1−i) */
+        REAL carry = ec * ft;                            /* → ε_c^{t-1}: ε_c f_t ... */
+        if (has_peep) carry += p_i[j] * d_i + p_f[j] * d_f;   /* + p_i δi + p_f δf */
+        dcr[j] = carry;
+        gi[j] = d_i; gf[j] = d_f; gg[j] = d_g; go[j] = d_o;
+        db_i[j] += d_i; db_f[j] += d_f; db_g[j] += d_g; db_o[j] += d_o;
+        if (has_peep) {
+            dp_i[j] += d_i * cp[j];                      /* Σ δi c_{t-1} */
+            dp_f[j] += d_f * cp[j];                      /* Σ δf c_{t-1} */
+            dp_o[j] += d_o * cn[j];                      /* Σ δo c_t */
+        }
+    }
+}
+
+/* One step's fused pass over rows [0, n):
+ * gd (n,4H) activated gates -> δ_t; dc (n,H) carried cell gradient (in/out);
+ * dh (n,H) δ_{t+1} W_hh; dy (n,H) or NULL; c_prev, c_new (n,H); peep (3,H) or NULL;
+ * db (4H), dpeep (3,H) accumulated over rows (and, across calls, over t). */
+FBP_HOT static void FN(lstm_backward_pass)(
+    REAL *gd, REAL *dc, REAL *db, REAL *dpeep, const REAL *dh, const REAL *dy,
+    const REAL *c_prev, const REAL *c_new, const REAL *peep, int n, int H)
+{
+    const ptrdiff_t h = H;
+    REAL *db_i = db, *db_f = db + h, *db_g = db + 2 * h, *db_o = db + 3 * h;
+    for (int r = 0; r < n; r++) {
+        REAL *g = gd + 4 * h * r;
+        ptrdiff_t o = h * r;
+        /* four specialised copies: peepholes or not, ∂L/∂h_t from above or not
+         * (a many-to-one model only feeds dh_n) */
+        if (peep && dy)
+            FN(lstm_backward_row)(g, g + h, g + 2 * h, g + 3 * h, dc + o, db_i, db_f, db_g, db_o,
+                                  dpeep, dpeep + h, dpeep + 2 * h, dh + o, dy + o, c_prev + o,
+                                  c_new + o, peep, peep + h, peep + 2 * h, H, 1, 1);
+        else if (peep)
+            FN(lstm_backward_row)(g, g + h, g + 2 * h, g + 3 * h, dc + o, db_i, db_f, db_g, db_o,
+                                  dpeep, dpeep + h, dpeep + 2 * h, dh + o, NULL, c_prev + o,
+                                  c_new + o, peep, peep + h, peep + 2 * h, H, 1, 0);
+        else if (dy)
+            FN(lstm_backward_row)(g, g + h, g + 2 * h, g + 3 * h, dc + o, db_i, db_f, db_g, db_o,
+                                  NULL, NULL, NULL, dh + o, dy + o, c_prev + o,
+                                  c_new + o, NULL, NULL, NULL, H, 0, 1);
+        else
+            FN(lstm_backward_row)(g, g + h, g + 2 * h, g + 3 * h, dc + o, db_i, db_f, db_g, db_o,
+                                  NULL, NULL, NULL, dh + o, NULL, c_prev + o,
+                                  c_new + o, NULL, NULL, NULL, H, 0, 0);
+    }
+}
+
+/* ---- the per-step recurrent products ------------------------------------------
+ * pack: the packed weight (lstm_pack) to use the kernel above, or NULL for BLAS
+ * (a GEMV at n = 1). */
+
+/* G_t(n,4H) += h_{t-1}(n,H) @ W_hhᵀ(H,4H) */
+static int FN(lstm_recurrent_forward)(REAL *g, const REAL *h_prev, const REAL *W_hh,
+                                      const REAL *pack, int n, int H)
+{
+    const int H4 = 4 * H;
+    if (pack) {
+        FN(lstm_gemm_packed)(g, H4, h_prev, H, pack, n, H4, H, 1);
+        return FBP_OK;
+    }
+    if (n == 1)         /* G_t(4H) += W_hh(4H,H) @ h_{t-1}(H) */
+        return FN(fbp_gemv)(g, W_hh, H, h_prev, H4, H, 0, 1, 1);
+    return FN(fbp_gemm)(g, H4, h_prev, H, W_hh, H, n, H4, H, 0, 1, 1, 1);
+}
+
+/* dh(n,H) = δ_t(n,4H) @ W_hh(4H,H) */
+static int FN(lstm_recurrent_backward)(REAL *dh, const REAL *gd, const REAL *W_hh,
+                                       const REAL *pack, int n, int H)
+{
+    const int H4 = 4 * H;
+    if (pack) {
+        FN(lstm_gemm_packed)(dh, H, gd, H4, pack, n, H, H4, 0);
+        return FBP_OK;
+    }
+    if (n == 1)         /* dh(H) = W_hhᵀ(H,4H) @ δ_t(4H) */
+        return FN(fbp_gemv)(dh, W_hh, H, gd, H4, H, 1, 1, 0);
+    return FN(fbp_gemm)(dh, H, gd, H4, W_hh, H, n, H, H4, 0, 0, 1, 0);
+}
+
+/* ---- whole sequence ---------------------------------------------------------- */
+
+int FN(fbp_lstm_forward)(REAL *hs, REAL *cs, REAL *gates,
+                         const REAL *x, const REAL *W_ih, const REAL *W_hh,
+                         const REAL *bias, const REAL *peep, REAL *pack,
+                         int T, int B, int I, int H)
+{
+    if (T < 0 || B < 0 || I < 0 || H < 1) return FBP_ERR_ARG;
+    if (T == 0 || B == 0) return FBP_OK;
+    if ((int64_t)T * B > INT32_MAX || 4 * (int64_t)H > INT32_MAX) return FBP_ERR_ARG;
+    const int H4 = 4 * H;
+    const ptrdiff_t step_g = (ptrdiff_t)B * H4, step_h = (ptrdiff_t)B * H;
+    int st;
+
+    if (I > 0) {    /* G(T·B,4H) = X(T·B,I) @ W_ihᵀ(I,4H): the input side of every step at once */
+        st = FN(fbp_gemm)(gates, H4, x, I, W_ih, I, T * B, H4, I, 0, 1, 1, 0);
+        if (st) return st;
+    } else {        /* no inputs: the recurrent product and the bias alone */
+        for (ptrdiff_t k = 0; k < T * step_g; k++) gates[k] = 0;
+    }
+
+    if (pack) FN(lstm_pack)(pack, W_hh, H, H4, 1);     /* panels of W_hhᵀ (H,4H) */
+    for (int t = 0; t < T; t++) {
+        const int n = B;        /* rows active at step t (all, until lengths arrive) */
+        REAL *g = gates + t * step_g;
+        const REAL *h_prev = hs + t * step_h;
+        st = FN(lstm_recurrent_forward)(g, h_prev, W_hh, pack, n, H);
+        if (st) return st;
+        FN(lstm_forward_pass)(g, cs + (t + 1) * step_h, hs + (t + 1) * step_h,
+                              cs + t * step_h, bias, peep, n, H);
+    }
+    return FBP_OK;
+}
+
+int FN(fbp_lstm_backward)(REAL *dG, REAL *dX, REAL *dW_ih, REAL *dW_hh, REAL *db,
+                          REAL *dpeep, REAL *dh, REAL *dc,
+                          const REAL *gates, const REAL *dy, const REAL *hs, const REAL *cs,
+                          const REAL *x, const REAL *W_ih, const REAL *W_hh,
+                          const REAL *peep, REAL *pack, int T, int B, int I, int H)
+{
+    if (T < 0 || B < 0 || I < 0 || H < 1) return FBP_ERR_ARG;
+    if (peep && !dpeep) return FBP_ERR_ARG;
+    if (T == 0 || B == 0) return FBP_OK;     /* dh, dc pass through: ∂L/∂h_0 = dh_n */
+    if ((int64_t)T * B > INT32_MAX || 4 * (int64_t)H > INT32_MAX) return FBP_ERR_ARG;
+    const int H4 = 4 * H;
+    const ptrdiff_t step_g = (ptrdiff_t)B * H4, step_h = (ptrdiff_t)B * H;
+    int st;
+
+    if (pack) FN(lstm_pack)(pack, W_hh, H4, H, 0);     /* panels of W_hh (4H,H) */
+    for (int t = T - 1; t >= 0; t--) {
+        const int n = B;        /* rows active at step t */
+        REAL *gd = dG + t * step_g;
+        /* the fused pass works in place: bring step t's activations over first
+         * (one small copy that is hot in cache for the pass) unless dG is the
+         * gates buffer itself */
+        if (gates != dG) memcpy(gd, gates + t * step_g, (size_t)n * H4 * sizeof(REAL));
+        FN(lstm_backward_pass)(gd, dc, db, dpeep, dh, dy ? dy + t * step_h : NULL,
+                               cs + t * step_h, cs + (t + 1) * step_h, peep, n, H);
+        st = FN(lstm_recurrent_backward)(dh, gd, W_hh, pack, n, H);   /* → ∂L/∂h_{t-1} */
+        if (st) return st;
+    }
+
+    const int rows = T * B;
+    if (I > 0) {    /* dW_ih(4H,I) += dG(T·B,4H)ᵀ @ X(T·B,I) */
+        st = FN(fbp_gemm)(dW_ih, I, dG, H4, x, I, H4, I, rows, 1, 0, 1, 1);
+        if (st) return st;
+    }
+    /* dW_hh(4H,H) += dG(T·B,4H)ᵀ @ H_prev(T·B,H), H_prev = hs[0..T-1] */
+    st = FN(fbp_gemm)(dW_hh, H, dG, H4, hs, H, H4, H, rows, 1, 0, 1, 1);
+    if (st) return st;
+    if (dX && I > 0) {  /* dX(T·B,I) = dG(T·B,4H) @ W_ih(4H,I) */
+        st = FN(fbp_gemm)(dX, I, dG, H4, W_ih, I, rows, I, H4, 0, 0, 1, 0);
+        if (st) return st;
+    }
+    return FBP_OK;
+}
+
+/* Benchmark hook (bench/bench_lstm.py --breakdown): only the per-step recurrent
+ * products of one forward and one backward pass, through the same path as the
+ * two functions above, without the fused passes and the stacked GEMMs.
+ * gates (T,B,4H) accumulated; dh (B,H) overwritten; hs (T+1,B,H) read. */
+int FN(fbp_lstm_step_products)(REAL *gates, REAL *dh, const REAL *hs, const REAL *W_hh,
+                               REAL *pack, int T, int B, int H)
+{
+    if (T < 0 || B < 0 || H < 1) return FBP_ERR_ARG;
+    const ptrdiff_t step_g = (ptrdiff_t)B * 4 * H, step_h = (ptrdiff_t)B * H;
+    int st;
+    if (pack) FN(lstm_pack)(pack, W_hh, H, 4 * H, 1);
+    for (int t = 0; t < T; t++) {
+        st = FN(lstm_recurrent_forward)(gates + t * step_g, hs + t * step_h, W_hh, pack, B, H);
+        if (st) return st;
+    }
+    if (pack) FN(lstm_pack)(pack, W_hh, 4 * H, H, 0);
+    for (int t = T - 1; t >= 0; t--) {
+        st = FN(lstm_recurrent_backward)(dh, gates + t * step_g, W_hh, pack, B, H);
+        if (st) return st;
+    }
+    return FBP_OK;
+}

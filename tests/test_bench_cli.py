@@ -1,0 +1,281 @@
+"""`fastbp bench`: the command runs, its JSON is complete, every listed implementation
+produces a number or says why not, bad options are usage errors, wrong gradients and
+Ctrl-C are handled. Sizes are tiny; no test asserts a duration.
+"""
+import importlib.util
+import json
+import math
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastbp.__main__ import main
+from fastbp.bench import cli, harness, workloads
+from fastbp.bench.workloads import Runner
+
+TINY = ["--quick", "--repeat", "1", "--batch", "2", "--hidden", "16", "--seq-len", "4",
+        "--no-progress"]
+MODULE_OF = {"mlp": "fastbp.mlp", "rnn": "fastbp.rnn", "lstm": "fastbp.lstm"}
+ROW_KEYS = {"workload", "label", "size", "dtype", "implementation", "status", "detail", "note",
+            "median_us", "min_us", "max_us", "repeats", "inner", "first_call_s", "gflops",
+            "ceiling_fraction", "grad_check", "ratios"}
+
+
+def _importable(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:
+        return False
+
+
+def expected_status(workload, impl):
+    """What a row must say on this machine: a number wherever the code is there."""
+    if impl == "fastbp":
+        return "ok" if _importable(MODULE_OF[workload]) else workloads.NOT_AVAILABLE
+    if impl in ("torch", "jax"):
+        return "ok" if _importable(impl) else workloads.NOT_INSTALLED
+    return "ok"
+
+
+def run_bench(tmp_path, *options):
+    out = tmp_path / "bench.json"
+    code = main(["bench", *TINY, "--json", str(out), *options])
+    return code, json.loads(out.read_text())
+
+
+def check_document(doc, implementations, models, batches):
+    assert doc["schema"] == "fastbp-bench/1"
+    assert doc["interrupted"] is False
+    env = doc["environment"]
+    assert env["cpu"] and env["cores"] >= 1
+    assert "openblas_coretype" in env and env["versions"]["numpy"] == np.__version__
+    ceiling = doc["gemm_ceiling"]
+    assert ceiling["routine"] in ("sgemm", "dgemm") and ceiling["gflops"] > 0
+
+    rows = doc["results"]
+    assert len(rows) == len(models) * len(batches) * len(implementations)
+    for row in rows:
+        assert set(row) >= ROW_KEYS
+        want = expected_status(row["workload"], row["implementation"])
+        assert row["status"] == want, (row["implementation"], row["workload"], row["detail"])
+        if want != "ok":
+            assert row["median_us"] is None and row["detail"]
+            continue
+        assert all(math.isfinite(row[k]) and row[k] > 0
+                   for k in ("median_us", "min_us", "max_us", "gflops", "first_call_s"))
+        assert row["min_us"] <= row["median_us"] <= row["max_us"]
+        assert row["repeats"] >= 1 and row["inner"] >= 1
+        # a ratio against every other implementation that produced a number for this size
+        others = {r["implementation"] for r in rows if r is not row and r["status"] == "ok"
+                  and r["workload"] == row["workload"] and r["label"] == row["label"]}
+        assert set(row["ratios"]) == others
+        for other, ratio in row["ratios"].items():
+            twin = next(r for r in rows if r["implementation"] == other
+                        and r["workload"] == row["workload"] and r["label"] == row["label"])
+            assert ratio == pytest.approx(twin["median_us"] / row["median_us"])
+        check = row["grad_check"]
+        if check is not None:
+            assert check["ok"] and check["max_rel_error"] <= check["tol"]
+    return rows
+
+
+def test_tiny_run_json_has_a_number_for_every_available_implementation(tmp_path, capsys):
+    code, doc = run_bench(tmp_path, "--threads", "1")
+    assert code == 0
+    rows = check_document(doc, cli.IMPLEMENTATIONS, cli.MODELS, [2])
+    assert doc["config"]["threads"] == 1 and doc["config"]["dtype"] == "float32"
+    # the peers were checked against fastbp's gradients (or the reference's without fastbp)
+    for row in rows:
+        if row["status"] == "ok" and row["implementation"] in ("torch", "jax"):
+            assert row["grad_check"]["against"] in ("fastbp", "reference")
+    out = capsys.readouterr().out
+    assert "OPENBLAS_CORETYPE" in out and "GEMM ceiling" in out
+    assert "Traceback" not in out
+    for impl in cli.IMPLEMENTATIONS:
+        assert impl in out
+
+
+def test_float64_run(tmp_path):
+    code, doc = run_bench(tmp_path, "--dtype", "float64", "--models", "rnn,lstm",
+                          "--impl", "fastbp,reference,torch")
+    assert code == 0
+    check_document(doc, ["fastbp", "reference", "torch"], ["rnn", "lstm"], [2])
+    assert doc["gemm_ceiling"]["routine"] == "dgemm"
+
+
+def test_missing_peers_show_not_installed(tmp_path, monkeypatch, capsys):
+    # None in sys.modules makes `import torch` / `import jax` raise ImportError
+    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.setitem(sys.modules, "jax", None)
+    code, doc = run_bench(tmp_path, "--models", "mlp")
+    assert code == 0
+    peers = [r for r in doc["results"] if r["implementation"] in ("torch", "jax")]
+    assert peers and all(r["status"] == workloads.NOT_INSTALLED for r in peers)
+    assert doc["environment"]["torch"] is None
+    captured = capsys.readouterr()
+    assert "not installed" in captured.out
+    assert "Traceback" not in captured.out + captured.err
+
+
+def _fake_builder(grads_scale=1.0, interrupt=False):
+    """A peer built on the reference's step, optionally with wrong gradients or a Ctrl-C."""
+    def build(problem):
+        real = workloads.REFERENCE[problem.workload](problem)
+
+        def step():
+            if interrupt:
+                raise KeyboardInterrupt
+            return real.step()
+
+        def grads():
+            return {k: v * grads_scale for k, v in real.grads().items()}
+        return Runner(step, grads)
+    return build
+
+
+def _with_fake_peer(monkeypatch, builder):
+    real_builders = cli.builders
+
+    def patched():
+        table = real_builders()
+        table["torch"] = {w: builder for w in cli.MODELS}
+        return table
+    monkeypatch.setattr(cli, "builders", patched)
+
+
+def test_wrong_gradients_are_marked_and_not_timed(tmp_path, monkeypatch, capsys):
+    _with_fake_peer(monkeypatch, _fake_builder(grads_scale=1.5))
+    code, doc = run_bench(tmp_path, "--models", "mlp", "--impl", "fastbp,reference,torch")
+    assert code == 1
+    (row,) = [r for r in doc["results"] if r["implementation"] == "torch"]
+    assert row["status"] == "WRONG" and row["median_us"] is None
+    assert not row["grad_check"]["ok"] and row["grad_check"]["max_rel_error"] > 0.1
+    assert "WRONG" in capsys.readouterr().out
+
+
+def test_ctrl_c_prints_what_was_measured(tmp_path, monkeypatch, capsys):
+    _with_fake_peer(monkeypatch, _fake_builder(interrupt=True))
+    out = tmp_path / "partial.json"
+    code = main(["bench", *TINY, "--models", "mlp", "--impl", "reference,torch",
+                 "--json", str(out)])
+    assert code == cli.EXIT_INTERRUPTED
+    doc = json.loads(out.read_text())
+    assert doc["interrupted"] is True
+    status = {r["implementation"]: r["status"] for r in doc["results"]}
+    assert status == {"reference": "ok", "torch": "interrupted"}
+    text = capsys.readouterr().out
+    assert "INTERRUPTED" in text and "reference" in text
+
+
+@pytest.mark.parametrize("options, complaint", [
+    (["--batch", "0"], "--batch"),
+    (["--batch", "a,b"], "--batch"),
+    (["--models", "mlp,cnn"], "--models"),
+    (["--impl", "tensorflow"], "--impl"),
+    (["--dtype", "float16"], "--dtype"),
+    (["--repeat", "-1"], "--repeat"),
+    (["--threads", "two"], "--threads"),
+    (["--quick", "--full"], "--full"),
+    (["--json", "/no/such/folder/out.json"], "--json"),
+    (["--blas-coretype", " "], "--blas-coretype"),
+    (["--bogus"], "--bogus"),
+])
+def test_bad_options_are_usage_errors(options, complaint, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", *options])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: fastbp bench" in err and complaint in err
+    assert "Traceback" not in err
+
+
+def test_help_and_no_command(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert "bench" in capsys.readouterr().out
+    assert main([]) == 2
+    assert "usage: fastbp" in capsys.readouterr().out
+
+
+def test_plot(tmp_path, capsys):
+    png = tmp_path / "bench.png"
+    if importlib.util.find_spec("matplotlib") is None:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["bench", *TINY, "--plot", str(png)])
+        assert exit_info.value.code == 2
+        assert "matplotlib" in capsys.readouterr().err
+        assert not png.exists()
+    else:
+        assert main(["bench", *TINY, "--models", "mlp", "--impl", "reference",
+                     "--plot", str(png)]) == 0
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_blas_coretype_rerun_in_a_child_process(tmp_path, monkeypatch):
+    # with a forced kernel, "auto" reruns the fastbp/reference rows with it removed
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    code, doc = run_bench(tmp_path, "--models", "mlp", "--impl", "reference",
+                          "--blas-coretype", "auto")
+    assert code == 0
+    labels = {r["implementation"]: r for r in doc["results"]}
+    assert set(labels) == {"reference", "reference@auto"}
+    child = labels["reference@auto"]
+    assert child["status"] == "ok" and child["median_us"] > 0
+    assert "reference" in child["ratios"] and "reference@auto" in labels["reference"]["ratios"]
+    assert doc["environment"]["openblas_coretype"] == "Haswell"
+    assert doc["coretype_rerun"]["environment"]["openblas_coretype"] is None
+
+
+def test_blas_coretype_auto_without_forced_kernel_is_a_note(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    code, doc = run_bench(tmp_path, "--models", "mlp", "--impl", "reference",
+                          "--blas-coretype", "auto")
+    assert code == 0
+    assert [r["implementation"] for r in doc["results"]] == ["reference"]
+    assert any("no rerun" in note for note in doc["notes"])
+
+
+def test_python_dash_m_entry_point(tmp_path):
+    """The command as a user types it: table on stdout, progress on stderr."""
+    out = tmp_path / "b.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastbp", "bench", "--quick", "--repeat", "1", "--models", "lstm",
+         "--impl", "fastbp,reference", "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+        cwd=tmp_path)   # not the repository root, whose fastbp/ has no compiled _core
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "workload" in proc.stdout and "lstm" in proc.stdout
+    assert re.search(r"^\[1/4 ", proc.stderr, re.M)   # one progress line per finished row
+    assert "Traceback" not in proc.stdout + proc.stderr
+    doc = json.loads(out.read_text())
+    check_document(doc, ["fastbp", "reference"], ["lstm"], cli.MODES["quick"]["batches"]["lstm"])
+
+
+def test_measure_calibrates_inner_loops_with_a_fake_clock():
+    now = [0.0]
+
+    def step():
+        now[0] += 0.001          # every step "takes" 1 ms of the fake clock
+
+    t = harness.measure(step, repeat=5, min_time=0.01, budget=10.0, clock=lambda: now[0])
+    assert t.inner == 10 and t.repeats == 5
+    assert t.min == pytest.approx(0.001) and t.max == pytest.approx(0.001)
+    # a step too slow for the budget gets fewer repeats, but never fewer than 3
+    slow = harness.measure(step, repeat=50, min_time=0.0, budget=0.0025, clock=lambda: now[0])
+    assert slow.inner == 1 and slow.repeats == 3
+    with pytest.raises(ValueError, match="repeat"):
+        harness.measure(step, repeat=0, min_time=0.0, budget=1.0)
+
+
+def test_compare_grads():
+    a = {"w": np.ones((3, 2)), "b": np.arange(3.0)}
+    assert workloads.compare_grads(a, a) == (0.0, "b")
+    err, name = workloads.compare_grads({"w": a["w"] * 1.01, "b": a["b"]}, a)
+    assert name == "w" and err == pytest.approx(0.01)
+    assert workloads.compare_grads({"w": a["w"]}, a)[0] == math.inf            # missing
+    assert workloads.compare_grads({"w": a["w"].T, "b": a["b"]}, a)[0] == math.inf   # shape
+    assert workloads.compare_grads({"w": a["w"] * np.nan, "b": a["b"]}, a)[0] == math.inf
