@@ -2,11 +2,26 @@
 
 Hand-derived gradients in fused C kernels behind a small NumPy API; the pure
 NumPy transcription of the equations lives in ``fastbp.reference``.
+
+    fastbp.MLP, fastbp.RNN, fastbp.LSTM        models (loss_and_grad, fit, save, state_dict)
+    fastbp.rnn_forward / rnn_backward          the compiled Elman RNN, whole sequence per call
+    fastbp.lstm_forward / lstm_backward        the compiled LSTM (optional peepholes)
+    fastbp.activation_forward / _backward, softmax_cross_entropy, squared_error
+    fastbp.gradcheck, fastbp.clip_grad_norm, fastbp.optim, fastbp.load
 """
 from . import _core
-from . import reference
-from .gradcheck import gradcheck
+from . import optim, reference
+from .clip import clip_grad_norm
 from .functional import (activation_backward, activation_forward, softmax_cross_entropy,
                          squared_error)
+from .gradcheck import gradcheck
+from .io import load
+from .lstm import LSTM, lstm_backward, lstm_forward
+from .mlp import MLP
+from .rnn import RNN, rnn_backward, rnn_forward
 
 __version__ = "0.1.0"
+
+__all__ = ["MLP", "RNN", "LSTM", "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
+           "activation_forward", "activation_backward", "softmax_cross_entropy", "squared_error",
+           "gradcheck", "clip_grad_norm", "optim", "load", "reference"]

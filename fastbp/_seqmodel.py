@@ -19,11 +19,12 @@ import numpy as np
 from . import functional
 from ._validate import (check_shape, choice, float_array, label_array, nonnegative_float,
                         positive_int, resolve_dtype)
+from .training import SequenceTrainable
 
 LOSSES = ("mse", "cross_entropy")
 
 
-class SequenceModel:
+class SequenceModel(SequenceTrainable):
     """Base class of the sequence models; not used directly.
 
     Subclasses set ``_state_names`` (("h",) or ("h", "c")), and implement

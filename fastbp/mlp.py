@@ -55,6 +55,7 @@ from . import _core
 from ._validate import (check_shape, choice, float_array, nonnegative_float, positive_int,
                         resolve_dtype)
 from .functional import ACTIVATIONS, activation_code
+from .training import MLPTrainable
 
 __all__ = ["MLP", "MLP_LOSSES", "MSE_FORMS"]
 
@@ -78,7 +79,7 @@ def _init_weight(rng, n_out, n_in, activation):
     return rng.uniform(-limit, limit, size=(n_out, n_in))
 
 
-class MLP:
+class MLP(MLPTrainable):
     """A multilayer perceptron trained by backpropagation (EQUATIONS.md §4).
 
     Parameters

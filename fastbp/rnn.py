@@ -6,17 +6,20 @@ Same signatures and semantics as :mod:`fastbp.reference.rnn` (EQUATIONS.md §5,
     a_t = x_t W_ihᵀ + h_{t−1} W_hhᵀ + b_ih + b_hh,    h_t = φ(a_t),   φ ∈ {tanh, relu, identity}
 
 How it computes (src_c/rnn_body.h): one GEMM ``X(T·B,I) W_ihᵀ`` for the input
-side of every step, then per step only the recurrent product (a GEMV at
-batch 1) and one fused pass for the biases and φ; backward, per step one fused
-pass ``δ_t = ∂L/∂h_t ⊙ φ'(a_t)`` (accumulating the bias gradient) and one
-recurrent product ``δ_t W_hh``, then ``dW_ih``, ``dW_hh`` and ``dX`` as one GEMM
-each over the stacked ``(T·B, ·)`` arrays. The time loops run in C with the
-GIL released.
+side of every step, then per step only the recurrent product and one fused
+pass for the biases and φ; backward, per step one fused pass
+``δ_t = ∂L/∂h_t ⊙ φ'(a_t)`` (accumulating the bias gradient) and one recurrent
+product ``δ_t W_hh``, then ``dW_ih``, ``dW_hh`` and ``dX`` as one GEMM each over
+the stacked ``(T·B, ·)`` arrays. The time loops run in C with the GIL
+released. The recurrent products run on a copy of W_hh packed once per call
+(a register-blocked kernel; a matrix-vector kernel at batch 1) or, when they
+are large, through BLAS: see PACKED_MAX_MACS.
 
 Memory: the forward keeps one state buffer ``hs`` of shape ``(T+1, B, H)``,
 ``hs[0] = h0``; ``y = hs[1:]`` and the previous states ``hs[:-1]`` are views of
 it. The backward allocates its outputs and a ``(T, B, H)`` buffer for ``δ``:
-about ``2·T·B·H`` floats in all, besides ``x`` and ``dx``.
+about ``2·T·B·H`` floats in all, besides ``x``, ``dx`` and the ``H²``-sized
+packed weight.
 
 Dtype rule: everything is computed in ``x``'s dtype (float32 or float64;
 other real dtypes become float64); the other arrays are converted to it.
@@ -42,15 +45,23 @@ RNN_NONLINEARITIES = ("tanh", "relu", "identity")
 # Large products are BLAS's: it splits them over its threads, which the packed
 # kernel (single-threaded by design) cannot; with 2 threads BLAS takes 85 µs at
 # B = 64 against the packed kernel's 108. So the limit is 2²¹ (B = 32 at
-# H = 256) when BLAS has more than one CPU to use, 2²⁴ otherwise.
-def _usable_cpus():
+# H = 256) when BLAS has more than one CPU to use, 2²⁴ otherwise (a thread
+# limit set at run time, e.g. by threadpoolctl, is not seen: set this then).
+def _blas_may_thread():
+    """Whether BLAS has more than one CPU: the usable CPUs and the usual
+    environment limits (OPENBLAS_NUM_THREADS, then OMP_NUM_THREADS)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:      # not on Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit():
+            return cpus > 1 and int(value) > 1
+    return cpus > 1
 
 
-PACKED_MAX_MACS = 1 << 21 if _usable_cpus() > 1 else 1 << 24
+PACKED_MAX_MACS = 1 << 21 if _blas_may_thread() else 1 << 24
 
 
 def _pack_workspace(B, H, dtype):

@@ -1,0 +1,554 @@
+"""Training, persistence and PyTorch-named weights, shared by every model.
+
+``Trainable`` gives a model ``fit``, ``save``, ``load``, ``state_dict`` and
+``load_state_dict``. It needs only a few hooks from the model:
+
+    _named_params()                 -> [(state-dict name, live parameter array), ...]
+                                       (in the order of the gradients below)
+    _fit_data(X, y, xname, yname)   -> (X, y) validated once before training
+    _n_samples(X)                   -> number of samples (rows; sequences for RNN/LSTM)
+    _take(X, y, idx)                -> the batch of samples idx (an index array or a slice)
+    _train_steps(Xb, yb, bptt)      -> yields (loss, [grad per param], rows), one per optimizer step
+    _steps_per_batch(X, bptt)       -> how many steps _train_steps yields for a batch of X
+    _eval_batch(Xb, yb, bptt)       -> (loss·rows summed, rows, n_correct or None)
+    _is_classifier()                -> True when accuracy is meaningful
+    _config()                       -> the constructor's keyword arguments (JSON-able);
+                                       by default read from attributes of the same names
+
+``MLPTrainable`` and ``SequenceTrainable`` implement them for ``fastbp.MLP``
+and for ``fastbp.RNN``/``fastbp.LSTM`` (through their common base,
+``fastbp._seqmodel.SequenceModel``).
+
+State-dict names (PyTorch's, so weights move to and from ``torch.nn`` as plain
+NumPy arrays with no reshuffling and no torch import here):
+
+    MLP        "0.weight", "0.bias", "2.weight", "2.bias", ...  the Linear layers of
+               ``torch.nn.Sequential(Linear, activation, Linear, activation, ..., Linear)``:
+               layer l is module 2l, (out, in) weights.
+    RNN, LSTM  "weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"  as in
+               ``torch.nn.RNN`` / ``torch.nn.LSTM`` (one layer, gates i, f, g, o), and
+               "readout.weight", "readout.bias" for the ``torch.nn.Linear(hidden, output)``
+               applied to every step's h_t. LSTM peepholes, which torch has no
+               counterpart for, are "peephole_i_l0", "peephole_f_l0", "peephole_o_l0".
+"""
+import inspect
+import numbers
+import signal
+import sys
+import threading
+import time
+from collections import OrderedDict
+from contextlib import contextmanager
+
+import numpy as np
+
+from . import functional
+from ._validate import float_array, positive_int
+from .optim import clip_grad_norm, get_optimizer
+
+
+class History(dict):
+    """What ``fit`` returns: per-epoch lists under ``"epoch"`` (1, 2, ...),
+    ``"loss"`` (the training objective as minimised, L2 included, averaged over
+    the epoch's samples), ``"time"`` (seconds training) and, with validation
+    data, ``"val_loss"`` (the same objective), ``"val_accuracy"`` (classifiers)
+    and ``"val_time"`` (seconds scoring). ``interrupted`` is True when Ctrl-C
+    stopped training; the lists then hold the completed epochs only.
+    ``step_loss`` lists the loss of every optimizer step, for finer curves."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.interrupted = False
+        self.step_loss = []
+
+    def __repr__(self):
+        return f"History({dict.__repr__(self)}, interrupted={self.interrupted})"
+
+
+class Trainable:
+    """Mixin: fit, save/load and PyTorch-named state dicts on top of the hooks above."""
+
+    # -- fit -----------------------------------------------------------------
+    def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, validation_data=None,
+            shuffle=True, seed=None, progress=True, clip_norm=None):
+        """Train with mini-batches; returns a :class:`History`.
+
+        Parameters
+        ----------
+        X, y : arrays
+            Training inputs and targets, as for ``loss_and_grad``.
+        epochs : int
+            Passes over the data.
+        batch_size : int
+            Samples per optimizer step (the last batch of an epoch may be smaller).
+        optimizer : fastbp.optim.Optimizer, 'sgd', 'adam' or None
+            None is ``Adam()``. Pass the same instance again to continue training
+            with its state (momentum, moments).
+        validation_data : (X_val, y_val) or None
+            Scored after every epoch: loss and, for classifiers, accuracy.
+        shuffle : bool
+            Visit the samples in a new random order each epoch.
+        seed : int or None
+            Seeds the shuffling: the same seed, model and data give the same run.
+        progress : bool
+            A progress bar with the running loss on stderr (tqdm when installed,
+            a plain self-overwriting line otherwise).
+        clip_norm : float or None
+            Rescale the gradients so their global L2 norm is at most this, before
+            each step.
+
+        Exceptions raised during training propagate and leave the parameters as
+        after the last completed step (a step is all or nothing). Ctrl-C
+        (KeyboardInterrupt) is different: the current step is finished, training
+        stops, and the history so far is returned with ``interrupted=True``.
+        """
+        return self._fit(X, y, epochs, batch_size, optimizer, validation_data, shuffle, seed,
+                         progress, clip_norm, bptt=None)
+
+    def _fit(self, X, y, epochs, batch_size, optimizer, validation_data, shuffle, seed,
+             progress, clip_norm, bptt):
+        epochs = positive_int(epochs, "epochs")
+        batch_size = positive_int(batch_size, "batch_size")
+        if clip_norm is not None and (isinstance(clip_norm, bool) or not isinstance(
+                clip_norm, numbers.Real) or not 0 < clip_norm < np.inf):
+            raise ValueError(f"clip_norm: expected a positive number or None, got {clip_norm!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise TypeError(f"seed: expected an integer or None, got {seed!r}")
+        opt = get_optimizer(optimizer)
+        X, y = self._fit_data(X, y, "X", "y")
+        if validation_data is not None:
+            try:
+                Xv, yv = validation_data
+            except (TypeError, ValueError) as e:
+                raise TypeError("validation_data: expected a pair (X_val, y_val)") from e
+            Xv, yv = self._fit_data(Xv, yv, "validation_data[0]", "validation_data[1]")
+        n = self._n_samples(X)
+        params = [p for _, p in self._named_params()]
+        rng = np.random.default_rng(seed)
+        history = History(epoch=[], loss=[], time=[])
+        if validation_data is not None:
+            history["val_loss"] = []
+            if self._is_classifier():
+                history["val_accuracy"] = []
+            history["val_time"] = []
+        steps_per_epoch = -(-n // batch_size) * self._steps_per_batch(X, bptt)
+        bar = _Progress(progress, epochs)
+        with _deferred_sigint() as interrupt:
+            try:
+                for epoch in range(1, epochs + 1):
+                    started = time.perf_counter()
+                    bar.start_epoch(epoch, steps_per_epoch)
+                    order = rng.permutation(n) if shuffle else None
+                    loss_sum, rows_sum = 0.0, 0
+                    for start in range(0, n, batch_size):
+                        # in order: a slice, so a batch of rows is a view, not a copy
+                        batch = (slice(start, start + batch_size) if order is None
+                                 else order[start:start + batch_size])
+                        Xb, yb = self._take(X, y, batch)
+                        for loss, grads, rows in self._train_steps(Xb, yb, bptt):
+                            if clip_norm is not None:
+                                clip_grad_norm(grads, clip_norm)
+                            opt.step(params, grads)
+                            loss_sum += float(loss) * rows
+                            rows_sum += rows
+                            history.step_loss.append(float(loss))
+                            bar.update(loss_sum / rows_sum)
+                            if interrupt.is_set():
+                                raise KeyboardInterrupt
+                    history["epoch"].append(epoch)
+                    history["loss"].append(loss_sum / rows_sum)
+                    history["time"].append(time.perf_counter() - started)
+                    if validation_data is not None:
+                        started = time.perf_counter()
+                        val_loss, val_acc = self._evaluate(Xv, yv, batch_size, bptt)
+                        history["val_loss"].append(val_loss)
+                        if "val_accuracy" in history:
+                            history["val_accuracy"].append(val_acc)
+                        history["val_time"].append(time.perf_counter() - started)
+                    bar.end_epoch({k: history[k][-1] for k in ("loss", "val_loss", "val_accuracy")
+                                   if k in history})
+            except KeyboardInterrupt:
+                history.interrupted = True
+                bar.interrupted()
+            finally:
+                bar.close()
+        return history
+
+    def _evaluate(self, X, y, batch_size, bptt):
+        """(mean loss, accuracy or None) over validated data, in batches, no update."""
+        n = self._n_samples(X)
+        loss_sum, rows_sum, correct = 0.0, 0, 0
+        for start in range(0, n, batch_size):
+            Xb, yb = self._take(X, y, slice(start, start + batch_size))
+            batch_loss, rows, batch_correct = self._eval_batch(Xb, yb, bptt)
+            loss_sum += batch_loss
+            rows_sum += rows
+            if batch_correct is not None:
+                correct += batch_correct
+        return float(loss_sum / rows_sum), (correct / rows_sum if self._is_classifier() else None)
+
+    def evaluate(self, X, y, batch_size=256):
+        """(loss, accuracy) on data, accuracy None for regressors; no parameter changes."""
+        X, y = self._fit_data(X, y, "X", "y")
+        return self._evaluate(X, y, positive_int(batch_size, "batch_size"), None)
+
+    # -- state dicts ----------------------------------------------------------
+    def state_dict(self):
+        """Parameters as an ordered dict of PyTorch-named NumPy arrays (copies)."""
+        return OrderedDict((name, p.copy()) for name, p in self._named_params())
+
+    def load_state_dict(self, state_dict):
+        """Set every parameter from a dict of PyTorch-named arrays.
+
+        The names must be exactly those of :meth:`state_dict`; values may be any
+        array-likes of the right shapes (NumPy arrays, CPU torch tensors) and are
+        converted to the model's dtype. All are validated before any is written:
+        a bad entry raises ValueError/TypeError and leaves the model unchanged.
+        """
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"state_dict: expected a mapping of names to arrays, got "
+                            f"{type(state_dict).__name__}")
+        named = self._named_params()
+        expected = [name for name, _ in named]
+        missing = [k for k in expected if k not in state_dict]
+        unexpected = [k for k in state_dict.keys() if k not in expected]
+        if missing or unexpected:
+            raise ValueError(f"state_dict does not match {type(self).__name__}: "
+                             + "; ".join(part for part in (
+                                 f"missing {missing}" if missing else "",
+                                 f"unexpected {unexpected}" if unexpected else "") if part)
+                             + f" (expected {expected})")
+        checked = [float_array(_as_numpy(state_dict[name]), name, dtype=p.dtype, shape=p.shape)
+                   for name, p in named]
+        for (_, p), value in zip(named, checked):
+            np.copyto(p, value)
+
+    # -- persistence ----------------------------------------------------------
+    def save(self, path):
+        """Write the model (its configuration and parameters) to an .npz file at ``path``.
+
+        The file is written exactly at ``path`` (no suffix added), via a temporary
+        file renamed into place, so an interrupted save never leaves a truncated
+        file behind. Read it back with ``fastbp.load(path)``. Returns ``path``.
+        """
+        from .io import save
+        return save(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """Read a model saved by :meth:`save`; ValueError if it holds another kind of model."""
+        from .io import load
+        return load(path, expected=cls)
+
+    def _config(self):
+        """The constructor's arguments, read from attributes of the same names;
+        not ``seed``, which only draws initial weights that a load overwrites."""
+        config = {}
+        params = list(inspect.signature(type(self).__init__).parameters.values())[1:]
+        for p in params:
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name == "seed":
+                continue
+            if not hasattr(self, p.name):
+                raise TypeError(f"{type(self).__name__}: no attribute {p.name!r} to save its "
+                                f"constructor argument; the model must define _config()")
+            config[p.name] = _jsonable(getattr(self, p.name), p.name)
+        return config
+
+    def _is_classifier(self):
+        return getattr(self, "loss", None) == "cross_entropy"
+
+
+class MLPTrainable(Trainable):
+    """The hooks for ``fastbp.MLP`` (samples are rows; parameters a list of (W, b))."""
+
+    def _config(self):
+        return dict(sizes=list(self.sizes), activation=list(self.activations[:-1]),
+                    output=self.activations[-1], loss=self.loss, l2=self.l2,
+                    dtype=self.dtype.name, mse_form=self.mse_form)
+
+    def _named_params(self):
+        named = []
+        for layer, (W, b) in enumerate(self.params):
+            named += [(f"{2 * layer}.weight", W), (f"{2 * layer}.bias", b)]
+        return named
+
+    def _fit_data(self, X, y, xname, yname):
+        W0 = self.params[0][0]
+        X = float_array(X, xname, dtype=W0.dtype, ndim=2, shape=(None, W0.shape[1]))
+        y = np.asarray(y)
+        if y.ndim == 0 or y.shape[0] != X.shape[0]:
+            raise ValueError(f"{yname}: expected {X.shape[0]} targets (one per row of {xname}), "
+                             f"got shape {y.shape}")
+        if X.shape[0] == 0:
+            raise ValueError(f"{xname}: expected at least one sample, got shape {X.shape}")
+        return X, y
+
+    def _n_samples(self, X):
+        return X.shape[0]
+
+    def _take(self, X, y, idx):
+        return X[idx], y[idx]
+
+    def _steps_per_batch(self, X, bptt):
+        return 1
+
+    def _train_steps(self, X, y, bptt):
+        loss, grads = self.loss_and_grad(X, y)
+        yield loss, [g for pair in grads for g in pair], X.shape[0]
+
+    def _eval_batch(self, X, y, bptt):
+        loss, _ = self.loss_and_grad(X, y)
+        correct = None
+        if self._is_classifier():
+            labels = y if y.ndim == 1 else np.argmax(y, axis=-1)
+            correct = int(np.count_nonzero(self.predict(X) == labels))
+        return loss * X.shape[0], X.shape[0], correct
+
+
+# state-dict names of SequenceModel's parameters: PyTorch's for the recurrent layer
+_SEQ_NAMES = {"weight_ih": "weight_ih_l0", "weight_hh": "weight_hh_l0",
+              "bias_ih": "bias_ih_l0", "bias_hh": "bias_hh_l0",
+              "peephole_i": "peephole_i_l0", "peephole_f": "peephole_f_l0",
+              "peephole_o": "peephole_o_l0",
+              "weight_out": "readout.weight", "bias_out": "readout.bias"}
+
+
+class SequenceTrainable(Trainable):
+    """The hooks for the sequence models (``fastbp._seqmodel.SequenceModel``).
+
+    Samples are sequences: X is (T, N, I) and batches take columns of axis 1.
+    Long sequences are trained by truncated BPTT (``bptt=k``): each batch is cut
+    into chunks of k steps, one optimizer step per chunk, the recurrent state
+    carried from one chunk into the next (its value, not its gradient: BPTT
+    stops at the chunk boundary), as in classic RNN language models.
+    """
+
+    def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, validation_data=None,
+            shuffle=True, seed=None, progress=True, clip_norm=None, bptt=None):
+        """Train with mini-batches of sequences; returns a :class:`History`.
+
+        X is (T, N, I) and y as for ``loss_and_grad`` ((T, N[, O]), or (N[, O])
+        with ``many_to_one``); a batch is ``batch_size`` of the N sequences, each
+        starting from a zero state.
+
+        bptt : int or None
+            Truncated backpropagation through time: train on chunks of ``bptt``
+            time steps, one optimizer step per chunk, carrying the state (not its
+            gradient) across chunks. None trains on whole sequences. With
+            ``many_to_one`` the state is carried through the first T − bptt steps
+            without gradient and the last ``bptt`` steps are trained.
+
+        The other arguments are those of :meth:`Trainable.fit`.
+        """
+        if bptt is not None:
+            bptt = positive_int(bptt, "bptt")
+        return self._fit(X, y, epochs, batch_size, optimizer, validation_data, shuffle, seed,
+                         progress, clip_norm, bptt)
+
+    def evaluate(self, X, y, batch_size=256, bptt=None):
+        """(loss, accuracy) on data, accuracy None for regressors; ``bptt`` chunks
+        long sequences (carrying the state) to bound memory; same result."""
+        X, y = self._fit_data(X, y, "X", "y")
+        bptt = None if bptt is None else positive_int(bptt, "bptt")
+        return self._evaluate(X, y, positive_int(batch_size, "batch_size"), bptt)
+
+    def _named_params(self):
+        return [(_SEQ_NAMES[name], p) for name, p in self._params.items()]
+
+    def _fit_data(self, X, y, xname, yname):
+        try:
+            X = self._check_X(X)
+            y = self._check_Y(y, X.shape[0], X.shape[1])
+        except (ValueError, TypeError) as e:   # name the caller's argument
+            msg = str(e)
+            for mine, theirs in (("X:", xname + ":"), ("Y:", yname + ":")):
+                if msg.startswith(mine):
+                    msg = theirs + msg[len(mine):]
+            raise type(e)(msg) from e
+        return X, y
+
+    def _n_samples(self, X):
+        return X.shape[1]
+
+    def _take(self, X, y, idx):
+        return X[:, idx], (y[idx] if self.many_to_one else y[:, idx])
+
+    def _chunks(self, T, bptt):
+        """[(t0, t1)] covering 0..T in chunks of bptt steps (one chunk without bptt)."""
+        k = T if bptt is None else bptt
+        if self.many_to_one:
+            # forward-only chunks, then the last k steps trained
+            last = max(T - k, 0)
+            return [(t0, min(t0 + k, last)) for t0 in range(0, last, k)] + [(last, T)]
+        return [(t0, min(t0 + k, T)) for t0 in range(0, T, k)]
+
+    def _steps_per_batch(self, X, bptt):
+        return 1 if self.many_to_one else len(self._chunks(X.shape[0], bptt))
+
+    def _zero_states(self):
+        return (None,) * len(self._state_names)
+
+    def _train_steps(self, X, y, bptt):
+        T, B = X.shape[0], X.shape[1]
+        chunks = self._chunks(T, bptt)
+        states = self._zero_states()
+        for i, (t0, t1) in enumerate(chunks):
+            if self.many_to_one and i < len(chunks) - 1:
+                _, states = self._outputs(X[t0:t1], states)     # state only, no gradient
+            else:
+                yc = y if self.many_to_one else y[t0:t1]
+                loss, grads, states = self._loss_and_grad(X[t0:t1], yc, states)
+                rows = B if self.many_to_one else (t1 - t0) * B
+                yield loss, list(grads.values()), rows
+            states = tuple(np.array(s) for s in states)   # detached: a value, not a view
+
+    def _eval_batch(self, X, y, bptt):
+        T, B = X.shape[0], X.shape[1]
+        chunks = self._chunks(T, bptt)
+        states = self._zero_states()
+        loss_sum, rows, correct = 0.0, 0, 0
+        for i, (t0, t1) in enumerate(chunks):
+            out, states = self._outputs(X[t0:t1], states)      # one forward pass, no backward
+            states = tuple(np.array(s) for s in states)
+            if not self.many_to_one or i == len(chunks) - 1:
+                yc = y if self.many_to_one else y[t0:t1]
+                n = B if self.many_to_one else (t1 - t0) * B
+                loss_sum += self._objective(out, yc) * n
+                rows += n
+                if self._is_classifier():
+                    labels = yc if yc.ndim == out.ndim - 1 else np.argmax(yc, axis=-1)
+                    correct += int(np.count_nonzero(np.argmax(out, axis=-1) == labels))
+        return loss_sum, rows, (correct if self._is_classifier() else None)
+
+    def _objective(self, out, Y):
+        """The loss ``_loss_and_grad`` reports, from readout outputs (…, O) and
+        validated targets: the mean data loss over the rows plus the L2 penalty
+        on the weight matrices (the same functions and the same rule as
+        SequenceModel._loss_and_grad; a test holds the two equal)."""
+        O = self.output_size
+        flat = out.reshape(-1, O)
+        if self.loss == "cross_entropy":
+            target = Y.reshape((flat.shape[0],) + ((O,) if Y.ndim == out.ndim else ()))
+            loss, _ = functional.softmax_cross_entropy(flat, target)
+        else:
+            loss, _ = functional.squared_error(flat, Y.reshape(-1, O), self.mse_form)
+        if self.l2:
+            loss += sum(0.5 * self.l2 * float(np.vdot(W, W))
+                        for name, W in self._params.items() if name.startswith("weight"))
+        return float(loss)
+
+
+def _as_numpy(value):
+    """A NumPy view of an array-like; CPU torch tensors via .numpy() (no torch import)."""
+    if not isinstance(value, np.ndarray) and hasattr(value, "detach") and hasattr(value, "numpy"):
+        value = value.detach().cpu().numpy()
+    return value
+
+
+def _jsonable(value, name):
+    """value as plain JSON types (dtypes by name, tuples as lists), else TypeError."""
+    if isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)):
+        return np.dtype(value).name
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, name) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, name) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"{name}: cannot save a constructor argument of type {type(value).__name__}")
+
+
+@contextmanager
+def _deferred_sigint():
+    """Turn the first Ctrl-C into a flag that fit checks between steps, so no
+    step is cut in half; a second Ctrl-C raises KeyboardInterrupt at once.
+    Only in the main thread and over Python's default handler (a program that
+    set its own SIGINT handler keeps it)."""
+    flag = threading.Event()
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag.is_set():
+            raise KeyboardInterrupt
+        flag.set()
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+class _Progress:
+    """Per-epoch progress bar with the running loss: tqdm if importable, else a
+    plain line on stderr rewritten with a carriage return (at most 10 times a second)."""
+
+    def __init__(self, enabled, epochs):
+        self.enabled, self.epochs = enabled, epochs
+        self.bar = None
+        self._tqdm = None
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+                self._tqdm = tqdm
+            except ImportError:
+                pass
+
+    def start_epoch(self, epoch, total):
+        if not self.enabled:
+            return
+        self.epoch, self.total, self.done, self.last_draw, self.width = epoch, total, 0, 0.0, 0
+        self.desc = f"epoch {epoch}/{self.epochs}"
+        if self._tqdm is not None:
+            self.bar = self._tqdm(total=total, desc=self.desc, unit="step", file=sys.stderr,
+                                  leave=True, dynamic_ncols=True)
+
+    def update(self, running_loss):
+        if not self.enabled:
+            return
+        self.done += 1
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{running_loss:.4f}", refresh=False)
+            self.bar.update(1)
+            return
+        now = time.perf_counter()
+        if now - self.last_draw >= 0.1 or self.done == self.total:
+            self.last_draw = now
+            width = 20
+            filled = width * self.done // self.total
+            self._line(f"{self.desc} [{'#' * filled}{'.' * (width - filled)}] "
+                       f"{self.done}/{self.total} loss {running_loss:.4f}")
+
+    def end_epoch(self, metrics):
+        if not self.enabled:
+            return
+        text = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if v is not None)
+        if self.bar is not None:
+            self.bar.set_postfix_str(text)
+            self.bar.close()
+            self.bar = None
+        else:
+            self._line(f"{self.desc}: {text}", end="\n")
+
+    def _line(self, text, end=""):
+        """Rewrite the current stderr line, blanking what a longer previous text left."""
+        sys.stderr.write("\r" + text.ljust(self.width) + end)
+        sys.stderr.flush()
+        self.width = 0 if end else len(text)
+
+    def interrupted(self):
+        if self.enabled:
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+            sys.stderr.write("\ninterrupted: returning the history of the completed epochs\n")
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

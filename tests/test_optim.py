@@ -1,0 +1,203 @@
+"""Optimizers: each rule against updates worked out by hand, in-place and
+all-or-nothing updates, and bad arguments named."""
+import numpy as np
+import pytest
+
+from fastbp.optim import SGD, Adam, clip_grad_norm, get_optimizer
+
+G1 = [0.5, 0.25]     # first gradient
+G2 = [1.0, -1.0]     # second gradient
+
+
+def _run(opt, grads, p0=(1.0, -2.0), dtype=np.float64):
+    p = np.array(p0, dtype=dtype)
+    for g in grads:
+        opt.step([p], [np.array(g, dtype=dtype)])
+    return p
+
+
+def test_sgd_is_the_notes_rule():
+    # θ ← θ − η ∇L: [1, −2] − 0.1·[0.5, 0.25]
+    np.testing.assert_allclose(_run(SGD(lr=0.1), [G1]), [0.95, -2.025], rtol=1e-15)
+    # and again with G2: [0.95, −2.025] − 0.1·[1, −1]
+    np.testing.assert_allclose(_run(SGD(lr=0.1), [G1, G2]), [0.85, -1.925], rtol=1e-15)
+
+
+def test_sgd_momentum_by_hand():
+    # v1 = g1 = [0.5, 0.25]; θ1 = [0.95, −2.025]
+    # v2 = 0.9·v1 + g2 = [1.45, −0.775]; θ2 = θ1 − 0.1·v2 = [0.805, −1.9475]
+    np.testing.assert_allclose(_run(SGD(lr=0.1, momentum=0.9), [G1]), [0.95, -2.025], rtol=1e-15)
+    np.testing.assert_allclose(_run(SGD(lr=0.1, momentum=0.9), [G1, G2]), [0.805, -1.9475], rtol=1e-14)
+
+
+def test_sgd_nesterov_by_hand():
+    # v1 = [0.5, 0.25]; step g1 + 0.9·v1 = [0.95, 0.475]; θ1 = [0.905, −2.0475]
+    # v2 = [1.45, −0.775]; step g2 + 0.9·v2 = [2.305, −1.6975]; θ2 = [0.6745, −1.87775]
+    opt = SGD(lr=0.1, momentum=0.9, nesterov=True)
+    np.testing.assert_allclose(_run(opt, [G1]), [0.905, -2.0475], rtol=1e-15)
+    opt = SGD(lr=0.1, momentum=0.9, nesterov=True)
+    np.testing.assert_allclose(_run(opt, [G1, G2]), [0.6745, -1.87775], rtol=1e-14)
+
+
+def test_sgd_weight_decay_by_hand():
+    # g + 0.1·θ = [0.5 + 0.1, 0.25 − 0.2] = [0.6, 0.05]; θ − 0.1·that = [0.94, −2.005]
+    np.testing.assert_allclose(_run(SGD(lr=0.1, weight_decay=0.1), [G1]), [0.94, -2.005], rtol=1e-15)
+
+
+def test_adam_by_hand():
+    # step 1: m̂ = g, ŝ = g², so θ moves by −η·g/(|g| + ε) ≈ −0.1·sign(g)
+    np.testing.assert_allclose(_run(Adam(lr=0.1), [G1]), [0.9, -2.1], rtol=1e-8)
+    # step 2 (worked out with m = 0.9·m + 0.1·g, s = 0.999·s + 0.001·g², m̂ = m/0.19,
+    # ŝ = s/0.001999): total moves −0.19651819936 and −0.04404964736
+    np.testing.assert_allclose(_run(Adam(lr=0.1), [G1, G2]),
+                               [1 - 0.1965181993614906, -2 - 0.04404964736367617], rtol=1e-12)
+
+
+def test_adam_weight_decay_is_added_to_the_gradient():
+    # with λ = 0.5: g + λθ = [1.0, −0.75]; first Adam step is −η·sign of that
+    np.testing.assert_allclose(_run(Adam(lr=0.1, weight_decay=0.5), [G1]), [0.9, -1.9], rtol=1e-8)
+
+
+@pytest.mark.parametrize("opt", [SGD(0.1), SGD(0.1, momentum=0.5, nesterov=True), Adam(0.01)],
+                         ids=["sgd", "nesterov", "adam"])
+def test_updates_in_place_keep_dtype(opt):
+    rng = np.random.default_rng(0)
+    params = [rng.standard_normal((3, 4)).astype(np.float32), rng.standard_normal(3).astype(np.float32)]
+    ids = [id(p) for p in params]
+    before = [p.copy() for p in params]
+    for _ in range(3):
+        opt.step(params, [rng.standard_normal(p.shape) for p in params])   # float64 grads are cast
+    assert [id(p) for p in params] == ids
+    assert all(p.dtype == np.float32 for p in params)
+    assert all(not np.array_equal(p, b) for p, b in zip(params, before))
+    assert opt.t == 3
+
+
+def test_float32_tracks_float64():
+    rng = np.random.default_rng(1)
+    grads = [rng.standard_normal(5) for _ in range(4)]
+    p64 = _run(Adam(0.01), grads, p0=np.ones(5))
+    p32 = _run(Adam(0.01), grads, p0=np.ones(5), dtype=np.float32)
+    np.testing.assert_allclose(p32, p64, rtol=1e-5)
+
+
+@pytest.mark.parametrize("make", [lambda: SGD(0.1, momentum=0.9), lambda: Adam(0.1)],
+                         ids=["momentum", "adam"])
+@pytest.mark.parametrize("bad", ["shape", "nan", "count"])
+def test_a_failed_step_changes_nothing(make, bad):
+    opt = make()
+    params = [np.ones(3), np.ones((2, 2))]
+    opt.step(params, [np.full(3, 0.5), np.full((2, 2), 0.5)])
+    snapshot = [p.copy() for p in params]
+    state = [tuple(s.copy() for s in st) for st in opt.state]
+    grads = [np.full(3, 0.5), np.full((2, 2), 0.5)]
+    if bad == "shape":
+        grads[1] = np.ones(4)
+    elif bad == "nan":
+        grads[1] = np.array([[0.5, np.nan], [0.5, 0.5]])
+    else:
+        grads = grads[:1]
+    with pytest.raises(ValueError, match="grads"):
+        opt.step(params, grads)
+    for p, s in zip(params, snapshot):
+        np.testing.assert_array_equal(p, s)
+    for st, st0 in zip(opt.state, state):
+        for a, b in zip(st, st0):
+            np.testing.assert_array_equal(a, b)
+    assert opt.t == 1
+
+
+def test_read_only_parameter_refused_before_any_change():
+    params = [np.ones(2), np.ones(2)]
+    params[1].flags.writeable = False
+    with pytest.raises(ValueError, match=r"params\[1\].*read-only"):
+        SGD(0.1).step(params, [np.ones(2), np.ones(2)])
+    np.testing.assert_array_equal(params[0], np.ones(2))
+
+
+def test_state_for_other_parameters_refused():
+    opt = Adam()
+    opt.step([np.ones(3)], [np.ones(3)])
+    with pytest.raises(ValueError, match="different list of parameters"):
+        opt.step([np.ones(4)], [np.ones(4)])
+    opt.reset()
+    opt.step([np.ones(4)], [np.ones(4)])
+    assert opt.t == 1
+
+
+@pytest.mark.parametrize("make, exc, match", [
+    (lambda: SGD(lr=0), ValueError, "lr"),
+    (lambda: SGD(lr=-1), ValueError, "lr"),
+    (lambda: SGD(lr="0.1"), TypeError, "lr"),
+    (lambda: SGD(lr=0.1, momentum=1.0), ValueError, "momentum"),
+    (lambda: SGD(lr=0.1, nesterov=True), ValueError, "nesterov"),
+    (lambda: SGD(lr=0.1, weight_decay=-0.1), ValueError, "weight_decay"),
+    (lambda: Adam(betas=(0.9, 1.0)), ValueError, r"betas\[1\]"),
+    (lambda: Adam(betas=0.9), TypeError, "betas"),
+    (lambda: Adam(eps=0.0), ValueError, "eps"),
+    (lambda: Adam(lr=float("nan")), ValueError, "lr"),
+])
+def test_bad_hyperparameters_are_named(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make()
+
+
+def test_bad_params_are_named():
+    with pytest.raises(ValueError, match="params"):
+        SGD(0.1).step([], [])
+    with pytest.raises(TypeError, match=r"params\[0\]"):
+        SGD(0.1).step([[1.0, 2.0]], [[1.0, 2.0]])
+    with pytest.raises(TypeError, match=r"params\[0\]"):
+        SGD(0.1).step([np.ones(2, dtype=np.int64)], [np.ones(2)])
+    with pytest.raises(TypeError, match=r"grads\[0\]"):
+        SGD(0.1).step([np.ones(2)], [np.array(["a", "b"])])
+
+
+def test_get_optimizer():
+    assert isinstance(get_optimizer(None), Adam)
+    assert isinstance(get_optimizer("sgd"), SGD)
+    assert isinstance(get_optimizer("Adam"), Adam)
+    opt = SGD(0.5)
+    assert get_optimizer(opt) is opt
+    with pytest.raises(TypeError, match="optimizer"):
+        get_optimizer("rmsprop")
+    assert repr(SGD(0.5, momentum=0.9)) == "SGD(lr=0.5, momentum=0.9, nesterov=False, weight_decay=0.0)"
+
+
+def test_clip_grad_norm_is_exported_and_clips_to_the_norm():
+    grads = [np.array([3.0, 0.0]), np.array([[0.0], [4.0]])]     # global norm 5
+    clip_grad_norm(grads, 1.0)
+    total = np.sqrt(sum(float(np.vdot(g, g)) for g in grads))
+    np.testing.assert_allclose(total, 1.0, rtol=1e-5)
+    np.testing.assert_allclose(grads[0], [0.6, 0.0], rtol=1e-5)
+
+
+def test_overflow_warns_but_never_stops_a_step_half_way():
+    params = [np.array([1e300, 1.0]), np.array([1.0])]
+    with np.errstate(all="raise"), pytest.warns(RuntimeWarning):
+        SGD(lr=1e10).step(params, [np.array([1e300, 1.0]), np.array([1.0])])
+    assert np.isinf(params[0][0]) and params[1][0] == 1.0 - 1e10     # both arrays updated
+
+
+@pytest.mark.parametrize("opt", [SGD(0.1, momentum=0.9, weight_decay=0.01), Adam(0.01, weight_decay=0.01)],
+                         ids=["sgd", "adam"])
+def test_mixed_dtypes_and_sizes_match_separate_steps(opt):
+    rng = np.random.default_rng(2)
+    params = [rng.standard_normal((5, 3)).astype(np.float32), rng.standard_normal(7), rng.standard_normal(2)]
+    alone = [p.copy() for p in params]
+    opts_alone = [type(opt)(**opt._hyper()) for _ in params]
+    for _ in range(3):
+        grads = [rng.standard_normal(p.shape) for p in params]
+        opt.step(params, grads)
+        for o, p, g in zip(opts_alone, alone, grads):
+            o.step([p], [g])
+    for p, q in zip(params, alone):
+        assert p.dtype == q.dtype
+        np.testing.assert_array_equal(p, q)
+
+
+def test_underflow_is_silent(recwarn):
+    params = [np.array([1e-300], dtype=np.float64)]
+    with np.errstate(all="raise"):
+        Adam(lr=1e-300).step(params, [np.array([1e-300])])
+    assert not recwarn.list
