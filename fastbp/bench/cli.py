@@ -34,7 +34,7 @@ MODES = {
     "quick": {"batches": {"mlp": [1, 32], "rnn": [1, 16], "lstm": [1, 16]}, "seq_len": 20,
               "repeat": 3, "min_time": 0.002, "budget": 0.3, "pause": 0.02, "ceiling_n": 512},
     "default": {"batches": {"mlp": [1, 32, 256], "rnn": [1, 16, 64], "lstm": [1, 16, 64]},
-                "seq_len": 100, "repeat": 7, "min_time": 0.01, "budget": 1.0, "pause": 0.15,
+                "seq_len": 100, "repeat": 7, "min_time": 0.01, "budget": 2.0, "pause": 0.15,
                 "ceiling_n": 1024},
     "full": {"batches": {"mlp": [1, 32, 256, 1024], "rnn": [1, 16, 64, 256],
                          "lstm": [1, 16, 64, 256]}, "seq_len": 100,
