@@ -426,7 +426,8 @@ def run(args, error, argv=None, out=None):
                 say("  " + line)
             threads = (f"{cfg['threads']} threads (BLAS and torch)" if cfg["threads"]
                        else "threads: the libraries' defaults")
-            say(f"  run: {cfg['dtype']}, {cfg['mode']} sizes, {cfg['repeat']} repeats, {threads}")
+            say(f"  run: {cfg['dtype']}, {cfg['mode']} sizes, up to {cfg['repeat']} samples per row "
+                f"in {cfg['rounds']} round(s), {threads}")
             progress.activity("measuring the GEMM ceiling")
             ceiling = doc["gemm_ceiling"] = harness.gemm_ceiling(cfg["dtype"], cfg["ceiling_n"])
             say(f"  GEMM ceiling: {ceiling['routine']} n={ceiling['n']} via SciPy's BLAS: "
