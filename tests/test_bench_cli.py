@@ -53,7 +53,8 @@ def check_document(doc, implementations, models, batches):
     assert env["cpu"] and env["cores"] >= 1
     assert "openblas_coretype" in env and env["versions"]["numpy"] == np.__version__
     ceiling = doc["gemm_ceiling"]
-    assert ceiling["routine"] in ("sgemm", "dgemm") and ceiling["gflops"] > 0
+    assert ceiling["routine"] in ("sgemm", "dgemm")
+    assert ceiling["gflops"] == max(ceiling["gflops_start"], ceiling["gflops_end"]) > 0
 
     rows = doc["results"]
     assert len(rows) == len(models) * len(batches) * len(implementations)
@@ -65,7 +66,8 @@ def check_document(doc, implementations, models, batches):
             assert row["median_us"] is None and row["detail"]
             continue
         assert all(math.isfinite(row[k]) and row[k] > 0
-                   for k in ("median_us", "min_us", "max_us", "gflops", "first_call_s"))
+                   for k in ("median_us", "min_us", "max_us", "gflops", "first_call_s",
+                             "ceiling_fraction"))
         assert row["min_us"] <= row["median_us"] <= row["max_us"]
         assert row["repeats"] >= 1 and row["inner"] >= 1
         # a ratio against every other implementation that produced a number for this size

@@ -120,7 +120,7 @@ def measure(steps, *, repeat, min_time, budget, pause=0.0, rounds=1,
     return results
 
 
-def gemm_ceiling(dtype, n, repeat=5):
+def gemm_ceiling(dtype, n, repeat=7):
     """GFLOP/s of one n×n×n GEMM through SciPy's BLAS (the library fastbp's kernels call).
 
     The best of ``repeat`` runs after a warm-up: the machine's attainable matmul

@@ -137,8 +137,11 @@ def legend(doc, workloads=tuple(WORKLOADS)):
         "GFLOP/s: matmul work only (2·m·n·k per product) over the median time.",
     ]
     if ceiling:
+        when = (f" (best of start {ceiling['gflops_start']:.1f} and end "
+                f"{ceiling['gflops_end']:.1f})" if "gflops_end" in ceiling else "")
         lines.append(f"ceiling: that rate as a fraction of {ceiling['routine']} n={ceiling['n']} "
-                     f"through SciPy's BLAS, measured at start: {ceiling['gflops']:.1f} GFLOP/s.")
+                     f"through SciPy's BLAS on this machine: {ceiling['gflops']:.1f} GFLOP/s"
+                     f"{when}.")
     lines += [
         "first call: the first step, timed apart (JAX compilation, oneDNN's first call).",
         "grad check: worst norm-wise relative gradient error against fastbp (fastbp itself:",
