@@ -22,9 +22,9 @@ cdef extern from "mlp.h":
         FBP_MLP_XENT_LABELS
         FBP_MLP_XENT_PROBS
         FBP_MLP_SQUARED
-    int fbp_mlp_forward_f(float **A, const float *X, const float **W, const float **b,
+    int fbp_mlp_forward_f(float **A, float *work, const float *X, const float **W, const float **b,
                           const int *sizes, const int *acts, int n_layers, int batch) noexcept nogil
-    int fbp_mlp_forward_d(double **A, const double *X, const double **W, const double **b,
+    int fbp_mlp_forward_d(double **A, double *work, const double *X, const double **W, const double **b,
                           const int *sizes, const int *acts, int n_layers, int batch) noexcept nogil
     int fbp_mlp_loss_grad_f(double *loss, float **dW, float **db, float **A, float *work,
                             const float *X, const int64_t *labels, const float *target,
@@ -92,7 +92,7 @@ _FMT_NAMES = {ord('f'): "float32", ord('d'): "float64", ord('q'): "int64"}   # b
 
 cdef class _MLPWorkspace:
     """Buffers for one batch size: A[l] (B, n_{l+1}) per layer and the
-    (B, max hidden) scratch for ∂L/∂A, with their pointer array."""
+    (B, max n_l) scratch the kernels need, with their pointer array."""
     cdef int batch
     cdef void **A_ptrs        # n_layers entries into the arrays below
     cdef void **fwd_ptrs      # the same, last entry pointed at the caller's output
@@ -111,11 +111,9 @@ cdef class _MLPWorkspace:
         for l in range(L):
             self.A_ptrs[l] = _data_ptr(self.arrays[l], 2, batch, sizes[l + 1], fmt, True, "workspace")
             self.fwd_ptrs[l] = self.A_ptrs[l]
-        self.work = NULL
-        if L > 1:
-            hidden = max(sizes[1:L])
-            self.arrays.append(_np.empty((batch, hidden), dtype))
-            self.work = _data_ptr(self.arrays[L], 2, batch, hidden, fmt, True, "workspace")
+        widest = max(sizes[1:])   # Zᵀ of any layer forward, ∂L/∂A of a hidden layer backward
+        self.arrays.append(_np.empty((batch, widest), dtype))
+        self.work = _data_ptr(self.arrays[L], 2, batch, widest, fmt, True, "workspace")
 
     def __dealloc__(self):
         PyMem_Free(self.A_ptrs)
@@ -310,11 +308,11 @@ cdef class MLPCore:
                 # the last layer writes straight into the caller's rows of `out`
                 ws.fwd_ptrs[L - 1] = out_ptr + <size_t>start * n_out * item
                 if self.is_double:
-                    st = fbp_mlp_forward_d(<double **>ws.fwd_ptrs, <const double *>(x_ptr + <size_t>start * n_in * item),
+                    st = fbp_mlp_forward_d(<double **>ws.fwd_ptrs, <double *>ws.work, <const double *>(x_ptr + <size_t>start * n_in * item),
                                            <const double **>self.W_ptrs, <const double **>self.b_ptrs,
                                            self.sizes, self.acts, L, rows)
                 else:
-                    st = fbp_mlp_forward_f(<float **>ws.fwd_ptrs, <const float *>(x_ptr + <size_t>start * n_in * item),
+                    st = fbp_mlp_forward_f(<float **>ws.fwd_ptrs, <float *>ws.work, <const float *>(x_ptr + <size_t>start * n_in * item),
                                            <const float **>self.W_ptrs, <const float **>self.b_ptrs,
                                            self.sizes, self.acts, L, rows)
                 start += rows

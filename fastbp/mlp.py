@@ -37,7 +37,15 @@ be any integer dtype. Nothing the caller passes is modified.
 Gradients: ``loss_and_grad`` returns new arrays on every call, written
 directly by the C kernel (no copy). Pass ``out=grads`` (a list as returned by
 an earlier call) to have them overwritten in place instead, which saves the
-allocation (~1 MB for the 784-256-256-10 net) in a tight loop.
+allocation (~1 MB for the 784-256-256-10 net) in a tight loop; at batch 1 that
+is about 1 µs of a ~45 µs step, so fresh arrays are the safe default.
+
+Execution: one call into C per step with the GIL released; the activations
+and scratch live in a workspace built once per batch size (the last four
+sizes are kept) and reused. Calls on one model from several threads are
+serialised by a lock; separate models run in parallel. ``forward`` runs large
+batches in blocks of 1024 rows, so prediction on a big data set needs no big
+workspace.
 """
 import numbers
 

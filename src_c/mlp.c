@@ -1,4 +1,13 @@
 /* The MLP kernels (src_c/mlp_body.h) for float and double. */
+
+/* Let GCC if-convert the clamps inside fbp_exp_f (and so sigmoid, tanh and
+ * softmax) so the fused activation loops vectorise: with the default
+ * -ftrapping-math it refuses to evaluate both sides of a select that might
+ * raise a floating-point flag. fastbp never reads FP flags, and the values
+ * computed are the same bit for bit. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include <math.h>
 #include <string.h>
 #include "fastbp.h"
@@ -8,6 +17,10 @@
 /* Batches up to this many rows skip GEMM (see dense_forward / dense_backward_row_sweep). */
 #ifndef FBP_MLP_SMALL_BATCH
 #define FBP_MLP_SMALL_BATCH 8
+#endif
+/* Batches up to this many rows compute the forward GEMM transposed (see dense_forward). */
+#ifndef FBP_MLP_TRANSPOSED_MAX_BATCH
+#define FBP_MLP_TRANSPOSED_MAX_BATCH 128
 #endif
 
 /* Loops bound by store bandwidth (the batch-1 weight gradient writes a whole

@@ -153,10 +153,27 @@ static double FN(squared_error_delta)(REAL *Y_hat, const REAL *Y, ptrdiff_t B, p
     return scale * total;
 }
 
+/* A(B,n) = Zt(n,B)ᵀ, in 16×16 tiles so both sides stay in cache lines. */
+static void FN(transpose)(REAL *restrict A, const REAL *restrict Zt, ptrdiff_t B, ptrdiff_t n)
+{
+    enum { T = 16 };
+    for (ptrdiff_t r0 = 0; r0 < B; r0 += T) {
+        ptrdiff_t r1 = r0 + T < B ? r0 + T : B;
+        for (ptrdiff_t j0 = 0; j0 < n; j0 += T) {
+            ptrdiff_t j1 = j0 + T < n ? j0 + T : n;
+            for (ptrdiff_t r = r0; r < r1; r++)
+                for (ptrdiff_t j = j0; j < j1; j++) A[r * n + j] = Zt[j * B + r];
+        }
+    }
+}
+
 /* One dense layer forward: A(B,n_out) = f(A_prev(B,n_in) W(n_out,n_in)ᵀ + b).
  * Small batches run one GEMV per row: OpenBLAS's GEMM packs all of W first and
- * costs several GEMVs' time when B is a handful of rows. */
-static int FN(dense_forward)(REAL *A, const REAL *A_prev, const REAL *W, const REAL *b,
+ * costs several GEMVs' time when B is a handful of rows. Medium batches compute
+ * Zᵀ = W A_prevᵀ into `work` (n_out·B entries) and transpose it: with W as
+ * BLAS's second operand OpenBLAS packs it more cheaply, ~30% faster at B = 32
+ * (equal by B = 256). work may be NULL (plain GEMM). */
+static int FN(dense_forward)(REAL *A, REAL *work, const REAL *A_prev, const REAL *W, const REAL *b,
                              int B, int n_in, int n_out, int act)
 {
     int st = FBP_OK;
@@ -164,6 +181,10 @@ static int FN(dense_forward)(REAL *A, const REAL *A_prev, const REAL *W, const R
         for (int r = 0; r < B && !st; r++)   /* z_r(n_out) = W(n_out,n_in) @ a_prev_r(n_in) */
             st = FN(fbp_gemv)(A + (ptrdiff_t)r * n_out, W, n_in, A_prev + (ptrdiff_t)r * n_in,
                               n_out, n_in, 0, 1, 0);
+    } else if (B <= FBP_MLP_TRANSPOSED_MAX_BATCH && work) {
+        /* Zᵀ(n_out,B) = W(n_out,n_in) @ A_prev(B,n_in)ᵀ, then Z(B,n_out) = Zᵀᵀ */
+        st = FN(fbp_gemm)(work, B, W, n_in, A_prev, n_in, n_out, B, n_in, 0, 1, 1, 0);
+        if (!st) FN(transpose)(A, work, B, n_out);
     } else {      /* Z(B,n_out) = A_prev(B,n_in) @ W(n_out,n_in)ᵀ */
         st = FN(fbp_gemm)(A, n_out, A_prev, n_in, W, n_in, B, n_out, n_in, 0, 1, 1, 0);
     }
@@ -245,12 +266,12 @@ static int FN(check_network)(const int *sizes, const int *acts, int n_layers, in
     return FBP_OK;
 }
 
-int FN(fbp_mlp_forward)(REAL *const *A, const REAL *X, const REAL *const *W, const REAL *const *b,
+int FN(fbp_mlp_forward)(REAL *const *A, REAL *work, const REAL *X, const REAL *const *W, const REAL *const *b,
                         const int *sizes, const int *acts, int n_layers, int batch)
 {
     int st = FN(check_network)(sizes, acts, n_layers, batch);
     for (int l = 0; l < n_layers && !st; l++)
-        st = FN(dense_forward)(A[l], l ? A[l - 1] : X, W[l], b[l], batch, sizes[l], sizes[l + 1], acts[l]);
+        st = FN(dense_forward)(A[l], work, l ? A[l - 1] : X, W[l], b[l], batch, sizes[l], sizes[l + 1], acts[l]);
     return st;
 }
 
@@ -264,7 +285,7 @@ int FN(fbp_mlp_loss_grad)(double *loss, REAL *const *dW, REAL *const *db, REAL *
     const int xent = loss_code == FBP_MLP_XENT_LABELS || loss_code == FBP_MLP_XENT_PROBS;
     int st = FN(check_network)(sizes, acts, L, B);
     if (st) return st;
-    if ((xent && acts[L - 1] != FBP_SOFTMAX) || (L > 1 && !work)
+    if ((xent && acts[L - 1] != FBP_SOFTMAX) || !work
         || (loss_code == FBP_MLP_XENT_LABELS && !labels)
         || ((loss_code == FBP_MLP_XENT_PROBS || loss_code == FBP_MLP_SQUARED) && !target))
         return FBP_ERR_ARG;
@@ -273,7 +294,7 @@ int FN(fbp_mlp_loss_grad)(double *loss, REAL *const *dW, REAL *const *db, REAL *
      * the softmax is fused into the loss and its gradient. */
     for (int l = 0; l < L; l++) {
         int act = (xent && l == L - 1) ? FBP_IDENTITY : acts[l];
-        st = FN(dense_forward)(A[l], l ? A[l - 1] : X, W[l], b[l], B, sizes[l], sizes[l + 1], act);
+        st = FN(dense_forward)(A[l], work, l ? A[l - 1] : X, W[l], b[l], B, sizes[l], sizes[l + 1], act);
         if (st) return st;
     }
 

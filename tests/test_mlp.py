@@ -72,7 +72,7 @@ CONFIGS = [
 
 
 @pytest.mark.parametrize("sizes,activation,output,loss,target", CONFIGS)
-@pytest.mark.parametrize("batch", [1, 2, 7, 13])   # 13: past the small-batch path, through GEMM
+@pytest.mark.parametrize("batch", [1, 2, 7, 13, 150])   # the batch-1, small, transposed-GEMM and GEMM paths
 @pytest.mark.parametrize("l2", [0.0, 0.3])
 def test_loss_and_grad_matches_reference(sizes, activation, output, loss, target, batch, l2):
     net = MLP(sizes, activation=activation, output=output, loss=loss, l2=l2, dtype="float64", seed=3)
@@ -533,3 +533,20 @@ def test_concurrent_calls_on_one_model():
     for t in threads:
         t.join()
     assert not errors, errors[0]
+
+
+def test_gradient_descent_learns_xor():
+    """End to end: plain gradient descent on the gradients fastbp returns
+    (θ ← θ − η ∇L, EQUATIONS §4) fits XOR, which no linear model can."""
+    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
+    y = np.array([0, 1, 1, 0])
+    net = MLP([2, 8, 2], activation="tanh", dtype="float32", seed=0)
+    first = net.loss_and_grad(X, y)[0]
+    grads = None
+    for _ in range(2000):
+        loss, grads = net.loss_and_grad(X, y, out=grads)
+        for (W, b), (dW, db) in zip(net.params, grads):
+            W -= 0.5 * dW
+            b -= 0.5 * db
+    assert loss < 0.05 * first
+    np.testing.assert_array_equal(net.predict(X), y)
