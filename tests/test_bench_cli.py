@@ -120,13 +120,14 @@ def test_missing_peers_show_not_installed(tmp_path, monkeypatch, capsys):
     assert "Traceback" not in captured.out + captured.err
 
 
-def _fake_builder(grads_scale=1.0, interrupt=False):
-    """A peer built on the reference's step, optionally with wrong gradients or a Ctrl-C."""
+def _fake_builder(grads_scale=1.0, interrupt_at_batch=None):
+    """A peer built on the reference's step, optionally with wrong gradients, or
+    pressing Ctrl-C while it is timed at one batch size."""
     def build(problem):
         real = workloads.REFERENCE[problem.workload](problem)
 
         def step():
-            if interrupt:
+            if problem.size["batch"] == interrupt_at_batch:
                 raise KeyboardInterrupt
             return real.step()
 
@@ -157,17 +158,18 @@ def test_wrong_gradients_are_marked_and_not_timed(tmp_path, monkeypatch, capsys)
 
 
 def test_ctrl_c_prints_what_was_measured(tmp_path, monkeypatch, capsys):
-    _with_fake_peer(monkeypatch, _fake_builder(interrupt=True))
+    _with_fake_peer(monkeypatch, _fake_builder(interrupt_at_batch=3))
     out = tmp_path / "partial.json"
-    code = main(["bench", *TINY, "--models", "mlp", "--impl", "reference,torch",
-                 "--json", str(out)])
+    code = main(["bench", *TINY, "--batch", "2,3", "--models", "mlp", "--impl",
+                 "reference,torch", "--json", str(out)])
     assert code == cli.EXIT_INTERRUPTED
     doc = json.loads(out.read_text())
     assert doc["interrupted"] is True
-    status = {r["implementation"]: r["status"] for r in doc["results"]}
-    assert status == {"reference": "ok", "torch": "interrupted"}
+    status = {(r["implementation"], r["size"]["batch"]): r["status"] for r in doc["results"]}
+    assert status == {("reference", 2): "ok", ("torch", 2): "ok",
+                      ("reference", 3): "interrupted", ("torch", 3): "interrupted"}
     text = capsys.readouterr().out
-    assert "INTERRUPTED" in text and "reference" in text
+    assert "INTERRUPTED" in text and "B=2" in text
 
 
 @pytest.mark.parametrize("options, complaint", [
@@ -261,14 +263,37 @@ def test_measure_calibrates_inner_loops_with_a_fake_clock():
     def step():
         now[0] += 0.001          # every step "takes" 1 ms of the fake clock
 
-    t = harness.measure(step, repeat=5, min_time=0.01, budget=10.0, clock=lambda: now[0])
+    def clock():
+        return now[0]
+
+    (t,) = harness.measure({"a": step}, repeat=5, min_time=0.01, budget=10.0,
+                           clock=clock).values()
     assert t.inner == 10 and t.repeats == 5
     assert t.min == pytest.approx(0.001) and t.max == pytest.approx(0.001)
-    # a step too slow for the budget gets fewer repeats, but never fewer than 3
-    slow = harness.measure(step, repeat=50, min_time=0.0, budget=0.0025, clock=lambda: now[0])
-    assert slow.inner == 1 and slow.repeats == 3
+    # a step too slow for the budget gets fewer samples, but never fewer than 3
+    slow = harness.measure({"a": step}, repeat=50, min_time=0.0, budget=0.0025, clock=clock)
+    assert slow["a"].inner == 1 and slow["a"].repeats == 3
     with pytest.raises(ValueError, match="repeat"):
-        harness.measure(step, repeat=0, min_time=0.0, budget=1.0)
+        harness.measure({"a": step}, repeat=0, min_time=0.0, budget=1.0)
+
+
+def test_measure_spreads_samples_over_rounds_and_survives_a_failing_step():
+    now = [0.0]
+    calls = []
+
+    def step():
+        now[0] += 0.001
+
+    def broken():
+        raise RuntimeError("boom")
+
+    results = harness.measure({"a": step, "b": broken, "c": step}, repeat=5, min_time=0.0,
+                              budget=10.0, rounds=3, clock=lambda: now[0],
+                              on_block=lambda name, r: calls.append((name, r)))
+    assert results["a"].repeats == 5 and results["c"].repeats == 5
+    assert isinstance(results["b"], RuntimeError)
+    # blocks alternate between the implementations, round by round
+    assert calls == [("a", 0), ("c", 0), ("a", 1), ("c", 1), ("a", 2), ("c", 2)]
 
 
 def test_compare_grads():

@@ -27,18 +27,20 @@ MODELS = ("mlp", "rnn", "lstm")
 DTYPES = ("float32", "float64")
 DEFAULT_HIDDEN = 256
 
-# batches per model, sequence length, repeats, seconds per repeat at least, seconds a row
-# should stay under, seconds of quiet before each row's timing, and the size of the
-# GEMM that measures the ceiling
+# batches per model, sequence length, samples per row, seconds per sample at least,
+# seconds a row should stay under, seconds of quiet before each block of samples, rounds
+# the samples are spread over (harness.measure), and the size of the ceiling's GEMM
 MODES = {
     "quick": {"batches": {"mlp": [1, 32], "rnn": [1, 16], "lstm": [1, 16]}, "seq_len": 20,
-              "repeat": 3, "min_time": 0.002, "budget": 0.3, "pause": 0.02, "ceiling_n": 512},
+              "repeat": 3, "min_time": 0.002, "budget": 0.3, "pause": 0.02, "rounds": 1,
+              "ceiling_n": 512},
     "default": {"batches": {"mlp": [1, 32, 256], "rnn": [1, 16, 64], "lstm": [1, 16, 64]},
-                "seq_len": 100, "repeat": 7, "min_time": 0.01, "budget": 1.0, "pause": 0.15,
-                "ceiling_n": 1024},
+                "seq_len": 100, "repeat": 9, "min_time": 0.01, "budget": 2.0, "pause": 0.1,
+                "rounds": 3, "ceiling_n": 1024},
     "full": {"batches": {"mlp": [1, 32, 256, 1024], "rnn": [1, 16, 64, 256],
                          "lstm": [1, 16, 64, 256]}, "seq_len": 100,
-             "repeat": 15, "min_time": 0.05, "budget": 6.0, "pause": 0.3, "ceiling_n": 2048},
+             "repeat": 15, "min_time": 0.05, "budget": 6.0, "pause": 0.3, "rounds": 3,
+             "ceiling_n": 2048},
 }
 
 EXIT_INTERRUPTED = 130
@@ -84,7 +86,7 @@ def add_arguments(p):
                    help="sequence length of the RNN and LSTM (default 100; 20 with --quick)")
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="default float32")
     p.add_argument("--repeat", type=_positive_int, metavar="N",
-                   help="timed repeats per row (default 7; 3 with --quick, 15 with --full); "
+                   help="timed samples per row (default 9; 3 with --quick, 15 with --full); "
                         "slow rows get fewer, never fewer than min(N, 3)")
     p.add_argument("--threads", type=_positive_int, metavar="N",
                    help="BLAS threads (through threadpoolctl) and torch threads "
@@ -134,6 +136,7 @@ def resolve_config(args, error):
         "hidden": args.hidden or DEFAULT_HIDDEN,
         "repeat": args.repeat or m["repeat"],
         "min_time": m["min_time"], "budget": m["budget"], "pause": m["pause"],
+        "rounds": m["rounds"],
         "ceiling_n": m["ceiling_n"],
         "threads": args.threads, "blas_coretype": coretype,
     }
@@ -292,22 +295,24 @@ def run_problem(problem, cfg, impl_builders, ceiling, all_rows, progress):
 
     check_gradients(rows, grads, CHECK_TOL[problem.dtype])
 
+    pending = {impl: runners[impl].step for impl, row in rows.items()
+               if row["status"] == "pending"}
+
+    def on_block(impl, r):
+        progress.activity(f"{problem.workload} {problem.label} · {impl}: timing, "
+                          f"round {r + 1}/{cfg['rounds']}")
+    timings = harness.measure(pending, repeat=cfg["repeat"], min_time=cfg["min_time"],
+                              budget=cfg["budget"], pause=cfg["pause"], rounds=cfg["rounds"],
+                              on_block=on_block)
     for impl, row in rows.items():
-        if row["status"] == "pending":
-            progress.activity(f"{problem.workload} {problem.label} · {impl}: timing")
-            try:
-                t = harness.measure(runners[impl].step, repeat=cfg["repeat"],
-                                    min_time=cfg["min_time"], budget=cfg["budget"],
-                                    pause=cfg["pause"])
-            except (KeyboardInterrupt, MemoryError):
-                raise
-            except Exception as e:
-                row["status"], row["detail"] = "error", _error_text(e)
-            else:
-                gflops = problem.flops / t.median / 1e9
-                row.update(status="ok", median_us=t.median * 1e6, min_us=t.min * 1e6,
-                           max_us=t.max * 1e6, repeats=t.repeats, inner=t.inner, gflops=gflops,
-                           ceiling_fraction=gflops / ceiling["gflops"] if ceiling else None)
+        t = timings.get(impl)
+        if isinstance(t, BaseException):
+            row["status"], row["detail"] = "error", _error_text(t)
+        elif t is not None:
+            gflops = problem.flops / t.median / 1e9
+            row.update(status="ok", median_us=t.median * 1e6, min_us=t.min * 1e6,
+                       max_us=t.max * 1e6, repeats=t.repeats, inner=t.inner, gflops=gflops,
+                       ceiling_fraction=gflops / ceiling["gflops"] if ceiling else None)
         result = (f"{report.fmt_us(row['median_us'])} µs" if row["status"] == "ok"
                   else row["status"])
         progress.finished(f"{problem.workload} {problem.label} · {impl}: {result}")
@@ -416,12 +421,13 @@ def run(args, error, argv=None, out=None):
     try:
         with thread_control(cfg["threads"], notes):
             env = doc["environment"] = envmod.collect()
-            say("fastbp bench: " + doc["command"])
+            say("command: " + doc["command"])
             for line in envmod.lines(env):
                 say("  " + line)
             threads = (f"{cfg['threads']} threads (BLAS and torch)" if cfg["threads"]
                        else "threads: the libraries' defaults")
-            say(f"  run: {cfg['dtype']}, {cfg['mode']} sizes, {cfg['repeat']} repeats, {threads}")
+            say(f"  run: {cfg['dtype']}, {cfg['mode']} sizes, up to {cfg['repeat']} samples per row "
+                f"in {cfg['rounds']} round(s), {threads}")
             progress.activity("measuring the GEMM ceiling")
             ceiling = doc["gemm_ceiling"] = harness.gemm_ceiling(cfg["dtype"], cfg["ceiling_n"])
             say(f"  GEMM ceiling: {ceiling['routine']} n={ceiling['n']} via SciPy's BLAS: "
@@ -432,8 +438,10 @@ def run(args, error, argv=None, out=None):
                                                      cfg["hidden"], cfg["dtype"])
                     run_problem(problem, cfg, impl_builders, ceiling, rows, progress)
             if cfg["blas_coretype"]:
-                progress.activity(f"rerun with {envmod.CORETYPE_VAR} {cfg['blas_coretype']}")
-                progress.close()
+                progress.close()   # the child draws its own progress
+                if not args.no_progress:
+                    print(f"rerunning the fastbp and reference rows with {envmod.CORETYPE_VAR} "
+                          f"{cfg['blas_coretype']} in a child process", file=sys.stderr)
                 child_rows, doc["coretype_rerun"], note = rerun_with_coretype(
                     cfg, cfg["blas_coretype"], not args.no_progress)
                 rows.extend(child_rows)

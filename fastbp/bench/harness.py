@@ -1,31 +1,39 @@
-"""Timing: first call apart, calibrated inner loops, medians over repeats.
+"""Timing: first call apart, calibrated inner loops, rounds, medians.
 
 A step that takes microseconds cannot be timed one call at a time (the clock's
-own cost and jitter are of the same order), so each repeat runs the step
-``inner`` times back to back, with ``inner`` chosen from a warm-up so a repeat
-lasts at least ``min_time`` seconds; the per-step time of a repeat is its
-duration over ``inner``. The first call of a step is timed on its own and
-reported apart: it carries one-time costs (JAX's jit compilation, oneDNN's
-primitive creation, page faults on fresh buffers) that a training loop pays once.
-Each implementation is timed in a block of its own, after a short pause, never
-interleaved call by call with another library's thread pool.
+own cost and jitter are of the same order), so each sample runs the step
+``inner`` times back to back, with ``inner`` chosen from a warm-up so a sample
+lasts at least ``min_time`` seconds; the per-step time of a sample is its
+duration over ``inner``. The first call of a step is timed on its own by the
+caller and reported apart: it carries one-time costs (JAX's jit compilation,
+oneDNN's primitive creation, page faults on fresh buffers) that a training
+loop pays once.
 
-A row also has a time budget: a slow step (the NumPy reference at large sizes)
-gets fewer repeats, never fewer than ``min(repeat, 3)``, so the suite's length
-stays predictable. The repeats actually run are recorded with the result.
+The implementations of one problem are timed in rounds: in each round every
+implementation runs a block of its samples, after a short pause and one
+re-warming call. Blocks, because the libraries' thread pools (two OpenBLAS
+builds, torch's OpenMP) keep spinning for a while after a call, and on a
+2-core machine a spinning pool starves the next library's threads if calls
+are interleaved; rounds, because a neighbour's burst of load then hits every
+implementation alike instead of one, and the median over all samples shrugs
+it off.
+
+Each implementation also has a time budget: a slow step (the NumPy reference
+at large sizes) gets fewer samples, never fewer than ``min(repeat, 3)``, so
+the suite's length stays predictable. The samples taken are recorded.
 """
 import math
 import statistics
 import time
 from dataclasses import asdict, dataclass
 
-# one repeat never runs the step more often than this, however fast it is
+# a sample never runs the step more often than this, however fast it is
 MAX_INNER = 100_000
 
 
 @dataclass
 class Timing:
-    """Seconds per step."""
+    """Seconds per step, over ``repeats`` samples of ``inner`` calls each."""
     median: float
     min: float
     max: float
@@ -43,21 +51,10 @@ def time_call(fn):
     return result, time.perf_counter() - t0
 
 
-def measure(step, *, repeat, min_time, budget, pause=0.0, clock=time.perf_counter):
-    """Time ``step()`` (already called once by the caller: the first call).
-
-    repeat: repeats wanted; budget: seconds this measurement should stay under,
-    lowering the repeats to no fewer than min(repeat, 3); pause: seconds to sleep
-    first, so the thread pool of whatever ran before (OpenBLAS's, torch's OpenMP)
-    stops spinning: on 2 cores a spinning pool starves the next one's threads.
-    """
-    if repeat < 1:
-        raise ValueError(f"repeat: expected >= 1, got {repeat}")
-    if pause > 0:
-        time.sleep(pause)
-    # warm-up: one more call, which also estimates the cost of a step
+def calibrate(step, min_time, clock=time.perf_counter):
+    """(inner, seconds per step): how many calls make a sample of >= min_time."""
     t0 = clock()
-    step()
+    step()                                  # also warms up after the first call
     estimate = max(clock() - t0, 1e-9)
     inner = int(min(MAX_INNER, max(1, math.ceil(min_time / estimate))))
     if inner > 1:
@@ -67,17 +64,60 @@ def measure(step, *, repeat, min_time, budget, pause=0.0, clock=time.perf_counte
             step()
         estimate = max((clock() - t0) / inner, 1e-9)
         inner = int(min(MAX_INNER, max(1, math.ceil(min_time / estimate))))
-    affordable = int(budget // (inner * estimate))
-    repeats = min(repeat, max(min(repeat, 3), affordable))
+    return inner, estimate
 
-    per_step = []
-    for _ in range(repeats):
-        t0 = clock()
-        for _ in range(inner):
-            step()
-        per_step.append((clock() - t0) / inner)
-    return Timing(median=statistics.median(per_step), min=min(per_step), max=max(per_step),
-                  repeats=repeats, inner=inner)
+
+def measure(steps, *, repeat, min_time, budget, pause=0.0, rounds=1,
+            clock=time.perf_counter, on_block=None):
+    """Time every ``steps[name]()`` (each already called once: its first call).
+
+    repeat: samples wanted per step; budget: seconds a step's samples should
+    stay under, lowering its samples to no fewer than min(repeat, 3); pause:
+    seconds of sleep before each block; rounds: how many blocks the samples are
+    spread over; on_block(name, round): called before each block (progress).
+
+    Returns {name: Timing, or the exception the step raised}.
+    """
+    if repeat < 1:
+        raise ValueError(f"repeat: expected >= 1, got {repeat}")
+    results, plans = {}, {}
+    for name, step in steps.items():
+        try:
+            inner, estimate = calibrate(step, min_time, clock)
+        except Exception as e:   # one failing implementation must not stop the others
+            results[name] = e
+            continue
+        affordable = int(budget // (inner * estimate))
+        plans[name] = (inner, min(repeat, max(min(repeat, 3), affordable)))
+
+    samples = {name: [] for name in plans}
+    rounds = max(1, rounds)
+    for r in range(rounds):
+        for name, (inner, repeats) in plans.items():
+            # this round's share of the samples (the first rounds take the remainder)
+            share = repeats // rounds + (1 if r < repeats % rounds else 0)
+            if name in results or share == 0:
+                continue
+            if on_block is not None:
+                on_block(name, r)
+            if pause > 0:
+                time.sleep(pause)
+            step = steps[name]
+            try:
+                step()                      # re-warm this library's threads and caches
+                for _ in range(share):
+                    t0 = clock()
+                    for _ in range(inner):
+                        step()
+                    samples[name].append((clock() - t0) / inner)
+            except Exception as e:
+                results[name] = e
+    for name, (inner, _) in plans.items():
+        if name not in results:
+            got = samples[name]
+            results[name] = Timing(median=statistics.median(got), min=min(got), max=max(got),
+                                   repeats=len(got), inner=inner)
+    return results
 
 
 def gemm_ceiling(dtype, n, repeat=5):

@@ -131,8 +131,9 @@ def row_notes(rows):
 def legend(doc, workloads=tuple(WORKLOADS)):
     ceiling = doc.get("gemm_ceiling")
     lines = [
-        "median µs: per step (forward + backward, every gradient), median over repeats of a",
-        "  calibrated inner loop after warm-up; (min–max) across the repeats.",
+        "median µs: per step (forward + backward, every gradient): the median over samples",
+        "  (each a calibrated loop of calls, after warm-up), taken in rounds that alternate",
+        "  the implementations; (min–max) across the samples.",
         "GFLOP/s: matmul work only (2·m·n·k per product) over the median time.",
     ]
     if ceiling:
