@@ -182,7 +182,8 @@ def main(argv=None):
 
     import scipy
     print(f"fastbp MLP training step, net {'-'.join(map(str, SIZES))} relu / softmax-CE")
-    torch_info = f"{torch.__version__} ({torch.get_num_threads()} threads)" if torch else "not installed"
+    torch_info = (f"{torch.__version__} ({torch.get_num_threads()} threads)" if torch
+                  else "skipped (--no-torch)" if args.no_torch else "not installed")
     print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
           f"torch {torch_info}")
     try:
