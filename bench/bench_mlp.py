@@ -182,8 +182,17 @@ def main(argv=None):
 
     import scipy
     print(f"fastbp MLP training step, net {'-'.join(map(str, SIZES))} relu / softmax-CE")
+    torch_info = (f"{torch.__version__} ({torch.get_num_threads()} threads)" if torch
+                  else "skipped (--no-torch)" if args.no_torch else "not installed")
     print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
-          f"torch {torch.__version__ + f' ({torch.get_num_threads()} threads)' if torch else 'not installed'}")
+          f"torch {torch_info}")
+    try:
+        from threadpoolctl import threadpool_info
+        print("BLAS: " + "; ".join(f"{i['filepath'].rsplit('/', 1)[-1]} {i.get('version')} "
+                                   f"{i.get('architecture', '')} ({i['num_threads']} threads)"
+                                   for i in threadpool_info() if i["user_api"] == "blas"))
+    except ImportError:
+        pass
     print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs; "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; "
           f"BLAS threads: {args.threads if args.threads is not None else 'default'}")

@@ -54,7 +54,7 @@ import numpy as np
 from . import _core
 from ._validate import (check_shape, choice, float_array, nonnegative_float, positive_int,
                         resolve_dtype)
-from .functional import ACTIVATIONS, activation_code
+from .functional import activation_code
 from .training import MLPTrainable
 
 __all__ = ["MLP", "MLP_LOSSES", "MSE_FORMS"]
