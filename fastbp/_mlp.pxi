@@ -15,7 +15,12 @@ from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTI
 from cpython.mem cimport PyMem_Calloc, PyMem_Free
 from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThread_free_lock,
                                PyThread_acquire_lock, PyThread_release_lock, WAIT_LOCK)
+from cpython.ref cimport PyObject
 import numpy as _np
+
+cdef extern from "Python.h":
+    Py_ssize_t Py_REFCNT(PyObject *o)
+    PyObject *PyTuple_GET_ITEM(PyObject *p, Py_ssize_t pos)
 
 cdef extern from "mlp.h":
     enum:
@@ -50,6 +55,8 @@ cdef enum:
     _MAX_WORKSPACES = 4
     # Layers a network may have (the per-call gradient pointer arrays live on the stack).
     _MLP_MAX_LAYERS = 64
+    # Gradient sets of at most this many bytes are recycled (see MLPCore._grad_arrays).
+    _RECYCLE_MAX_BYTES = 64 << 20
 
 MLP_MAX_LAYERS = _MLP_MAX_LAYERS
 
@@ -139,6 +146,8 @@ cdef class MLPCore:
     cdef tuple out_names         # ("out[l][0]", "out[l][1]") per layer, for error messages
     cdef list params             # keeps the parameter arrays alive
     cdef dict workspaces
+    cdef list spares             # up to 2 tuples of gradient arrays handed out before
+    cdef bint recycle
     cdef PyThread_type_lock lock
 
     def __cinit__(self, sizes, acts, params, dtype):
@@ -170,6 +179,8 @@ cdef class MLPCore:
         self.shapes = tuple(((sizes[l + 1], sizes[l]), (sizes[l + 1],)) for l in range(L))
         self.out_names = tuple((f"out[{l}][0]", f"out[{l}][1]") for l in range(L))
         self.workspaces = {}
+        self.spares = []
+        self.recycle = sum(a.nbytes for pair in self.params for a in pair) <= _RECYCLE_MAX_BYTES
 
     def __dealloc__(self):
         if self.lock != NULL:
@@ -188,9 +199,46 @@ cdef class MLPCore:
             self.workspaces[batch] = ws
         return ws
 
+    cdef list _new_grads(self):
+        """[(dW, db), ...] for a call without out=.
+
+        Semantically new arrays. To keep allocation (and the page faults of
+        fresh ~MB blocks) out of a training loop, the last two sets handed out
+        are kept, and a set is reused when nothing but this cache refers to
+        any of its arrays any more: no list, tuple or view of the caller can
+        see it change. `loss, grads = net.loss_and_grad(X, y)` in a loop
+        alternates between the two sets. A set is taken out of the cache while
+        it is being handed out, so two threads never take the same one. Nets
+        over 64 MB of parameters skip this (holding twice their size back would
+        cost more than it saves)."""
+        cdef Py_ssize_t k, i, n = 2 * self.n_layers
+        cdef int L = self.n_layers
+        cdef PyObject *cand
+        cdef bint free
+        for k in range(len(self.spares)):
+            cand = <PyObject *>self.spares[k]
+            free = True
+            for i in range(n):   # refcount 1: only the cached tuple holds the array
+                if Py_REFCNT(PyTuple_GET_ITEM(cand, i)) != 1:
+                    free = False
+                    break
+            if free:
+                arrays = self.spares.pop(k)
+                grads = [(arrays[2 * i], arrays[2 * i + 1]) for i in range(L)]
+                self.spares.append(arrays)
+                return grads
+        arrays = tuple(_np.empty(shape, self.dtype) for pair in self.shapes for shape in pair)
+        grads = [(arrays[2 * i], arrays[2 * i + 1]) for i in range(L)]
+        if self.recycle:
+            self.spares.append(arrays)
+            while len(self.spares) > 2:
+                del self.spares[0]
+        return grads
+
     def clear_workspaces(self):
-        """Drop every cached workspace (they are rebuilt on the next call)."""
+        """Drop every cached workspace and spare gradient set (rebuilt on demand)."""
         self.workspaces.clear()
+        self.spares.clear()
 
     def loss_and_grad(self, X, y, int loss_code, double scale, double l2, out=None):
         """One training step: returns (loss, [(dW, db), ...]).
@@ -223,7 +271,7 @@ cdef class MLPCore:
             raise ValueError(f"loss_code: unknown {loss_code}")
 
         if out is None:
-            grads = [(_np.empty(dws, self.dtype), _np.empty(dbs, self.dtype)) for dws, dbs in self.shapes]
+            grads = self._new_grads()
         else:
             grads = out
             if not isinstance(out, list) or len(out) != L:

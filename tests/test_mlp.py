@@ -310,6 +310,29 @@ def test_returned_grads_are_fresh_arrays():
         np.testing.assert_array_equal(db, s_db)
 
 
+def test_recycled_gradient_sets_are_never_visible():
+    """Returned gradients may be refilled later only once nothing refers to them."""
+    net = MLP([5, 7, 3], dtype="float64", seed=15)
+    data = [make_data(net, 3, seed=s) for s in range(6)]
+    expected = [reference_loss_and_grad(net, X, y)[1] for X, y in data]
+    kept = [net.loss_and_grad(X, y)[1] for X, y in data]        # all held: all distinct
+    assert len({id(g[0][0]) for g in kept}) == len(kept)
+    for g, e in zip(kept, expected):
+        assert_grads_close(g, e)
+    view = net.loss_and_grad(*data[0])[1][1][0][:2]               # only a view held
+    snapshot = view.copy()
+    for X, y in data[1:]:
+        net.loss_and_grad(X, y)
+    np.testing.assert_array_equal(view, snapshot)
+    grads = None
+    for (X, y), e in zip(data, expected):                         # the training-loop pattern
+        previous = grads
+        loss, grads = net.loss_and_grad(X, y)
+        assert_grads_close(grads, e)
+        if previous is not None:
+            assert not np.shares_memory(grads[0][0], previous[0][0])
+
+
 @pytest.mark.parametrize("batch", [1, 4])
 def test_out_reuses_the_given_arrays(batch):
     net = MLP([5, 7, 3], dtype="float32", l2=0.1, seed=13)
