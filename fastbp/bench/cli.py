@@ -423,7 +423,8 @@ def run(args, error, argv=None, out=None):
             say("command: " + doc["command"])
             for line in envmod.lines(env):
                 say("  " + line)
-            threads = (f"{cfg['threads']} threads (BLAS and torch)" if cfg["threads"]
+            n = cfg["threads"]
+            threads = (f"{n} thread{'s' if n > 1 else ''} (BLAS and torch)" if n
                        else "threads: the libraries' defaults")
             say(f"  run: {cfg['dtype']}, {cfg['mode']} sizes, up to {cfg['repeat']} samples per row "
                 f"in {cfg['rounds']} round(s), {threads}")

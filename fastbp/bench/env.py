@@ -145,12 +145,13 @@ def lines(env):
         for lib in env["blas"]:
             who = users.get(lib["owner"], lib["owner"])
             out.append(f"BLAS for {who}: {lib['library']} {lib['version']} ({lib['owner']}), "
-                       f"kernel {lib['kernel']}, {lib['threads']} threads")
+                       f"kernel {lib['kernel']}, {lib['threads']} thread"
+                       f"{'' if lib['threads'] == 1 else 's'}")
     t = env["torch"]
     if t is not None:
         onednn = f", oneDNN {t['onednn']}" if t["onednn"] else ""
         out.append(f"torch {t['version']}: BLAS {t['blas']}{onednn}, CPU capability "
-                   f"{t['cpu_capability']}, {t['threads']} threads")
+                   f"{t['cpu_capability']}, {t['threads']} thread{'' if t['threads'] == 1 else 's'}")
     v = env["versions"]
     shown = ", ".join(f"{k} {v[k]}" for k in v if v[k] is not None)
     missing = ", ".join(k for k in v if v[k] is None)
