@@ -1,13 +1,7 @@
 /* The MLP kernels (src_c/mlp_body.h) for float and double. */
 
-/* Let GCC if-convert the clamps inside fbp_exp_f (and so sigmoid, tanh and
- * softmax) so the fused activation loops vectorise: with the default
- * -ftrapping-math it refuses to evaluate both sides of a select that might
- * raise a floating-point flag. fastbp never reads FP flags, and the values
- * computed are the same bit for bit. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
-#endif
+/* setup.py builds every kernel with -fno-trapping-math, which is what lets
+ * GCC vectorise the fused activation loops here. */
 #include <math.h>
 #include <string.h>
 #include "fastbp.h"
