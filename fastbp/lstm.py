@@ -42,14 +42,23 @@ __all__ = ["LSTM", "LSTMCache", "lstm_forward", "lstm_backward"]
 
 PEEPHOLE_NAMES = ("peephole_i", "peephole_f", "peephole_o")
 
-# The per-step recurrent products use fastbp's packed kernel from this batch
-# size on, and BLAS below it (a GEMV at batch 1). See bench/bench_lstm.py.
-_PACKED_MIN_BATCH = 2
+# Which engine runs the per-step recurrent products (measured on 2 Zen 3 cores
+# with SciPy's OpenBLAS, H = 256, bench/bench_lstm.py --breakdown):
+# - B = 1: BLAS's GEMV (memory-bound on the 4H×H weight; the packed kernel is no
+#   faster).
+# - 2 <= B < 40: fastbp's packed kernel. BLAS repacks W_hh on every call, so at
+#   B = 16 a product costs ~250 µs through OpenBLAS on 1 thread and ~200 µs on
+#   2, against ~110 µs packed on 1 thread.
+# - B >= 40: BLAS with its threads: at B = 64, ~300 µs on 2 threads against
+#   ~430 µs packed (which is single-threaded). With BLAS limited to one thread
+#   the packed kernel would stay ahead (~520 µs for BLAS at B = 64).
+_PACKED_BATCHES = (2, 40)
 
 
 def _pack_workspace(B, H, dtype):
     """Workspace for the packed recurrent product, or None to use BLAS."""
-    if B < _PACKED_MIN_BATCH:
+    lo, hi = _PACKED_BATCHES
+    if not lo <= B < hi:
         return None
     return np.empty(_core.lstm_pack_size(H, dtype == np.float64), dtype=dtype)
 
