@@ -43,16 +43,17 @@ __all__ = ["LSTM", "LSTMCache", "lstm_forward", "lstm_backward"]
 PEEPHOLE_NAMES = ("peephole_i", "peephole_f", "peephole_o")
 
 # Which engine runs the per-step recurrent products (measured on 2 Zen 3 cores
-# with SciPy's OpenBLAS, H = 256, bench/bench_lstm.py --breakdown):
-# - B = 1: BLAS's GEMV (memory-bound on the 4H×H weight; the packed kernel is no
-#   faster).
-# - 2 <= B < 40: fastbp's packed kernel. BLAS repacks W_hh on every call, so at
-#   B = 16 a product costs ~250 µs through OpenBLAS on 1 thread and ~200 µs on
-#   2, against ~110 µs packed on 1 thread.
-# - B >= 40: BLAS with its threads: at B = 64, ~300 µs on 2 threads against
-#   ~430 µs packed (which is single-threaded). With BLAS limited to one thread
-#   the packed kernel would stay ahead (~520 µs for BLAS at B = 64).
-_PACKED_BATCHES = (2, 40)
+# with SciPy's OpenBLAS 0.3.30, H = 256; bench/bench_lstm.py --breakdown):
+# - B < 40: fastbp's packed kernel, single-threaded. BLAS repacks W_hh on every
+#   call: at B = 16 a product costs ~250 µs through OpenBLAS on 1 thread and
+#   ~200 µs on 2, against ~110 µs packed. At B = 1 it beats sgemv slightly
+#   (~18 against ~20 µs, sgemv barely uses a second thread) and, unlike a
+#   threaded BLAS call per step, cannot stall when another process holds the
+#   other core (OpenBLAS then waited ~80 ms per sequence at B = 1).
+# - B >= 40: BLAS with its threads: at B = 64, ~300 µs on 2 idle cores against
+#   ~430 µs packed. (On one thread, or on a busy machine, the packed kernel
+#   would stay ahead: ~520 µs for single-threaded BLAS at B = 64.)
+_PACKED_BATCHES = (1, 40)
 
 
 def _pack_workspace(B, H, dtype):
