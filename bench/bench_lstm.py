@@ -69,14 +69,17 @@ def blas_description():
     return "SciPy's BLAS (not identified)"
 
 
+CLOCK = time.perf_counter      # --clock thread: time.thread_time (see main)
+
+
 def median_time(fn, repeats, warmup=2):
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(CLOCK() - t0)
     return float(np.median(times))
 
 
@@ -139,7 +142,8 @@ def table(args):
     print(f"\n== LSTM forward + BPTT, T={T} I={I} H={H}, loss sum(h·R); {coretype_label()}; "
           f"{blas_description()}; torch {torch.__version__ if torch else '-'} "
           f"({torch.get_num_threads() if torch else '-'} threads)")
-    print(f"   median of {args.repeats} after warm-up, µs; ratio = peer time / fastbp time; {load_label()}")
+    print(f"   median of {args.repeats} after warm-up, µs ({'thread CPU time' if CLOCK is time.thread_time else 'wall clock'}); "
+          f"ratio = peer time / fastbp time; {load_label()}")
     head = f"{'dtype':8} {'B':>3} {'fastbp':>10} {'GFLOP/s':>8} {'keep cache':>10} {'reference':>10} {'torch':>10} {'×ref':>6} {'×torch':>7}"
     print(head)
     print("-" * len(head))
@@ -191,7 +195,7 @@ def breakdown(args):
     for dtype in args.dtypes:
         ceiling = gemm_ceiling(dtype)
         print(f"\n{dtype}: measured GEMM ceiling (1536³ through the same BLAS table): {ceiling:.0f} GFLOP/s")
-        head = (f"{'B':>3} {'total':>8} {'steps':>8} {'path':>7} {'steps,BLAS':>10} {'stacked':>8} "
+        head = (f"{'B':>3} {'total':>8} {'steps':>8} {'path':>7} {'packed':>8} {'BLAS':>8} {'stacked':>8} "
                 f"{'rest':>7} {'GFLOP/s':>8} {'%ceil':>6} {'steps GF/s':>10} {'stacked GF/s':>12}")
         print(head)
         for B in args.batches:
@@ -205,9 +209,13 @@ def breakdown(args):
             dW_ih = np.zeros_like(W_ih)
             dW_hh = np.zeros_like(W_hh)
             dX = np.empty((T * B, I), dtype)
-            pack = lstm_module._pack_workspace(B, H, np.dtype(dtype))
-            steps = median_time(lambda: _core.lstm_step_products(G, dh, hs, W_hh, pack), args.repeats)
-            steps_blas = median_time(lambda: _core.lstm_step_products(G, dh, hs, W_hh, None), args.repeats)
+            pack = np.empty(_core.lstm_pack_size(H, dtype == "float64"), dtype)
+            steps_packed = median_time(lambda: _core.lstm_step_products(G, dh, hs, W_hh, pack),
+                                       args.repeats)
+            steps_blas = median_time(lambda: _core.lstm_step_products(G, dh, hs, W_hh, None),
+                                     args.repeats)
+            uses_packed = lstm_module._pack_workspace(B, H, np.dtype(dtype)) is not None
+            steps = steps_packed if uses_packed else steps_blas
 
             def stacked():
                 G2 = G.reshape(T * B, 4 * H)
@@ -221,13 +229,14 @@ def breakdown(args):
             flops_steps = 2 * 2 * T * B * 4 * H * H
             flops_stacked = lstm_flops(T, B, I, H) - flops_steps
             gf = lstm_flops(T, B, I, H) / total / 1e9
-            print(f"{B:3d} {total*1e6:8.0f} {steps*1e6:8.0f} {'packed' if pack is not None else 'BLAS':>7} "
-                  f"{steps_blas*1e6:10.0f} {t_stacked*1e6:8.0f} {rest*1e6:7.0f} {gf:8.1f} "
+            print(f"{B:3d} {total*1e6:8.0f} {steps*1e6:8.0f} {'packed' if uses_packed else 'BLAS':>7} "
+                  f"{steps_packed*1e6:8.0f} {steps_blas*1e6:8.0f} {t_stacked*1e6:8.0f} {rest*1e6:7.0f} {gf:8.1f} "
                   f"{100*gf/ceiling:6.1f} {flops_steps/steps/1e9:10.1f} {flops_stacked/t_stacked/1e9:12.1f}",
                   flush=True)
-    print("steps: the 2T recurrent products as the kernels run them (path: fastbp's packed kernel, "
-          "or BLAS: GEMV at B = 1); steps,BLAS: the same through BLAS; stacked: input GEMM + dW_ih + "
-          "dW_hh + dX; rest = total − steps − stacked: fused passes, copies, allocation, Python.")
+    print("steps: the 2T recurrent products as the kernels run them at this B (path: fastbp's packed "
+          "kernel or BLAS, GEMV at B = 1), timed both ways in the next two columns; stacked: input "
+          "GEMM + dW_ih + dW_hh + dX; rest = total − steps − stacked: fused passes, copies, "
+          "allocation, Python.")
 
 
 # ---- peak memory -------------------------------------------------------------------
@@ -272,7 +281,23 @@ def main(argv=None):
     ap.add_argument("--no-table", action="store_true", help="skip the main table")
     ap.add_argument("--no-child", action="store_true",
                     help="do not re-run in a child process with OPENBLAS_CORETYPE flipped")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="limit SciPy's BLAS and torch to this many threads (default: theirs)")
+    ap.add_argument("--clock", choices=["wall", "thread"], default="wall",
+                    help="wall: perf_counter; thread: CPU time of the calling thread, which "
+                         "other processes on a shared machine do not inflate (needs --threads 1)")
     args = ap.parse_args(argv)
+    if args.clock == "thread":
+        if args.threads != 1:
+            ap.error("--clock thread needs --threads 1 (other threads' work would not be counted)")
+        global CLOCK
+        CLOCK = time.thread_time
+    if args.threads is not None:
+        if threadpool_limits is None:
+            ap.error("--threads needs threadpoolctl")
+        threadpool_limits(limits=args.threads, user_api="blas")
+        if torch is not None:
+            torch.set_num_threads(args.threads)
 
     print(f"fastbp {fastbp.__version__} from {os.path.dirname(fastbp.__file__)}; {coretype_label()}")
     check_against_torch(args)

@@ -42,14 +42,24 @@ __all__ = ["LSTM", "LSTMCache", "lstm_forward", "lstm_backward"]
 
 PEEPHOLE_NAMES = ("peephole_i", "peephole_f", "peephole_o")
 
-# The per-step recurrent products use fastbp's packed kernel from this batch
-# size on, and BLAS below it (a GEMV at batch 1). See bench/bench_lstm.py.
-_PACKED_MIN_BATCH = 2
+# Which engine runs the per-step recurrent products (measured on 2 Zen 3 cores
+# with SciPy's OpenBLAS 0.3.30, H = 256; bench/bench_lstm.py --breakdown):
+# - B < 40: fastbp's packed kernel, single-threaded. BLAS repacks W_hh on every
+#   call: at B = 16 a product costs ~250 µs through OpenBLAS on 1 thread and
+#   ~200 µs on 2, against ~110 µs packed. At B = 1 it beats sgemv slightly
+#   (~18 against ~20 µs, sgemv barely uses a second thread) and, unlike a
+#   threaded BLAS call per step, cannot stall when another process holds the
+#   other core (OpenBLAS then waited ~80 ms per sequence at B = 1).
+# - B >= 40: BLAS with its threads: at B = 64, ~300 µs on 2 idle cores against
+#   ~430 µs packed. (On one thread, or on a busy machine, the packed kernel
+#   would stay ahead: ~520 µs for single-threaded BLAS at B = 64.)
+_PACKED_BATCHES = (1, 40)
 
 
 def _pack_workspace(B, H, dtype):
     """Workspace for the packed recurrent product, or None to use BLAS."""
-    if B < _PACKED_MIN_BATCH:
+    lo, hi = _PACKED_BATCHES
+    if not lo <= B < hi:
         return None
     return np.empty(_core.lstm_pack_size(H, dtype == np.float64), dtype=dtype)
 

@@ -28,15 +28,28 @@
  * transposed, else W (K,N) itself. */
 static void FN(lstm_pack)(REAL *P, const REAL *W, int K, int N, int transposed)
 {
-    for (int j0 = 0; j0 < N; j0 += LSTM_NR) {
-        REAL *panel = P + (ptrdiff_t)j0 * K;
-        const int nc = N - j0 < LSTM_NR ? N - j0 : LSTM_NR;
-        for (int k = 0; k < K; k++) {
-            REAL *dst = panel + (ptrdiff_t)k * LSTM_NR;
-            for (int jj = 0; jj < nc; jj++)
-                dst[jj] = transposed ? W[(ptrdiff_t)(j0 + jj) * K + k] : W[(ptrdiff_t)k * N + j0 + jj];
-            for (int jj = nc; jj < LSTM_NR; jj++) dst[jj] = 0;
+    const int full = N / LSTM_NR * LSTM_NR;     /* columns in whole panels */
+    if (transposed) {   /* op(W)[k][j] = W[j][k]: each panel gathers NR rows of W */
+        for (int j0 = 0; j0 < full; j0 += LSTM_NR) {
+            REAL *panel = P + (ptrdiff_t)j0 * K;
+            for (int jj = 0; jj < LSTM_NR; jj++) {
+                const REAL *w = W + (ptrdiff_t)(j0 + jj) * K;
+                for (int k = 0; k < K; k++) panel[(ptrdiff_t)k * LSTM_NR + jj] = w[k];
+            }
         }
+    } else {            /* op(W)[k][j] = W[k][j]: NR contiguous entries per panel row */
+        for (int k = 0; k < K; k++)
+            for (int j0 = 0; j0 < full; j0 += LSTM_NR)
+                memcpy(P + (ptrdiff_t)j0 * K + (ptrdiff_t)k * LSTM_NR, W + (ptrdiff_t)k * N + j0,
+                       LSTM_NR * sizeof(REAL));
+    }
+    if (full < N) {     /* the last, partial panel, zero-padded */
+        REAL *panel = P + (ptrdiff_t)full * K;
+        for (int k = 0; k < K; k++)
+            for (int jj = 0; jj < LSTM_NR; jj++)
+                panel[(ptrdiff_t)k * LSTM_NR + jj] =
+                    full + jj >= N ? 0 : transposed ? W[(ptrdiff_t)(full + jj) * K + k]
+                                                   : W[(ptrdiff_t)k * N + full + jj];
     }
 }
 
@@ -75,7 +88,48 @@ FBP_ALWAYS_INLINE void FN(lstm_micro)(REAL *restrict C, int ldc, const REAL *res
         else for (int jj = 0; jj < ncols; jj++) c[jj] = out[jj];
     }
 }
+
+/* c(ncols) (+)= a(K) @ panel(K, NR)[:, :ncols]: one row (batch 1 and a last
+ * odd row). One row gives only two FMA chains, which the FMA latency would
+ * throttle, so k is split four ways into eight independent accumulators. */
+FBP_ALWAYS_INLINE void FN(lstm_micro_row)(REAL *restrict c, const REAL *restrict a,
+                                          const REAL *restrict panel, int K, int ncols,
+                                          int accumulate)
+{
+    typedef FN(lstm_vec) vec;
+    enum { HALF = LSTM_NR / 2 };
+    vec s[8];
+    for (int u = 0; u < 8; u++) s[u] = (vec){0};
+    int k = 0;
+    for (; k + 4 <= K; k += 4) {
+        for (int u = 0; u < 4; u++) {
+            const REAL *w = panel + (ptrdiff_t)(k + u) * LSTM_NR;
+            s[2 * u] += a[k + u] * *(const vec *)w;
+            s[2 * u + 1] += a[k + u] * *(const vec *)(w + HALF);
+        }
+    }
+    for (; k < K; k++) {
+        const REAL *w = panel + (ptrdiff_t)k * LSTM_NR;
+        s[0] += a[k] * *(const vec *)w;
+        s[1] += a[k] * *(const vec *)(w + HALF);
+    }
+    REAL out[LSTM_NR];
+    *(vec *)out = (s[0] + s[2]) + (s[4] + s[6]);
+    *(vec *)(out + HALF) = (s[1] + s[3]) + (s[5] + s[7]);
+    if (accumulate) for (int jj = 0; jj < ncols; jj++) c[jj] += out[jj];
+    else for (int jj = 0; jj < ncols; jj++) c[jj] = out[jj];
+}
 #else
+FBP_ALWAYS_INLINE void FN(lstm_micro_row)(REAL *restrict c, const REAL *restrict a,
+                                          const REAL *restrict panel, int K, int ncols,
+                                          int accumulate)
+{
+    REAL out[LSTM_NR] = {0};
+    for (int k = 0; k < K; k++)
+        for (int jj = 0; jj < LSTM_NR; jj++) out[jj] += a[k] * panel[(ptrdiff_t)k * LSTM_NR + jj];
+    for (int jj = 0; jj < ncols; jj++) c[jj] = (accumulate ? c[jj] : 0) + out[jj];
+}
+
 FBP_ALWAYS_INLINE void FN(lstm_micro)(REAL *restrict C, int ldc, const REAL *restrict A, int lda,
                                       const REAL *restrict panel, int K, int ncols, int accumulate,
                                       const int mr)
@@ -110,7 +164,7 @@ FBP_HOT FBP_CONTRACT static void FN(lstm_gemm_packed)(REAL *C, int ldc, const RE
         REAL *Cr = Cj + (ptrdiff_t)r * ldc;
         const REAL *Ar = A + (ptrdiff_t)r * lda;
         switch (M - r) {    /* the last rows: one constant-size copy of the kernel each */
-        case 1: FN(lstm_micro)(Cr, ldc, Ar, lda, panel, K, nc, accumulate, 1); break;
+        case 1: FN(lstm_micro_row)(Cr, Ar, panel, K, nc, accumulate); break;
         case 2: FN(lstm_micro)(Cr, ldc, Ar, lda, panel, K, nc, accumulate, 2); break;
         case 3: FN(lstm_micro)(Cr, ldc, Ar, lda, panel, K, nc, accumulate, 3); break;
         case 4: FN(lstm_micro)(Cr, ldc, Ar, lda, panel, K, nc, accumulate, 4); break;

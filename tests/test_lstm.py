@@ -37,14 +37,15 @@ def make(T, B, I, H, peep=False, seed=0, dtype=np.float64, states=True):
     return p, upstream
 
 
-# The per-step recurrent products run through fastbp's packed kernel from batch
-# _PACKED_MIN_BATCH on and through BLAS (GEMV at batch 1) below: test both.
-RECURRENT_PATHS = {"packed": 1, "blas": 10**9}
+# The per-step recurrent products run through fastbp's packed kernel for the
+# batch sizes in _PACKED_BATCHES and through BLAS (GEMV at batch 1) otherwise:
+# test both at every size.
+RECURRENT_PATHS = {"packed": (1, 10**9), "blas": (0, 0)}
 
 
 @pytest.fixture(params=sorted(RECURRENT_PATHS))
 def recurrent_path(request, monkeypatch):
-    monkeypatch.setattr(lstm_module, "_PACKED_MIN_BATCH", RECURRENT_PATHS[request.param])
+    monkeypatch.setattr(lstm_module, "_PACKED_BATCHES", RECURRENT_PATHS[request.param])
     return request.param
 
 
@@ -195,12 +196,12 @@ def test_saturated_gates_stay_finite():
        seed=st.integers(0, 2**16))
 def test_hypothesis_shapes_match_reference(T, B, I, H, peep, states, path, seed):
     p, up = make(T, B, I, H, peep, seed=seed, states=states)
-    saved = lstm_module._PACKED_MIN_BATCH
-    lstm_module._PACKED_MIN_BATCH = RECURRENT_PATHS[path]
+    saved = lstm_module._PACKED_BATCHES
+    lstm_module._PACKED_BATCHES = RECURRENT_PATHS[path]
     try:
         check_against_reference(p, up)
     finally:
-        lstm_module._PACKED_MIN_BATCH = saved
+        lstm_module._PACKED_BATCHES = saved
 
 
 # ---- cache reuse --------------------------------------------------------------------
