@@ -28,6 +28,15 @@
 #define FBP_HOT
 #endif
 
+/* Per-row loops are inlined into the (multiversioned) per-step passes with
+ * constant flags and sizes, so each combination becomes its own branch-free,
+ * vectorised loop. */
+#if defined(__GNUC__)
+#define FBP_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define FBP_ALWAYS_INLINE static inline
+#endif
+
 enum fbp_status {
     FBP_OK = 0,
     FBP_ERR_ARG = 1,        /* a size or option the Python layer should have rejected */

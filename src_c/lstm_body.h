@@ -14,172 +14,11 @@
  * Each step works on its first n rows (n = B today). Variable sequence lengths
  * (rows sorted by length, n_t active rows at step t) only need n set per step. */
 
-/* ---- recurrent product with pre-packed weights ------------------------------
- * Per step the recurrent product is small (n ≤ B rows against the 4H×H weight)
- * and BLAS repacks the whole weight on every call: at B = 16 that costs about
- * as much as the arithmetic. So the weight is packed once per call into panels
- * of LSTM_NR columns, P[p][k][jj] = op(W)[k][p·NR + jj] (zero past N), and a
- * register-blocked LSTM_MR × LSTM_NR kernel runs over them. Single-threaded and
- * deterministic (a fixed summation order over k). */
-#define LSTM_NR (64 / (int)sizeof(REAL))     /* two 32-byte vectors of REAL */
-#define LSTM_MR 6                            /* 6 × 2 accumulators + 2 loads + 1 broadcast */
-
-/* P (ceil(N/NR)·NR·K): the panels of op(W)(K,N): Wᵀ of a row-major W (N,K) when
- * transposed, else W (K,N) itself. */
-static void FN(lstm_pack)(REAL *P, const REAL *W, int K, int N, int transposed)
-{
-    const int full = N / LSTM_NR * LSTM_NR;     /* columns in whole panels */
-    if (transposed) {   /* op(W)[k][j] = W[j][k]: each panel gathers NR rows of W */
-        for (int j0 = 0; j0 < full; j0 += LSTM_NR) {
-            REAL *panel = P + (ptrdiff_t)j0 * K;
-            for (int jj = 0; jj < LSTM_NR; jj++) {
-                const REAL *w = W + (ptrdiff_t)(j0 + jj) * K;
-                for (int k = 0; k < K; k++) panel[(ptrdiff_t)k * LSTM_NR + jj] = w[k];
-            }
-        }
-    } else {            /* op(W)[k][j] = W[k][j]: NR contiguous entries per panel row */
-        for (int k = 0; k < K; k++)
-            for (int j0 = 0; j0 < full; j0 += LSTM_NR)
-                memcpy(P + (ptrdiff_t)j0 * K + (ptrdiff_t)k * LSTM_NR, W + (ptrdiff_t)k * N + j0,
-                       LSTM_NR * sizeof(REAL));
-    }
-    if (full < N) {     /* the last, partial panel, zero-padded */
-        REAL *panel = P + (ptrdiff_t)full * K;
-        for (int k = 0; k < K; k++)
-            for (int jj = 0; jj < LSTM_NR; jj++)
-                panel[(ptrdiff_t)k * LSTM_NR + jj] =
-                    full + jj >= N ? 0 : transposed ? W[(ptrdiff_t)(full + jj) * K + k]
-                                                   : W[(ptrdiff_t)k * N + full + jj];
-    }
-}
-
-#if defined(__GNUC__)
-/* GCC/Clang vector extensions: explicit 32-byte vectors, so the accumulators
- * stay in registers (auto-vectorisation picks the wrong loop here). The
- * default clone lowers them to pairs of SSE registers. */
-typedef REAL FN(lstm_vec) __attribute__((vector_size(32), aligned(sizeof(REAL)), may_alias));
-
-/* C(mr, ncols) (+)= A(mr, K) @ panel(K, NR)[:, :ncols] for a constant mr ≤ LSTM_MR. */
-FBP_ALWAYS_INLINE void FN(lstm_micro)(REAL *restrict C, int ldc, const REAL *restrict A, int lda,
-                                      const REAL *restrict panel, int K, int ncols, int accumulate,
-                                      const int mr)
-{
-    typedef FN(lstm_vec) vec;
-    enum { HALF = LSTM_NR / 2 };
-    vec acc0[LSTM_MR], acc1[LSTM_MR];
-    for (int i = 0; i < mr; i++) {
-        acc0[i] = (vec){0};
-        acc1[i] = (vec){0};
-    }
-    for (int k = 0; k < K; k++) {
-        const vec w0 = *(const vec *)(panel + (ptrdiff_t)k * LSTM_NR);
-        const vec w1 = *(const vec *)(panel + (ptrdiff_t)k * LSTM_NR + HALF);
-        for (int i = 0; i < mr; i++) {
-            const REAL a = A[(ptrdiff_t)i * lda + k];
-            acc0[i] += a * w0;
-            acc1[i] += a * w1;
-        }
-    }
-    for (int i = 0; i < mr; i++) {
-        REAL *c = C + (ptrdiff_t)i * ldc, out[LSTM_NR];
-        *(vec *)out = acc0[i];
-        *(vec *)(out + HALF) = acc1[i];
-        if (accumulate) for (int jj = 0; jj < ncols; jj++) c[jj] += out[jj];
-        else for (int jj = 0; jj < ncols; jj++) c[jj] = out[jj];
-    }
-}
-
-/* c(ncols) (+)= a(K) @ panel(K, NR)[:, :ncols]: one row (batch 1 and a last
- * odd row). One row gives only two FMA chains, which the FMA latency would
- * throttle, so k is split four ways into eight independent accumulators. */
-FBP_ALWAYS_INLINE void FN(lstm_micro_row)(REAL *restrict c, const REAL *restrict a,
-                                          const REAL *restrict panel, int K, int ncols,
-                                          int accumulate)
-{
-    typedef FN(lstm_vec) vec;
-    enum { HALF = LSTM_NR / 2 };
-    vec s[8];
-    for (int u = 0; u < 8; u++) s[u] = (vec){0};
-    int k = 0;
-    for (; k + 4 <= K; k += 4) {
-        for (int u = 0; u < 4; u++) {
-            const REAL *w = panel + (ptrdiff_t)(k + u) * LSTM_NR;
-            s[2 * u] += a[k + u] * *(const vec *)w;
-            s[2 * u + 1] += a[k + u] * *(const vec *)(w + HALF);
-        }
-    }
-    for (; k < K; k++) {
-        const REAL *w = panel + (ptrdiff_t)k * LSTM_NR;
-        s[0] += a[k] * *(const vec *)w;
-        s[1] += a[k] * *(const vec *)(w + HALF);
-    }
-    REAL out[LSTM_NR];
-    *(vec *)out = (s[0] + s[2]) + (s[4] + s[6]);
-    *(vec *)(out + HALF) = (s[1] + s[3]) + (s[5] + s[7]);
-    if (accumulate) for (int jj = 0; jj < ncols; jj++) c[jj] += out[jj];
-    else for (int jj = 0; jj < ncols; jj++) c[jj] = out[jj];
-}
-#else
-FBP_ALWAYS_INLINE void FN(lstm_micro_row)(REAL *restrict c, const REAL *restrict a,
-                                          const REAL *restrict panel, int K, int ncols,
-                                          int accumulate)
-{
-    REAL out[LSTM_NR] = {0};
-    for (int k = 0; k < K; k++)
-        for (int jj = 0; jj < LSTM_NR; jj++) out[jj] += a[k] * panel[(ptrdiff_t)k * LSTM_NR + jj];
-    for (int jj = 0; jj < ncols; jj++) c[jj] = (accumulate ? c[jj] : 0) + out[jj];
-}
-
-FBP_ALWAYS_INLINE void FN(lstm_micro)(REAL *restrict C, int ldc, const REAL *restrict A, int lda,
-                                      const REAL *restrict panel, int K, int ncols, int accumulate,
-                                      const int mr)
-{
-    for (int i = 0; i < mr; i++) {
-        REAL out[LSTM_NR] = {0};
-        for (int k = 0; k < K; k++) {
-            const REAL a = A[(ptrdiff_t)i * lda + k];
-            for (int jj = 0; jj < LSTM_NR; jj++) out[jj] += a * panel[(ptrdiff_t)k * LSTM_NR + jj];
-        }
-        REAL *c = C + (ptrdiff_t)i * ldc;
-        for (int jj = 0; jj < ncols; jj++) c[jj] = (accumulate ? c[jj] : 0) + out[jj];
-    }
-}
-#endif
-
-/* C(M,N) (+)= A(M,K) @ op(W)(K,N), op(W) packed by lstm_pack. FMA contraction is
- * allowed here (and only here): it is a matrix product like BLAS's, whose
- * rounding differs across CPUs anyway; the elementwise passes stay uncontracted. */
-FBP_HOT FBP_CONTRACT static void FN(lstm_gemm_packed)(REAL *C, int ldc, const REAL *A, int lda,
-                                                      const REAL *P, int M, int N, int K,
-                                                      int accumulate)
-{
-    for (int j0 = 0; j0 < N; j0 += LSTM_NR) {
-        const REAL *panel = P + (ptrdiff_t)j0 * K;
-        const int nc = N - j0 < LSTM_NR ? N - j0 : LSTM_NR;
-        REAL *Cj = C + j0;
-        int r = 0;
-        for (; r + LSTM_MR <= M; r += LSTM_MR)
-            FN(lstm_micro)(Cj + (ptrdiff_t)r * ldc, ldc, A + (ptrdiff_t)r * lda, lda, panel, K, nc,
-                           accumulate, LSTM_MR);
-        REAL *Cr = Cj + (ptrdiff_t)r * ldc;
-        const REAL *Ar = A + (ptrdiff_t)r * lda;
-        switch (M - r) {    /* the last rows: one constant-size copy of the kernel each */
-        case 1: FN(lstm_micro_row)(Cr, Ar, panel, K, nc, accumulate); break;
-        case 2: FN(lstm_micro)(Cr, ldc, Ar, lda, panel, K, nc, accumulate, 2); break;
-        case 3: FN(lstm_micro)(Cr, ldc, Ar, lda, panel, K, nc, accumulate, 3); break;
-        case 4: FN(lstm_micro)(Cr, ldc, Ar, lda, panel, K, nc, accumulate, 4); break;
-        case 5: FN(lstm_micro)(Cr, ldc, Ar, lda, panel, K, nc, accumulate, 5); break;
-        default: break;
-        }
-    }
-}
-
 /* Elements of the packing workspace for hidden size H: the larger of the two
  * packings, W_hhᵀ (K = H, N = 4H) forward and W_hh (K = 4H, N = H) backward. */
 ptrdiff_t FN(fbp_lstm_pack_size)(int H)
 {
-    const ptrdiff_t h = H, nr = LSTM_NR;
-    const ptrdiff_t fwd = (4 * h + nr - 1) / nr * nr * h, bwd = (h + nr - 1) / nr * nr * 4 * h;
+    const ptrdiff_t fwd = FN(fbp_pack_size)(H, 4 * H), bwd = FN(fbp_pack_size)(4 * H, H);
     return fwd > bwd ? fwd : bwd;
 }
 
@@ -204,13 +43,13 @@ FBP_ALWAYS_INLINE void FN(lstm_forward_row)(
             zi += p_i[j] * cp[j];                        /* + p_i ⊙ c_{t-1} */
             zf += p_f[j] * cp[j];                        /* + p_f ⊙ c_{t-1} */
         }
-        REAL it = FN(lstm_sigmoid)(zi), ft = FN(lstm_sigmoid)(zf), gt = FN(lstm_tanh)(zg);
+        REAL it = FN(fbp_sigmoid)(zi), ft = FN(fbp_sigmoid)(zf), gt = FN(fbp_tanh)(zg);
         REAL ct = ft * cp[j] + it * gt;                  /* c_t = f c_{t-1} + i g */
         if (has_peep) zo += p_o[j] * ct;                 /* + p_o ⊙ c_t (the NEW state) */
-        REAL ot = FN(lstm_sigmoid)(zo);
+        REAL ot = FN(fbp_sigmoid)(zo);
         gi[j] = it; gf[j] = ft; gg[j] = gt; go[j] = ot;
         cn[j] = ct;
-        hn[j] = ot * FN(lstm_tanh)(ct);                   /* h_t = o tanh(c_t) */
+        hn[j] = ot * FN(fbp_tanh)(ct);                   /* h_t = o tanh(c_t) */
     }
 }
 
@@ -254,7 +93,7 @@ FBP_ALWAYS_INLINE void FN(lstm_backward_row)(
 {
     for (int j = 0; j < H; j++) {
         REAL it = gi[j], ft = gf[j], gt = gg[j], ot = go[j];
-        REAL tc = FN(lstm_tanh)(cn[j]);                   /* recomputed, not stored */
+        REAL tc = FN(fbp_tanh)(cn[j]);                   /* recomputed, not stored */
         REAL eh = has_dy ? dyr[j] + dhr[j] : dhr[j];     /* ε_h^t */
         REAL d_o = eh * tc * ot * (1 - ot);              /* δo = ε_h tanh(c) o(1−o) */
         REAL ec = eh * ot * (1 - tc * tc) + dcr[j];      /* ε_c^t */
@@ -310,7 +149,7 @@ FBP_HOT static void FN(lstm_backward_pass)(
 }
 
 /* ---- the per-step recurrent products ------------------------------------------
- * pack: the packed weight (lstm_pack) to use the kernel above, or NULL for BLAS
+ * pack: the packed weight (fbp_pack, src_c/packed.h) to use the kernel above, or NULL for BLAS
  * (a GEMV at n = 1). */
 
 /* G_t(n,4H) += h_{t-1}(n,H) @ W_hhᵀ(H,4H) */
@@ -319,7 +158,7 @@ static int FN(lstm_recurrent_forward)(REAL *g, const REAL *h_prev, const REAL *W
 {
     const int H4 = 4 * H;
     if (pack) {
-        FN(lstm_gemm_packed)(g, H4, h_prev, H, pack, n, H4, H, 1);
+        FN(fbp_gemm_packed)(g, H4, h_prev, H, pack, n, H4, H, 1);
         return FBP_OK;
     }
     if (n == 1)         /* G_t(4H) += W_hh(4H,H) @ h_{t-1}(H) */
@@ -333,7 +172,7 @@ static int FN(lstm_recurrent_backward)(REAL *dh, const REAL *gd, const REAL *W_h
 {
     const int H4 = 4 * H;
     if (pack) {
-        FN(lstm_gemm_packed)(dh, H, gd, H4, pack, n, H, H4, 0);
+        FN(fbp_gemm_packed)(dh, H, gd, H4, pack, n, H, H4, 0);
         return FBP_OK;
     }
     if (n == 1)         /* dh(H) = W_hhᵀ(H,4H) @ δ_t(4H) */
@@ -362,7 +201,7 @@ int FN(fbp_lstm_forward)(REAL *hs, REAL *cs, REAL *gates,
         for (ptrdiff_t k = 0; k < T * step_g; k++) gates[k] = 0;
     }
 
-    if (pack) FN(lstm_pack)(pack, W_hh, H, H4, 1);     /* panels of W_hhᵀ (H,4H) */
+    if (pack) FN(fbp_pack)(pack, W_hh, H, H4, 1);     /* panels of W_hhᵀ (H,4H) */
     for (int t = 0; t < T; t++) {
         const int n = B;        /* rows active at step t (all, until lengths arrive) */
         REAL *g = gates + t * step_g;
@@ -389,7 +228,7 @@ int FN(fbp_lstm_backward)(REAL *dG, REAL *dX, REAL *dW_ih, REAL *dW_hh, REAL *db
     const ptrdiff_t step_g = (ptrdiff_t)B * H4, step_h = (ptrdiff_t)B * H;
     int st;
 
-    if (pack) FN(lstm_pack)(pack, W_hh, H4, H, 0);     /* panels of W_hh (4H,H) */
+    if (pack) FN(fbp_pack)(pack, W_hh, H4, H, 0);     /* panels of W_hh (4H,H) */
     for (int t = T - 1; t >= 0; t--) {
         const int n = B;        /* rows active at step t */
         REAL *gd = dG + t * step_g;
@@ -428,12 +267,12 @@ int FN(fbp_lstm_step_products)(REAL *gates, REAL *dh, const REAL *hs, const REAL
     if (T < 0 || B < 0 || H < 1) return FBP_ERR_ARG;
     const ptrdiff_t step_g = (ptrdiff_t)B * 4 * H, step_h = (ptrdiff_t)B * H;
     int st;
-    if (pack) FN(lstm_pack)(pack, W_hh, H, 4 * H, 1);
+    if (pack) FN(fbp_pack)(pack, W_hh, H, 4 * H, 1);
     for (int t = 0; t < T; t++) {
         st = FN(lstm_recurrent_forward)(gates + t * step_g, hs + t * step_h, W_hh, pack, B, H);
         if (st) return st;
     }
-    if (pack) FN(lstm_pack)(pack, W_hh, 4 * H, H, 0);
+    if (pack) FN(fbp_pack)(pack, W_hh, 4 * H, H, 0);
     for (int t = T - 1; t >= 0; t--) {
         st = FN(lstm_recurrent_backward)(dh, gates + t * step_g, W_hh, pack, B, H);
         if (st) return st;

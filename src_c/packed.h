@@ -1,0 +1,24 @@
+/* Recurrent products on a weight packed once per sequence (src_c/packed.c),
+ * shared by the Elman RNN and LSTM time loops. */
+#ifndef FASTBP_PACKED_H
+#define FASTBP_PACKED_H
+
+#include <stddef.h>
+
+/* Elements of the panels of op(W)(K,N). */
+ptrdiff_t fbp_pack_size_f(int K, int N);
+ptrdiff_t fbp_pack_size_d(int K, int N);
+
+/* P(fbp_pack_size(K,N)) = the panels of op(W)(K,N): Wᵀ of a row-major W(N,K)
+ * when transposed, else W(K,N) itself. */
+void fbp_pack_f(float *P, const float *W, int K, int N, int transposed);
+void fbp_pack_d(double *P, const double *W, int K, int N, int transposed);
+
+/* C(M,N) (+)= A(M,K) @ op(W)(K,N), op(W) packed by fbp_pack; lda, ldc row
+ * strides; accumulate adds to C instead of overwriting it. */
+void fbp_gemm_packed_f(float *C, int ldc, const float *A, int lda, const float *P,
+                       int M, int N, int K, int accumulate);
+void fbp_gemm_packed_d(double *C, int ldc, const double *A, int lda, const double *P,
+                       int M, int N, int K, int accumulate);
+
+#endif /* FASTBP_PACKED_H */
