@@ -37,12 +37,13 @@ import signal
 import sys
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 from contextlib import contextmanager
 
 import numpy as np
 
 from . import functional
+from ._sequence import lengths_array, reset_array
 from ._validate import float_array, positive_int
 from .optim import clip_grad_norm, get_optimizer
 
@@ -313,6 +314,11 @@ _SEQ_NAMES = {"weight_ih": "weight_ih_l0", "weight_hh": "weight_hh_l0",
               "weight_out": "readout.weight", "bias_out": "readout.bias"}
 
 
+class SeqData(namedtuple("SeqData", "X lengths reset")):
+    """A sequence data set for fit: X (T, N, I), lengths (N,) or None, reset
+    (T, N) or None; a batch takes the same columns of all three."""
+
+
 class SequenceTrainable(Trainable):
     """The hooks for the sequence models (``fastbp._seqmodel.SequenceModel``).
 
@@ -324,7 +330,8 @@ class SequenceTrainable(Trainable):
     """
 
     def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, validation_data=None,
-            shuffle=True, seed=None, progress=True, clip_norm=None, bptt=None):
+            shuffle=True, seed=None, progress=True, clip_norm=None, bptt=None, lengths=None,
+            reset=None):
         """Train with mini-batches of sequences; returns a :class:`History`.
 
         X is (T, N, I) and y as for ``loss_and_grad`` ((T, N[, O]), or (N[, O])
@@ -337,18 +344,34 @@ class SequenceTrainable(Trainable):
             gradient) across chunks. None trains on whole sequences. With
             ``many_to_one`` the state is carried through the first T − bptt steps
             without gradient and the last ``bptt`` steps are trained.
+        lengths : int array (N,) or None
+            Each sequence's number of valid steps (0 <= length <= T): the
+            kernels skip the rest and the loss averages over valid steps only.
+        reset : bool array (T, N) or None
+            Steps where a sequence restarts from the zero state (episode or
+            document boundaries inside one row).
+        validation_data : (X_val, y_val[, lengths_val[, reset_val]]) or None
 
         The other arguments are those of :meth:`Trainable.fit`.
         """
         if bptt is not None:
             bptt = positive_int(bptt, "bptt")
+        X = SeqData(X, lengths, reset)
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or not 2 <= len(validation_data) <= 4:
+                raise TypeError("validation_data: expected (X_val, y_val[, lengths_val"
+                                "[, reset_val]])")
+            Xv, yv, *extra = validation_data
+            extra += [None] * (2 - len(extra))
+            validation_data = (SeqData(Xv, extra[0], extra[1]), yv)
         return self._fit(X, y, epochs, batch_size, optimizer, validation_data, shuffle, seed,
                          progress, clip_norm, bptt)
 
-    def evaluate(self, X, y, batch_size=256, bptt=None):
+    def evaluate(self, X, y, batch_size=256, bptt=None, lengths=None, reset=None):
         """(loss, accuracy) on data, accuracy None for regressors; ``bptt`` chunks
-        long sequences (carrying the state) to bound memory; same result."""
-        X, y = self._fit_data(X, y, "X", "y")
+        long sequences (carrying the state) to bound memory; same result.
+        lengths (N,) and reset (T, N) as for :meth:`fit`."""
+        X, y = self._fit_data(SeqData(X, lengths, reset), y, "X", "y")
         bptt = None if bptt is None else positive_int(bptt, "bptt")
         return self._evaluate(X, y, positive_int(batch_size, "batch_size"), bptt)
 
@@ -356,22 +379,29 @@ class SequenceTrainable(Trainable):
         return [(_SEQ_NAMES[name], p) for name, p in self._params.items()]
 
     def _fit_data(self, X, y, xname, yname):
+        data = X if isinstance(X, SeqData) else SeqData(X, None, None)
         try:
-            X = self._check_X(X)
-            y = self._check_Y(y, X.shape[0], X.shape[1])
+            X = self._check_X(data.X)
+            T, N = X.shape[0], X.shape[1]
+            lengths = lengths_array(data.lengths, T, N)
+            reset = reset_array(data.reset, T, N)
+            mask = None if lengths is None else np.arange(T)[:, None] < lengths[None, :]
+            y = self._check_Y(y, T, N, mask)
         except (ValueError, TypeError) as e:   # name the caller's argument
             msg = str(e)
             for mine, theirs in (("X:", xname + ":"), ("Y:", yname + ":")):
                 if msg.startswith(mine):
                     msg = theirs + msg[len(mine):]
             raise type(e)(msg) from e
-        return X, y
+        return SeqData(X, lengths, reset), y
 
     def _n_samples(self, X):
-        return X.shape[1]
+        return X.X.shape[1]
 
     def _take(self, X, y, idx):
-        return X[:, idx], (y[idx] if self.many_to_one else y[:, idx])
+        data = SeqData(X.X[:, idx], None if X.lengths is None else X.lengths[idx],
+                       None if X.reset is None else X.reset[:, idx])
+        return data, (y[idx] if self.many_to_one else y[:, idx])
 
     def _chunks(self, T, bptt):
         """[(t0, t1)] covering 0..T in chunks of bptt steps (one chunk without bptt)."""
@@ -383,36 +413,54 @@ class SequenceTrainable(Trainable):
         return [(t0, min(t0 + k, T)) for t0 in range(0, T, k)]
 
     def _steps_per_batch(self, X, bptt):
-        return 1 if self.many_to_one else len(self._chunks(X.shape[0], bptt))
+        return 1 if self.many_to_one else len(self._chunks(X.X.shape[0], bptt))
 
     def _zero_states(self):
         return (None,) * len(self._state_names)
 
+    def _chunk(self, data, y, t0, t1):
+        """Chunk [t0, t1) of a batch: X, targets, lengths within it, resets, and
+        the number of scored rows."""
+        B = data.X.shape[1]
+        lengths = None if data.lengths is None else np.clip(data.lengths - t0, 0, t1 - t0)
+        reset = None if data.reset is None else data.reset[t0:t1]
+        yc = y if self.many_to_one else y[t0:t1]
+        if self.many_to_one:
+            rows = B
+        else:
+            rows = (t1 - t0) * B if lengths is None else int(lengths.sum())
+        return data.X[t0:t1], yc, lengths, reset, rows
+
     def _train_steps(self, X, y, bptt):
-        T, B = X.shape[0], X.shape[1]
+        T = X.X.shape[0]
         chunks = self._chunks(T, bptt)
         states = self._zero_states()
         for i, (t0, t1) in enumerate(chunks):
+            Xc, yc, lengths, reset, rows = self._chunk(X, y, t0, t1)
             if self.many_to_one and i < len(chunks) - 1:
-                _, states = self._outputs(X[t0:t1], states)     # state only, no gradient
+                _, states = self._outputs(Xc, states, lengths, reset)   # state only, no gradient
+            elif rows == 0:
+                break       # every sequence of the batch has ended
             else:
-                yc = y if self.many_to_one else y[t0:t1]
-                loss, grads, states = self._loss_and_grad(X[t0:t1], yc, states)
-                rows = B if self.many_to_one else (t1 - t0) * B
+                loss, grads, states = self._loss_and_grad(Xc, yc, states, lengths, reset)
                 yield loss, list(grads.values()), rows
             states = tuple(np.array(s) for s in states)   # detached: a value, not a view
 
     def _eval_batch(self, X, y, bptt):
-        T, B = X.shape[0], X.shape[1]
+        T = X.X.shape[0]
         chunks = self._chunks(T, bptt)
         states = self._zero_states()
         loss_sum, rows, correct = 0.0, 0, 0
         for i, (t0, t1) in enumerate(chunks):
-            out, states = self._outputs(X[t0:t1], states)      # one forward pass, no backward
+            Xc, yc, lengths, reset, n = self._chunk(X, y, t0, t1)
+            if n == 0:
+                break
+            out, states = self._outputs(Xc, states, lengths, reset)   # forward only
             states = tuple(np.array(s) for s in states)
             if not self.many_to_one or i == len(chunks) - 1:
-                yc = y if self.many_to_one else y[t0:t1]
-                n = B if self.many_to_one else (t1 - t0) * B
+                if lengths is not None and not self.many_to_one:     # the valid steps only
+                    valid = np.arange(t1 - t0)[:, None] < lengths[None, :]
+                    out, yc = out[valid][None], yc[valid][None]
                 loss_sum += self._objective(out, yc) * n
                 rows += n
                 if self._is_classifier():
