@@ -34,14 +34,17 @@ import numbers
 
 import numpy as np
 
-from . import _core
+from . import _core, _stack
 from ._seqmodel import SequenceModel
 from ._sequence import Layout, lengths_array, reset_array
 from ._validate import float_array
 
-__all__ = ["LSTM", "LSTMCache", "lstm_forward", "lstm_backward"]
+__all__ = ["LSTM", "LSTMCache", "lstm_forward", "lstm_backward", "lstm_stack_forward",
+           "lstm_stack_backward"]
 
 PEEPHOLE_NAMES = ("peephole_i", "peephole_f", "peephole_o")
+# the arrays of one layer and direction, in torch.nn.LSTM's state-dict order
+LAYER_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") + PEEPHOLE_NAMES
 
 # Which engine runs the per-step recurrent products (measured on 2 Zen 3 cores
 # with SciPy's OpenBLAS 0.3.30, H = 256; bench/bench_lstm.py --breakdown):
@@ -341,6 +344,188 @@ def _backward(dy, dh, dc, cache, overwrite_cache):
     if peep is not None:
         grads.update(zip(PEEPHOLE_NAMES, dpeep))
     return grads
+
+
+# ---- stacked and bidirectional layers (fastbp._stack) ------------------------
+
+class _LSTMCell:
+    """The LSTM's per-layer calls for fastbp._stack: both directions of a layer
+    in one compiled call (src_c/lstm.h fbp_lstm_forward_dirs/_backward_dirs)."""
+
+    cells = 2                      # state arrays (h, c): sizes the reset workspace
+    state_buffers = ("hs", "cs")
+
+    @staticmethod
+    def pack_workspace(B, H, dt):
+        return _pack_workspace(B, H, dt)
+
+    @staticmethod
+    def forward_layer(layout, xs, weights, init, H, work, pack):
+        """xs: each direction's input (slots, I) in its own order; weights: each
+        direction's dict (with "bias" = b_ih + b_hh and "peep" (3, H) or None);
+        init: each direction's (h0, c0). Returns each direction's buffers."""
+        dt = xs[0].dtype
+        runs, dirs = [], []
+        for x, w, (h0, c0) in zip(xs, weights, init):
+            run = {"hs": layout.states(h0, H, dt), "cs": layout.states(c0, H, dt),
+                   "gates": np.empty((layout.sched.slots, 4 * H), dt), "x": x}
+            dirs.append((run["hs"], run["cs"], run["gates"], x, w["weight_ih"], w["weight_hh"],
+                         w["bias"], w["peep"]))
+            runs.append(run)
+        _core.lstm_forward_dirs(work, tuple(dirs), pack, layout.sched,
+                                layout.reverse_sched if len(dirs) == 2 else None)
+        return runs
+
+    @staticmethod
+    def backward_layer(layout, runs, weights, dys, dfinal, want_dx, H, work, pack, overwrite):
+        """dys: each direction's ∂L/∂h_t (slots, H) or None; dfinal: each
+        direction's (∂L/∂h_n, ∂L/∂c_n) (B, H) or None, caller order. Returns
+        (grads by kind, dx (slots, I) or None, (∂L/∂h_0, ∂L/∂c_0) caller order)
+        for each direction."""
+        dt = runs[0]["hs"].dtype
+        B, slots = layout.B, layout.sched.slots
+        dirs, grads, dxs, dstates = [], [], [], []
+        for run, w, dy, (dh_n, dc_n) in zip(runs, weights, dys, dfinal):
+            I = run["x"].shape[1]
+            gates = run["gates"]
+            dG = gates if overwrite else np.empty_like(gates)   # δ_t over the gates, in place
+            dx = np.empty((slots, I), dt) if want_dx else None
+            g = {"weight_ih": np.zeros((4 * H, I), dt), "weight_hh": np.zeros((4 * H, H), dt),
+                 "bias_ih": np.zeros(4 * H, dt)}
+            dpeep = None if w["peep"] is None else np.zeros((3, H), dt)
+            dh = np.zeros((B, H), dt) if dh_n is None else layout.to_sorted(dh_n)
+            dc = np.zeros((B, H), dt) if dc_n is None else layout.to_sorted(dc_n)
+            dirs.append((dG, dx, g["weight_ih"], g["weight_hh"], g["bias_ih"], dpeep, dh, dc,
+                         gates, dy, run["hs"], run["cs"], run["x"], w["weight_ih"],
+                         w["weight_hh"], w["peep"]))
+            if dpeep is not None:
+                g.update(zip(PEEPHOLE_NAMES, dpeep))
+            grads.append(g)
+            dxs.append(dx)
+            dstates.append((dh, dc))
+        _core.lstm_backward_dirs(work, tuple(dirs), pack, layout.sched,
+                                 layout.reverse_sched if len(dirs) == 2 else None)
+        for g in grads:
+            g["bias_hh"] = g["bias_ih"].copy()          # equal, as separate arrays
+        dstates = [(layout.to_caller(dh), layout.to_caller(dc)) for dh, dc in dstates]
+        return grads, dxs, dstates
+
+
+_LSTM_CELL = _LSTMCell()
+
+
+def _layer_weights(arrays):
+    """A layer direction's validated arrays by kind -> the cell's dict (adds the
+    summed bias and the (3, H) peepholes or None)."""
+    w = dict(arrays)
+    w["bias"] = w["bias_ih"] + w["bias_hh"]
+    w["peep"] = (np.stack([w[name] for name in PEEPHOLE_NAMES]) if PEEPHOLE_NAMES[0] in w
+                 else None)
+    return w
+
+
+def _lstm_shape(I, H, D):
+    def shape(kind, layer):
+        if kind in PEEPHOLE_NAMES:
+            return (H,)
+        if kind == "weight_ih":
+            return (4 * H, _stack.layer_input_size(I, H, layer, D))
+        return (4 * H, H) if kind == "weight_hh" else (4 * H,)
+    return shape
+
+
+def lstm_stack_forward(x, params, h0=None, c0=None, num_layers=1, bidirectional=False,
+                       lengths=None, reset=None):
+    """Stacked, optionally bidirectional LSTM: ``torch.nn.LSTM(num_layers=...,
+    bidirectional=...)`` (time-major, no dropout), compiled.
+
+    Parameters
+    ----------
+    x : array, shape (T, B, I)
+        Inputs; its dtype is the computation dtype.
+    params : mapping of str to array
+        torch.nn.LSTM's state-dict names (a ``torch.nn.LSTM.state_dict()``
+        works as it is): for layer k and, when bidirectional, suffix
+        ``_reverse``: ``weight_ih_l{k}`` (4H, I_k) with I_0 = I and I_k = D·H
+        above, ``weight_hh_l{k}`` (4H, H), ``bias_ih_l{k}``, ``bias_hh_l{k}``
+        (4H,); optionally peepholes ``peephole_i_l{k}``, ``peephole_f_l{k}``,
+        ``peephole_o_l{k}`` (H,) for every layer and direction.
+    h0, c0 : array, shape (num_layers·D, B, H), or None
+        Initial states, index l·D + d (l0 forward, l0 reverse, l1 forward, ...),
+        D = 2 directions when bidirectional else 1; None means zeros.
+    num_layers : int
+    bidirectional : bool
+    lengths : int array (B,) or None
+        Each row's valid steps: the forward direction runs times 0 … L_b − 1,
+        the reverse direction L_b − 1 … 0 (torch's packed sequences); outputs
+        past a row's length are zero.
+    reset : bool array (T, B) or None
+        ``reset[t, b]`` cuts row b before step t: the pieces run as separate
+        sequences through every layer and both directions, each from h0, c0.
+
+    Returns
+    -------
+    y : ndarray, shape (T, B, D·H)
+        The top layer's outputs, ``[forward, reverse]`` on the last axis.
+    (h_n, c_n) : ndarrays, shape (num_layers·D, B, H)
+        Each layer and direction's state after its last step (for a reverse
+        direction: after time 0).
+    cache : fastbp._stack.StackCache
+        For :func:`lstm_stack_backward`.
+    """
+    L, D = _stack.stack_config(num_layers, bidirectional)
+    x = float_array(x, "x", ndim=3)
+    dt = x.dtype
+    T, B, I = x.shape
+    H = _stack.hidden_size(params, 4)
+    weights = _stack.read_params(params, LAYER_KINDS, PEEPHOLE_NAMES, _lstm_shape(I, H, D), L, D,
+                                 dt)
+    weights = [[_layer_weights(w) for w in layer] for layer in weights]
+    hs0 = _stack.split_states(h0, "h0", L, D, B, H, dt)
+    cs0 = _stack.split_states(c0, "c0", L, D, B, H, dt)
+    init = [list(zip(h, c)) for h, c in zip(hs0, cs0)]
+    layout = Layout(T, B, lengths_array(lengths, T, B), reset_array(reset, T, B))
+    y, finals, cache = _stack.forward(_LSTM_CELL, x, weights, init, layout, L, D, H)
+    return y, finals, cache
+
+
+def lstm_stack_backward(dy, dh_n, dc_n, cache, overwrite_cache=False):
+    """Backpropagation through time for :func:`lstm_stack_forward`.
+
+    dy : (T, B, D·H) or None (∂L/∂y; entries past a row's length are ignored);
+    dh_n, dc_n : (num_layers·D, B, H) or None; cache : from lstm_stack_forward;
+    overwrite_cache : let the gate gradients reuse the cache's gate buffers
+    (the cache is consumed).
+
+    Returns a dict: ``"x"`` (T, B, I), ``"h0"``, ``"c0"`` (num_layers·D, B, H),
+    then every parameter's gradient under its torch name (as in ``params``).
+    """
+    cache = _stack_cache(cache, _LSTMCell, "lstm_stack_forward")
+    T, B, _ = cache.x.shape
+    L, D, H = cache.num_layers, cache.num_directions, cache.hidden_size
+    dt = cache.x.dtype
+    if dy is not None:
+        dy = float_array(dy, "dy", dtype=dt, shape=(T, B, D * H))
+    dhs = _stack.split_states(dh_n, "dh_n", L, D, B, H, dt)
+    dcs = _stack.split_states(dc_n, "dc_n", L, D, B, H, dt)
+    dfinal = [list(zip(h, c)) for h, c in zip(dhs, dcs)]
+    dx, grads, dinit = _stack.backward(cache, dy, dfinal, True, overwrite_cache)
+    out = {"x": dx,
+           "h0": np.stack([s[0] for layer in dinit for s in layer]),
+           "c0": np.stack([s[1] for layer in dinit for s in layer])}
+    for l in range(L):
+        for d in range(D):
+            for kind in LAYER_KINDS:
+                if kind in grads[l][d]:
+                    out[_stack.param_name(kind, l, d)] = grads[l][d][kind]
+    return out
+
+
+def _stack_cache(cache, cell_type, forward_name):
+    if not isinstance(cache, _stack.StackCache) or not isinstance(cache.cell, cell_type):
+        raise TypeError(f"cache: expected the cache returned by {forward_name}, got "
+                        f"{type(cache).__name__}")
+    return cache
 
 
 # ---- the model ---------------------------------------------------------------

@@ -28,14 +28,17 @@ import os
 
 import numpy as np
 
-from . import _core
+from . import _core, _stack
 from ._seqmodel import SequenceModel
 from ._sequence import Layout, lengths_array, reset_array
 from ._validate import choice, float_array
 
-__all__ = ["RNN_NONLINEARITIES", "RNNCache", "rnn_forward", "rnn_backward", "RNN"]
+__all__ = ["RNN_NONLINEARITIES", "RNNCache", "rnn_forward", "rnn_backward", "RNN",
+           "rnn_stack_forward", "rnn_stack_backward"]
 
 RNN_NONLINEARITIES = ("tanh", "relu", "identity")
+# the arrays of one layer and direction, in torch.nn.RNN's state-dict order
+LAYER_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 # The per-step recurrent products (B·H² multiply-adds each) run on fastbp's own
 # packed copy of W_hh (src_c/rnn_body.h) up to PACKED_MAX_MACS, through BLAS
@@ -291,6 +294,148 @@ def _backward(cache, dy, dh_n, want_dx):
         if want_dx:
             dx = np.zeros((T, B, I), dt)
     return {"x": dx, "h0": dh0, "weight_ih": dW_ih, "weight_hh": dW_hh, "bias_ih": db}
+
+
+# ---- stacked and bidirectional layers (fastbp._stack) ------------------------
+
+class _RNNCell:
+    """The Elman RNN's per-layer calls for fastbp._stack: both directions of a
+    layer in one compiled call (src_c/rnn.h fbp_rnn_forward_dirs/_backward_dirs)."""
+
+    cells = 1
+    state_buffers = ("hs",)
+
+    def __init__(self, nonlinearity):
+        self.act = _act_code(nonlinearity)
+        self.nonlinearity = nonlinearity
+
+    @staticmethod
+    def pack_workspace(B, H, dt):
+        return _pack_workspace(B, H, dt)
+
+    def forward_layer(self, layout, xs, weights, init, H, work, pack):
+        """xs: each direction's input (slots, I) in its own order; weights: each
+        direction's arrays by kind; init: each direction's (h0,). Returns each
+        direction's buffers."""
+        dt = xs[0].dtype
+        runs, dirs = [], []
+        for x, w, (h0,) in zip(xs, weights, init):
+            run = {"hs": layout.states(h0, H, dt), "x": x}
+            # with lengths the input side cannot wait in hs: its blocks are larger
+            pre = np.empty((layout.sched.slots, H), dt) if layout.varlen else None
+            dirs.append((run["hs"], pre, x, w["weight_ih"], w["weight_hh"], w["bias_ih"],
+                         w["bias_hh"]))
+            runs.append(run)
+        _core.rnn_forward_dirs(work, tuple(dirs), pack, layout.sched, self.act,
+                               layout.reverse_sched if len(dirs) == 2 else None)
+        return runs
+
+    def backward_layer(self, layout, runs, weights, dys, dfinal, want_dx, H, work, pack,
+                       overwrite):
+        """dys: each direction's ∂L/∂h_t (slots, H) or None; dfinal: each
+        direction's (∂L/∂h_n,) (B, H) or None, caller order. Returns (grads by
+        kind, dx (slots, I) or None, (∂L/∂h_0,) caller order) per direction."""
+        dt = runs[0]["hs"].dtype
+        B, slots = layout.B, layout.sched.slots
+        dirs, grads, dxs, dstates = [], [], [], []
+        for run, w, dy, (dh_n,) in zip(runs, weights, dys, dfinal):
+            I = run["x"].shape[1]
+            dx = np.empty((slots, I), dt) if want_dx else None
+            g = {"weight_ih": np.zeros((H, I), dt), "weight_hh": np.zeros((H, H), dt),
+                 "bias_ih": np.zeros(H, dt)}
+            dh_n = None if dh_n is None else layout.to_sorted(dh_n)
+            dh0 = np.empty((B, H), dt)
+            if layout.T == 0:      # no step: ∂L/∂h_0 = ∂L/∂h_n
+                dh0[...] = 0 if dh_n is None else dh_n
+            dirs.append((dh0, g["weight_ih"], g["weight_hh"], g["bias_ih"],
+                         np.empty((slots, H), dt), dx, dy, dh_n, run["hs"], run["x"],
+                         w["weight_ih"], w["weight_hh"]))
+            grads.append(g)
+            dxs.append(dx)
+            dstates.append(dh0)
+        if layout.T:
+            _core.rnn_backward_dirs(work, tuple(dirs), pack, layout.sched, self.act,
+                                    layout.reverse_sched if len(dirs) == 2 else None)
+        for g in grads:
+            g["bias_hh"] = g["bias_ih"].copy()          # equal, as separate arrays
+        return grads, dxs, [(layout.to_caller(dh0),) for dh0 in dstates]
+
+
+def _rnn_shape(I, H, D):
+    def shape(kind, layer):
+        if kind == "weight_ih":
+            return (H, _stack.layer_input_size(I, H, layer, D))
+        return (H, H) if kind == "weight_hh" else (H,)
+    return shape
+
+
+def rnn_stack_forward(x, params, h0=None, num_layers=1, bidirectional=False,
+                      nonlinearity="tanh", lengths=None, reset=None):
+    """Stacked, optionally bidirectional Elman RNN: ``torch.nn.RNN(num_layers=...,
+    bidirectional=..., nonlinearity=...)`` (time-major, no dropout), compiled.
+
+    Parameters
+    ----------
+    x : array, shape (T, B, I)
+        Inputs; its dtype is the computation dtype.
+    params : mapping of str to array
+        torch.nn.RNN's state-dict names (``torch.nn.RNN.state_dict()`` works as
+        it is): for layer k and, when bidirectional, suffix ``_reverse``:
+        ``weight_ih_l{k}`` (H, I_k) with I_0 = I and I_k = D·H above,
+        ``weight_hh_l{k}`` (H, H), ``bias_ih_l{k}``, ``bias_hh_l{k}`` (H,).
+    h0 : array, shape (num_layers·D, B, H), or None
+        Initial states, index l·D + d (l0 forward, l0 reverse, l1 forward, ...);
+        None means zeros.
+    num_layers, bidirectional, nonlinearity : as for torch.nn.RNN ("identity" too).
+    lengths, reset : as for :func:`fastbp.lstm.lstm_stack_forward`.
+
+    Returns
+    -------
+    y : ndarray, shape (T, B, D·H)
+        The top layer's outputs, ``[forward, reverse]`` on the last axis.
+    h_n : ndarray, shape (num_layers·D, B, H)
+        Each layer and direction's state after its last step (reverse: after time 0).
+    cache : fastbp._stack.StackCache
+        For :func:`rnn_stack_backward`.
+    """
+    cell = _RNNCell(nonlinearity)
+    L, D = _stack.stack_config(num_layers, bidirectional)
+    x = float_array(x, "x", ndim=3)
+    dt = x.dtype
+    T, B, I = x.shape
+    H = _stack.hidden_size(params, 1)
+    weights = _stack.read_params(params, LAYER_KINDS, (), _rnn_shape(I, H, D), L, D, dt)
+    init = [[(h,) for h in layer] for layer in _stack.split_states(h0, "h0", L, D, B, H, dt)]
+    layout = Layout(T, B, lengths_array(lengths, T, B), reset_array(reset, T, B))
+    y, (h_n,), cache = _stack.forward(cell, x, weights, init, layout, L, D, H)
+    return y, h_n, cache
+
+
+def rnn_stack_backward(dy, dh_n, cache):
+    """Backpropagation through time for :func:`rnn_stack_forward`.
+
+    dy : (T, B, D·H) or None (entries past a row's length are ignored);
+    dh_n : (num_layers·D, B, H) or None; cache : from rnn_stack_forward.
+
+    Returns a dict: ``"x"`` (T, B, I), ``"h0"`` (num_layers·D, B, H), then every
+    parameter's gradient under its torch name (as in ``params``).
+    """
+    if not isinstance(cache, _stack.StackCache) or not isinstance(cache.cell, _RNNCell):
+        raise TypeError("cache: expected the cache returned by rnn_stack_forward, got "
+                        f"{type(cache).__name__}")
+    T, B, _ = cache.x.shape
+    L, D, H = cache.num_layers, cache.num_directions, cache.hidden_size
+    dt = cache.x.dtype
+    if dy is not None:
+        dy = float_array(dy, "dy", dtype=dt, shape=(T, B, D * H))
+    dfinal = [[(h,) for h in layer] for layer in _stack.split_states(dh_n, "dh_n", L, D, B, H, dt)]
+    dx, grads, dinit = _stack.backward(cache, dy, dfinal, True, False)
+    out = {"x": dx, "h0": np.stack([s[0] for layer in dinit for s in layer])}
+    for l in range(L):
+        for d in range(D):
+            for kind in LAYER_KINDS:
+                out[_stack.param_name(kind, l, d)] = grads[l][d][kind]
+    return out
 
 
 # ---- the model ---------------------------------------------------------------
