@@ -531,7 +531,8 @@ def _stack_cache(cache, cell_type, forward_name):
 # ---- the model ---------------------------------------------------------------
 
 class LSTM(SequenceModel):
-    """An LSTM layer (compiled forward and BPTT) with a linear readout and a loss.
+    """An LSTM (compiled forward and BPTT; stacked and bidirectional on request)
+    with a linear readout and a loss.
 
     ``O_t = h_t W_outᵀ + b_out`` at every step (or at the last step only with
     ``many_to_one=True``), the loss averaged over the T·B rows (B rows), and L2
@@ -542,76 +543,102 @@ class LSTM(SequenceModel):
     input_size, hidden_size, output_size : int
     peepholes : bool
         Add Graves' diagonal peephole weights ``peephole_i``, ``peephole_f``,
-        ``peephole_o`` (H,). Without them the layer is exactly ``torch.nn.LSTM``
-        and its four arrays load into one with no reshuffling.
+        ``peephole_o`` (H,) to every layer and direction. Without them the
+        layers are exactly ``torch.nn.LSTM`` and load into one with no reshuffling.
     loss : {"mse", "cross_entropy"}
     many_to_one : bool
-        Read out (and score) only ``h_T``; targets are then (B, O) or labels (B,).
+        Read out (and score) only the final state; targets are then (B, O) or
+        labels (B,). Bidirectional: the readout reads ``[h_n forward, h_n
+        reverse]`` of the top layer, the forward direction after each row's last
+        step and the reverse direction after its whole pass (at time 0).
     l2 : float
         λ of ``(λ/2) Σ ‖W‖²`` over every weight matrix (biases, peepholes not).
     forget_bias : float or None
         Initial total bias of the forget gate (``bias_ih + bias_hh`` on its
-        block; 1.0 by default, as Jozefowicz et al. 2015 advise, so the cell
-        remembers from the start). None keeps torch's uniform initialisation.
+        block, every layer and direction; 1.0 by default, as Jozefowicz et al.
+        2015 advise, so the cell remembers from the start). None keeps torch's
+        uniform initialisation.
     dtype : {"float32", "float64"}
     seed : int or None
-        Seeds the initialisation: ``U(−1/√H, 1/√H)`` for every array, as
-        ``torch.nn.LSTM`` and ``torch.nn.Linear`` do.
+        Seeds the initialisation: ``U(−1/√H, 1/√H)`` for every layer array, as
+        ``torch.nn.LSTM`` does, and ``U(−1/√F, 1/√F)`` for the readout (F = D·H
+        features), as ``torch.nn.Linear`` does.
     mse_form : {"sum", "half_mean"}
+    num_layers : int
+        Stacked layers: layer l > 0 reads layer l − 1's outputs (no dropout
+        between layers).
+    bidirectional : bool
+        Each layer also runs a reverse direction over each row's own valid
+        steps (times L_b − 1 … 0), in the same compiled call; a layer's output
+        is ``[forward, reverse]`` (D·H wide, D = 2).
 
     Parameters are in ``model.params``: ``weight_ih`` (4H, I), ``weight_hh``
     (4H, H), ``bias_ih``, ``bias_hh`` (4H,), with peepholes ``peephole_i``,
-    ``peephole_f``, ``peephole_o`` (H,), then ``weight_out`` (O, H), ``bias_out`` (O,).
+    ``peephole_f``, ``peephole_o`` (H,) for layer 0's forward direction, then
+    the same with torch's suffixes for every other layer and direction in
+    torch's order (``weight_ih_l0_reverse``, ..., ``weight_ih_l1`` (4H, D·H),
+    ...), then ``weight_out`` (O, D·H), ``bias_out`` (O,). The state dict
+    (:meth:`state_dict`) uses torch.nn.LSTM's names throughout (``weight_ih_l0``, ...).
+
+    States: ``h0``, ``c0`` and the returned ``(h_n, c_n)`` are (B, H) for one
+    layer in one direction, else (num_layers·D, B, H) as in torch (index l·D + d).
     """
 
     _state_names = ("h", "c")
 
     def __init__(self, input_size, hidden_size, output_size, peepholes=False, loss="mse",
                  many_to_one=False, l2=0.0, forget_bias=1.0, dtype="float64", seed=None,
-                 mse_form="sum"):
+                 mse_form="sum", num_layers=1, bidirectional=False):
         self.peepholes = bool(peepholes)
         if forget_bias is not None and (isinstance(forget_bias, bool) or not isinstance(
                 forget_bias, numbers.Real) or not np.isfinite(forget_bias)):
             raise ValueError(f"forget_bias: expected a finite number or None, got {forget_bias!r}")
         self.forget_bias = None if forget_bias is None else float(forget_bias)
         super().__init__(input_size, hidden_size, output_size, loss=loss, many_to_one=many_to_one,
-                         l2=l2, dtype=dtype, seed=seed, mse_form=mse_form)
+                         l2=l2, dtype=dtype, seed=seed, mse_form=mse_form, num_layers=num_layers,
+                         bidirectional=bidirectional)
 
     def _init_layer(self, rng):
-        H, I = self.hidden_size, self.input_size
+        H, D = self.hidden_size, self.num_directions
         bound = 1.0 / np.sqrt(H)
-        for name, shape in (("weight_ih", (4 * H, I)), ("weight_hh", (4 * H, H)),
-                            ("bias_ih", (4 * H,)), ("bias_hh", (4 * H,))):
-            self._params[name] = rng.uniform(-bound, bound, shape).astype(self.dtype)
-        if self.forget_bias is not None:
-            self._params["bias_ih"][H:2 * H] = self.forget_bias
-            self._params["bias_hh"][H:2 * H] = 0
-        if self.peepholes:
-            for name in PEEPHOLE_NAMES:
-                self._params[name] = rng.uniform(-bound, bound, H).astype(self.dtype)
+        for l in range(self.num_layers):
+            I = _stack.layer_input_size(self.input_size, H, l, D)
+            for d in range(D):
+                def name(kind):
+                    return _stack.model_param_name(kind, l, d)
+                for kind, shape in (("weight_ih", (4 * H, I)), ("weight_hh", (4 * H, H)),
+                                    ("bias_ih", (4 * H,)), ("bias_hh", (4 * H,))):
+                    self._params[name(kind)] = rng.uniform(-bound, bound, shape).astype(self.dtype)
+                if self.forget_bias is not None:
+                    self._params[name("bias_ih")][H:2 * H] = self.forget_bias
+                    self._params[name("bias_hh")][H:2 * H] = 0
+                if self.peepholes:
+                    for kind in PEEPHOLE_NAMES:
+                        self._params[name(kind)] = rng.uniform(-bound, bound, H).astype(self.dtype)
 
     def _layer_forward(self, X, states, layout):
-        p = self._params
-        peep = np.stack([p[name] for name in PEEPHOLE_NAMES]) if self.peepholes else None
-        return _forward(X, states[0], states[1], p["weight_ih"], p["weight_hh"],
-                        p["bias_ih"] + p["bias_hh"], peep, layout)
+        weights = [[_layer_weights(w) for w in layer] for layer in self._layer_params(LAYER_KINDS)]
+        y, finals, cache = _stack.forward(_LSTM_CELL, X, weights, self._split_states(states),
+                                          layout, self.num_layers, self.num_directions,
+                                          self.hidden_size)
+        return y, self._join_states(finals), cache
 
     def _layer_backward(self, dHs, dfinal, cache):
-        B, H = cache.layout.B, self.hidden_size
-        dh, dc = (np.zeros((B, H), dtype=self.dtype) if d is None else np.array(d, dtype=self.dtype)
-                  for d in dfinal)
         # the model owns this cache: the gate gradients may overwrite the gates
-        return _backward(dHs, dh, dc, cache, overwrite_cache=True)
+        _, grads, _ = _stack.backward(cache, dHs, self._split_states(dfinal), want_dx=False,
+                                      overwrite=True)
+        return self._layer_grads(grads)
 
     # -- public API -----------------------------------------------------------
     def forward(self, X, h0=None, c0=None, lengths=None, reset=None):
         """Readout outputs and the final states.
 
-        X (T, B, I); h0, c0 (B, H) or None (zeros); lengths (B,) and reset
-        (T, B) as for :func:`lstm_forward`. Returns ``(outputs, (h_n, c_n))``:
-        outputs (T, B, O) (zero past each row's length), or (B, O) read from
-        each row's last state when many_to_one, before the softmax of a
-        cross-entropy model.
+        X (T, B, I); h0, c0 (B, H), or (num_layers·D, B, H) for a stack, or
+        None (zeros); lengths (B,) and reset (T, B) as for
+        :func:`lstm_stack_forward`. Returns ``(outputs, (h_n, c_n))``: outputs
+        (T, B, O) (zero past each row's length), or (B, O) read from each row's
+        final state when many_to_one, before the softmax of a cross-entropy
+        model.
         """
         return self._outputs(X, (h0, c0), lengths, reset)
 
@@ -623,14 +650,17 @@ class LSTM(SequenceModel):
         """Loss, gradients and final states for one sequence chunk.
 
         X (T, B, I); Y: targets (T, B, O) / labels (T, B), or (B, O) / (B,)
-        when many_to_one; h0, c0 (B, H) or None (zeros). Returns ``(loss,
-        grads, (h_n, c_n))``: grads by parameter name (same order as
-        ``params``); pass ``(h_n, c_n)`` as the next chunk's ``h0, c0`` to
-        carry state across chunks (truncated BPTT).
+        when many_to_one; h0, c0 (B, H), or (num_layers·D, B, H) for a stack,
+        or None (zeros). Returns ``(loss, grads, (h_n, c_n))``: grads by
+        parameter name (same order as ``params``); pass ``(h_n, c_n)`` as the
+        next chunk's ``h0, c0`` to carry state across chunks (truncated BPTT;
+        this makes no sense for a reverse direction, whose final state is the
+        one at the chunk's start).
 
         lengths (B,) int: each sequence's valid steps (the loss averages over
         those only; Y past a row's length is not read); reset (T, B) bool:
-        rows that restart from h0, c0 (or zeros) at a step. See
-        :func:`lstm_forward`.
+        rows that restart from h0, c0 (or zeros) at a step (every layer and
+        direction: the pieces are separate sequences). See
+        :func:`lstm_stack_forward`.
         """
         return self._loss_and_grad(X, Y, (h0, c0), lengths, reset)

@@ -441,7 +441,8 @@ def rnn_stack_backward(dy, dh_n, cache):
 # ---- the model ---------------------------------------------------------------
 
 class RNN(SequenceModel):
-    """An Elman RNN layer (compiled forward and BPTT) with a linear readout and a loss.
+    """An Elman RNN (compiled forward and BPTT; stacked and bidirectional on
+    request) with a linear readout and a loss.
 
     ``O_t = h_t W_outᵀ + b_out`` at every step (or at the last step only with
     ``many_to_one=True``), the loss averaged over the T·B rows (B rows), and L2
@@ -453,18 +454,36 @@ class RNN(SequenceModel):
     nonlinearity : {"tanh", "relu", "identity"}
     loss : {"mse", "cross_entropy"}
     many_to_one : bool
-        Read out (and score) only ``h_T``; targets are then (B, O) or labels (B,).
+        Read out (and score) only the final state; targets are then (B, O) or
+        labels (B,). Bidirectional: the readout reads ``[h_n forward, h_n
+        reverse]`` of the top layer, the forward direction after each row's last
+        step and the reverse direction after its whole pass (at time 0).
     l2 : float
         λ of ``(λ/2) Σ ‖W‖²`` over every weight matrix (biases not).
     dtype : {"float32", "float64"}
     seed : int or None
-        Seeds the initialisation: ``U(−1/√H, 1/√H)`` for every array, as
-        ``torch.nn.RNN`` and ``torch.nn.Linear`` do.
+        Seeds the initialisation: ``U(−1/√H, 1/√H)`` for every layer array, as
+        ``torch.nn.RNN`` does, and ``U(−1/√F, 1/√F)`` for the readout (F = D·H
+        features), as ``torch.nn.Linear`` does.
     mse_form : {"sum", "half_mean"}
+    num_layers : int
+        Stacked layers: layer l > 0 reads layer l − 1's outputs (no dropout
+        between layers).
+    bidirectional : bool
+        Each layer also runs a reverse direction over each row's own valid
+        steps (times L_b − 1 … 0), in the same compiled call; a layer's output
+        is ``[forward, reverse]`` (D·H wide, D = 2).
 
     Parameters are in ``model.params``: ``weight_ih`` (H, I), ``weight_hh``
-    (H, H), ``bias_ih``, ``bias_hh`` (H,) in ``torch.nn.RNN``'s layout, then
-    ``weight_out`` (O, H), ``bias_out`` (O,) in ``torch.nn.Linear``'s.
+    (H, H), ``bias_ih``, ``bias_hh`` (H,) in ``torch.nn.RNN``'s layout for layer
+    0's forward direction, then the same with torch's suffixes for every other
+    layer and direction in torch's order (``weight_ih_l0_reverse``, ...,
+    ``weight_ih_l1`` (H, D·H), ...), then ``weight_out`` (O, D·H), ``bias_out``
+    (O,) in ``torch.nn.Linear``'s. The state dict uses torch.nn.RNN's names
+    throughout (``weight_ih_l0``, ...).
+
+    States: ``h0`` and the returned ``h_n`` are (B, H) for one layer in one
+    direction, else (num_layers·D, B, H) as in torch (index l·D + d).
 
     Long sequences train in chunks (truncated BPTT): pass the ``h_n`` returned
     by :meth:`loss_and_grad` as the next chunk's ``h0``; gradients then stop at
@@ -475,39 +494,46 @@ class RNN(SequenceModel):
     _state_names = ("h",)
 
     def __init__(self, input_size, hidden_size, output_size, nonlinearity="tanh", loss="mse",
-                 many_to_one=False, l2=0.0, dtype="float64", seed=None, mse_form="sum"):
-        self._act = _act_code(nonlinearity)
+                 many_to_one=False, l2=0.0, dtype="float64", seed=None, mse_form="sum",
+                 num_layers=1, bidirectional=False):
+        self._cell = _RNNCell(nonlinearity)
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, output_size, loss=loss, many_to_one=many_to_one,
-                         l2=l2, dtype=dtype, seed=seed, mse_form=mse_form)
+                         l2=l2, dtype=dtype, seed=seed, mse_form=mse_form, num_layers=num_layers,
+                         bidirectional=bidirectional)
 
     def _init_layer(self, rng):
-        H, I = self.hidden_size, self.input_size
+        H, D = self.hidden_size, self.num_directions
         bound = 1.0 / np.sqrt(H)
-        for name, shape in (("weight_ih", (H, I)), ("weight_hh", (H, H)),
-                            ("bias_ih", (H,)), ("bias_hh", (H,))):
-            self._params[name] = rng.uniform(-bound, bound, shape).astype(self.dtype)
+        for l in range(self.num_layers):
+            I = _stack.layer_input_size(self.input_size, H, l, D)
+            for d in range(D):
+                for kind, shape in (("weight_ih", (H, I)), ("weight_hh", (H, H)),
+                                    ("bias_ih", (H,)), ("bias_hh", (H,))):
+                    self._params[_stack.model_param_name(kind, l, d)] = rng.uniform(
+                        -bound, bound, shape).astype(self.dtype)
 
     def _layer_forward(self, X, states, layout):
-        p = self._params   # validated when set: C-contiguous, the model's dtype and shapes
-        cache = _forward(X, states[0], p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"],
-                         self.nonlinearity, self._act, layout)
-        return cache.y, (cache.h_n,), cache
+        # the params are validated when set: C-contiguous, the model's dtype and shapes
+        y, finals, cache = _stack.forward(self._cell, X, self._layer_params(LAYER_KINDS),
+                                          self._split_states(states), layout, self.num_layers,
+                                          self.num_directions, self.hidden_size)
+        return y, self._join_states(finals), cache
 
     def _layer_backward(self, dHs, dfinal, cache):
-        g = _backward(cache, dHs, dfinal[0], want_dx=False)   # the model needs no ∂L/∂X
-        g["bias_hh"] = g["bias_ih"].copy()
-        return g
+        _, grads, _ = _stack.backward(cache, dHs, self._split_states(dfinal), want_dx=False,
+                                      overwrite=True)   # the model needs no ∂L/∂X
+        return self._layer_grads(grads)
 
     # -- public API -----------------------------------------------------------
     def forward(self, X, h0=None, lengths=None, reset=None):
         """Readout outputs and the final state.
 
-        X (T, B, I); h0 (B, H) or None (zeros); lengths (B,) and reset (T, B)
-        as for :func:`rnn_forward`. Returns ``(outputs, h_n)``: outputs
-        (T, B, O) (zero past each row's length), or (B, O) read from each
-        row's last state when many_to_one, before the softmax of a
-        cross-entropy model.
+        X (T, B, I); h0 (B, H), or (num_layers·D, B, H) for a stack, or None
+        (zeros); lengths (B,) and reset (T, B) as for :func:`rnn_stack_forward`.
+        Returns ``(outputs, h_n)``: outputs (T, B, O) (zero past each row's
+        length), or (B, O) read from each row's final state when many_to_one,
+        before the softmax of a cross-entropy model.
         """
         out, (h_n,) = self._outputs(X, (h0,), lengths, reset)
         return out, h_n
@@ -520,13 +546,17 @@ class RNN(SequenceModel):
         """Loss, gradients and final state for one sequence (or chunk of one).
 
         X (T, B, I); Y: targets (T, B, O) / labels (T, B), or (B, O) / (B,)
-        when many_to_one; h0 (B, H) or None (zeros). Returns ``(loss, grads,
-        h_n)``: grads by parameter name (same order as ``params``); pass h_n as
-        the next chunk's h0 to carry the state (truncated BPTT).
+        when many_to_one; h0 (B, H), or (num_layers·D, B, H) for a stack, or
+        None (zeros). Returns ``(loss, grads, h_n)``: grads by parameter name
+        (same order as ``params``); pass h_n as the next chunk's h0 to carry the
+        state (truncated BPTT; this makes no sense for a reverse direction,
+        whose final state is the one at the chunk's start).
 
         lengths (B,) int: each sequence's valid steps (the loss averages over
         those only; Y past a row's length is not read); reset (T, B) bool:
-        rows that restart from h0 (or zeros) at a step. See :func:`rnn_forward`.
+        rows that restart from h0 (or zeros) at a step (every layer and
+        direction: the pieces are separate sequences). See
+        :func:`rnn_stack_forward`.
         """
         loss, grads, (h_n,) = self._loss_and_grad(X, Y, (h0,), lengths, reset)
         return loss, grads, h_n

@@ -33,6 +33,7 @@ NumPy arrays with no reshuffling and no torch import here):
 """
 import inspect
 import numbers
+import re
 import signal
 import sys
 import threading
@@ -306,12 +307,25 @@ class MLPTrainable(Trainable):
         return loss * X.shape[0], X.shape[0], correct
 
 
-# state-dict names of SequenceModel's parameters: PyTorch's for the recurrent layer
-_SEQ_NAMES = {"weight_ih": "weight_ih_l0", "weight_hh": "weight_hh_l0",
-              "bias_ih": "bias_ih_l0", "bias_hh": "bias_hh_l0",
-              "peephole_i": "peephole_i_l0", "peephole_f": "peephole_f_l0",
-              "peephole_o": "peephole_o_l0",
-              "weight_out": "readout.weight", "bias_out": "readout.bias"}
+class _SeqNames(dict):
+    """The fixed names below, and the parameters of stacked and bidirectional
+    layers, which the models already name as torch does ("weight_ih_l1",
+    "bias_hh_l0_reverse", "peephole_i_l2", ...): those map to themselves."""
+
+    _STACKED = re.compile(r"(weight_ih|weight_hh|bias_ih|bias_hh|peephole_[ifo])_l\d+(_reverse)?")
+
+    def __missing__(self, name):
+        if self._STACKED.fullmatch(name):
+            return name
+        raise KeyError(name)
+
+
+# state-dict names of SequenceModel's parameters: PyTorch's for the recurrent layers
+_SEQ_NAMES = _SeqNames({"weight_ih": "weight_ih_l0", "weight_hh": "weight_hh_l0",
+                        "bias_ih": "bias_ih_l0", "bias_hh": "bias_hh_l0",
+                        "peephole_i": "peephole_i_l0", "peephole_f": "peephole_f_l0",
+                        "peephole_o": "peephole_o_l0",
+                        "weight_out": "readout.weight", "bias_out": "readout.bias"})
 
 
 class SeqData(namedtuple("SeqData", "X lengths reset")):
