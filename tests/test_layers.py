@@ -350,6 +350,43 @@ def test_overwrite_cache_consumes_it_and_gives_the_same_gradients():
         lstm_stack_backward(np.ones_like(y), None, None, cache)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_blas_threads_and_repeated_calls(cell, with_lengths):
+    """Bitwise equal over repeats; across 1 and 2 BLAS threads bitwise without
+    lengths, and to rounding with them (OpenBLAS splits the steps' varying row
+    counts differently per thread count: the one-layer kernels do the same)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    rng = np.random.default_rng(13)
+    T, B, I, H = 6, 48, 40, 64                # big enough that OpenBLAS threads; B >= 40: BLAS path
+    p = stack_params(rng, cell, I, H, 2, 2, peep=cell == "lstm")
+    x = rng.standard_normal((T, B, I))
+    lengths = rng.integers(1, T + 1, B) if with_lengths else None
+    dy = rng.standard_normal((T, B, 2 * H))
+    results = {}
+    for run, threads in enumerate((1, 2, 1, 2)):
+        with threadpoolctl.threadpool_limits(limits=threads, user_api="blas"):
+            if cell == "lstm":
+                y, _, cache = lstm_stack_forward(x, p, num_layers=2, bidirectional=True,
+                                                 lengths=lengths)
+                g = lstm_stack_backward(dy, None, None, cache)
+            else:
+                y, _, cache = rnn_stack_forward(x, p, num_layers=2, bidirectional=True,
+                                                lengths=lengths)
+                g = rnn_stack_backward(dy, None, cache)
+        g["y"] = y
+        results.setdefault(threads, []).append(g)
+    for threads, (first, again) in results.items():
+        for n in first:
+            np.testing.assert_array_equal(again[n], first[n], err_msg=f"{threads} threads {n}")
+    for n, want in results[1][0].items():
+        got = results[2][0][n]
+        if with_lengths:
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14, err_msg=n)
+        else:
+            np.testing.assert_array_equal(got, want, err_msg=n)
+
+
 # ---- the slot-layout copies the stack is built on ----------------------------------
 
 @pytest.mark.parametrize("with_lengths", [False, True])
