@@ -147,6 +147,17 @@ class SequenceModel(SequenceTrainable):
         for name, value in checked.items():
             self._params[name] = value.copy() if value is new_params[name] else value
 
+    def _chunks(self, T, bptt):
+        """Truncated BPTT's chunks (fastbp.training); refused when a reverse
+        direction would be cut: it starts at each sequence's end, so no state
+        carried from one chunk into the next is its initial state."""
+        chunks = super()._chunks(T, bptt)
+        if self.bidirectional and len(chunks) > 1:
+            raise ValueError(f"bptt: a bidirectional model trains and scores whole sequences "
+                             f"(its reverse direction starts at each sequence's end); got "
+                             f"bptt={bptt} for T={T}: use bptt=None")
+        return chunks
+
     # -- validation -----------------------------------------------------------
     def _check_X(self, X):
         X = float_array(X, "X", dtype=self.dtype, ndim=3, shape=(None, None, self.input_size))

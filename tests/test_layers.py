@@ -566,6 +566,20 @@ def test_fit_with_bptt_carries_stacked_states():
         np.testing.assert_allclose(a.params[n], b.params[n], rtol=1e-12, err_msg=n)
 
 
+def test_truncated_bptt_is_refused_for_bidirectional_models():
+    rng = np.random.default_rng(47)
+    X, Y = rng.standard_normal((6, 4, 2)), rng.standard_normal((6, 4, 1))
+    model = RNN(2, 3, 1, bidirectional=True, seed=0)
+    before = {n: a.copy() for n, a in model.params.items()}
+    with pytest.raises(ValueError, match="bptt"):
+        model.fit(X, Y, epochs=1, bptt=3, progress=False)
+    with pytest.raises(ValueError, match="bptt"):
+        model.evaluate(X, Y, bptt=2)
+    for n, a in model.params.items():
+        np.testing.assert_array_equal(a, before[n])
+    model.fit(X, Y, epochs=1, bptt=6, progress=False)       # one chunk: the whole sequence
+
+
 # ---- bad arguments -------------------------------------------------------------------
 
 @pytest.mark.parametrize("Model", [LSTM, RNN])
