@@ -33,6 +33,7 @@ per-layer calls; this module owns the loop, the plumbing and the naming.
 import numpy as np
 
 from ._validate import float_array, positive_int
+from .training import _as_numpy      # CPU torch tensors as NumPy, without importing torch
 
 REVERSE_SUFFIX = "_reverse"
 
@@ -105,13 +106,6 @@ def read_params(params, kinds, optional, shape, num_layers, D, dtype, name="para
                                         shape=shape(k, l))
                          for k in kinds} for d in range(D)])
     return weights
-
-
-def _as_numpy(value):
-    """CPU torch tensors (also with requires_grad) as NumPy, without importing torch."""
-    if not isinstance(value, np.ndarray) and hasattr(value, "detach") and hasattr(value, "numpy"):
-        value = value.detach().cpu().numpy()
-    return value
 
 
 def split_states(s, name, num_layers, D, B, H, dtype):

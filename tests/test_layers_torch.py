@@ -145,6 +145,11 @@ def test_state_dicts_move_between_torch_and_fastbp(Model, kind):
     with torch.no_grad():
         want = readout(module(torch.from_numpy(X))[0]).numpy()
     np.testing.assert_allclose(out, want, rtol=2e-4, atol=2e-5)
+    stack_forward = lstm_stack_forward if kind == "lstm" else rnn_stack_forward
+    y = stack_forward(X, module.state_dict(), num_layers=L, bidirectional=True)[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(y, module(torch.from_numpy(X))[0].numpy(), rtol=2e-4,
+                                   atol=2e-5)
 
     # and back: fastbp's state dict loads into fresh torch modules, strictly
     other = _module(kind, I, H, L, True, np.float32, seed=6)
