@@ -44,6 +44,7 @@ import numpy as np
 
 from . import functional
 from ._sequence import lengths_array, reset_array
+from .tbptt import Stream, parse_bptt
 from ._validate import float_array, positive_int
 from .optim import clip_grad_norm, get_optimizer
 
@@ -297,6 +298,18 @@ class MLPTrainable(Trainable):
         loss, grads = self.loss_and_grad(X, y)
         yield loss, [g for pair in grads for g in pair], X.shape[0]
 
+    def _stream_steps(self, X, y, k1, k2, burn_in):
+        """BPTT(k1, k2) over a batch of sequences: the first burn_in steps
+        forward only, then one optimizer step per k1 steps."""
+        T, B = X.shape[0], X.shape[1]
+        stream = Stream(self, k1, k2, batch=B)
+        for t0 in range(0, min(burn_in, T), k1):
+            stream.advance(X[t0:min(t0 + k1, burn_in, T)])
+        for t0 in range(min(burn_in, T), T, k1):
+            t1 = min(t0 + k1, T)
+            loss, grads = stream.step(X[t0:t1], y[t0:t1])
+            yield loss, list(grads.values()), (t1 - t0) * B
+
     def _eval_batch(self, X, y, bptt):
         loss, _ = self.loss_and_grad(X, y)
         correct = None
@@ -331,19 +344,26 @@ class SequenceTrainable(Trainable):
 
     def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, validation_data=None,
             shuffle=True, seed=None, progress=True, clip_norm=None, bptt=None, lengths=None,
-            reset=None):
+            reset=None, burn_in=0):
         """Train with mini-batches of sequences; returns a :class:`History`.
 
         X is (T, N, I) and y as for ``loss_and_grad`` ((T, N[, O]), or (N[, O])
         with ``many_to_one``); a batch is ``batch_size`` of the N sequences, each
         starting from a zero state.
 
-        bptt : int or None
+        bptt : int, (k1, k2) or None
             Truncated backpropagation through time: train on chunks of ``bptt``
             time steps, one optimizer step per chunk, carrying the state (not its
             gradient) across chunks. None trains on whole sequences. With
             ``many_to_one`` the state is carried through the first T − bptt steps
             without gradient and the last ``bptt`` steps are trained.
+            ``(k1, k2)``: Williams and Peng's BPTT(k1, k2) (:mod:`fastbp.tbptt`):
+            every k1 steps, one optimizer step on those steps' losses
+            backpropagated k2 >= k1 steps, without recomputing overlapping
+            windows. Many-to-many, one unidirectional layer, no lengths/reset.
+        burn_in : int
+            With ``bptt=(k1, k2)``: steps at the start of each batch that only
+            warm the state up (no loss on them).
         lengths : int array (N,) or None
             Each sequence's number of valid steps (0 <= length <= T): the
             kernels skip the rest and the loss averages over valid steps only.
@@ -354,8 +374,16 @@ class SequenceTrainable(Trainable):
 
         The other arguments are those of :meth:`Trainable.fit`.
         """
-        if bptt is not None:
-            bptt = positive_int(bptt, "bptt")
+        bptt = parse_bptt(bptt)
+        burn_in = _nonnegative_int(burn_in, "burn_in")
+        if isinstance(bptt, tuple):
+            if lengths is not None or reset is not None:
+                raise ValueError("bptt=(k1, k2) streams full-length sequences: lengths and "
+                                 "reset are not supported with it (use bptt=k)")
+            Stream(self, *bptt, batch=1)            # refuses unsupported models, by name
+            bptt = bptt + (burn_in,)
+        elif burn_in:
+            raise ValueError("burn_in: needs bptt=(k1, k2)")
         X = SeqData(X, lengths, reset)
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or not 2 <= len(validation_data) <= 4:
@@ -372,7 +400,7 @@ class SequenceTrainable(Trainable):
         long sequences (carrying the state) to bound memory; same result.
         lengths (N,) and reset (T, N) as for :meth:`fit`."""
         X, y = self._fit_data(SeqData(X, lengths, reset), y, "X", "y")
-        bptt = None if bptt is None else positive_int(bptt, "bptt")
+        bptt = None if bptt is None else positive_int(bptt, "bptt")   # memory only: no (k1, k2)
         return self._evaluate(X, y, positive_int(batch_size, "batch_size"), bptt)
 
     def _named_params(self):
@@ -404,8 +432,9 @@ class SequenceTrainable(Trainable):
         return data, (y[idx] if self.many_to_one else y[:, idx])
 
     def _chunks(self, T, bptt):
-        """[(t0, t1)] covering 0..T in chunks of bptt steps (one chunk without bptt)."""
-        k = T if bptt is None else bptt
+        """[(t0, t1)] covering 0..T in chunks of bptt steps (one chunk without bptt;
+        chunks of k1 for bptt=(k1, k2, burn_in))."""
+        k = T if bptt is None else bptt[0] if isinstance(bptt, tuple) else bptt
         if self.many_to_one:
             # forward-only chunks, then the last k steps trained
             last = max(T - k, 0)
@@ -413,6 +442,8 @@ class SequenceTrainable(Trainable):
         return [(t0, min(t0 + k, T)) for t0 in range(0, T, k)]
 
     def _steps_per_batch(self, X, bptt):
+        if isinstance(bptt, tuple):
+            return -(-max(X.X.shape[0] - bptt[2], 0) // bptt[0])
         return 1 if self.many_to_one else len(self._chunks(X.X.shape[0], bptt))
 
     def _zero_states(self):
@@ -432,6 +463,9 @@ class SequenceTrainable(Trainable):
         return data.X[t0:t1], yc, lengths, reset, rows
 
     def _train_steps(self, X, y, bptt):
+        if isinstance(bptt, tuple):
+            yield from self._stream_steps(X.X, y, *bptt)
+            return
         T = X.X.shape[0]
         chunks = self._chunks(T, bptt)
         states = self._zero_states()
@@ -445,6 +479,18 @@ class SequenceTrainable(Trainable):
                 loss, grads, states = self._loss_and_grad(Xc, yc, states, lengths, reset)
                 yield loss, list(grads.values()), rows
             states = tuple(np.array(s) for s in states)   # detached: a value, not a view
+
+    def _stream_steps(self, X, y, k1, k2, burn_in):
+        """BPTT(k1, k2) over a batch of sequences: the first burn_in steps
+        forward only, then one optimizer step per k1 steps."""
+        T, B = X.shape[0], X.shape[1]
+        stream = Stream(self, k1, k2, batch=B)
+        for t0 in range(0, min(burn_in, T), k1):
+            stream.advance(X[t0:min(t0 + k1, burn_in, T)])
+        for t0 in range(min(burn_in, T), T, k1):
+            t1 = min(t0 + k1, T)
+            loss, grads = stream.step(X[t0:t1], y[t0:t1])
+            yield loss, list(grads.values()), (t1 - t0) * B
 
     def _eval_batch(self, X, y, bptt):
         T = X.X.shape[0]
@@ -484,6 +530,12 @@ class SequenceTrainable(Trainable):
             loss += sum(0.5 * self.l2 * float(np.vdot(W, W))
                         for name, W in self._params.items() if name.startswith("weight"))
         return float(loss)
+
+
+def _nonnegative_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{name}: expected an integer >= 0, got {value!r}")
+    return int(value)
 
 
 def _as_numpy(value):
