@@ -223,12 +223,33 @@ class SequenceModel(SequenceTrainable):
     def _predict_from(self, out):
         return np.argmax(out, axis=-1) if self.loss == "cross_entropy" else out
 
+    def _score(self, Hrows, Yrows):
+        """Readout and loss of rows of states: Hrows (rows, F) (F = D·H features:
+        H for one direction), Yrows labels (rows,) or targets (rows, O). Returns
+        (mean loss, {"weight_out", "bias_out"} gradients, dL/dHrows (rows, F))."""
+        out = self._readout(Hrows)                          # (rows, O)
+        if self.loss == "cross_entropy":
+            loss, dout = functional.softmax_cross_entropy(out, Yrows)
+        else:
+            loss, dout = functional.squared_error(out, Yrows, self.mse_form)
+        grads = {"weight_out": dout.T @ Hrows,              # dW_out(O,H) = dO(rows,O)ᵀ @ H(rows,H)
+                 "bias_out": dout.sum(axis=0)}
+        return loss, grads, dout @ self._params["weight_out"]   # dH(rows,H) = dO @ W_out(O,H)
+
+    def _regularize(self, loss, grads):
+        """Add the L2 term to a data loss and its gradients; the params' order."""
+        if self.l2:
+            for name, W in self._params.items():
+                if name.startswith("weight"):
+                    loss += 0.5 * self.l2 * float(np.vdot(W, W))
+                    grads[name] = grads[name] + self.l2 * W
+        return loss, {name: grads[name] for name in self._params}
+
     def _loss_and_grad(self, X, Y, states, lengths=None, reset=None):
         X, Hs, Hrows, final, cache, layout = self._forward(X, states, lengths, reset)
         T, B, H = Hs.shape
         mask = layout.mask()
         Y = self._check_Y(Y, T, B, mask)
-        W_out = self._params["weight_out"]
         valid = None
         if mask is not None and not self.many_to_one:   # score the valid steps only
             valid = mask.reshape(T * B)
@@ -236,17 +257,8 @@ class SequenceModel(SequenceTrainable):
                 raise ValueError("lengths: every length is 0, there is no step to score")
             Hrows = Hrows[valid]
             Y = Y.reshape((T * B,) + Y.shape[2:])[valid][None]
-        out = self._readout(Hrows)                          # (rows, O)
-        rows = out.shape[0]
-        if self.loss == "cross_entropy":
-            lead = 1 if self.many_to_one else 2        # labels (rows,) or one-hot (rows, O)
-            loss, dout = functional.softmax_cross_entropy(out, Y.reshape((rows,) + Y.shape[lead:]))
-        else:
-            loss, dout = functional.squared_error(out, Y.reshape(rows, self.output_size), self.mse_form)
-        grads = {}
-        grads["weight_out"] = dout.T @ Hrows                # dW_out(O,H) = dO(rows,O)ᵀ @ H(rows,H)
-        grads["bias_out"] = dout.sum(axis=0)
-        dH = dout @ W_out                                   # dH(rows,H) = dO(rows,O) @ W_out(O,H)
+        lead = 1 if self.many_to_one else 2        # labels (rows,) or targets (rows, O)
+        loss, grads, dH = self._score(Hrows, Y.reshape((Hrows.shape[0],) + Y.shape[lead:]))
         if valid is not None:                               # back to every (t, b); 0 past lengths
             full = np.zeros((T * B, H), dtype=dH.dtype)
             full[valid] = dH
@@ -260,10 +272,5 @@ class SequenceModel(SequenceTrainable):
         for name in self._params:
             if name not in grads:
                 grads[name] = layer_grads[name]
-        if self.l2:
-            for name, W in self._params.items():
-                if name.startswith("weight"):
-                    loss += 0.5 * self.l2 * float(np.vdot(W, W))
-                    grads[name] = grads[name] + self.l2 * W
-        grads = {name: grads[name] for name in self._params}   # the params' order
+        loss, grads = self._regularize(loss, grads)
         return float(loss), grads, final

@@ -10,7 +10,7 @@
 FBP_ALWAYS_INLINE REAL FN(rnn_phi)(REAL a, const int act)
 {
     if (act == FBP_TANH) return FN(fbp_tanh)(a);
-    if (act == FBP_RELU) return a > 0 ? a : (REAL)0;
+    if (act == FBP_RELU) return a < 0 ? (REAL)0 : a;    /* NaN stays NaN, as np.maximum */
     return a;   /* identity */
 }
 
