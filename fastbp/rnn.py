@@ -497,6 +497,7 @@ class RNN(SequenceModel):
                  many_to_one=False, l2=0.0, dtype="float64", seed=None, mse_form="sum",
                  num_layers=1, bidirectional=False):
         self._cell = _RNNCell(nonlinearity)
+        self._act = self._cell.act          # the kernels' activation code (fastbp.tbptt uses it)
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, output_size, loss=loss, many_to_one=many_to_one,
                          l2=l2, dtype=dtype, seed=seed, mse_form=mse_form, num_layers=num_layers,
