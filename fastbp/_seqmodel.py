@@ -186,8 +186,9 @@ class SequenceModel(SequenceTrainable):
             out = np.zeros(Y.shape, dtype=valid.dtype)
             out[mask] = valid.reshape((-1,) + Y.shape[2:])
             return out
-        if self.loss == "cross_entropy" and np.asarray(Y).dtype.kind in "iu":
-            return label_array(Y, "Y", O, shape=lead)
+        Y = np.asarray(Y) if not isinstance(Y, np.ndarray) else Y
+        if self.loss == "cross_entropy" and Y.dtype.kind in "iu" and Y.ndim == len(lead):
+            return label_array(Y, "Y", O, shape=lead)     # labels; integer one-hot goes below
         Y = float_array(Y, "Y", dtype=self.dtype)
         check_shape(Y, "Y", lead + (O,))
         return Y

@@ -33,6 +33,8 @@ NumPy arrays with no reshuffling and no torch import here):
                "readout.weight", "readout.bias" for the ``torch.nn.Linear(hidden, output)``
                applied to every step's h_t. LSTM peepholes, which torch has no
                counterpart for, are "peephole_i_l0", "peephole_f_l0", "peephole_o_l0".
+               Stacked and bidirectional layers: "weight_ih_l{k}[_reverse]", ... exactly
+               as torch; peepholes "peephole_{i,f,o}_l{k}[_reverse]".
 """
 import inspect
 import numbers
