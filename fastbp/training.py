@@ -421,7 +421,7 @@ class SequenceTrainable(Trainable):
             ``(k1, k2)``: Williams and Peng's BPTT(k1, k2) (:mod:`fastbp.tbptt`):
             every k1 steps, one optimizer step on those steps' losses
             backpropagated k2 >= k1 steps, without recomputing overlapping
-            windows. Many-to-many, one unidirectional layer, no lengths/reset.
+            windows. Many-to-many, unidirectional (any num_layers), no lengths/reset.
         burn_in : int
             With ``bptt=(k1, k2)``: steps at the start of each batch that only
             warm the state up (no loss on them).
