@@ -13,6 +13,22 @@ import numpy as np
 
 from . import _core
 
+# Which engine runs the per-step recurrent products of the RNN and LSTM (B·G·H
+# multiply-adds per step, G = H or 4H): fastbp's packed kernel (src_c/packed.*,
+# W_hh packed once per call, one thread) up to PACKED_MAX_MACS, BLAS beyond.
+# BLAS repacks W_hh on every one of the T calls, which dominates small products
+# (H = 256, one thread: 5 against 47 µs at B = 2, 110 against 250 µs for the
+# LSTM at B = 16), and a threaded BLAS call per step stalls whenever another
+# process holds the other core: measured on this 2-core machine while it was
+# shared, LSTM T = 100, B = 64, H = 256 forward + backward took 5.8 s with
+# threaded per-step BLAS against 0.38 s packed (1 thread: 0.33 against 0.31).
+# On two idle cores threaded BLAS was ahead at B = 64 (~300 against ~430 µs per
+# LSTM product), but predictable beats that: the per-step products stay on one
+# thread up to 2²⁵ multiply-adds (LSTM B = 128 at H = 256), and only products
+# large enough to amortise BLAS's packing and threads go to BLAS. The stacked
+# GEMMs (input side, weight gradients) always use BLAS and its threads.
+PACKED_MAX_MACS = 1 << 25
+
 
 def lengths_array(lengths, T, B, name="lengths"):
     """Validated lengths as int64 (B,), or None for full-length rows."""

@@ -36,6 +36,7 @@ import numpy as np
 
 from . import _core, _stack
 from ._seqmodel import SequenceModel
+from . import _sequence
 from ._sequence import Layout, lengths_array, reset_array
 from ._validate import float_array
 
@@ -46,24 +47,16 @@ PEEPHOLE_NAMES = ("peephole_i", "peephole_f", "peephole_o")
 # the arrays of one layer and direction, in torch.nn.LSTM's state-dict order
 LAYER_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") + PEEPHOLE_NAMES
 
-# Which engine runs the per-step recurrent products (measured on 2 Zen 3 cores
-# with SciPy's OpenBLAS 0.3.30, H = 256; bench/bench_lstm.py --breakdown):
-# - B < 40: fastbp's packed kernel, single-threaded. BLAS repacks W_hh on every
-#   call: at B = 16 a product costs ~250 µs through OpenBLAS on 1 thread and
-#   ~200 µs on 2, against ~110 µs packed. At B = 1 it beats sgemv slightly
-#   (~18 against ~20 µs, sgemv barely uses a second thread) and, unlike a
-#   threaded BLAS call per step, cannot stall when another process holds the
-#   other core (OpenBLAS then waited ~80 ms per sequence at B = 1).
-# - B >= 40: BLAS with its threads: at B = 64, ~300 µs on 2 idle cores against
-#   ~430 µs packed. (On one thread, or on a busy machine, the packed kernel
-#   would stay ahead: ~520 µs for single-threaded BLAS at B = 64.)
-_PACKED_BATCHES = (1, 40)
+# Per-step products on the packed kernel for batches in [lo, hi) (hi None: up
+# to _sequence.PACKED_MAX_MACS multiply-adds, B·4H·H), BLAS otherwise: the rule
+# and its measurements are in fastbp/_sequence.py. The tests set both paths.
+_PACKED_BATCHES = (1, None)
 
 
 def _pack_workspace(B, H, dtype):
     """Workspace for the packed recurrent product, or None to use BLAS."""
     lo, hi = _PACKED_BATCHES
-    if not lo <= B < hi:
+    if B < lo or (B >= hi if hi is not None else B * 4 * H * H > _sequence.PACKED_MAX_MACS):
         return None
     return np.empty(_core.lstm_pack_size(H, dtype == np.float64), dtype=dtype)
 

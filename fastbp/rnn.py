@@ -24,12 +24,12 @@ packed weight.
 Dtype rule: everything is computed in ``x``'s dtype (float32 or float64;
 other real dtypes become float64); the other arrays are converted to it.
 """
-import os
 
 import numpy as np
 
 from . import _core, _stack
 from ._seqmodel import SequenceModel
+from . import _sequence
 from ._sequence import Layout, lengths_array, reset_array
 from ._validate import choice, float_array
 
@@ -40,32 +40,9 @@ RNN_NONLINEARITIES = ("tanh", "relu", "identity")
 # the arrays of one layer and direction, in torch.nn.RNN's state-dict order
 LAYER_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
-# The per-step recurrent products (B·H² multiply-adds each) run on fastbp's own
-# packed copy of W_hh (src_c/rnn_body.h) up to PACKED_MAX_MACS, through BLAS
-# beyond. BLAS repacks the weight on every one of the T calls, which dominates
-# small products: at H = 256, float32, one thread, per step 5 µs against 47 at
-# B = 2, 24 against 62 at B = 16 (43 GMAC/s, near one core's peak), and at B = 1
-# the packed kernel is a GEMV streaming W_hh from L2 (87 GB/s, BLAS's GEMV 67).
-# Large products are BLAS's: it splits them over its threads, which the packed
-# kernel (single-threaded by design) cannot; with 2 threads BLAS takes 85 µs at
-# B = 64 against the packed kernel's 108. So the limit is 2²¹ (B = 32 at
-# H = 256) when BLAS has more than one CPU to use, 2²⁴ otherwise (a thread
-# limit set at run time, e.g. by threadpoolctl, is not seen: set this then).
-def _blas_may_thread():
-    """Whether BLAS has more than one CPU: the usable CPUs and the usual
-    environment limits (OPENBLAS_NUM_THREADS, then OMP_NUM_THREADS)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:      # not on Linux
-        cpus = os.cpu_count() or 1
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(var, "").strip()
-        if value.isdigit():
-            return cpus > 1 and int(value) > 1
-    return cpus > 1
-
-
-PACKED_MAX_MACS = 1 << 21 if _blas_may_thread() else 1 << 24
+# Per-step products on the packed kernel up to PACKED_MAX_MACS (B·H² per step),
+# BLAS beyond: the rule and its measurements are in fastbp/_sequence.py.
+PACKED_MAX_MACS = _sequence.PACKED_MAX_MACS
 
 
 def _pack_workspace(B, H, dtype):
