@@ -11,7 +11,9 @@ end, and when the next chunk would not fit, the last k2 − k1 steps (all a
 later window can reach) move to its front: a copy of k2 − k1 steps every
 about k2/k1 chunks, so the amortised cost is one step's activations per step.
 
-With k1 = k2 this is the ordinary chunked truncation (``fit(bptt=k)``); with
+With k1 = k2 this is the ordinary chunked truncation (``fit(bptt=k)``) when
+the sequence length is a multiple of k1 (a shorter last chunk is still
+backpropagated k2 steps, into the chunk before it); with
 k2 at least the sequence length, each chunk's losses are backpropagated to the
 start of the sequence, and the gradients of all chunks add up to the full
 BPTT gradient of the whole sequence.
