@@ -43,7 +43,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import functional
-from ._validate import float_array, positive_int
+from ._validate import as_array, float_array, label_array, positive_int
 from .optim import clip_grad_norm, get_optimizer
 
 
@@ -273,14 +273,21 @@ class MLPTrainable(Trainable):
         return named
 
     def _fit_data(self, X, y, xname, yname):
+        """Everything checked before the first step (values too: a bad label or a NaN
+        target in the last batch is refused before any parameter changes)."""
         W0 = self.params[0][0]
         X = float_array(X, xname, dtype=W0.dtype, ndim=2, shape=(None, W0.shape[1]))
-        y = np.asarray(y)
+        y = as_array(y, yname)
         if y.ndim == 0 or y.shape[0] != X.shape[0]:
             raise ValueError(f"{yname}: expected {X.shape[0]} targets (one per row of {xname}), "
                              f"got shape {y.shape}")
         if X.shape[0] == 0:
             raise ValueError(f"{xname}: expected at least one sample, got shape {X.shape}")
+        n_out = self.sizes[-1]
+        if self._is_classifier() and y.ndim == 1:
+            y = label_array(y, yname, n_out, shape=(X.shape[0],))
+        else:
+            y = float_array(y, yname, dtype=W0.dtype, ndim=2, shape=(X.shape[0], n_out))
         return X, y
 
     def _n_samples(self, X):
