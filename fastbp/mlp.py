@@ -251,16 +251,21 @@ class MLP(MLPTrainable):
         if (type(y) is np.ndarray and y.dtype is _INT64 and y.ndim == 1 and y.flags.c_contiguous
                 and y.flags.aligned):
             y_arr = y                                  # the common case, no copy
-        else:
+            if y.shape[0] != batch:
+                raise ValueError(f"y: expected integer class labels of shape ({batch},) or one-hot "
+                                 f"targets of shape ({batch}, {n_out}), got shape {y.shape}")
+        else:   # shapes are checked before any conversion copies the array
             y_arr = as_array(y, "y")
             if y_arr.dtype.kind in "iub" and y_arr.ndim == 2:   # integer one-hot rows
+                check_shape(y_arr, "y", (batch, n_out))
                 y_arr = y_arr.astype(self._dtype)
             elif y_arr.dtype.kind in "iu":
+                if y_arr.shape != (batch,):
+                    raise ValueError(f"y: expected integer class labels of shape ({batch},) or "
+                                     f"one-hot targets of shape ({batch}, {n_out}), got shape "
+                                     f"{y_arr.shape}")
                 y_arr = np.array(y_arr, dtype=_INT64, order="C")   # aligned, contiguous
         if y_arr.dtype is _INT64:
-            if y_arr.shape != (batch,):
-                raise ValueError(f"y: expected integer class labels of shape ({batch},) or one-hot "
-                                 f"targets of shape ({batch}, {n_out}), got shape {y_arr.shape}")
             return _XENT_LABELS, y_arr
         if y_arr.ndim == 1:
             raise TypeError(f"y: expected integer class labels of shape ({batch},), got dtype {y_arr.dtype}")
