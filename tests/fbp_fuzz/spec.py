@@ -554,3 +554,36 @@ def check(entry, data):
     skip = set(entry.mutates) | ({"<model>"} if entry.model_mutates else set())
     _assert_unmodified(ex, entry, snap, skip=skip)
     return "computed"
+
+
+def plain_example(entry):
+    """A valid example without hypothesis: the first value of every option, sizes
+    of 2 (1 where only 1 is allowed), C-contiguous float64 / int64 arrays."""
+    ex = Example()
+    ex.o = {name: values[0] for name, values in entry.options.items()}
+    ex.args = entry.args(ex.o)
+    for sym, (lo, hi) in entry.dims.items():
+        ex.d[sym] = (2,) if sym == "*" else max(lo, min(hi, 2), 1)
+    for sym, fn in entry.derived.items():
+        ex.d[sym] = fn(ex.d)
+    ex.regime = "normal"
+    ex.comp = np.dtype(entry.dtype_from(ex)) if callable(entry.dtype_from) else np.dtype(np.float64)
+    rng = np.random.default_rng(0)
+    for arg in ex.args:
+        src = (arg.sources or (("int64",) if arg.kind in ("labels", "lengths") else
+                               ("bool",) if arg.kind == "mask" else ("float64",)))[0]
+        ex.sources[arg.name], ex.layouts[arg.name] = src, "C"
+        comp = _comp_of(arg, ex)
+        v = _values(rng, _shape_of(arg, ex.d), arg, src, comp, "normal", ex.d)
+        ex.a[arg.name], ex.holders[arg.name], ex.views[arg.name] = _lay_out(v, "C")
+        ex.c[arg.name] = _converted(arg, ex.a[arg.name], comp)
+    return ex
+
+
+def blame_all(ex, arg):
+    """The arguments an error about `arg`'s size may name (it, or any sharing a size)."""
+    return _blame_all(ex, arg)
+
+
+def shape_of(arg, ex):
+    return _shape_of(arg, ex.d)
