@@ -5,6 +5,7 @@ read-only methods are safe (the MLP serialises its shared workspace with a
 lock, the RNN and LSTM keep no per-call state on the model), a second
 concurrent ``fit`` is refused. The compiled module has no mutable global
 state but the BLAS function table, written once at import."""
+import contextlib
 import shutil
 import subprocess
 import threading
@@ -19,7 +20,13 @@ from fastbp.mlp import MLP
 from fastbp.optim import Adam
 from fastbp.rnn import RNN, rnn_backward, rnn_forward
 
-threadpoolctl = pytest.importorskip("threadpoolctl")
+
+def blas_threads_limited(n):
+    """BLAS limited to n threads (needs threadpoolctl); None: its default."""
+    if n is None:
+        return contextlib.nullcontext()
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    return threadpoolctl.threadpool_limits(n, user_api="blas")
 
 
 def run_in_threads(jobs):
@@ -75,7 +82,7 @@ def _training_job(kind, dtype, seed):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("kind", ["mlp", "rnn", "lstm"])
 def test_models_trained_in_parallel_equal_serial_training(kind, dtype, blas_threads):
-    with threadpoolctl.threadpool_limits(blas_threads, user_api="blas"):
+    with blas_threads_limited(blas_threads):
         serial = [_training_job(kind, dtype, seed)() for seed in (1, 2, 3)]
         parallel = run_in_threads([_training_job(kind, dtype, seed) for seed in (1, 2, 3)])
     for s, p in zip(serial, parallel):

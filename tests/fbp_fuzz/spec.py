@@ -312,6 +312,8 @@ def _applicable(arg, entry):
             out.append("nonfinite")
     if arg.kind == "labels":
         out += ["dtype", "label_range"]
+    if arg.kind == "lengths":
+        out += ["label_range"]          # a length outside [0, T]
     if len(arg.shape) >= 2 and "*" not in arg.shape:
         out.append("ragged")
     if "*" not in arg.shape and arg.shape:
@@ -386,7 +388,8 @@ def _corrupt(ex, entry, target, how, rng, data):
         if v.size == 0:
             v = np.zeros(tuple(max(s, 1) for s in shape), np.int64)
             ex.blame = _blame_all(ex, arg)
-        v.flat[int(rng.integers(0, v.size))] = rng.choice([-1, ex.d[arg.classes], 2**40])
+        top = ex.d[arg.classes] if arg.kind == "labels" else ex.d["T"] + 1
+        v.flat[int(rng.integers(0, v.size))] = rng.choice([-1, top, 2**40])
         new = v
     elif how == "scalar":
         new = 0.5
