@@ -264,29 +264,31 @@ def breakdown(args):
             b_ih, b_hh, W_out = p["bias_ih"], p["bias_hh"], p["weight_out"]
             tanh, identity = _core.ACTIVATION_CODES["tanh"], _core.ACTIVATION_CODES["identity"]
             pack = fastbp_rnn._pack_workspace(B, H, np.dtype(dtype))
-            hs = np.zeros((T + 1, B, H), dtype)
-            _core.rnn_forward(hs, x, W_ih, W_hh, b_ih, b_hh, pack, tanh)
-            dy = np.random.default_rng(0).standard_normal((T, B, H)).astype(dtype) * 1e-3
-            delta = np.empty((T, B, H), dtype)
+            hs = np.zeros(((T + 1) * B, H), dtype)
+            plain = _core.Schedule(T, B)                # every row runs every step
+            x2 = x.reshape(T * B, I)
+            _core.rnn_forward(hs, None, None, x2, W_ih, W_hh, b_ih, b_hh, pack, plain, tanh)
+            dy = np.random.default_rng(0).standard_normal((T * B, H)).astype(dtype) * 1e-3
+            delta = np.empty((T * B, H), dtype)
             dh0 = np.empty((B, H), dtype)
             dW_ih, dW_hh, db = np.zeros_like(W_ih), np.zeros_like(W_hh), np.zeros(H, dtype)
 
             def kern_fwd(act=tanh):
-                _core.rnn_forward(hs, x, W_ih, W_hh, b_ih, b_hh, pack, act)
+                _core.rnn_forward(hs, None, None, x2, W_ih, W_hh, b_ih, b_hh, pack, plain, act)
 
             def kern_bwd():
-                _core.rnn_backward(dh0, dW_ih, dW_hh, db, delta, None, dy, None, hs, x, W_ih, W_hh,
-                                   pack, tanh)
+                _core.rnn_backward(dh0, dW_ih, dW_hh, db, delta, None, None, dy, None, hs, x2,
+                                   W_ih, W_hh, pack, plain, tanh)
 
-            D, X2 = delta.reshape(T * B, H), x.reshape(T * B, I)
+            D, X2 = delta, x2
             A = np.empty((T * B, H), dtype)
 
             def stacked():   # input GEMM, dW_ih, dW_hh
                 _core.gemm(A, X2, W_ih, trans_b=True)
                 _core.gemm(dW_ih, D, X2, trans_a=True, beta=1.0)
-                _core.gemm(dW_hh, D, hs[:-1].reshape(T * B, H), trans_a=True, beta=1.0)
+                _core.gemm(dW_hh, D, hs[:T * B], trans_a=True, beta=1.0)
 
-            Hs = hs[1:].reshape(T * B, H)
+            Hs = hs[B:]
             out = np.empty((T * B, O), dtype)
             dW_out = np.zeros_like(W_out)
 

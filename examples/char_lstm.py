@@ -36,6 +36,9 @@ def parse_args(argv):
     p.add_argument("--streams", type=int, default=32,
                    help="parallel streams of text, the batch size (default 32)")
     p.add_argument("--bptt", type=int, default=64, help="truncated BPTT chunk length (default 64)")
+    p.add_argument("--k2", type=int, metavar="K2",
+                   help="BPTT(k1, k2): every --bptt steps, backpropagate K2 >= --bptt steps "
+                        "(fastbp.tbptt; default: K2 = --bptt, plain chunks)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--lr", type=float, default=3e-3, help="Adam's learning rate (default 3e-3)")
     p.add_argument("--sample", type=int, default=300, help="characters to sample (default 300)")
@@ -124,7 +127,7 @@ def main(argv=None):
     print(f"data: {args.streams} streams x {X.shape[0]} steps for training, "
           f"{Xv.shape[1]} x {Xv.shape[0]} for validation (prepared in {t_data:.2f} s)")
     print(f"model: LSTM {V} -> {args.hidden} -> {V}, softmax cross-entropy; Adam lr {args.lr}, "
-          f"truncated BPTT over {args.bptt} steps, gradient norm clipped at 5")
+          f"truncated BPTT({args.bptt}, {args.k2 or args.bptt}), gradient norm clipped at 5")
 
     model = LSTM(V, args.hidden, V, loss="cross_entropy", dtype="float32", seed=args.seed)
     t0 = time.perf_counter()
@@ -134,7 +137,8 @@ def main(argv=None):
     print(f"\nuntrained validation loss {loss0:.3f} nats/char (uniform guessing: {np.log(V):.3f})")
     print("sampled before training:\n" + indent(before))
 
-    history = model.fit(X, train_out, epochs=args.epochs, batch_size=args.streams, bptt=args.bptt,
+    bptt = (args.bptt, args.k2) if args.k2 else args.bptt
+    history = model.fit(X, train_out, epochs=args.epochs, batch_size=args.streams, bptt=bptt,
                         optimizer=Adam(lr=args.lr), clip_norm=5.0, shuffle=False,
                         validation_data=(Xv, val_out), progress=not args.no_progress)
     if not history["epoch"]:

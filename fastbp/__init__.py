@@ -8,9 +8,11 @@ NumPy transcription of the equations lives in ``fastbp.reference``.
     fastbp.lstm_forward / lstm_backward        the compiled LSTM (optional peepholes)
     fastbp.activation_forward / _backward, softmax_cross_entropy, squared_error
     fastbp.gradcheck, fastbp.clip_grad_norm, fastbp.optim, fastbp.load
+    fastbp.tbptt.Stream                        truncated BPTT(k1, k2) over a stream
+    fastbp.distributed                         data-parallel training over MPI (mpi4py, optional)
 """
 from . import _core
-from . import optim, reference
+from . import distributed, optim, reference, tbptt
 from .clip import clip_grad_norm
 from .functional import (activation_backward, activation_forward, softmax_cross_entropy,
                          squared_error)
@@ -24,4 +26,5 @@ __version__ = "0.1.0"
 
 __all__ = ["MLP", "RNN", "LSTM", "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
            "activation_forward", "activation_backward", "softmax_cross_entropy", "squared_error",
-           "gradcheck", "clip_grad_norm", "optim", "load", "reference"]
+           "gradcheck", "clip_grad_norm", "optim", "load", "reference", "tbptt",
+           "distributed"]

@@ -13,5 +13,6 @@ from libc.stdint cimport int64_t
 include "_common.pxi"
 include "_elementwise.pxi"
 include "_mlp.pxi"
+include "_seq.pxi"
 include "_rnn.pxi"
 include "_lstm.pxi"

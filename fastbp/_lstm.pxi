@@ -1,27 +1,29 @@
 # LSTM forward and BPTT (src_c/lstm.c). Arrays arrive validated, C-contiguous
-# and in one dtype from fastbp/lstm.py; every call runs a whole sequence with
-# the GIL released. Needs T, B, H >= 1 (the caller handles empty sequences);
-# I may be 0.
+# and in one dtype from fastbp/lstm.py, as 2-D (rows, width) views in the slot
+# layout of src_c/seq.h that a Schedule describes; every call runs a whole
+# sequence with the GIL released. I may be 0.
 
 cdef extern from "lstm.h":
-    int fbp_lstm_forward_f(float *hs, float *cs, float *gates,
+    int fbp_lstm_forward_f(float *hs, float *cs, float *gates, float *work,
                            const float *x, const float *W_ih, const float *W_hh,
                            const float *bias, const float *peep, float *pack,
-                           int T, int B, int I, int H) noexcept nogil
-    int fbp_lstm_forward_d(double *hs, double *cs, double *gates,
+                           const fbp_seq *seq, int T, int B, int I, int H) noexcept nogil
+    int fbp_lstm_forward_d(double *hs, double *cs, double *gates, double *work,
                            const double *x, const double *W_ih, const double *W_hh,
                            const double *bias, const double *peep, double *pack,
-                           int T, int B, int I, int H) noexcept nogil
+                           const fbp_seq *seq, int T, int B, int I, int H) noexcept nogil
     int fbp_lstm_backward_f(float *dG, float *dX, float *dW_ih, float *dW_hh, float *db,
-                            float *dpeep, float *dh, float *dc,
-                            const float *gates, const float *dy, const float *hs, const float *cs,
+                            float *dpeep, float *dh, float *dc, float *work,
+                            const float *gates, const float *dy, float *hs, float *cs,
                             const float *x, const float *W_ih, const float *W_hh,
-                            const float *peep, float *pack, int T, int B, int I, int H) noexcept nogil
+                            const float *peep, float *pack, const fbp_seq *seq,
+                            int T, int B, int I, int H) noexcept nogil
     int fbp_lstm_backward_d(double *dG, double *dX, double *dW_ih, double *dW_hh, double *db,
-                            double *dpeep, double *dh, double *dc,
-                            const double *gates, const double *dy, const double *hs, const double *cs,
+                            double *dpeep, double *dh, double *dc, double *work,
+                            const double *gates, const double *dy, double *hs, double *cs,
                             const double *x, const double *W_ih, const double *W_hh,
-                            const double *peep, double *pack, int T, int B, int I, int H) noexcept nogil
+                            const double *peep, double *pack, const fbp_seq *seq,
+                            int T, int B, int I, int H) noexcept nogil
     int fbp_lstm_step_products_f(float *gates, float *dh, const float *hs, const float *W_hh,
                                  float *pack, int T, int B, int H) noexcept nogil
     int fbp_lstm_step_products_d(double *gates, double *dh, const double *hs, const double *W_hh,
@@ -43,81 +45,116 @@ cdef int _check_pack(pack, int H, bint double_precision) except -1:
     return 0
 
 
-def lstm_forward(floating[:, :, ::1] hs, floating[:, :, ::1] cs, floating[:, :, ::1] gates,
-                 const floating[:, :, ::1] x, const floating[:, ::1] weight_ih,
-                 const floating[:, ::1] weight_hh, const floating[::1] bias,
-                 const floating[:, ::1] peepholes, floating[::1] pack):
-    """Whole-sequence LSTM forward.
+cdef int _check_lstm_buffers(Schedule sched, hs, cs, gates, x, dy, work, int I, int H,
+                             bint backward) except -1:
+    """Every buffer at least as large as the schedule makes the kernel touch."""
+    _check_rows(hs, sched.state_rows, H, "hs")
+    _check_rows(cs, sched.state_rows, H, "cs")
+    _check_rows(gates, sched.slots, 4 * H, "gates")
+    _check_rows(x, sched.slots, I, "x")
+    if dy is not None:
+        _check_rows(dy, sched.slots, H, "dy")
+    need = sched.work_size(H, 2, backward)
+    if need and (work is None or work.shape[0] < need):
+        raise ValueError(f"work: expected at least {need} elements")
+    return 0
 
-    hs(T+1,B,H), cs(T+1,B,H): hs[0] = h0, cs[0] = c0 on entry, h_t / c_t after.
-    gates(T,B,4H): the activated gates i, f, g, o on exit. x(T,B,I),
-    weight_ih(4H,I), weight_hh(4H,H), bias(4H) = b_ih + b_hh, peepholes(3,H)
-    rows p_i, p_f, p_o or None. pack: workspace of lstm_pack_size(H) elements
-    for the packed recurrent product, or None for BLAS. Shapes are checked by
-    fastbp.lstm.
+
+def lstm_forward(floating[:, ::1] hs, floating[:, ::1] cs, floating[:, ::1] gates,
+                 floating[::1] work, const floating[:, ::1] x, const floating[:, ::1] weight_ih,
+                 const floating[:, ::1] weight_hh, const floating[::1] bias,
+                 const floating[:, ::1] peepholes, floating[::1] pack, Schedule sched):
+    """Whole-sequence LSTM forward on seq.h's slot layout (plain (T·B, ·) rows
+    without lengths).
+
+    hs, cs (state_rows, H): block 0 = h0, c0 on entry, h_t / c_t after.
+    gates (slots, 4H): the activated gates i, f, g, o on exit. x (slots, I),
+    weight_ih (4H, I), weight_hh (4H, H), bias (4H) = b_ih + b_hh,
+    peepholes (3, H) rows p_i, p_f, p_o or None. pack: workspace of
+    lstm_pack_size(H) elements for the packed recurrent product, or None for
+    BLAS. work: sched.work_size(H, 2, False) elements (None without resets).
     """
-    cdef int T = <int>x.shape[0], B = <int>x.shape[1], I = <int>x.shape[2]
+    cdef int T = sched.T, B = sched.B, I = <int>x.shape[1]
     cdef int H = <int>weight_hh.shape[1]
     cdef bint peep = peepholes is not None
+    cdef bint has_work = work is not None and work.shape[0] > 0
+    cdef const fbp_seq *seq = _seq_ptr(sched)
     cdef int st
     _check_pack(pack, H, floating is double)
+    _check_lstm_buffers(sched, hs, cs, gates, x, None, work, I, H, False)
+    if T == 0 or B == 0:
+        return
     with nogil:
         if floating is float:
-            st = fbp_lstm_forward_f(&hs[0, 0, 0], &cs[0, 0, 0], &gates[0, 0, 0],
-                                    &x[0, 0, 0] if I else NULL, &weight_ih[0, 0] if I else NULL,
+            st = fbp_lstm_forward_f(&hs[0, 0], &cs[0, 0], &gates[0, 0], &work[0] if has_work else NULL,
+                                    &x[0, 0] if I else NULL, &weight_ih[0, 0] if I else NULL,
                                     &weight_hh[0, 0], &bias[0], &peepholes[0, 0] if peep else NULL,
-                                    &pack[0] if pack is not None else NULL, T, B, I, H)
+                                    &pack[0] if pack is not None else NULL, seq, T, B, I, H)
         else:
-            st = fbp_lstm_forward_d(&hs[0, 0, 0], &cs[0, 0, 0], &gates[0, 0, 0],
-                                    &x[0, 0, 0] if I else NULL, &weight_ih[0, 0] if I else NULL,
+            st = fbp_lstm_forward_d(&hs[0, 0], &cs[0, 0], &gates[0, 0], &work[0] if has_work else NULL,
+                                    &x[0, 0] if I else NULL, &weight_ih[0, 0] if I else NULL,
                                     &weight_hh[0, 0], &bias[0], &peepholes[0, 0] if peep else NULL,
-                                    &pack[0] if pack is not None else NULL, T, B, I, H)
+                                    &pack[0] if pack is not None else NULL, seq, T, B, I, H)
     check_status(st)
 
 
-def lstm_backward(floating[:, :, ::1] dG, floating[:, :, ::1] dx, floating[:, ::1] dweight_ih,
+def lstm_backward(floating[:, ::1] dG, floating[:, ::1] dx, floating[:, ::1] dweight_ih,
                   floating[:, ::1] dweight_hh, floating[::1] dbias, floating[:, ::1] dpeepholes,
-                  floating[:, ::1] dh, floating[:, ::1] dc, const floating[:, :, ::1] gates,
-                  const floating[:, :, ::1] dy,
-                  const floating[:, :, ::1] hs, const floating[:, :, ::1] cs,
-                  const floating[:, :, ::1] x, const floating[:, ::1] weight_ih,
+                  floating[:, ::1] dh, floating[:, ::1] dc, floating[::1] work,
+                  const floating[:, ::1] gates, const floating[:, ::1] dy,
+                  floating[:, ::1] hs, floating[:, ::1] cs,
+                  const floating[:, ::1] x, const floating[:, ::1] weight_ih,
                   const floating[:, ::1] weight_hh, const floating[:, ::1] peepholes,
-                  floating[::1] pack):
-    """Whole-sequence BPTT.
+                  floating[::1] pack, Schedule sched):
+    """Whole-sequence BPTT on the slot layout.
 
-    dG(T,B,4H): δ_t on exit. gates(T,B,4H): the activated gates from
+    dG (slots, 4H): δ_t on exit. gates (slots, 4H): the activated gates from
     lstm_forward; may be dG itself (the gates are then consumed).
-    dx(T,B,I) written (None: skipped). dweight_ih(4H,I), dweight_hh(4H,H),
-    dbias(4H) and dpeepholes(3,H) (None without peepholes) are ACCUMULATED (+=).
-    dh(B,H), dc(B,H): dh_n, dc_n on entry, ∂L/∂h_0, ∂L/∂c_0 on exit.
-    dy(T,B,H) or None (zeros); hs, cs, x, weights, peepholes, pack as in lstm_forward.
+    dx (slots, I) written (None: skipped). dweight_ih (4H, I), dweight_hh (4H, H),
+    dbias (4H) and dpeepholes (3, H) (None without peepholes) are ACCUMULATED (+=).
+    dh (B, H), dc (B, H): ∂L/∂h, ∂L/∂c at each row's last step on entry,
+    ∂L/∂h_0, ∂L/∂c_0 on exit. dy (slots, H) or None (zeros); hs, cs (their
+    reset rows are swapped during the call and restored), x, weights,
+    peepholes, pack as in lstm_forward; work: sched.work_size(H, 2, True).
     """
-    cdef int T = <int>x.shape[0], B = <int>x.shape[1], I = <int>x.shape[2]
+    cdef int T = sched.T, B = sched.B, I = <int>x.shape[1]
     cdef int H = <int>weight_hh.shape[1]
     cdef bint peep = peepholes is not None
     cdef bint want_dx = dx is not None and I > 0
     cdef bint has_dy = dy is not None
+    cdef bint has_work = work is not None and work.shape[0] > 0
+    cdef const fbp_seq *seq = _seq_ptr(sched)
     cdef int st
     if peep and dpeepholes is None:
         raise ValueError("dpeepholes: needed when peepholes are given")
     _check_pack(pack, H, floating is double)
+    _check_lstm_buffers(sched, hs, cs, gates, x, dy, work, I, H, True)
+    _check_rows(dG, sched.slots, 4 * H, "dG")
+    if want_dx:
+        _check_rows(dx, sched.slots, I, "dx")
+    if dh.shape[0] != B or dh.shape[1] != H or dc.shape[0] != B or dc.shape[1] != H:
+        raise ValueError(f"dh, dc: expected ({B}, {H})")
+    if T == 0 or B == 0:
+        return
     with nogil:
         if floating is float:
-            st = fbp_lstm_backward_f(&dG[0, 0, 0], &dx[0, 0, 0] if want_dx else NULL,
+            st = fbp_lstm_backward_f(&dG[0, 0], &dx[0, 0] if want_dx else NULL,
                                      &dweight_ih[0, 0] if I else NULL, &dweight_hh[0, 0], &dbias[0],
                                      &dpeepholes[0, 0] if peep else NULL, &dh[0, 0], &dc[0, 0],
-                                     &gates[0, 0, 0], &dy[0, 0, 0] if has_dy else NULL, &hs[0, 0, 0], &cs[0, 0, 0],
-                                     &x[0, 0, 0] if I else NULL, &weight_ih[0, 0] if I else NULL,
+                                     &work[0] if has_work else NULL,
+                                     &gates[0, 0], &dy[0, 0] if has_dy else NULL, &hs[0, 0], &cs[0, 0],
+                                     &x[0, 0] if I else NULL, &weight_ih[0, 0] if I else NULL,
                                      &weight_hh[0, 0], &peepholes[0, 0] if peep else NULL,
-                                     &pack[0] if pack is not None else NULL, T, B, I, H)
+                                     &pack[0] if pack is not None else NULL, seq, T, B, I, H)
         else:
-            st = fbp_lstm_backward_d(&dG[0, 0, 0], &dx[0, 0, 0] if want_dx else NULL,
+            st = fbp_lstm_backward_d(&dG[0, 0], &dx[0, 0] if want_dx else NULL,
                                      &dweight_ih[0, 0] if I else NULL, &dweight_hh[0, 0], &dbias[0],
                                      &dpeepholes[0, 0] if peep else NULL, &dh[0, 0], &dc[0, 0],
-                                     &gates[0, 0, 0], &dy[0, 0, 0] if has_dy else NULL, &hs[0, 0, 0], &cs[0, 0, 0],
-                                     &x[0, 0, 0] if I else NULL, &weight_ih[0, 0] if I else NULL,
+                                     &work[0] if has_work else NULL,
+                                     &gates[0, 0], &dy[0, 0] if has_dy else NULL, &hs[0, 0], &cs[0, 0],
+                                     &x[0, 0] if I else NULL, &weight_ih[0, 0] if I else NULL,
                                      &weight_hh[0, 0], &peepholes[0, 0] if peep else NULL,
-                                     &pack[0] if pack is not None else NULL, T, B, I, H)
+                                     &pack[0] if pack is not None else NULL, seq, T, B, I, H)
     check_status(st)
 
 

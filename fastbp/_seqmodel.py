@@ -7,7 +7,8 @@ the subclass's; this class owns everything around it, so both models validate,
 read out, score and regularise in exactly the same way:
 
     O_t = h_t W_outᵀ + b_out                       (B, O) per step
-    L   = mean over the T·B rows of ℓ(O_t, Y_t)    (many-to-many, EQUATIONS §2, §5)
+    L   = mean over the T·B rows of ℓ(O_t, Y_t)    (many-to-many, EQUATIONS §2, §5;
+                                                   with lengths, over the valid steps only)
     L   = mean over the B rows of ℓ(O_T, Y)        (many_to_one=True)
     J   = L + (λ/2) Σ ‖W‖²_F over every weight matrix (biases and peepholes not penalised)
 
@@ -19,6 +20,7 @@ import numpy as np
 from . import functional
 from ._validate import (check_shape, choice, float_array, label_array, nonnegative_float,
                         positive_int, resolve_dtype)
+from ._sequence import Layout, lengths_array, reset_array
 from .training import SequenceTrainable
 
 LOSSES = ("mse", "cross_entropy")
@@ -29,7 +31,8 @@ class SequenceModel(SequenceTrainable):
 
     Subclasses set ``_state_names`` (("h",) or ("h", "c")), and implement
     ``_init_layer(rng)`` (fill ``self._params`` with the layer's arrays first),
-    ``_layer_forward(X, states) -> (Hs (T,B,H), final_states, cache)`` and
+    ``_layer_forward(X, states, layout) -> (Hs (T,B,H), final_states, cache)``
+    (layout: fastbp._sequence.Layout, the batch's lengths and resets) and
     ``_layer_backward(dHs or None, dfinal_states, cache) -> dict`` with a
     gradient for each layer parameter name.
     """
@@ -86,10 +89,20 @@ class SequenceModel(SequenceTrainable):
             return None
         return float_array(s, name, dtype=self.dtype, shape=(B, self.hidden_size))
 
-    def _check_Y(self, Y, T, B):
-        """Targets: labels (T,B)/(B,) or one-hot/targets (T,B,O)/(B,O)."""
+    def _check_Y(self, Y, T, B, mask=None):
+        """Targets: labels (T,B)/(B,) or one-hot/targets (T,B,O)/(B,O).
+
+        mask (T,B): the valid steps when rows have lengths; entries past a
+        row's length are not read (any padding value is accepted there)."""
         lead = (B,) if self.many_to_one else (T, B)
         O = self.output_size
+        if mask is not None and not self.many_to_one:
+            Y = np.asarray(Y)
+            check_shape(Y, "Y", lead + (() if Y.ndim == 2 else (O,)))
+            valid = self._check_Y(Y[mask][None], 1, int(mask.sum()))   # the valid rows as (1, N, ...)
+            out = np.zeros(Y.shape, dtype=valid.dtype)
+            out[mask] = valid.reshape((-1,) + Y.shape[2:])
+            return out
         if self.loss == "cross_entropy" and np.asarray(Y).dtype.kind in "iu":
             return label_array(Y, "Y", O, shape=lead)
         Y = float_array(Y, "Y", dtype=self.dtype)
@@ -101,41 +114,71 @@ class SequenceModel(SequenceTrainable):
         """O(rows,O) = H(rows,H) W_outᵀ + b_out: one GEMM for every step."""
         return Hrows @ self._params["weight_out"].T + self._params["bias_out"]
 
-    def _forward(self, X, states):
+    def _forward(self, X, states, lengths=None, reset=None):
         X = self._check_X(X)
         T, B, _ = X.shape
         states = tuple(self._check_state(s, n + "0", B) for s, n in zip(states, self._state_names))
-        Hs, final, cache = self._layer_forward(X, states)
-        Hrows = Hs[-1] if self.many_to_one else Hs.reshape(T * B, self.hidden_size)
-        return X, Hs, Hrows, final, cache
+        layout = Layout(T, B, lengths_array(lengths, T, B), reset_array(reset, T, B))
+        Hs, final, cache = self._layer_forward(X, states, layout)
+        # many-to-one reads each row's own last state
+        Hrows = final[0] if self.many_to_one else Hs.reshape(T * B, self.hidden_size)
+        return X, Hs, Hrows, final, cache, layout
 
-    def _outputs(self, X, states):
-        """Readout outputs (T,B,O), or (B,O) when many_to_one, and the final states."""
-        X, Hs, Hrows, final, _ = self._forward(X, states)
+    def _outputs(self, X, states, lengths=None, reset=None):
+        """Readout outputs (T,B,O) (zero past each row's length), or (B,O)
+        when many_to_one, and the final states."""
+        X, Hs, Hrows, final, _, layout = self._forward(X, states, lengths, reset)
         out = self._readout(Hrows)
         if not self.many_to_one:
             out = out.reshape(X.shape[0], X.shape[1], self.output_size)
+            mask = layout.mask()
+            if mask is not None:
+                out[~mask] = 0
         return out, final
 
     def _predict_from(self, out):
         return np.argmax(out, axis=-1) if self.loss == "cross_entropy" else out
 
-    def _loss_and_grad(self, X, Y, states):
-        X, Hs, Hrows, final, cache = self._forward(X, states)
-        T, B, H = Hs.shape
-        Y = self._check_Y(Y, T, B)
-        W_out = self._params["weight_out"]
+    def _score(self, Hrows, Yrows):
+        """Readout and loss of rows of states: Hrows (rows, H), Yrows labels
+        (rows,) or targets (rows, O). Returns (mean loss, {"weight_out",
+        "bias_out"} gradients, dL/dHrows (rows, H))."""
         out = self._readout(Hrows)                          # (rows, O)
-        rows = out.shape[0]
         if self.loss == "cross_entropy":
-            lead = 1 if self.many_to_one else 2        # labels (rows,) or one-hot (rows, O)
-            loss, dout = functional.softmax_cross_entropy(out, Y.reshape((rows,) + Y.shape[lead:]))
+            loss, dout = functional.softmax_cross_entropy(out, Yrows)
         else:
-            loss, dout = functional.squared_error(out, Y.reshape(rows, self.output_size), self.mse_form)
-        grads = {}
-        grads["weight_out"] = dout.T @ Hrows                # dW_out(O,H) = dO(rows,O)ᵀ @ H(rows,H)
-        grads["bias_out"] = dout.sum(axis=0)
-        dH = dout @ W_out                                   # dH(rows,H) = dO(rows,O) @ W_out(O,H)
+            loss, dout = functional.squared_error(out, Yrows, self.mse_form)
+        grads = {"weight_out": dout.T @ Hrows,              # dW_out(O,H) = dO(rows,O)ᵀ @ H(rows,H)
+                 "bias_out": dout.sum(axis=0)}
+        return loss, grads, dout @ self._params["weight_out"]   # dH(rows,H) = dO @ W_out(O,H)
+
+    def _regularize(self, loss, grads):
+        """Add the L2 term to a data loss and its gradients; the params' order."""
+        if self.l2:
+            for name, W in self._params.items():
+                if name.startswith("weight"):
+                    loss += 0.5 * self.l2 * float(np.vdot(W, W))
+                    grads[name] = grads[name] + self.l2 * W
+        return loss, {name: grads[name] for name in self._params}
+
+    def _loss_and_grad(self, X, Y, states, lengths=None, reset=None):
+        X, Hs, Hrows, final, cache, layout = self._forward(X, states, lengths, reset)
+        T, B, H = Hs.shape
+        mask = layout.mask()
+        Y = self._check_Y(Y, T, B, mask)
+        valid = None
+        if mask is not None and not self.many_to_one:   # score the valid steps only
+            valid = mask.reshape(T * B)
+            if not valid.any():
+                raise ValueError("lengths: every length is 0, there is no step to score")
+            Hrows = Hrows[valid]
+            Y = Y.reshape((T * B,) + Y.shape[2:])[valid][None]
+        lead = 1 if self.many_to_one else 2        # labels (rows,) or targets (rows, O)
+        loss, grads, dH = self._score(Hrows, Y.reshape((Hrows.shape[0],) + Y.shape[lead:]))
+        if valid is not None:                               # back to every (t, b); 0 past lengths
+            full = np.zeros((T * B, H), dtype=dH.dtype)
+            full[valid] = dH
+            dH = full
         zeros = (None,) * len(self._state_names)
         if self.many_to_one:   # only h_T is read out: its gradient enters as ∂L/∂h_n
             layer_grads = self._layer_backward(None, (dH,) + zeros[1:], cache)
@@ -144,10 +187,5 @@ class SequenceModel(SequenceTrainable):
         for name in self._params:
             if name not in grads:
                 grads[name] = layer_grads[name]
-        if self.l2:
-            for name, W in self._params.items():
-                if name.startswith("weight"):
-                    loss += 0.5 * self.l2 * float(np.vdot(W, W))
-                    grads[name] = grads[name] + self.l2 * W
-        grads = {name: grads[name] for name in self._params}   # the params' order
+        loss, grads = self._regularize(loss, grads)
         return float(loss), grads, final

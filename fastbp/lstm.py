@@ -36,6 +36,7 @@ import numpy as np
 
 from . import _core
 from ._seqmodel import SequenceModel
+from ._sequence import Layout, lengths_array, reset_array
 from ._validate import float_array
 
 __all__ = ["LSTM", "LSTMCache", "lstm_forward", "lstm_backward"]
@@ -67,25 +68,31 @@ def _pack_workspace(B, H, dtype):
 class LSTMCache:
     """What :func:`lstm_forward` keeps for :func:`lstm_backward`, open to the user.
 
-    Attributes (computation dtype; views, do not modify them before backward)
+    Attributes (computation dtype, caller's row order; do not modify them
+    before backward)
     ----------
     x : (T, B, I)           the inputs (the converted array, not a copy)
     weight_ih : (4H, I), weight_hh : (4H, H)
     peepholes : tuple (p_i, p_f, p_o) of (H,) arrays, or None
-    hs : (T+1, B, H)        ``hs[0] = h0``, ``hs[t] = h_t``
-    cs : (T+1, B, H)        ``cs[0] = c0``, ``cs[t] = c_t``
-    y, c : (T, B, H)        every ``h_t`` and every cell state ``c_t`` (``hs[1:]``, ``cs[1:]``)
+    lengths : (B,) int64 or None, reset : (T, B) bool or None, as given
+    y, c : (T, B, H)        every ``h_t`` and every cell state ``c_t`` (zero
+                            past each row's length)
     h0, c0 : (B, H)         the initial states used (zeros for None)
     gates : (T, B, 4H)      the activated gates ``[i_t, f_t, g_t, o_t]`` stacked
                             along the last axis (gone after a backward pass with
                             ``overwrite_cache=True``)
     tanh_c : (T, B, H)      ``tanh(c_t)``, computed on request (not stored)
+    hs, cs                  the kernels' state buffers: ``(T+1, B, H)`` with
+                            ``hs[0] = h0``, ``hs[t] = h_t`` for full-length
+                            rows; with lengths, src_c/seq.h's slot layout
     """
 
-    __slots__ = ("x", "weight_ih", "weight_hh", "peepholes", "hs", "cs", "_gates", "_peep")
+    __slots__ = ("x", "weight_ih", "weight_hh", "peepholes", "hs", "cs", "_gates", "_peep",
+                 "layout", "_xs", "_y", "reset")
 
-    def __init__(self, x, weight_ih, weight_hh, peep, hs, cs, gates):
+    def __init__(self, x, xs, weight_ih, weight_hh, peep, hs, cs, gates, layout, y, reset):
         self.x = x
+        self._xs = xs                         # x in the slot layout (x itself when plain)
         self.weight_ih = weight_ih
         self.weight_hh = weight_hh
         self._peep = peep                     # (3, H) contiguous, or None
@@ -93,26 +100,37 @@ class LSTMCache:
         self.hs = hs
         self.cs = cs
         self._gates = gates
+        self.layout = layout
+        self._y = y
+        self.reset = reset
+
+    @property
+    def lengths(self):
+        return self.layout.lengths
 
     @property
     def y(self):
-        return self.hs[1:]
+        return self._y
 
     @property
     def c(self):
-        return self.cs[1:]
+        return self.layout.outputs(self.cs.reshape(-1, self.H), self.H)
+
+    @property
+    def H(self):
+        return self.weight_hh.shape[1]
 
     @property
     def h0(self):
-        return self.hs[0]
+        return self.layout.to_caller(self.hs.reshape(-1, self.H)[:self.layout.B])
 
     @property
     def c0(self):
-        return self.cs[0]
+        return self.layout.to_caller(self.cs.reshape(-1, self.H)[:self.layout.B])
 
     @property
     def tanh_c(self):
-        return np.tanh(self.cs[1:])
+        return np.tanh(self.c)
 
     @property
     def consumed(self):
@@ -124,15 +142,19 @@ class LSTMCache:
         if self._gates is None:
             raise RuntimeError("cache.gates: this cache was consumed by "
                                "lstm_backward(..., overwrite_cache=True)")
+        if self.layout.varlen:
+            return self.layout.unslot(self._gates, 4 * self.H)
         return self._gates
 
     def __repr__(self):
-        T, B, H = self.c.shape
-        return (f"LSTMCache(T={T}, B={B}, I={self.x.shape[2]}, H={H}, dtype={self.hs.dtype}, "
-                f"peepholes={self.peepholes is not None}, consumed={self.consumed})")
+        T, B, I = self.x.shape
+        return (f"LSTMCache(T={T}, B={B}, I={I}, H={self.H}, dtype={self.hs.dtype}, "
+                f"peepholes={self.peepholes is not None}, lengths={self.lengths is not None}, "
+                f"resets={self.layout.sched.events}, consumed={self.consumed})")
 
 
-def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, peepholes=None):
+def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, peepholes=None,
+                 lengths=None, reset=None):
     """Run an LSTM over a whole sequence (compiled).
 
     Parameters
@@ -150,13 +172,22 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, peepholes=No
     peepholes : tuple (p_i, p_f, p_o) of arrays of shape (H,), or None
         Diagonal peephole weights; ``p_i``, ``p_f`` see ``c_{t-1}``, ``p_o``
         sees ``c_t``. None gives exactly ``torch.nn.LSTM``.
+    lengths : int array, shape (B,), or None
+        Each row's number of valid steps, 0 <= length <= T (None: all T). Rows
+        are computed only over their own steps: outputs past a row's length
+        are zero, ``h_n``/``c_n`` are the states after the row's last step,
+        and the work is proportional to the sum of the lengths.
+    reset : bool array, shape (T, B), or None
+        Where ``reset[t, b]`` is set (t >= 1), row b starts step t from its
+        initial state (``h0[b]``, ``c0[b]``, or zeros) instead of carrying
+        ``h_{t-1}``, ``c_{t-1}``; no gradient crosses that step.
 
     Returns
     -------
     y : ndarray, shape (T, B, H)
-        Every ``h_t`` (a view of ``cache.hs``).
+        Every ``h_t`` (a view of ``cache.hs`` without lengths).
     (h_n, c_n) : tuple of ndarray, shape (B, H) each
-        ``h_T`` and ``c_T`` (copies of ``h0``, ``c0`` when T = 0).
+        The states after each row's last step (copies of ``h0``, ``c0`` when T = 0).
     cache : LSTMCache
         For :func:`lstm_backward`; also every ``c_t`` (``cache.c``) and the
         activated gates (``cache.gates``).
@@ -174,7 +205,9 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, peepholes=No
     states = [None if s is None else float_array(s, name, dtype=dt, shape=(B, H))
               for s, name in ((h0, "h0"), (c0, "c0"))]
     peep = _peephole_array(peepholes, H, dt)
-    return _forward(x, states[0], states[1], weight_ih, weight_hh, bias_ih + bias_hh, peep)
+    layout = Layout(T, B, lengths_array(lengths, T, B), reset_array(reset, T, B))
+    return _forward(x, states[0], states[1], weight_ih, weight_hh, bias_ih + bias_hh, peep,
+                    layout)
 
 
 def _peephole_array(peepholes, H, dt):
@@ -190,23 +223,35 @@ def _peephole_array(peepholes, H, dt):
     return peep
 
 
-def _forward(x, h0, c0, weight_ih, weight_hh, bias, peep):
+def _forward(x, h0, c0, weight_ih, weight_hh, bias, peep, layout):
     """lstm_forward on validated arrays: x (T,B,I) sets the dtype, everything
     else C-contiguous in it; h0, c0 (B,H) or None; bias (4H) = b_ih + b_hh;
-    peep (3,H) or None."""
-    T, B, _ = x.shape
+    peep (3,H) or None; layout: the batch's lengths and resets."""
+    T, B, I = x.shape
     H = weight_hh.shape[1]
     dt = x.dtype
-    hs = np.empty((T + 1, B, H), dtype=dt)
-    cs = np.empty((T + 1, B, H), dtype=dt)
-    hs[0] = 0 if h0 is None else h0
-    cs[0] = 0 if c0 is None else c0
-    gates = np.empty((T, B, 4 * H), dtype=dt)
+    sched = layout.sched
+    hs = layout.states(h0, H, dt)
+    cs = layout.states(c0, H, dt)
+    gates = np.empty((sched.slots, 4 * H), dtype=dt)
+    xs = layout.slots(x)
+    work = _work(sched, H, dt, backward=False)
     if T and B:
-        _core.lstm_forward(hs, cs, gates, x, weight_ih, weight_hh, bias, peep,
-                           _pack_workspace(B, H, dt))
-    cache = LSTMCache(x, weight_ih, weight_hh, peep, hs, cs, gates)
-    return hs[1:], (hs[T].copy(), cs[T].copy()), cache
+        _core.lstm_forward(hs, cs, gates, work, xs, weight_ih, weight_hh, bias, peep,
+                           _pack_workspace(B, H, dt), sched)
+    y = layout.outputs(hs, H)
+    final = (layout.final(hs), layout.final(cs))
+    if not layout.varlen:       # the familiar (T+1, B, H) and (T, B, 4H) views
+        hs, cs = hs.reshape(T + 1, B, H), cs.reshape(T + 1, B, H)
+        gates = gates.reshape(T, B, 4 * H)
+    cache = LSTMCache(x, xs, weight_ih, weight_hh, peep, hs, cs, gates, layout, y, None)
+    return y, final, cache
+
+
+def _work(sched, H, dt, backward):
+    """The kernels' reset workspace, or None when there are no resets."""
+    n = sched.work_size(H, 2, backward)
+    return np.empty(n, dtype=dt) if n else None
 
 
 def lstm_backward(dy, dh_n, dc_n, cache, overwrite_cache=False):
@@ -215,9 +260,11 @@ def lstm_backward(dy, dh_n, dc_n, cache, overwrite_cache=False):
     Parameters
     ----------
     dy : array, shape (T, B, H), or None
-        ``∂L/∂h_t`` from above at every step (None: zeros).
+        ``∂L/∂h_t`` from above at every step (None: zeros); entries past a
+        row's length are ignored.
     dh_n, dc_n : array, shape (B, H), or None
-        ``∂L/∂h_T`` and ``∂L/∂c_T`` from beyond the sequence (None: zeros).
+        ``∂L/∂h_n`` and ``∂L/∂c_n``, the gradients of the final states
+        returned by the forward (None: zeros).
     cache : LSTMCache
         From :func:`lstm_forward` (not a reference dict, not an RNN cache).
     overwrite_cache : bool
@@ -228,7 +275,9 @@ def lstm_backward(dy, dh_n, dc_n, cache, overwrite_cache=False):
     Returns
     -------
     grads : dict
-        ``"x"`` (T, B, I), ``"h0"``, ``"c0"`` (B, H), ``"weight_ih"`` (4H, I),
+        ``"x"`` (T, B, I) (zero past each row's length), ``"h0"``, ``"c0"``
+        (B, H) (summed over every step that started from them: step 0 and
+        the resets), ``"weight_ih"`` (4H, I),
         ``"weight_hh"`` (4H, H), ``"bias_ih"``, ``"bias_hh"`` (4H,) (equal,
         separate arrays); with peepholes also ``"peephole_i"``,
         ``"peephole_f"``, ``"peephole_o"`` (H,). In the cache's dtype.
@@ -241,7 +290,8 @@ def lstm_backward(dy, dh_n, dc_n, cache, overwrite_cache=False):
     if cache.consumed:
         raise RuntimeError("cache: already consumed by lstm_backward(..., overwrite_cache=True); "
                            "run lstm_forward again")
-    T, B, H = cache.c.shape
+    T, B, _ = cache.x.shape
+    H = cache.H
     dt = cache.hs.dtype
     if dy is not None:
         dy = float_array(dy, "dy", dtype=dt, shape=(T, B, H))
@@ -259,27 +309,35 @@ def _state_grad(g, name, B, H, dt):
 
 
 def _backward(dy, dh, dc, cache, overwrite_cache):
-    """lstm_backward on validated arrays; dh, dc (B,H) are overwritten with ∂L/∂h_0, ∂L/∂c_0."""
-    x, W_ih, W_hh, peep = cache.x, cache.weight_ih, cache.weight_hh, cache._peep
+    """lstm_backward on validated arrays: dy (T,B,H) or None; dh, dc (B,H)
+    fresh arrays (∂L/∂h, ∂L/∂c after each row's last step), replaced by
+    ∂L/∂h_0, ∂L/∂c_0."""
+    x, W_ih, W_hh, peep, layout = cache.x, cache.weight_ih, cache.weight_hh, cache._peep, cache.layout
     T, B, I = x.shape
     H = W_hh.shape[1]
     dt = x.dtype
-    gates = cache._gates
-    if overwrite_cache:     # δ_t overwrite the gates in place: no second (T,B,4H) buffer
+    sched = layout.sched
+    gates = cache._gates.reshape(-1, 4 * H)
+    if overwrite_cache:     # δ_t overwrite the gates in place: no second gate-sized buffer
         dG = gates
         cache._gates = None
     else:
         dG = np.empty_like(gates)
-    dx = np.empty((T, B, I), dtype=dt)
+    dxs = np.empty((sched.slots, I), dtype=dt)
     dW_ih = np.zeros((4 * H, I), dtype=dt)
     dW_hh = np.zeros((4 * H, H), dtype=dt)
     db = np.zeros(4 * H, dtype=dt)
     dpeep = None if peep is None else np.zeros((3, H), dtype=dt)
+    dys = None if dy is None else layout.slots(dy)
+    dh, dc = layout.to_sorted(dh), layout.to_sorted(dc)
     if T and B:
-        _core.lstm_backward(dG, dx, dW_ih, dW_hh, db, dpeep, dh, dc, gates, dy,
-                            cache.hs, cache.cs, x, W_ih, W_hh, peep, _pack_workspace(B, H, dt))
-    grads = {"x": dx, "h0": dh, "c0": dc, "weight_ih": dW_ih, "weight_hh": dW_hh,
-             "bias_ih": db, "bias_hh": db.copy()}
+        _core.lstm_backward(dG, dxs, dW_ih, dW_hh, db, dpeep, dh, dc, _work(sched, H, dt, True),
+                            gates, dys, cache.hs.reshape(-1, H), cache.cs.reshape(-1, H),
+                            cache._xs, W_ih, W_hh, peep, _pack_workspace(B, H, dt), sched)
+    else:
+        dxs.fill(0)
+    grads = {"x": layout.unslot(dxs, I), "h0": layout.to_caller(dh), "c0": layout.to_caller(dc),
+             "weight_ih": dW_ih, "weight_hh": dW_hh, "bias_ih": db, "bias_hh": db.copy()}
     if peep is not None:
         grads.update(zip(PEEPHOLE_NAMES, dpeep))
     return grads
@@ -347,34 +405,36 @@ class LSTM(SequenceModel):
             for name in PEEPHOLE_NAMES:
                 self._params[name] = rng.uniform(-bound, bound, H).astype(self.dtype)
 
-    def _layer_forward(self, X, states):
+    def _layer_forward(self, X, states, layout):
         p = self._params
         peep = np.stack([p[name] for name in PEEPHOLE_NAMES]) if self.peepholes else None
         return _forward(X, states[0], states[1], p["weight_ih"], p["weight_hh"],
-                        p["bias_ih"] + p["bias_hh"], peep)
+                        p["bias_ih"] + p["bias_hh"], peep, layout)
 
     def _layer_backward(self, dHs, dfinal, cache):
-        B, H = cache.hs.shape[1:]
+        B, H = cache.layout.B, self.hidden_size
         dh, dc = (np.zeros((B, H), dtype=self.dtype) if d is None else np.array(d, dtype=self.dtype)
                   for d in dfinal)
         # the model owns this cache: the gate gradients may overwrite the gates
         return _backward(dHs, dh, dc, cache, overwrite_cache=True)
 
     # -- public API -----------------------------------------------------------
-    def forward(self, X, h0=None, c0=None):
+    def forward(self, X, h0=None, c0=None, lengths=None, reset=None):
         """Readout outputs and the final states.
 
-        X (T, B, I); h0, c0 (B, H) or None (zeros). Returns ``(outputs,
-        (h_n, c_n))``: outputs (T, B, O), or (B, O) when many_to_one, before
-        the softmax of a cross-entropy model.
+        X (T, B, I); h0, c0 (B, H) or None (zeros); lengths (B,) and reset
+        (T, B) as for :func:`lstm_forward`. Returns ``(outputs, (h_n, c_n))``:
+        outputs (T, B, O) (zero past each row's length), or (B, O) read from
+        each row's last state when many_to_one, before the softmax of a
+        cross-entropy model.
         """
-        return self._outputs(X, (h0, c0))
+        return self._outputs(X, (h0, c0), lengths, reset)
 
-    def predict(self, X, h0=None, c0=None):
+    def predict(self, X, h0=None, c0=None, lengths=None, reset=None):
         """Class labels (argmax) for cross-entropy models, outputs for mse."""
-        return self._predict_from(self.forward(X, h0, c0)[0])
+        return self._predict_from(self.forward(X, h0, c0, lengths, reset)[0])
 
-    def loss_and_grad(self, X, Y, h0=None, c0=None):
+    def loss_and_grad(self, X, Y, h0=None, c0=None, lengths=None, reset=None):
         """Loss, gradients and final states for one sequence chunk.
 
         X (T, B, I); Y: targets (T, B, O) / labels (T, B), or (B, O) / (B,)
@@ -382,5 +442,10 @@ class LSTM(SequenceModel):
         grads, (h_n, c_n))``: grads by parameter name (same order as
         ``params``); pass ``(h_n, c_n)`` as the next chunk's ``h0, c0`` to
         carry state across chunks (truncated BPTT).
+
+        lengths (B,) int: each sequence's valid steps (the loss averages over
+        those only; Y past a row's length is not read); reset (T, B) bool:
+        rows that restart from h0, c0 (or zeros) at a step. See
+        :func:`lstm_forward`.
         """
-        return self._loss_and_grad(X, Y, (h0, c0))
+        return self._loss_and_grad(X, Y, (h0, c0), lengths, reset)

@@ -30,6 +30,7 @@ import numpy as np
 
 from . import _core
 from ._seqmodel import SequenceModel
+from ._sequence import Layout, lengths_array, reset_array
 from ._validate import choice, float_array
 
 __all__ = ["RNN_NONLINEARITIES", "RNNCache", "rnn_forward", "rnn_backward", "RNN"]
@@ -79,48 +80,66 @@ class RNNCache:
     x : ndarray, shape (T, B, I)
         The input (the caller's array when it was already C-contiguous in the
         computation dtype: do not modify it before the backward).
-    hs : ndarray, shape (T+1, B, H)
-        ``hs[0] = h0`` (zeros when None was given), ``hs[t] = h_t``.
+    hs : ndarray
+        The kernels' state buffer: shape (T+1, B, H) with ``hs[0] = h0``
+        (zeros when None was given), ``hs[t] = h_t`` for full-length rows;
+        with lengths, src_c/seq.h's slot layout.
+    y, h0, h_n : ndarray
+        Every output (T, B, H) (zero past each row's length), the initial
+        state used and each row's final state (B, H), in the caller's order.
+    lengths : (B,) int64 or None
     weight_ih, weight_hh : ndarray
         The weights used (references to the caller's arrays where possible:
         update them only after the backward, as an optimizer step does).
     nonlinearity : str
     """
 
-    __slots__ = ("x", "hs", "weight_ih", "weight_hh", "nonlinearity", "act", "pack")
+    __slots__ = ("x", "hs", "weight_ih", "weight_hh", "nonlinearity", "act", "pack",
+                 "layout", "_xs", "_y")
 
-    def __init__(self, x, hs, weight_ih, weight_hh, nonlinearity, act, pack):
+    def __init__(self, x, xs, hs, weight_ih, weight_hh, nonlinearity, act, pack, layout, y):
         self.x = x
+        self._xs = xs           # x in the slot layout (x itself when plain)
         self.hs = hs
         self.weight_ih = weight_ih
         self.weight_hh = weight_hh
         self.nonlinearity = nonlinearity
         self.act = act
         self.pack = pack        # packing workspace (or None), reused by the backward
+        self.layout = layout
+        self._y = y
+
+    @property
+    def lengths(self):
+        return self.layout.lengths
 
     @property
     def y(self):
-        """Every state ``h_1..h_T``, shape (T, B, H) (a view of ``hs``)."""
-        return self.hs[1:]
+        """Every state ``h_1..h_T``, shape (T, B, H) (a view of ``hs`` without lengths)."""
+        return self._y
 
     @property
     def h0(self):
-        """The initial state used, shape (B, H) (a view of ``hs``)."""
-        return self.hs[0]
+        """The initial state used, shape (B, H)."""
+        return self.layout.to_caller(self._states()[:self.layout.B])
 
     @property
     def h_n(self):
-        """The final state ``h_T``, shape (B, H) (a view of ``hs``; ``h0`` when T = 0)."""
-        return self.hs[-1]
+        """Each row's final state, shape (B, H) (``h0`` when T = 0)."""
+        return self.layout.final(self._states())
 
     @property
     def dtype(self):
         return self.hs.dtype
 
+    def _states(self):
+        return self.hs.reshape(-1, self.weight_hh.shape[0])
+
     def __repr__(self):
         T, B, I = self.x.shape
-        return (f"RNNCache(T={T}, B={B}, I={I}, H={self.hs.shape[2]}, "
-                f"nonlinearity={self.nonlinearity!r}, dtype={self.hs.dtype})")
+        return (f"RNNCache(T={T}, B={B}, I={I}, H={self.weight_hh.shape[0]}, "
+                f"nonlinearity={self.nonlinearity!r}, dtype={self.hs.dtype}, "
+                f"lengths={self.lengths is not None}, resets={self.layout.sched.events})")
 
 
 def _act_code(nonlinearity):
@@ -128,7 +147,8 @@ def _act_code(nonlinearity):
     return _core.ACTIVATION_CODES[nonlinearity]
 
 
-def rnn_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity="tanh"):
+def rnn_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity="tanh",
+                lengths=None, reset=None):
     """Run an Elman RNN over a whole sequence (compiled).
 
     Parameters
@@ -141,15 +161,24 @@ def rnn_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity="tan
     weight_hh : array_like, shape (H, H)
     bias_ih, bias_hh : array_like, shape (H,)
     nonlinearity : {"tanh", "relu", "identity"}
+    lengths : int array, shape (B,), or None
+        Each row's number of valid steps, 0 <= length <= T (None: all T). Rows
+        are computed only over their own steps: outputs past a row's length
+        are zero, ``h_n`` is the state after the row's last step, and the
+        work is proportional to the sum of the lengths.
+    reset : bool array, shape (T, B), or None
+        Where ``reset[t, b]`` is set (t >= 1), row b starts step t from its
+        initial state (``h0[b]`` or zeros) instead of ``h_{t-1}``; no
+        gradient crosses that step.
 
     Returns
     -------
     y : ndarray, shape (T, B, H)
-        ``h_1..h_T``: a view of ``cache.hs``, so modifying it changes what the
-        backward sees.
+        ``h_1..h_T``: without lengths a view of ``cache.hs``, so modifying it
+        changes what the backward sees.
     h_n : ndarray, shape (B, H)
-        ``h_T`` (a copy of ``h0`` when T = 0); a copy, safe to keep and to
-        pass as the next chunk's ``h0``.
+        Each row's state after its last step (a copy of ``h0`` when T = 0); a
+        copy, safe to keep and to pass as the next chunk's ``h0``.
     cache : RNNCache
         For :func:`rnn_backward`.
     """
@@ -165,23 +194,35 @@ def rnn_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity="tan
     bias_ih = float_array(bias_ih, "bias_ih", dtype=dt, ndim=1, shape=(H,))
     bias_hh = float_array(bias_hh, "bias_hh", dtype=dt, ndim=1, shape=(H,))
     h0 = None if h0 is None else float_array(h0, "h0", dtype=dt, ndim=2, shape=(B, H))
-    cache = _forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity, act)
-    return cache.y, cache.hs[-1].copy(), cache
+    layout = Layout(T, B, lengths_array(lengths, T, B), reset_array(reset, T, B))
+    cache = _forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity, act, layout)
+    return cache.y, cache.h_n, cache
 
 
-def _forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity, act):
+def _forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity, act, layout):
     """rnn_forward on validated arrays (C-contiguous, one dtype, shapes checked)."""
     T, B, _ = x.shape
     H = weight_hh.shape[0]
-    hs = np.empty((T + 1, B, H), dtype=x.dtype)
-    if h0 is None:
-        hs[0] = 0
-    else:
-        hs[0] = h0
-    pack = _pack_workspace(B, H, x.dtype) if T else None
+    dt = x.dtype
+    sched = layout.sched
+    hs = layout.states(h0, H, dt)
+    # with lengths the input side cannot wait in hs: its blocks are larger
+    pre = np.empty((sched.slots, H), dt) if layout.varlen else None
+    xs = layout.slots(x)
+    pack = _pack_workspace(B, H, dt) if T else None
     if T and B:
-        _core.rnn_forward(hs, x, weight_ih, weight_hh, bias_ih, bias_hh, pack, act)
-    return RNNCache(x, hs, weight_ih, weight_hh, nonlinearity, act, pack)
+        _core.rnn_forward(hs, pre, _work(sched, H, dt, False), xs, weight_ih, weight_hh,
+                          bias_ih, bias_hh, pack, sched, act)
+    y = layout.outputs(hs, H)
+    if not layout.varlen:
+        hs = hs.reshape(T + 1, B, H)
+    return RNNCache(x, xs, hs, weight_ih, weight_hh, nonlinearity, act, pack, layout, y)
+
+
+def _work(sched, H, dt, backward):
+    """The kernels' reset workspace, or None when there are no resets."""
+    n = sched.work_size(H, 1, backward)
+    return np.empty(n, dtype=dt) if n else None
 
 
 def rnn_backward(dy, dh_n, cache):
@@ -192,7 +233,8 @@ def rnn_backward(dy, dh_n, cache):
     dy : array_like, shape (T, B, H), or None
         ``∂L/∂h_t`` from above at every step (None: zeros).
     dh_n : array_like, shape (B, H), or None
-        Extra ``∂L/∂h_T`` from the final state (None: zeros).
+        Extra ``∂L/∂h_n`` from the final state (None: zeros). ``dy`` entries
+        past a row's length are ignored.
     cache : RNNCache
         From :func:`rnn_forward` (not a reference dict, not an LSTM cache).
 
@@ -209,7 +251,7 @@ def rnn_backward(dy, dh_n, cache):
         raise TypeError("cache: expected the RNNCache returned by fastbp.rnn.rnn_forward, "
                         f"got {type(cache).__name__}{hint}")
     T, B, _ = cache.x.shape
-    H = cache.hs.shape[2]
+    H = cache.weight_hh.shape[0]
     dt = cache.hs.dtype
     if dy is not None:
         dy = float_array(dy, "dy", dtype=dt, ndim=3, shape=(T, B, H))
@@ -223,23 +265,31 @@ def rnn_backward(dy, dh_n, cache):
 def _backward(cache, dy, dh_n, want_dx):
     """rnn_backward on validated arrays; "bias_ih" holds the one bias gradient,
     there is no "bias_hh"; "x" is None unless want_dx."""
-    x, hs = cache.x, cache.hs
+    x, layout = cache.x, cache.layout
     T, B, I = x.shape
-    H = hs.shape[2]
-    dt = hs.dtype
-    dx = np.empty((T, B, I), dt) if want_dx else None
+    H = cache.weight_hh.shape[0]
+    dt = cache.hs.dtype
+    sched = layout.sched
     dW_ih = np.zeros((H, I), dt)
     dW_hh = np.zeros((H, H), dt)
     db = np.zeros(H, dt)
+    dx = None
     if T and B:
+        dxs = np.empty((sched.slots, I), dt) if want_dx else None
         dh0 = np.empty((B, H), dt)
-        delta = np.empty((T, B, H), dt)
-        _core.rnn_backward(dh0, dW_ih, dW_hh, db, delta, dx, dy, dh_n, hs, x,
-                           cache.weight_ih, cache.weight_hh, cache.pack, cache.act)
+        delta = np.empty((sched.slots, H), dt)
+        _core.rnn_backward(dh0, dW_ih, dW_hh, db, delta, dxs, _work(sched, H, dt, True),
+                           None if dy is None else layout.slots(dy),
+                           None if dh_n is None else layout.to_sorted(dh_n),
+                           cache._states(), cache._xs, cache.weight_ih, cache.weight_hh,
+                           cache.pack, sched, cache.act)
+        dh0 = layout.to_caller(dh0)
+        if want_dx:
+            dx = layout.unslot(dxs, I)
     else:   # no step: ∂L/∂h_0 = ∂L/∂h_T, every other gradient is zero (or empty)
         dh0 = np.zeros((B, H), dt) if dh_n is None else dh_n.copy()
-        if dx is not None:
-            dx.fill(0)
+        if want_dx:
+            dx = np.zeros((T, B, I), dt)
     return {"x": dx, "h0": dh0, "weight_ih": dW_ih, "weight_hh": dW_hh, "bias_ih": db}
 
 
@@ -293,11 +343,11 @@ class RNN(SequenceModel):
                             ("bias_ih", (H,)), ("bias_hh", (H,))):
             self._params[name] = rng.uniform(-bound, bound, shape).astype(self.dtype)
 
-    def _layer_forward(self, X, states):
+    def _layer_forward(self, X, states, layout):
         p = self._params   # validated when set: C-contiguous, the model's dtype and shapes
         cache = _forward(X, states[0], p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"],
-                         self.nonlinearity, self._act)
-        return cache.y, (cache.hs[-1].copy(),), cache
+                         self.nonlinearity, self._act, layout)
+        return cache.y, (cache.h_n,), cache
 
     def _layer_backward(self, dHs, dfinal, cache):
         g = _backward(cache, dHs, dfinal[0], want_dx=False)   # the model needs no ∂L/∂X
@@ -305,27 +355,33 @@ class RNN(SequenceModel):
         return g
 
     # -- public API -----------------------------------------------------------
-    def forward(self, X, h0=None):
+    def forward(self, X, h0=None, lengths=None, reset=None):
         """Readout outputs and the final state.
 
-        X (T, B, I); h0 (B, H) or None (zeros). Returns ``(outputs, h_n)``:
-        outputs (T, B, O), or (B, O) when many_to_one, before the softmax of a
+        X (T, B, I); h0 (B, H) or None (zeros); lengths (B,) and reset (T, B)
+        as for :func:`rnn_forward`. Returns ``(outputs, h_n)``: outputs
+        (T, B, O) (zero past each row's length), or (B, O) read from each
+        row's last state when many_to_one, before the softmax of a
         cross-entropy model.
         """
-        out, (h_n,) = self._outputs(X, (h0,))
+        out, (h_n,) = self._outputs(X, (h0,), lengths, reset)
         return out, h_n
 
-    def predict(self, X, h0=None):
+    def predict(self, X, h0=None, lengths=None, reset=None):
         """Class labels (argmax) for cross-entropy models, outputs for mse."""
-        return self._predict_from(self.forward(X, h0)[0])
+        return self._predict_from(self.forward(X, h0, lengths, reset)[0])
 
-    def loss_and_grad(self, X, Y, h0=None):
+    def loss_and_grad(self, X, Y, h0=None, lengths=None, reset=None):
         """Loss, gradients and final state for one sequence (or chunk of one).
 
         X (T, B, I); Y: targets (T, B, O) / labels (T, B), or (B, O) / (B,)
         when many_to_one; h0 (B, H) or None (zeros). Returns ``(loss, grads,
         h_n)``: grads by parameter name (same order as ``params``); pass h_n as
         the next chunk's h0 to carry the state (truncated BPTT).
+
+        lengths (B,) int: each sequence's valid steps (the loss averages over
+        those only; Y past a row's length is not read); reset (T, B) bool:
+        rows that restart from h0 (or zeros) at a step. See :func:`rnn_forward`.
         """
-        loss, grads, (h_n,) = self._loss_and_grad(X, Y, (h0,))
+        loss, grads, (h_n,) = self._loss_and_grad(X, Y, (h0,), lengths, reset)
         return loss, grads, h_n

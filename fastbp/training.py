@@ -6,10 +6,13 @@
     _named_params()                 -> [(state-dict name, live parameter array), ...]
                                        (in the order of the gradients below)
     _fit_data(X, y, xname, yname)   -> (X, y) validated once before training
+    _fit_layout(X, y, xname, yname) -> (X, y) checked from shapes and one sample, unread
+                                       (fit(comm=...): each rank validates its rows per batch)
     _n_samples(X)                   -> number of samples (rows; sequences for RNN/LSTM)
     _take(X, y, idx)                -> the batch of samples idx (an index array or a slice)
     _train_steps(Xb, yb, bptt)      -> yields (loss, [grad per param], rows), one per optimizer step
     _steps_per_batch(X, bptt)       -> how many steps _train_steps yields for a batch of X
+    _batch_steps(X, batch, bptt)    -> exactly how many for the batch ``batch`` (fit(comm=...))
     _eval_batch(Xb, yb, bptt)       -> (loss·rows summed, rows, n_correct or None)
     _is_classifier()                -> True when accuracy is meaningful
     _config()                       -> the constructor's keyword arguments (JSON-able);
@@ -37,12 +40,14 @@ import signal
 import sys
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 from contextlib import contextmanager
 
 import numpy as np
 
 from . import functional
+from ._sequence import lengths_array, reset_array
+from .tbptt import Stream, parse_bptt
 from ._validate import as_array, float_array, label_array, positive_int
 from .optim import clip_grad_norm, get_optimizer
 
@@ -70,7 +75,7 @@ class Trainable:
 
     # -- fit -----------------------------------------------------------------
     def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, validation_data=None,
-            shuffle=True, seed=None, progress=True, clip_norm=None):
+            shuffle=True, seed=None, progress=True, clip_norm=None, comm=None):
         """Train with mini-batches; returns a :class:`History`.
 
         Parameters
@@ -96,6 +101,12 @@ class Trainable:
         clip_norm : float or None
             Rescale the gradients so their global L2 norm is at most this, before
             each step.
+        comm : mpi4py communicator, fastbp.distributed.DataParallel or None
+            Data-parallel training over MPI (``fastbp.distributed``): every rank
+            calls fit with the same arguments, computes the gradients of its
+            part of each global batch (reading only those rows, so X may be
+            memory-mapped), and one Allreduce per step sums them; the result
+            equals one process's to rounding. Only rank 0 shows progress.
 
         Exceptions raised during training propagate and leave the parameters as
         after the last completed step (a step is all or nothing). Ctrl-C
@@ -108,16 +119,16 @@ class Trainable:
         models train in parallel (the kernels release the GIL).
         """
         return self._fit(X, y, epochs, batch_size, optimizer, validation_data, shuffle, seed,
-                         progress, clip_norm, bptt=None)
+                         progress, clip_norm, bptt=None, comm=comm)
 
     def _fit(self, X, y, epochs, batch_size, optimizer, validation_data, shuffle, seed,
-             progress, clip_norm, bptt):
+             progress, clip_norm, bptt, comm=None):
         with _training(self):
             return self._fit_locked(X, y, epochs, batch_size, optimizer, validation_data, shuffle,
-                                    seed, progress, clip_norm, bptt)
+                                    seed, progress, clip_norm, bptt, comm)
 
     def _fit_locked(self, X, y, epochs, batch_size, optimizer, validation_data, shuffle, seed,
-                    progress, clip_norm, bptt):
+                    progress, clip_norm, bptt, comm):
         epochs = positive_int(epochs, "epochs")
         batch_size = positive_int(batch_size, "batch_size")
         if clip_norm is not None and (isinstance(clip_norm, bool) or not isinstance(
@@ -126,14 +137,22 @@ class Trainable:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise TypeError(f"seed: expected an integer or None, got {seed!r}")
         opt = get_optimizer(optimizer)
-        X, y = self._fit_data(X, y, "X", "y")
+        dp = _data_parallel(self, comm)
+        # on many ranks, only the shapes now: each rank validates its rows batch by batch
+        prepare = self._fit_data if dp is None else self._fit_layout
+        X, y = prepare(X, y, "X", "y")
         if validation_data is not None:
             try:
                 Xv, yv = validation_data
             except (TypeError, ValueError) as e:
                 raise TypeError("validation_data: expected a pair (X_val, y_val)") from e
-            Xv, yv = self._fit_data(Xv, yv, "validation_data[0]", "validation_data[1]")
+            Xv, yv = prepare(Xv, yv, "validation_data[0]", "validation_data[1]")
         n = self._n_samples(X)
+        if dp is not None:
+            seed = dp._start_fit(dict(
+                samples=n, batch_size=batch_size, epochs=epochs, shuffle=shuffle, bptt=bptt,
+                clip_norm=clip_norm, optimizer=(repr(opt), opt.t),
+                validation=None if validation_data is None else self._n_samples(Xv)), seed)
         params = [p for _, p in self._named_params()]
         rng = np.random.default_rng(seed)
         history = History(epoch=[], loss=[], time=[])
@@ -143,7 +162,7 @@ class Trainable:
                 history["val_accuracy"] = []
             history["val_time"] = []
         steps_per_epoch = -(-n // batch_size) * self._steps_per_batch(X, bptt)
-        bar = _Progress(progress, epochs)
+        bar = _Progress(progress and (dp is None or dp.rank == dp.root), epochs)
         with _deferred_sigint() as interrupt:
             try:
                 for epoch in range(1, epochs + 1):
@@ -155,8 +174,11 @@ class Trainable:
                         # in order: a slice, so a batch of rows is a view, not a copy
                         batch = (slice(start, start + batch_size) if order is None
                                  else order[start:start + batch_size])
-                        Xb, yb = self._take(X, y, batch)
-                        for loss, grads, rows in self._train_steps(Xb, yb, bptt):
+                        if dp is None:
+                            steps = self._train_steps(*self._take(X, y, batch), bptt)
+                        else:   # this rank's part; the global loss, gradients and rows
+                            steps = dp._train_steps(X, y, batch, bptt, interrupt)
+                        for loss, grads, rows in steps:
                             if clip_norm is not None:
                                 clip_grad_norm(grads, clip_norm)
                             with interrupt.step():   # a second Ctrl-C waits for it
@@ -165,14 +187,15 @@ class Trainable:
                             rows_sum += rows
                             history.step_loss.append(float(loss))
                             bar.update(loss_sum / rows_sum)
-                            if interrupt.is_set():
+                            if interrupt.is_set() if dp is None else dp.stop_requested:
                                 raise KeyboardInterrupt
                     history["epoch"].append(epoch)
                     history["loss"].append(loss_sum / rows_sum)
                     history["time"].append(time.perf_counter() - started)
                     if validation_data is not None:
                         started = time.perf_counter()
-                        val_loss, val_acc = self._evaluate(Xv, yv, batch_size, bptt)
+                        val_loss, val_acc = self._evaluate(
+                            Xv, yv, batch_size, bptt, dp, ("validation_data[0]", "validation_data[1]"))
                         history["val_loss"].append(val_loss)
                         if "val_accuracy" in history:
                             history["val_accuracy"].append(val_acc)
@@ -180,14 +203,20 @@ class Trainable:
                     bar.end_epoch({k: history[k][-1] for k in ("loss", "val_loss", "val_accuracy")
                                    if k in history})
             except KeyboardInterrupt:
+                if dp is not None and not dp.stop_requested:
+                    raise       # not at a step every rank agreed on: the job must end
                 history.interrupted = True
                 bar.interrupted()
             finally:
                 bar.close()
+        if dp is not None:
+            dp._end_fit()
         return history
 
-    def _evaluate(self, X, y, batch_size, bptt):
+    def _evaluate(self, X, y, batch_size, bptt, dp=None, names=("X", "y")):
         """(mean loss, accuracy or None) over validated data, in batches, no update."""
+        if dp is not None:
+            return dp._evaluate(X, y, batch_size, bptt, names)
         n = self._n_samples(X)
         loss_sum, rows_sum, correct = 0.0, 0, 0
         for start in range(0, n, batch_size):
@@ -199,10 +228,12 @@ class Trainable:
                 correct += batch_correct
         return float(loss_sum / rows_sum), (correct / rows_sum if self._is_classifier() else None)
 
-    def evaluate(self, X, y, batch_size=256):
-        """(loss, accuracy) on data, accuracy None for regressors; no parameter changes."""
-        X, y = self._fit_data(X, y, "X", "y")
-        return self._evaluate(X, y, positive_int(batch_size, "batch_size"), None)
+    def evaluate(self, X, y, batch_size=256, comm=None):
+        """(loss, accuracy) on data, accuracy None for regressors; no parameter changes.
+        With ``comm`` (as in :meth:`fit`) each rank scores its block of the samples."""
+        dp = _data_parallel(self, comm)
+        X, y = (self._fit_data if dp is None else self._fit_layout)(X, y, "X", "y")
+        return self._evaluate(X, y, positive_int(batch_size, "batch_size"), None, dp)
 
     # -- state dicts ----------------------------------------------------------
     def state_dict(self):
@@ -302,6 +333,19 @@ class MLPTrainable(Trainable):
             y = float_array(y, yname, dtype=W0.dtype, ndim=2, shape=(X.shape[0], n_out))
         return X, y
 
+    def _fit_layout(self, X, y, xname, yname):
+        """_fit_data for in-memory arrays; for others (memory-mapped, array-likes)
+        its checks from the shapes and the first sample only, X and y neither read
+        nor converted: each rank validates its own rows, batch by batch."""
+        X, y = _unread(X), _unread(y)
+        if _in_memory(X, y) or X.ndim != 2 or X.shape[0] == 0:
+            return self._fit_data(X, y, xname, yname)     # (a bad shape raises unread)
+        if y.ndim == 0 or y.shape[0] != X.shape[0]:
+            raise ValueError(f"{yname}: expected {X.shape[0]} targets (one per row of {xname}), "
+                             f"got shape {y.shape}")
+        self._fit_data(X[:1], y[:1], xname, yname)
+        return X, y
+
     def _n_samples(self, X):
         return X.shape[0]
 
@@ -311,9 +355,24 @@ class MLPTrainable(Trainable):
     def _steps_per_batch(self, X, bptt):
         return 1
 
+    def _batch_steps(self, X, batch, bptt):
+        return 1
+
     def _train_steps(self, X, y, bptt):
         loss, grads = self.loss_and_grad(X, y)
         yield loss, [g for pair in grads for g in pair], X.shape[0]
+
+    def _stream_steps(self, X, y, k1, k2, burn_in):
+        """BPTT(k1, k2) over a batch of sequences: the first burn_in steps
+        forward only, then one optimizer step per k1 steps."""
+        T, B = X.shape[0], X.shape[1]
+        stream = Stream(self, k1, k2, batch=B)
+        for t0 in range(0, min(burn_in, T), k1):
+            stream.advance(X[t0:min(t0 + k1, burn_in, T)])
+        for t0 in range(min(burn_in, T), T, k1):
+            t1 = min(t0 + k1, T)
+            loss, grads = stream.step(X[t0:t1], y[t0:t1])
+            yield loss, list(grads.values()), (t1 - t0) * B
 
     def _eval_batch(self, X, y, bptt):
         loss, _ = self.loss_and_grad(X, y)
@@ -332,6 +391,11 @@ _SEQ_NAMES = {"weight_ih": "weight_ih_l0", "weight_hh": "weight_hh_l0",
               "weight_out": "readout.weight", "bias_out": "readout.bias"}
 
 
+class SeqData(namedtuple("SeqData", "X lengths reset")):
+    """A sequence data set for fit: X (T, N, I), lengths (N,) or None, reset
+    (T, N) or None; a batch takes the same columns of all three."""
+
+
 class SequenceTrainable(Trainable):
     """The hooks for the sequence models (``fastbp._seqmodel.SequenceModel``).
 
@@ -343,58 +407,118 @@ class SequenceTrainable(Trainable):
     """
 
     def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, validation_data=None,
-            shuffle=True, seed=None, progress=True, clip_norm=None, bptt=None):
+            shuffle=True, seed=None, progress=True, clip_norm=None, bptt=None, lengths=None,
+            reset=None, burn_in=0, comm=None):
         """Train with mini-batches of sequences; returns a :class:`History`.
 
         X is (T, N, I) and y as for ``loss_and_grad`` ((T, N[, O]), or (N[, O])
         with ``many_to_one``); a batch is ``batch_size`` of the N sequences, each
         starting from a zero state.
 
-        bptt : int or None
+        bptt : int, (k1, k2) or None
             Truncated backpropagation through time: train on chunks of ``bptt``
             time steps, one optimizer step per chunk, carrying the state (not its
             gradient) across chunks. None trains on whole sequences. With
             ``many_to_one`` the state is carried through the first T − bptt steps
             without gradient and the last ``bptt`` steps are trained.
+            ``(k1, k2)``: Williams and Peng's BPTT(k1, k2) (:mod:`fastbp.tbptt`):
+            every k1 steps, one optimizer step on those steps' losses
+            backpropagated k2 >= k1 steps, without recomputing overlapping
+            windows. Many-to-many, one unidirectional layer, no lengths/reset.
+        burn_in : int
+            With ``bptt=(k1, k2)``: steps at the start of each batch that only
+            warm the state up (no loss on them).
+        lengths : int array (N,) or None
+            Each sequence's number of valid steps (0 <= length <= T): the
+            kernels skip the rest and the loss averages over valid steps only.
+        reset : bool array (T, N) or None
+            Steps where a sequence restarts from the zero state (episode or
+            document boundaries inside one row).
+        validation_data : (X_val, y_val[, lengths_val[, reset_val]]) or None
 
-        The other arguments are those of :meth:`Trainable.fit`.
+        The other arguments are those of :meth:`Trainable.fit`; with ``comm``
+        the ranks split every batch by sequences.
         """
-        if bptt is not None:
-            bptt = positive_int(bptt, "bptt")
+        bptt = parse_bptt(bptt)
+        burn_in = _nonnegative_int(burn_in, "burn_in")
+        if isinstance(bptt, tuple):
+            if lengths is not None or reset is not None:
+                raise ValueError("bptt=(k1, k2) streams full-length sequences: lengths and "
+                                 "reset are not supported with it (use bptt=k)")
+            Stream(self, *bptt, batch=1)            # refuses unsupported models, by name
+            bptt = bptt + (burn_in,)
+        elif burn_in:
+            raise ValueError("burn_in: needs bptt=(k1, k2)")
+        X = SeqData(X, lengths, reset)
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or not 2 <= len(validation_data) <= 4:
+                raise TypeError("validation_data: expected (X_val, y_val[, lengths_val"
+                                "[, reset_val]])")
+            Xv, yv, *extra = validation_data
+            extra += [None] * (2 - len(extra))
+            validation_data = (SeqData(Xv, extra[0], extra[1]), yv)
         return self._fit(X, y, epochs, batch_size, optimizer, validation_data, shuffle, seed,
-                         progress, clip_norm, bptt)
+                         progress, clip_norm, bptt, comm)
 
-    def evaluate(self, X, y, batch_size=256, bptt=None):
+    def evaluate(self, X, y, batch_size=256, bptt=None, lengths=None, reset=None, comm=None):
         """(loss, accuracy) on data, accuracy None for regressors; ``bptt`` chunks
-        long sequences (carrying the state) to bound memory; same result."""
-        X, y = self._fit_data(X, y, "X", "y")
-        bptt = None if bptt is None else positive_int(bptt, "bptt")
-        return self._evaluate(X, y, positive_int(batch_size, "batch_size"), bptt)
+        long sequences (carrying the state) to bound memory; same result.
+        lengths (N,) and reset (T, N) as for :meth:`fit`. With ``comm`` (as in
+        :meth:`fit`) each rank scores its block of the sequences."""
+        dp = _data_parallel(self, comm)
+        X, y = (self._fit_data if dp is None else self._fit_layout)(SeqData(X, lengths, reset), y,
+                                                                      "X", "y")
+        bptt = None if bptt is None else positive_int(bptt, "bptt")   # memory only: no (k1, k2)
+        return self._evaluate(X, y, positive_int(batch_size, "batch_size"), bptt, dp)
 
     def _named_params(self):
         return [(_SEQ_NAMES[name], p) for name, p in self._params.items()]
 
     def _fit_data(self, X, y, xname, yname):
+        data = X if isinstance(X, SeqData) else SeqData(X, None, None)
         try:
-            X = self._check_X(X)
-            y = self._check_Y(y, X.shape[0], X.shape[1])
+            X = self._check_X(data.X)
+            T, N = X.shape[0], X.shape[1]
+            lengths = lengths_array(data.lengths, T, N)
+            reset = reset_array(data.reset, T, N)
+            mask = None if lengths is None else np.arange(T)[:, None] < lengths[None, :]
+            y = self._check_Y(y, T, N, mask)
         except (ValueError, TypeError) as e:   # name the caller's argument
             msg = str(e)
             for mine, theirs in (("X:", xname + ":"), ("Y:", yname + ":")):
                 if msg.startswith(mine):
                     msg = theirs + msg[len(mine):]
             raise type(e)(msg) from e
-        return X, y
+        return SeqData(X, lengths, reset), y
+
+    def _fit_layout(self, X, y, xname, yname):
+        """As MLPTrainable._fit_layout, the first sequence for the sample; lengths
+        and reset (small) are validated whole."""
+        data = X if isinstance(X, SeqData) else SeqData(X, None, None)
+        X, y = _unread(data.X), _unread(y)
+        if _in_memory(X, y) or X.ndim != 3 or 0 in X.shape[:2]:
+            return self._fit_data(data._replace(X=X), y, xname, yname)   # (a bad shape raises unread)
+        T, N = X.shape[:2]
+        lead = (N,) if self.many_to_one else (T, N)
+        if y.shape[:len(lead)] != lead or y.ndim > len(lead) + 1:
+            raise ValueError(f"{yname}: expected shape {lead} (labels) or "
+                             f"{lead + (self.output_size,)}, got {y.shape}")
+        data = SeqData(X, lengths_array(data.lengths, T, N), reset_array(data.reset, T, N))
+        self._fit_data(*self._take(data, y, slice(0, 1)), xname, yname)
+        return data, y
 
     def _n_samples(self, X):
-        return X.shape[1]
+        return X.X.shape[1]
 
     def _take(self, X, y, idx):
-        return X[:, idx], (y[idx] if self.many_to_one else y[:, idx])
+        data = SeqData(X.X[:, idx], None if X.lengths is None else X.lengths[idx],
+                       None if X.reset is None else X.reset[:, idx])
+        return data, (y[idx] if self.many_to_one else y[:, idx])
 
     def _chunks(self, T, bptt):
-        """[(t0, t1)] covering 0..T in chunks of bptt steps (one chunk without bptt)."""
-        k = T if bptt is None else bptt
+        """[(t0, t1)] covering 0..T in chunks of bptt steps (one chunk without bptt;
+        chunks of k1 for bptt=(k1, k2, burn_in))."""
+        k = T if bptt is None else bptt[0] if isinstance(bptt, tuple) else bptt
         if self.many_to_one:
             # forward-only chunks, then the last k steps trained
             last = max(T - k, 0)
@@ -402,36 +526,80 @@ class SequenceTrainable(Trainable):
         return [(t0, min(t0 + k, T)) for t0 in range(0, T, k)]
 
     def _steps_per_batch(self, X, bptt):
-        return 1 if self.many_to_one else len(self._chunks(X.shape[0], bptt))
+        if isinstance(bptt, tuple):
+            return -(-max(X.X.shape[0] - bptt[2], 0) // bptt[0])
+        return 1 if self.many_to_one else len(self._chunks(X.X.shape[0], bptt))
+
+    def _batch_steps(self, X, batch, bptt):
+        """The steps _train_steps yields for the batch ``batch`` of X, from its
+        lengths alone (it stops at the first chunk where every sequence has
+        ended): fit(comm=...) makes exactly one Allreduce per step."""
+        if X.lengths is None or self.many_to_one or isinstance(bptt, tuple):
+            return self._steps_per_batch(X, bptt)
+        longest = int(X.lengths[batch].max(initial=0))
+        return sum(1 for t0, _ in self._chunks(X.X.shape[0], bptt) if t0 < longest)
 
     def _zero_states(self):
         return (None,) * len(self._state_names)
 
+    def _chunk(self, data, y, t0, t1):
+        """Chunk [t0, t1) of a batch: X, targets, lengths within it, resets, and
+        the number of scored rows."""
+        B = data.X.shape[1]
+        lengths = None if data.lengths is None else np.clip(data.lengths - t0, 0, t1 - t0)
+        reset = None if data.reset is None else data.reset[t0:t1]
+        yc = y if self.many_to_one else y[t0:t1]
+        if self.many_to_one:
+            rows = B
+        else:
+            rows = (t1 - t0) * B if lengths is None else int(lengths.sum())
+        return data.X[t0:t1], yc, lengths, reset, rows
+
     def _train_steps(self, X, y, bptt):
-        T, B = X.shape[0], X.shape[1]
+        if isinstance(bptt, tuple):
+            yield from self._stream_steps(X.X, y, *bptt)
+            return
+        T = X.X.shape[0]
         chunks = self._chunks(T, bptt)
         states = self._zero_states()
         for i, (t0, t1) in enumerate(chunks):
+            Xc, yc, lengths, reset, rows = self._chunk(X, y, t0, t1)
             if self.many_to_one and i < len(chunks) - 1:
-                _, states = self._outputs(X[t0:t1], states)     # state only, no gradient
+                _, states = self._outputs(Xc, states, lengths, reset)   # state only, no gradient
+            elif rows == 0:
+                break       # every sequence of the batch has ended
             else:
-                yc = y if self.many_to_one else y[t0:t1]
-                loss, grads, states = self._loss_and_grad(X[t0:t1], yc, states)
-                rows = B if self.many_to_one else (t1 - t0) * B
+                loss, grads, states = self._loss_and_grad(Xc, yc, states, lengths, reset)
                 yield loss, list(grads.values()), rows
             states = tuple(np.array(s) for s in states)   # detached: a value, not a view
 
-    def _eval_batch(self, X, y, bptt):
+    def _stream_steps(self, X, y, k1, k2, burn_in):
+        """BPTT(k1, k2) over a batch of sequences: the first burn_in steps
+        forward only, then one optimizer step per k1 steps."""
         T, B = X.shape[0], X.shape[1]
+        stream = Stream(self, k1, k2, batch=B)
+        for t0 in range(0, min(burn_in, T), k1):
+            stream.advance(X[t0:min(t0 + k1, burn_in, T)])
+        for t0 in range(min(burn_in, T), T, k1):
+            t1 = min(t0 + k1, T)
+            loss, grads = stream.step(X[t0:t1], y[t0:t1])
+            yield loss, list(grads.values()), (t1 - t0) * B
+
+    def _eval_batch(self, X, y, bptt):
+        T = X.X.shape[0]
         chunks = self._chunks(T, bptt)
         states = self._zero_states()
         loss_sum, rows, correct = 0.0, 0, 0
         for i, (t0, t1) in enumerate(chunks):
-            out, states = self._outputs(X[t0:t1], states)      # one forward pass, no backward
+            Xc, yc, lengths, reset, n = self._chunk(X, y, t0, t1)
+            if n == 0:
+                break
+            out, states = self._outputs(Xc, states, lengths, reset)   # forward only
             states = tuple(np.array(s) for s in states)
             if not self.many_to_one or i == len(chunks) - 1:
-                yc = y if self.many_to_one else y[t0:t1]
-                n = B if self.many_to_one else (t1 - t0) * B
+                if lengths is not None and not self.many_to_one:     # the valid steps only
+                    valid = np.arange(t1 - t0)[:, None] < lengths[None, :]
+                    out, yc = out[valid][None], yc[valid][None]
                 loss_sum += self._objective(out, yc) * n
                 rows += n
                 if self._is_classifier():
@@ -455,6 +623,36 @@ class SequenceTrainable(Trainable):
             loss += sum(0.5 * self.l2 * float(np.vdot(W, W))
                         for name, W in self._params.items() if name.startswith("weight"))
         return float(loss)
+
+
+def _nonnegative_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{name}: expected an integer >= 0, got {value!r}")
+    return int(value)
+
+
+def _data_parallel(model, comm):
+    """None without comm, else the DataParallel that fit uses (mpi4py imported only now)."""
+    if comm is None:
+        return None
+    from .distributed import DataParallel
+    return DataParallel.of(model, comm)
+
+
+def _unread(a):
+    """``a`` itself when it can be indexed lazily (an ndarray, memory-mapped or
+    not, or any object with shape, ndim, dtype and __getitem__), else np.asarray(a)."""
+    if isinstance(a, np.ndarray) or all(hasattr(a, k) for k in ("shape", "ndim", "dtype",
+                                                                 "__getitem__")):
+        return a
+    return np.asarray(a)
+
+
+def _in_memory(X, y):
+    """Both plain in-memory ndarrays (not memory-mapped, not array-likes)? For
+    sequence data, X's array (lengths and reset are always validated at once)."""
+    X = X.X if isinstance(X, SeqData) else X
+    return type(X) is np.ndarray and type(y) is np.ndarray
 
 
 def _as_numpy(value):

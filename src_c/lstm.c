@@ -5,6 +5,7 @@
 #include "fbp_math.h"
 #include "lstm.h"
 #include "packed.h"
+#include "seq.h"
 
 #define REAL float
 #define FN(name) name##_f

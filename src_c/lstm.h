@@ -4,7 +4,8 @@
  * bias (4H). Sequences are time-major. One call runs a whole sequence; the time
  * loop is in C and allocates nothing: every buffer comes from the caller.
  *
- * Buffers (all row-major, C-contiguous):
+ * Buffers (all row-major, C-contiguous), shown for the plain layout; with
+ * variable lengths the T·B rows become seq.h's M slot rows:
  *   hs    (T+1, B, H)  hs[0] = h0, hs[t] = h_t. hs[:-1] is H_prev (T·B,H) for
  *                      dW_hh and hs[1:] is the output y, both without copies.
  *   cs    (T+1, B, H)  cs[0] = c0, cs[t] = c_t.
@@ -18,48 +19,58 @@
 #define FASTBP_LSTM_H
 
 #include "fastbp.h"
+#include "seq.h"
 
-/* Forward over a whole sequence.
- *   hs    (T+1,B,H)  in: hs[0] = h0;  out: hs[1..T] = h_1..h_T
- *   cs    (T+1,B,H)  in: cs[0] = c0;  out: cs[1..T] = c_1..c_T
- *   gates (T,B,4H)   out: activated gates i, f, g, o
- *   x     (T,B,I), W_ih (4H,I), W_hh (4H,H)
+/* Forward over a whole sequence. Row blocks follow seq.h's slot layout
+ * (seq NULL: the plain (T,B,·) layout, every row active at every step).
+ *   hs    (M+n_{T−1},H)  in: block 0 = h0;  out: block t+1 = h_t of step t
+ *   cs    (M+n_{T−1},H)  in: block 0 = c0;  out: block t+1 = c_t
+ *   gates (M,4H)     out: activated gates i, f, g, o (rows of ended rows: junk)
+ *   work             fbp_seq_work_size(B, H, events, 2, 0) elements, or NULL
+ *                    without reset events
+ *   x     (M,I), W_ih (4H,I), W_hh (4H,H)
  *   bias  (4H)       b_ih + b_hh
  *   peep  (3,H)      rows p_i, p_f, p_o, or NULL for torch's cell without peepholes
- *   pack  workspace of fbp_lstm_pack_size(H) elements, or NULL (see below) */
-int fbp_lstm_forward_f(float *hs, float *cs, float *gates,
+ *   pack  workspace of fbp_lstm_pack_size(H) elements, or NULL (see below)
+ *   seq   lengths (active rows per step) and reset events, or NULL */
+int fbp_lstm_forward_f(float *hs, float *cs, float *gates, float *work,
                        const float *x, const float *W_ih, const float *W_hh,
                        const float *bias, const float *peep, float *pack,
-                       int T, int B, int I, int H);
-int fbp_lstm_forward_d(double *hs, double *cs, double *gates,
+                       const fbp_seq *seq, int T, int B, int I, int H);
+int fbp_lstm_forward_d(double *hs, double *cs, double *gates, double *work,
                        const double *x, const double *W_ih, const double *W_hh,
                        const double *bias, const double *peep, double *pack,
-                       int T, int B, int I, int H);
+                       const fbp_seq *seq, int T, int B, int I, int H);
 
 /* Backward through time.
- *   dG    (T,B,4H)   out: δ_t = [δi, δf, δg, δo], the gradients of the gate
- *                    pre-activations
- *   gates (T,B,4H)   the activated gates from the forward pass; may be dG
- *                    itself, which then saves a (T,B,4H) buffer (the gates are
+ *   dG    (M,4H)     out: δ_t = [δi, δf, δg, δo], the gradients of the gate
+ *                    pre-activations (0 in the rows of ended rows)
+ *   gates (M,4H)     the activated gates from the forward pass; may be dG
+ *                    itself, which then saves a (M,4H) buffer (the gates are
  *                    consumed)
- *   dX    (T,B,I)    out (overwritten): ∂L/∂x_t; NULL to skip
+ *   dX    (M,I)      out (overwritten): ∂L/∂x_t; NULL to skip
  *   dW_ih (4H,I), dW_hh (4H,H), db (4H)      accumulated (+=)
  *   dpeep (3,H)      accumulated (+=) when peep is not NULL
- *   dh    (B,H)      in: ∂L/∂h_T from outside the sequence (dh_n); out: ∂L/∂h_0
- *   dc    (B,H)      in: ∂L/∂c_T (dc_n); out: ∂L/∂c_0
- *   dy    (T,B,H)    ∂L/∂h_t from above at every step, or NULL (all zero)
- *   hs, cs (T+1,B,H) from the forward pass
- *   x (T,B,I), W_ih (4H,I), W_hh (4H,H), peep (3,H) or NULL, pack: as in forward */
+ *   dh    (B,H)      in: ∂L/∂h at each row's last step (dh_n); out: ∂L/∂h_0
+ *   dc    (B,H)      in: ∂L/∂c at each row's last step (dc_n); out: ∂L/∂c_0
+ *   work             fbp_seq_work_size(B, H, events, 2, 1) elements, or NULL
+ *                    without reset events
+ *   dy    (M,H)      ∂L/∂h_t from above at every step, or NULL (all zero)
+ *   hs, cs           from the forward pass; the rows of reset events are
+ *                    swapped with h0/c0 during the call and put back
+ *   x (M,I), W_ih (4H,I), W_hh (4H,H), peep (3,H) or NULL, pack, seq: as in forward */
 int fbp_lstm_backward_f(float *dG, float *dX, float *dW_ih, float *dW_hh, float *db,
-                        float *dpeep, float *dh, float *dc,
-                        const float *gates, const float *dy, const float *hs, const float *cs,
+                        float *dpeep, float *dh, float *dc, float *work,
+                        const float *gates, const float *dy, float *hs, float *cs,
                         const float *x, const float *W_ih, const float *W_hh,
-                        const float *peep, float *pack, int T, int B, int I, int H);
+                        const float *peep, float *pack, const fbp_seq *seq,
+                        int T, int B, int I, int H);
 int fbp_lstm_backward_d(double *dG, double *dX, double *dW_ih, double *dW_hh, double *db,
-                        double *dpeep, double *dh, double *dc,
-                        const double *gates, const double *dy, const double *hs, const double *cs,
+                        double *dpeep, double *dh, double *dc, double *work,
+                        const double *gates, const double *dy, double *hs, double *cs,
                         const double *x, const double *W_ih, const double *W_hh,
-                        const double *peep, double *pack, int T, int B, int I, int H);
+                        const double *peep, double *pack, const fbp_seq *seq,
+                        int T, int B, int I, int H);
 
 /* Elements of the `pack` workspace both functions take for hidden size H:
  * with it, the per-step recurrent products run on a copy of W_hh packed once

@@ -11,8 +11,8 @@
  *             one recurrent product for ∂L/∂h_{t−1},
  *   after the loop: dW_ih, dW_hh and dX as one GEMM each over the stacked
  *             (T·B, ·) arrays.
- * Each step works on its first n rows (n = B today). Variable sequence lengths
- * (rows sorted by length, n_t active rows at step t) only need n set per step. */
+ * Each step works on its first n_t rows: variable lengths and resets follow
+ * seq.h (rows sorted by length, the slot layout, reset events). */
 
 /* Elements of the packing workspace for hidden size H: the larger of the two
  * packings, W_hhᵀ (K = H, N = 4H) forward and W_hh (K = 4H, N = H) backward. */
@@ -182,76 +182,135 @@ static int FN(lstm_recurrent_backward)(REAL *dh, const REAL *gd, const REAL *W_h
 
 /* ---- whole sequence ---------------------------------------------------------- */
 
-int FN(fbp_lstm_forward)(REAL *hs, REAL *cs, REAL *gates,
+int FN(fbp_lstm_forward)(REAL *hs, REAL *cs, REAL *gates, REAL *work,
                          const REAL *x, const REAL *W_ih, const REAL *W_hh,
                          const REAL *bias, const REAL *peep, REAL *pack,
-                         int T, int B, int I, int H)
+                         const fbp_seq *seq, int T, int B, int I, int H)
 {
     if (T < 0 || B < 0 || I < 0 || H < 1) return FBP_ERR_ARG;
-    if (T == 0 || B == 0) return FBP_OK;
     if ((int64_t)T * B > INT32_MAX || 4 * (int64_t)H > INT32_MAX) return FBP_ERR_ARG;
+    ptrdiff_t events;
+    int st = fbp_seq_check(seq, T, B, &events);
+    if (st) return st;
+    if (events && !work) return FBP_ERR_ARG;
+    if (T == 0 || B == 0) return FBP_OK;
     const int H4 = 4 * H;
-    const ptrdiff_t step_g = (ptrdiff_t)B * H4, step_h = (ptrdiff_t)B * H;
-    int st;
+    const ptrdiff_t h = H, BH = (ptrdiff_t)B * H;
+    int M = 0;                                   /* slot rows, T·B without lengths */
+    for (int t = 0; t < T; t++) M += fbp_seq_block(seq, t, B);
 
-    if (I > 0) {    /* G(T·B,4H) = X(T·B,I) @ W_ihᵀ(I,4H): the input side of every step at once */
-        st = FN(fbp_gemm)(gates, H4, x, I, W_ih, I, T * B, H4, I, 0, 1, 1, 0);
+    if (I > 0) {    /* G(M,4H) = X(M,I) @ W_ihᵀ(I,4H): the input side of every step at once */
+        st = FN(fbp_gemm)(gates, H4, x, I, W_ih, I, M, H4, I, 0, 1, 1, 0);
         if (st) return st;
     } else {        /* no inputs: the recurrent product and the bias alone */
-        for (ptrdiff_t k = 0; k < T * step_g; k++) gates[k] = 0;
+        memset(gates, 0, (size_t)M * H4 * sizeof(REAL));
     }
 
     if (pack) FN(fbp_pack)(pack, W_hh, H, H4, 1);     /* panels of W_hhᵀ (H,4H) */
+    ptrdiff_t s = 0;                                 /* s_t: block t of gates, hs, cs */
     for (int t = 0; t < T; t++) {
-        const int n = B;        /* rows active at step t (all, until lengths arrive) */
-        REAL *g = gates + t * step_g;
-        const REAL *h_prev = hs + t * step_h;
-        st = FN(lstm_recurrent_forward)(g, h_prev, W_hh, pack, n, H);
-        if (st) return st;
-        FN(lstm_forward_pass)(g, cs + (t + 1) * step_h, hs + (t + 1) * step_h,
-                              cs + t * step_h, bias, peep, n, H);
+        const int m = fbp_seq_block(seq, t, B), n = fbp_seq_rows(seq, t, B);
+        REAL *g = gates + s * H4, *h_prev = hs + s * h, *c_prev = cs + s * h;
+        const int *ev;
+        const int ne = fbp_seq_events(seq, t, &ev);
+        if (ne) {       /* reset rows start from h0, c0 (block 0) */
+            FN(fbp_seq_swap_in)(h_prev, work, hs, ev, ne, H);
+            FN(fbp_seq_swap_in)(c_prev, work + BH, cs, ev, ne, H);
+        }
+        if (n > 0) {
+            st = FN(lstm_recurrent_forward)(g, h_prev, W_hh, pack, n, H);
+            if (st) return st;
+            FN(lstm_forward_pass)(g, cs + (s + m) * h, hs + (s + m) * h, c_prev, bias, peep, n, H);
+        }
+        if (ne) {       /* hs, cs keep the true h_{t−1}, c_{t−1} */
+            FN(fbp_seq_restore)(h_prev, work, ev, ne, H);
+            FN(fbp_seq_restore)(c_prev, work + BH, ev, ne, H);
+        }
+        s += m;
     }
     return FBP_OK;
 }
 
+/* Swap h0 into (in = 1) or h_{t−1} back out of (in = 0) every reset row of hs,
+ * around the dW_hh GEMM; save (events,H). */
+static void FN(lstm_swap_all)(REAL *hs, REAL *save, const fbp_seq *seq, int T, int B, int H, int in)
+{
+    ptrdiff_t s = 0, k = 0;
+    for (int t = 0; t < T; t++) {
+        const int *ev;
+        const int ne = fbp_seq_events(seq, t, &ev);
+        if (ne) {
+            if (in) FN(fbp_seq_swap_in)(hs + s * H, save + k * H, hs, ev, ne, H);
+            else FN(fbp_seq_restore)(hs + s * H, save + k * H, ev, ne, H);
+        }
+        k += ne;
+        s += fbp_seq_block(seq, t, B);
+    }
+}
+
 int FN(fbp_lstm_backward)(REAL *dG, REAL *dX, REAL *dW_ih, REAL *dW_hh, REAL *db,
-                          REAL *dpeep, REAL *dh, REAL *dc,
-                          const REAL *gates, const REAL *dy, const REAL *hs, const REAL *cs,
+                          REAL *dpeep, REAL *dh, REAL *dc, REAL *work,
+                          const REAL *gates, const REAL *dy, REAL *hs, REAL *cs,
                           const REAL *x, const REAL *W_ih, const REAL *W_hh,
-                          const REAL *peep, REAL *pack, int T, int B, int I, int H)
+                          const REAL *peep, REAL *pack, const fbp_seq *seq,
+                          int T, int B, int I, int H)
 {
     if (T < 0 || B < 0 || I < 0 || H < 1) return FBP_ERR_ARG;
     if (peep && !dpeep) return FBP_ERR_ARG;
-    if (T == 0 || B == 0) return FBP_OK;     /* dh, dc pass through: ∂L/∂h_0 = dh_n */
     if ((int64_t)T * B > INT32_MAX || 4 * (int64_t)H > INT32_MAX) return FBP_ERR_ARG;
+    ptrdiff_t events;
+    int st = fbp_seq_check(seq, T, B, &events);
+    if (st) return st;
+    if (events && !work) return FBP_ERR_ARG;
+    if (T == 0 || B == 0) return FBP_OK;     /* dh, dc pass through: ∂L/∂h_0 = dh_n */
     const int H4 = 4 * H;
-    const ptrdiff_t step_g = (ptrdiff_t)B * H4, step_h = (ptrdiff_t)B * H;
-    int st;
+    const ptrdiff_t h = H, BH = (ptrdiff_t)B * H;
+    REAL *acc_h = work, *acc_c = work + BH, *c_save = work + 2 * BH, *h_save = work + 3 * BH;
+    if (events) memset(work, 0, (size_t)(2 * BH) * sizeof(REAL));
+    int M = 0;
+    for (int t = 0; t < T; t++) M += fbp_seq_block(seq, t, B);
 
     if (pack) FN(fbp_pack)(pack, W_hh, H4, H, 0);     /* panels of W_hh (4H,H) */
+    ptrdiff_t s = M;
     for (int t = T - 1; t >= 0; t--) {
-        const int n = B;        /* rows active at step t */
-        REAL *gd = dG + t * step_g;
+        const int m = fbp_seq_block(seq, t, B), n = fbp_seq_rows(seq, t, B);
+        s -= m;
+        REAL *gd = dG + s * H4, *c_prev = cs + s * h;
         /* the fused pass works in place: bring step t's activations over first
          * (one small copy that is hot in cache for the pass) unless dG is the
          * gates buffer itself */
-        if (gates != dG) memcpy(gd, gates + t * step_g, (size_t)n * H4 * sizeof(REAL));
-        FN(lstm_backward_pass)(gd, dc, db, dpeep, dh, dy ? dy + t * step_h : NULL,
-                               cs + t * step_h, cs + (t + 1) * step_h, peep, n, H);
-        st = FN(lstm_recurrent_backward)(dh, gd, W_hh, pack, n, H);   /* → ∂L/∂h_{t-1} */
-        if (st) return st;
+        if (gates != dG) memcpy(gd, gates + s * H4, (size_t)n * H4 * sizeof(REAL));
+        if (m > n) memset(gd + (ptrdiff_t)n * H4, 0, (size_t)(m - n) * H4 * sizeof(REAL));
+        const int *ev;
+        const int ne = fbp_seq_events(seq, t, &ev);
+        if (ne) FN(fbp_seq_swap_in)(c_prev, c_save, cs, ev, ne, H);   /* c_{t−1} = c0 there */
+        FN(lstm_backward_pass)(gd, dc, db, dpeep, dh, dy ? dy + s * h : NULL,
+                               c_prev, cs + (s + m) * h, peep, n, H);
+        if (ne) {
+            FN(fbp_seq_restore)(c_prev, c_save, ev, ne, H);
+            FN(fbp_seq_divert)(acc_c, dc, ev, ne, H);      /* ∂L/∂c at a reset → ∂L/∂c0 */
+        }
+        if (n > 0) {
+            st = FN(lstm_recurrent_backward)(dh, gd, W_hh, pack, n, H);   /* → ∂L/∂h_{t-1} */
+            if (st) return st;
+        }
+        if (ne) FN(fbp_seq_divert)(acc_h, dh, ev, ne, H);
     }
+    if (events)
+        for (ptrdiff_t k = 0; k < BH; k++) { dh[k] += acc_h[k]; dc[k] += acc_c[k]; }
 
-    const int rows = T * B;
-    if (I > 0) {    /* dW_ih(4H,I) += dG(T·B,4H)ᵀ @ X(T·B,I) */
-        st = FN(fbp_gemm)(dW_ih, I, dG, H4, x, I, H4, I, rows, 1, 0, 1, 1);
+    if (I > 0) {    /* dW_ih(4H,I) += dG(M,4H)ᵀ @ X(M,I) */
+        st = FN(fbp_gemm)(dW_ih, I, dG, H4, x, I, H4, I, M, 1, 0, 1, 1);
         if (st) return st;
     }
-    /* dW_hh(4H,H) += dG(T·B,4H)ᵀ @ H_prev(T·B,H), H_prev = hs[0..T-1] */
-    st = FN(fbp_gemm)(dW_hh, H, dG, H4, hs, H, H4, H, rows, 1, 0, 1, 1);
+    /* dW_hh(4H,H) += dG(M,4H)ᵀ @ H_prev(M,H), H_prev = hs blocks 0..T−1 (with
+     * h0 in the rows of reset events for the duration of the GEMM) */
+    if (events) FN(lstm_swap_all)(hs, h_save, seq, T, B, H, 1);
+    st = FN(fbp_gemm)(dW_hh, H, dG, H4, hs, H, H4, H, M, 1, 0, 1, 1);
+    if (events) FN(lstm_swap_all)(hs, h_save, seq, T, B, H, 0);
     if (st) return st;
-    if (dX && I > 0) {  /* dX(T·B,I) = dG(T·B,4H) @ W_ih(4H,I) */
-        st = FN(fbp_gemm)(dX, I, dG, H4, W_ih, I, rows, I, H4, 0, 0, 1, 0);
+    if (dX && I > 0) {  /* dX(M,I) = dG(M,4H) @ W_ih(4H,I) */
+        st = FN(fbp_gemm)(dX, I, dG, H4, W_ih, I, M, I, H4, 0, 0, 1, 0);
         if (st) return st;
     }
     return FBP_OK;

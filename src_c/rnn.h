@@ -16,38 +16,49 @@
 #define FASTBP_RNN_H
 
 #include "fastbp.h"
+#include "seq.h"
 
-/* Forward over the whole sequence.
+/* Forward over the whole sequence. Row blocks follow seq.h's slot layout
+ * (seq NULL: the plain (T,B,·) layout below, every row active at every step).
  *   hs(T+1,B,H): in: hs[0] = h0; out: hs[1..T] = h_1..h_T.
- *   x(T,B,I), W_ih(H,I), W_hh(H,H), b_ih(H), b_hh(H); act ∈ {IDENTITY, TANH, RELU}.
+ *      (slot layout: (M+n_{T−1},H), block 0 = h0, block t+1 = h_t)
+ *   pre(M,H): the input side x_t W_ihᵀ, or NULL to keep it in hs[1..T] until
+ *      each step overwrites it (only without lengths: the blocks differ then).
+ *   work: fbp_seq_work_size(B, H, events, 1, 0) elements, NULL without resets.
+ *   x(T,B,I) (slot layout (M,I)), W_ih(H,I), W_hh(H,H), b_ih(H), b_hh(H);
+ *   act ∈ {IDENTITY, TANH, RELU}.
  *   pack: workspace of fbp_rnn_pack_size(H) elements to run the recurrent
  *         products on a packed copy of the weight (fastbp's own kernel), or
- *         NULL to run them through BLAS (GEMV for one row, GEMM otherwise). */
-int fbp_rnn_forward_f(float *hs, const float *x, const float *W_ih, const float *W_hh,
-                      const float *b_ih, const float *b_hh, float *pack,
-                      int T, int B, int I, int H, int act);
-int fbp_rnn_forward_d(double *hs, const double *x, const double *W_ih, const double *W_hh,
-                      const double *b_ih, const double *b_hh, double *pack,
-                      int T, int B, int I, int H, int act);
+ *         NULL to run them through BLAS (GEMV for one row, GEMM otherwise).
+ *   seq: lengths (active rows per step) and reset events, or NULL. */
+int fbp_rnn_forward_f(float *hs, float *pre, float *work, const float *x, const float *W_ih,
+                      const float *W_hh, const float *b_ih, const float *b_hh, float *pack,
+                      const fbp_seq *seq, int T, int B, int I, int H, int act);
+int fbp_rnn_forward_d(double *hs, double *pre, double *work, const double *x, const double *W_ih,
+                      const double *W_hh, const double *b_ih, const double *b_hh, double *pack,
+                      const fbp_seq *seq, int T, int B, int I, int H, int act);
 
-/* BPTT over the whole sequence, from the forward's hs.
+/* BPTT over the whole sequence, from the forward's hs (slot layout: M rows for
+ * the (T·B) ones).
  *   dx(T,B,I)    out (overwritten), or NULL when the input gradient is not wanted
  *   dh0(B,H)     out (overwritten): ∂L/∂h_0
  *   dW_ih(H,I), dW_hh(H,H), db(H): ACCUMULATED (+=): pass zeros for a plain gradient;
  *                db is ∂L/∂b_ih = ∂L/∂b_hh
- *   delta(T,B,H) workspace; out: δ_t = ∂L/∂a_t
+ *   delta(T,B,H) workspace; out: δ_t = ∂L/∂a_t (0 in the rows of ended rows)
+ *   work         fbp_seq_work_size(B, H, events, 1, 1) elements, NULL without resets
  *   dy(T,B,H)    ∂L/∂h_t from above (the readout), or NULL for zeros
- *   dh_n(B,H)    extra ∂L/∂h_T (from a carried final state), or NULL for zeros
- *   hs(T+1,B,H), x(T,B,I), W_ih(H,I), W_hh(H,H) as in / from the forward.
- *   pack         workspace or NULL, as for the forward. */
+ *   dh_n(B,H)    extra ∂L/∂h at each row's last step (a carried final state), or NULL
+ *   hs           from the forward; the rows of reset events are swapped with
+ *                h0 during the call and put back
+ *   x(T,B,I), W_ih(H,I), W_hh(H,H), pack, seq as for the forward. */
 int fbp_rnn_backward_f(float *dx, float *dh0, float *dW_ih, float *dW_hh, float *db, float *delta,
-                       const float *dy, const float *dh_n, const float *hs, const float *x,
-                       const float *W_ih, const float *W_hh, float *pack,
+                       float *work, const float *dy, const float *dh_n, float *hs, const float *x,
+                       const float *W_ih, const float *W_hh, float *pack, const fbp_seq *seq,
                        int T, int B, int I, int H, int act);
-int fbp_rnn_backward_d(double *dx, double *dh0, double *dW_ih, double *dW_hh, double *db, double *delta,
-                       const double *dy, const double *dh_n, const double *hs, const double *x,
-                       const double *W_ih, const double *W_hh, double *pack,
-                       int T, int B, int I, int H, int act);
+int fbp_rnn_backward_d(double *dx, double *dh0, double *dW_ih, double *dW_hh, double *db,
+                       double *delta, double *work, const double *dy, const double *dh_n,
+                       double *hs, const double *x, const double *W_ih, const double *W_hh,
+                       double *pack, const fbp_seq *seq, int T, int B, int I, int H, int act);
 
 /* Elements of the `pack` workspace for hidden size H. */
 ptrdiff_t fbp_rnn_pack_size_f(int H);

@@ -1,17 +1,16 @@
 /* Elman RNN forward and BPTT, written once for REAL (see rnn.h for the contract).
  * Included by rnn.c with REAL = float / double.
  *
- * Every per-step helper takes the number of rows it works on (`rows`, today
- * always B) and a leading dimension of H, so that a step over only the first
- * n_t rows of the batch (variable lengths, rows sorted by length) is a change
- * of one argument, not of the pointer arithmetic. */
+ * Every per-step helper takes the number of rows it works on: step t runs on
+ * the first n_t rows of its block (seq.h: rows sorted by length, the slot
+ * layout, reset events). */
 
 /* φ(a) for the activation code `act`, a compile-time constant at every call
  * site below, so that each loop is specialised and vectorised. */
 FBP_ALWAYS_INLINE REAL FN(rnn_phi)(REAL a, const int act)
 {
     if (act == FBP_TANH) return FN(fbp_tanh)(a);
-    if (act == FBP_RELU) return a > 0 ? a : (REAL)0;
+    if (act == FBP_RELU) return a < 0 ? (REAL)0 : a;    /* NaN stays NaN, as np.maximum */
     return a;   /* identity */
 }
 
@@ -43,6 +42,29 @@ FBP_HOT static void FN(rnn_bias_act)(REAL *h, const REAL *b_ih, const REAL *b_hh
         case FBP_TANH: FN(rnn_bias_act_row)(hr, b_ih, b_hh, H, FBP_TANH); break;
         case FBP_RELU: FN(rnn_bias_act_row)(hr, b_ih, b_hh, H, FBP_RELU); break;
         default:       FN(rnn_bias_act_row)(hr, b_ih, b_hh, H, FBP_IDENTITY); break;
+        }
+    }
+}
+
+/* Out of place: h(H) = φ(a + b_ih + b_hh), for the slot layout where the
+ * input side of step t (a) is not stored where h_t goes. */
+FBP_ALWAYS_INLINE void FN(rnn_bias_act_to_row)(REAL *restrict h, const REAL *restrict a,
+                                               const REAL *restrict b_ih, const REAL *restrict b_hh,
+                                               ptrdiff_t H, const int act)
+{
+    for (ptrdiff_t j = 0; j < H; j++) h[j] = FN(rnn_phi)(a[j] + b_ih[j] + b_hh[j], act);
+}
+
+FBP_HOT static void FN(rnn_bias_act_to)(REAL *h, const REAL *a, const REAL *b_ih, const REAL *b_hh,
+                                        ptrdiff_t rows, ptrdiff_t H, int act)
+{
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        REAL *hr = h + r * H;
+        const REAL *ar = a + r * H;
+        switch (act) {
+        case FBP_TANH: FN(rnn_bias_act_to_row)(hr, ar, b_ih, b_hh, H, FBP_TANH); break;
+        case FBP_RELU: FN(rnn_bias_act_to_row)(hr, ar, b_ih, b_hh, H, FBP_RELU); break;
+        default:       FN(rnn_bias_act_to_row)(hr, ar, b_ih, b_hh, H, FBP_IDENTITY); break;
         }
     }
 }
@@ -126,86 +148,148 @@ static int FN(rnn_recurrent_backward)(REAL *rec, const REAL *delta, const REAL *
     return FN(fbp_gemm)(rec, H, delta, H, W_hh, H, rows, H, H, 0, 0, (REAL)1, (REAL)0);
 }
 
-static int FN(rnn_check_args)(int T, int B, int I, int H, int act)
+static int FN(rnn_check_args)(const fbp_seq *seq, ptrdiff_t *events, const REAL *work,
+                              int T, int B, int I, int H, int act)
 {
     if (T < 0 || B < 0 || I < 0 || H < 0) return FBP_ERR_ARG;
     if (act != FBP_IDENTITY && act != FBP_TANH && act != FBP_RELU) return FBP_ERR_ARG;
     if ((int64_t)T * B > INT32_MAX) return FBP_ERR_ARG;   /* the stacked GEMMs' M or K */
-    return FBP_OK;
+    int st = fbp_seq_check(seq, T, B, events);
+    if (st) return st;
+    return *events && !work ? FBP_ERR_ARG : FBP_OK;
 }
 
-int FN(fbp_rnn_forward)(REAL *hs, const REAL *x, const REAL *W_ih, const REAL *W_hh,
-                        const REAL *b_ih, const REAL *b_hh, REAL *pack,
-                        int T, int B, int I, int H, int act)
+/* M of seq.h: the slot rows of all T steps. */
+static int FN(rnn_slots)(const fbp_seq *seq, int T, int B)
 {
-    int st = FN(rnn_check_args)(T, B, I, H, act);
-    if (st) return st;
-    const ptrdiff_t BH = (ptrdiff_t)B * H;
-    if (T == 0 || BH == 0) return FBP_OK;
-    REAL *a_all = hs + BH;   /* hs[1..T]: (T·B,H) */
+    int M = 0;
+    for (int t = 0; t < T; t++) M += fbp_seq_block(seq, t, B);
+    return M;
+}
 
-    /* Input side of every step at once, written where h_1..h_T will go:
-     * A(T·B,H) = X(T·B,I) @ W_ih(H,I)ᵀ */
+int FN(fbp_rnn_forward)(REAL *hs, REAL *pre, REAL *work, const REAL *x, const REAL *W_ih,
+                        const REAL *W_hh, const REAL *b_ih, const REAL *b_hh, REAL *pack,
+                        const fbp_seq *seq, int T, int B, int I, int H, int act)
+{
+    ptrdiff_t events;
+    int st = FN(rnn_check_args)(seq, &events, work, T, B, I, H, act);
+    if (st) return st;
+    if (!pre && seq && seq->rows) return FBP_ERR_ARG;    /* lengths need their own buffer */
+    const ptrdiff_t h = H;
+    if (T == 0 || B == 0 || H == 0) return FBP_OK;
+    const int M = FN(rnn_slots)(seq, T, B);
+    /* The input side of every step at once: A(M,H) = X(M,I) @ W_ih(H,I)ᵀ,
+     * written where h_1..h_T will go (hs blocks 1..T) unless `pre` is given */
+    REAL *A = pre ? pre : hs + (ptrdiff_t)B * h;
     if (I > 0)
-        st = FN(fbp_gemm)(a_all, H, x, I, W_ih, I, T * B, H, I, 0, 1, (REAL)1, (REAL)0);
+        st = FN(fbp_gemm)(A, H, x, I, W_ih, I, M, H, I, 0, 1, (REAL)1, (REAL)0);
     else
-        memset(a_all, 0, (size_t)(T * BH) * sizeof(REAL));
+        memset(A, 0, (size_t)M * (size_t)H * sizeof(REAL));
     if (st) return st;
 
     if (pack) FN(fbp_pack)(pack, W_hh, H, H, 1);   /* panels of W_hhᵀ (H,H) */
+    ptrdiff_t s = 0;                               /* s_t, seq.h */
     for (int t = 0; t < T; t++) {
-        const REAL *h_prev = hs + (ptrdiff_t)t * BH;
-        REAL *h = hs + (ptrdiff_t)(t + 1) * BH;   /* holds x_t W_ihᵀ */
-        int rows = B;                             /* rows active at this step */
-        /* a_t = x_t W_ihᵀ + h_{t−1} W_hhᵀ, then h_t = φ(a_t + b_ih + b_hh) */
-        st = FN(rnn_recurrent_forward)(h, h_prev, W_hh, pack, rows, H);
-        if (st) return st;
-        FN(rnn_bias_act)(h, b_ih, b_hh, rows, H, act);
+        const int m = fbp_seq_block(seq, t, B), n = fbp_seq_rows(seq, t, B);
+        REAL *h_prev = hs + s * h, *h_new = hs + (s + m) * h;
+        REAL *a = pre ? pre + s * h : h_new;       /* holds x_t W_ihᵀ */
+        const int *ev;
+        const int ne = fbp_seq_events(seq, t, &ev);
+        if (ne) FN(fbp_seq_swap_in)(h_prev, work, hs, ev, ne, H);   /* reset rows: h0 */
+        if (n > 0) {
+            /* a_t = x_t W_ihᵀ + h_{t−1} W_hhᵀ, then h_t = φ(a_t + b_ih + b_hh) */
+            st = FN(rnn_recurrent_forward)(a, h_prev, W_hh, pack, n, H);
+            if (st) return st;
+            if (a == h_new) FN(rnn_bias_act)(h_new, b_ih, b_hh, n, H, act);
+            else FN(rnn_bias_act_to)(h_new, a, b_ih, b_hh, n, H, act);
+        }
+        if (ne) FN(fbp_seq_restore)(h_prev, work, ev, ne, H);
+        s += m;
     }
     return FBP_OK;
 }
 
+/* Swap h0 into (in = 1) or h_{t−1} back out of (in = 0) every reset row of hs. */
+static void FN(rnn_swap_all)(REAL *hs, REAL *save, const fbp_seq *seq, int T, int B, int H, int in)
+{
+    ptrdiff_t s = 0, k = 0;
+    for (int t = 0; t < T; t++) {
+        const int *ev;
+        const int ne = fbp_seq_events(seq, t, &ev);
+        if (ne) {
+            if (in) FN(fbp_seq_swap_in)(hs + s * H, save + k * H, hs, ev, ne, H);
+            else FN(fbp_seq_restore)(hs + s * H, save + k * H, ev, ne, H);
+        }
+        k += ne;
+        s += fbp_seq_block(seq, t, B);
+    }
+}
+
+/* ∂L/∂h of rows [lo, hi) at their last step: dh_n's rows, or zeros. */
+static void FN(rnn_final_grad)(REAL *dst, const REAL *dh_n, int lo, int hi, int H)
+{
+    if (hi <= lo) return;
+    const size_t bytes = (size_t)(hi - lo) * (size_t)H * sizeof(REAL);
+    if (dh_n) memcpy(dst + (ptrdiff_t)lo * H, dh_n + (ptrdiff_t)lo * H, bytes);
+    else memset(dst + (ptrdiff_t)lo * H, 0, bytes);
+}
+
 int FN(fbp_rnn_backward)(REAL *dx, REAL *dh0, REAL *dW_ih, REAL *dW_hh, REAL *db, REAL *delta,
-                         const REAL *dy, const REAL *dh_n, const REAL *hs, const REAL *x,
-                         const REAL *W_ih, const REAL *W_hh, REAL *pack,
+                         REAL *work, const REAL *dy, const REAL *dh_n, REAL *hs, const REAL *x,
+                         const REAL *W_ih, const REAL *W_hh, REAL *pack, const fbp_seq *seq,
                          int T, int B, int I, int H, int act)
 {
-    int st = FN(rnn_check_args)(T, B, I, H, act);
+    ptrdiff_t events;
+    int st = FN(rnn_check_args)(seq, &events, work, T, B, I, H, act);
     if (st) return st;
-    const ptrdiff_t BH = (ptrdiff_t)B * H;
+    const ptrdiff_t h = H, BH = (ptrdiff_t)B * H;
     if (BH == 0) return FBP_OK;
-    if (T == 0) {   /* no step: ∂L/∂h_0 = ∂L/∂h_T */
-        if (dh_n) memcpy(dh0, dh_n, (size_t)BH * sizeof(REAL));
-        else memset(dh0, 0, (size_t)BH * sizeof(REAL));
-        return FBP_OK;
-    }
+    /* rows that never ran (length 0, or T = 0): ∂L/∂h_0 = ∂L/∂h_n */
+    const int n0 = T > 0 ? fbp_seq_rows(seq, 0, B) : 0;
+    FN(rnn_final_grad)(dh0, dh_n, n0, B, H);
+    if (T == 0) return FBP_OK;
+    REAL *acc = work, *h_save = work + BH;
+    if (events) memset(acc, 0, (size_t)BH * sizeof(REAL));
+    const int M = FN(rnn_slots)(seq, T, B);
 
-    /* The recurrent part of ∂L/∂h_t is staged in delta[t], where the fused
-     * pass of step t reads it and overwrites it with δ_t. At t = T it is dh_n. */
-    REAL *last = delta + (ptrdiff_t)(T - 1) * BH;
-    if (dh_n) memcpy(last, dh_n, (size_t)BH * sizeof(REAL));
-    else memset(last, 0, (size_t)BH * sizeof(REAL));
-
+    /* The recurrent part of ∂L/∂h_t is staged in delta's block t, where the
+     * fused pass of step t reads it and overwrites it with δ_t. Rows whose
+     * last step is t get dh_n there instead. */
     if (pack) FN(fbp_pack)(pack, W_hh, H, H, 0);   /* panels of W_hh (H,H) */
+    ptrdiff_t s = M;
     for (int t = T - 1; t >= 0; t--) {
-        REAL *d = delta + (ptrdiff_t)t * BH;
-        const REAL *h = hs + (ptrdiff_t)(t + 1) * BH;   /* h_t */
-        int rows = B;                                    /* rows active at this step */
+        const int m = fbp_seq_block(seq, t, B), n = fbp_seq_rows(seq, t, B);
+        const int n_next = t + 1 < T ? fbp_seq_rows(seq, t + 1, B) : 0;
+        s -= m;
+        REAL *d = delta + s * h;
+        const REAL *h_t = hs + (s + m) * h;
+        FN(rnn_final_grad)(d, dh_n, n_next, n, H);
+        if (m > n) memset(d + (ptrdiff_t)n * h, 0, (size_t)(m - n) * (size_t)H * sizeof(REAL));
+        if (n == 0) continue;
         /* δ_t = (dy_t + δ_{t+1} W_hh) ⊙ φ'(a_t);  db += Σ_rows δ_t */
-        FN(rnn_delta)(d, db, dy ? dy + (ptrdiff_t)t * BH : NULL, h, rows, H, act);
-        /* δ_t W_hh: the recurrent part of ∂L/∂h_{t−1}, into delta[t−1]; at t = 0 it is ∂L/∂h_0 */
-        st = FN(rnn_recurrent_backward)(t > 0 ? d - BH : dh0, d, W_hh, pack, rows, H);
+        FN(rnn_delta)(d, db, dy ? dy + s * h : NULL, h_t, n, H, act);
+        /* δ_t W_hh: the recurrent part of ∂L/∂h_{t−1}, into block t−1; at t = 0 it is ∂L/∂h_0 */
+        REAL *rec = t > 0 ? d - (ptrdiff_t)fbp_seq_block(seq, t - 1, B) * h : dh0;
+        st = FN(rnn_recurrent_backward)(rec, d, W_hh, pack, n, H);
         if (st) return st;
+        const int *ev;
+        const int ne = fbp_seq_events(seq, t, &ev);
+        if (ne) FN(fbp_seq_divert)(acc, rec, ev, ne, H);   /* no gradient across a reset */
     }
+    if (events)
+        for (ptrdiff_t k = 0; k < BH; k++) dh0[k] += acc[k];
 
-    /* The weight and input gradients: one GEMM each over all T·B rows. */
-    /* dW_ih(H,I) += Δ(T·B,H)ᵀ @ X(T·B,I) */
-    st = FN(fbp_gemm)(dW_ih, I, delta, H, x, I, H, I, T * B, 1, 0, (REAL)1, (REAL)1);
+    /* The weight and input gradients: one GEMM each over all M rows. */
+    /* dW_ih(H,I) += Δ(M,H)ᵀ @ X(M,I) */
+    st = FN(fbp_gemm)(dW_ih, I, delta, H, x, I, H, I, M, 1, 0, (REAL)1, (REAL)1);
     if (st) return st;
-    /* dW_hh(H,H) += Δ(T·B,H)ᵀ @ H_prev(T·B,H),  H_prev = hs[0..T−1] */
-    st = FN(fbp_gemm)(dW_hh, H, delta, H, hs, H, H, H, T * B, 1, 0, (REAL)1, (REAL)1);
+    /* dW_hh(H,H) += Δ(M,H)ᵀ @ H_prev(M,H),  H_prev = hs blocks 0..T−1 (h0 in
+     * the rows of reset events for the duration of the GEMM) */
+    if (events) FN(rnn_swap_all)(hs, h_save, seq, T, B, H, 1);
+    st = FN(fbp_gemm)(dW_hh, H, delta, H, hs, H, H, H, M, 1, 0, (REAL)1, (REAL)1);
+    if (events) FN(rnn_swap_all)(hs, h_save, seq, T, B, H, 0);
     if (st) return st;
-    if (dx)   /* dX(T·B,I) = Δ(T·B,H) @ W_ih(H,I) */
-        st = FN(fbp_gemm)(dx, I, delta, H, W_ih, I, T * B, I, H, 0, 0, (REAL)1, (REAL)0);
+    if (dx)   /* dX(M,I) = Δ(M,H) @ W_ih(H,I) */
+        st = FN(fbp_gemm)(dx, I, delta, H, W_ih, I, M, I, H, 0, 0, (REAL)1, (REAL)0);
     return st;
 }

@@ -35,6 +35,13 @@ def test_char_lstm(capsys):
     assert "sampled before training" in out and "sampled after training" in out and "time:" in out
 
 
+def test_char_lstm_with_bptt_k1_k2(capsys):
+    result = example("char_lstm").main(["--quick", "--no-progress", "--bptt", "10", "--k2", "25"])
+    out = capsys.readouterr().out
+    assert result["history"]["val_loss"][-1] < result["loss_before"]
+    assert "truncated BPTT(10, 25)" in out
+
+
 def test_sine_rnn(capsys):
     result = example("sine_rnn").main(["--quick"])
     out = capsys.readouterr().out

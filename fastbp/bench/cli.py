@@ -23,7 +23,7 @@ from . import env as envmod
 from . import harness, report, workloads
 from .workloads import CHECK_TOL, IMPLEMENTATIONS, Unavailable
 
-MODELS = ("mlp", "rnn", "lstm")
+MODELS = ("mlp", "rnn", "lstm", "lstm_len")
 DTYPES = ("float32", "float64")
 DEFAULT_HIDDEN = 256
 
@@ -31,14 +31,16 @@ DEFAULT_HIDDEN = 256
 # seconds a row should stay under, seconds of quiet before each block of samples, rounds
 # the samples are spread over (harness.measure), and the size of the ceiling's GEMM
 MODES = {
-    "quick": {"batches": {"mlp": [1, 32], "rnn": [1, 16], "lstm": [1, 16]}, "seq_len": 20,
+    "quick": {"batches": {"mlp": [1, 32], "rnn": [1, 16], "lstm": [1, 16], "lstm_len": [8]},
+              "seq_len": 20,
               "repeat": 3, "min_time": 0.002, "budget": 0.3, "pause": 0.02, "rounds": 1,
               "ceiling_n": 512},
-    "default": {"batches": {"mlp": [1, 32, 256], "rnn": [1, 16, 64], "lstm": [1, 16, 64]},
+    "default": {"batches": {"mlp": [1, 32, 256], "rnn": [1, 16, 64], "lstm": [1, 16, 64],
+                            "lstm_len": [64]},
                 "seq_len": 100, "repeat": 9, "min_time": 0.01, "budget": 2.0, "pause": 0.1,
                 "rounds": 3, "ceiling_n": 1024},
     "full": {"batches": {"mlp": [1, 32, 256, 1024], "rnn": [1, 16, 64, 256],
-                         "lstm": [1, 16, 64, 256]}, "seq_len": 100,
+                         "lstm": [1, 16, 64, 256], "lstm_len": [64, 256]}, "seq_len": 100,
              "repeat": 15, "min_time": 0.05, "budget": 6.0, "pause": 0.3, "rounds": 3,
              "ceiling_n": 2048},
 }
@@ -75,9 +77,10 @@ def _choices_list(allowed):
 
 def add_arguments(p):
     p.add_argument("--models", type=_choices_list(MODELS), metavar="LIST",
-                   help="comma-separated workloads to run: mlp,rnn,lstm (default: all)")
+                   help="comma-separated workloads to run: mlp,rnn,lstm,lstm_len (default: all)")
     p.add_argument("--impl", type=_choices_list(IMPLEMENTATIONS), metavar="LIST",
-                   help="implementations to run: fastbp,reference,torch,jax (default: all)")
+                   help="implementations to run: fastbp,reference,torch,jax,fastbp-padded "
+                        "(default: all; fastbp-padded only runs lstm_len)")
     p.add_argument("--batch", type=_int_list, metavar="LIST",
                    help="batch sizes for every workload, e.g. 1,32,256 (default: per workload)")
     p.add_argument("--hidden", type=_positive_int, metavar="H",
@@ -227,7 +230,8 @@ def builders():
     """Implementation name -> {workload: builder}; peers' modules import lazily inside."""
     from . import peers_jax, peers_torch
     return {"fastbp": workloads.FASTBP, "reference": workloads.REFERENCE,
-            "torch": peers_torch.BUILDERS, "jax": peers_jax.BUILDERS}
+            "torch": peers_torch.BUILDERS, "jax": peers_jax.BUILDERS,
+            "fastbp-padded": workloads.FASTBP_PADDED}
 
 
 def new_row(problem, impl):
@@ -278,6 +282,8 @@ def check_gradients(rows, grads, tol):
 def run_problem(problem, cfg, impl_builders, all_rows, progress):
     rows, runners, grads = {}, {}, {}
     for impl in cfg["implementations"]:
+        if problem.workload not in impl_builders[impl]:
+            continue        # e.g. fastbp-padded exists for lstm_len only
         row = rows[impl] = new_row(problem, impl)
         all_rows.append(row)
         progress.activity(f"{problem.workload} {problem.label} · {impl}: first call, gradients")
@@ -409,7 +415,8 @@ def run(args, error, argv=None, out=None):
     def say(line=""):
         print(line, file=out, flush=True)
 
-    n_rows = sum(len(cfg["batches"][w]) for w in cfg["models"]) * len(cfg["implementations"])
+    n_rows = sum(len(cfg["batches"][w]) for w in cfg["models"] for i in cfg["implementations"]
+                 if w in impl_builders[i])
     progress = Progress(n_rows, enabled=not args.no_progress)
     rows, notes = [], []
     doc = {"schema": report.JSON_SCHEMA,

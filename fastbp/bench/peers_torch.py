@@ -120,4 +120,36 @@ def torch_lstm(p):
     return Runner(step, grads)
 
 
-BUILDERS = {"mlp": torch_mlp, "rnn": torch_rnn, "lstm": torch_lstm}
+def torch_lstm_len(p):
+    """The variable-length batch as PyTorch users run it: pack_padded_sequence
+    (unsorted, as data comes), nn.LSTM on the PackedSequence, pad_packed_sequence."""
+    torch = import_torch()
+    d, s, dt = p.data, p.size, _dtype(torch, p)
+    P = d["params"]
+    lstm = torch.nn.LSTM(s["input"], s["hidden"], dtype=dt)
+    _copy_into(torch, lstm, {"weight_ih_l0": P["weight_ih"], "weight_hh_l0": P["weight_hh"],
+                             "bias_ih_l0": P["bias_ih"], "bias_hh_l0": P["bias_hh"]})
+    X = _tensor(torch, d["X"]).clone().requires_grad_(True)
+    R = _tensor(torch, d["R"])
+    lengths = torch.from_numpy(np.asarray(d["lengths"], dtype=np.int64))
+    T = X.shape[0]
+    params = [X] + list(lstm.parameters())
+    rnn_utils = torch.nn.utils.rnn
+
+    def step():
+        _clear(params)
+        packed = rnn_utils.pack_padded_sequence(X, lengths, enforce_sorted=False)
+        out, _ = lstm(packed)
+        hs, _ = rnn_utils.pad_packed_sequence(out, total_length=T)
+        loss = (hs * R).sum()
+        loss.backward()
+        return loss
+
+    def grads():
+        step()
+        g = [X, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0]
+        return {name: t.grad.numpy() for name, t in zip(LSTM_GRADS, g)}
+    return Runner(step, grads, note="pack_padded_sequence(enforce_sorted=False) + nn.LSTM")
+
+
+BUILDERS = {"mlp": torch_mlp, "rnn": torch_rnn, "lstm": torch_lstm, "lstm_len": torch_lstm_len}

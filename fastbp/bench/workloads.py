@@ -16,6 +16,11 @@ Workloads (one training step each, forward + backward, every gradient):
   forward + full BPTT.
 - ``lstm``: LSTM, I=H=256, loss ``sum(h_t · R_t)`` over the whole sequence (so
   ``dL/dh_t = R_t``); forward + full BPTT including ``dL/dx``.
+- ``lstm_len``: the same LSTM on a batch of sequences of different lengths
+  (uniform in [T/10, T]), the loss over each sequence's own steps only. fastbp
+  passes ``lengths=``; torch packs (``pack_padded_sequence``); the reference
+  and ``fastbp-padded`` run the padded batch with the loss masked, which gives
+  the same gradients at the cost of every padded step.
 """
 import functools
 import importlib
@@ -25,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-IMPLEMENTATIONS = ("fastbp", "reference", "torch", "jax")
+IMPLEMENTATIONS = ("fastbp", "reference", "torch", "jax", "fastbp-padded")
 NOT_INSTALLED = "not installed"
 NOT_AVAILABLE = "not available in this build"
 
@@ -130,11 +135,31 @@ def lstm_problem(batch, seq_len, hidden, dtype, seed=0):
                    f"T={T} B={B} H={H}", np.dtype(dtype), data, flops, LSTM_GRADS)
 
 
+def lstm_len_problem(batch, seq_len, hidden, dtype, seed=0):
+    p = lstm_problem(batch, seq_len, hidden, dtype, seed)
+    T, B, H = seq_len, batch, hidden
+    rng = np.random.default_rng([seed, 1])
+    lengths = rng.integers(max(1, T // 10), T + 1, B)
+    valid = np.arange(T)[:, None] < lengths[None, :]
+    p.data["lengths"] = lengths
+    p.data["R"] *= valid[:, :, None]            # no loss past a sequence's end
+    p.data["X"] *= valid[:, :, None]            # padding, as a padded batch holds it
+    share = lengths.sum() / (T * B)
+    p.flops *= share                            # the work a sequence's own steps need
+    p.workload = "lstm_len"
+    p.size["lengths"] = [int(n) for n in lengths]
+    p.label = f"T={T} B={B} H={H} L={T // 10 or 1}..{T} ({share:.0%} of T·B)"
+    return p
+
+
 WORKLOADS = {
     "mlp": "784-h-h-10 MLP, ReLU, softmax cross-entropy: forward + backward, all gradients",
     "rnn": f"Elman RNN tanh, I={RNN_INPUT}, readout O={RNN_OUTPUT}, squared error: "
            "forward + full BPTT",
     "lstm": "LSTM I=H, loss sum(h·R): forward + full BPTT incl. dL/dx",
+    "lstm_len": "the lstm workload with sequence lengths uniform in [T/10, T]: fastbp with "
+                "lengths=, torch with pack_padded_sequence, the reference and fastbp-padded on "
+                "the padded batch (GFLOP/s count the valid steps' work only)",
 }
 
 
@@ -145,6 +170,8 @@ def make_problem(workload, batch, seq_len, hidden, dtype, seed=0):
         return rnn_problem(batch, seq_len, hidden, dtype, seed)
     if workload == "lstm":
         return lstm_problem(batch, seq_len, hidden, dtype, seed)
+    if workload == "lstm_len":
+        return lstm_len_problem(batch, seq_len, hidden, dtype, seed)
     raise ValueError(f"unknown workload {workload!r}")
 
 
@@ -167,10 +194,10 @@ def _rnn_readout_step(forward, backward, squared_error, X, Y, P, zeros_h):
     return loss, grads
 
 
-def _lstm_step(forward, backward, X, R, P, zeros_h):
+def _lstm_step(forward, backward, X, R, P, zeros_h, **lengths):
     """LSTM with loss sum(h·R): dL/dh_t = R_t, nothing flows in from h_n, c_n."""
     y, _, cache = forward(X, zeros_h, zeros_h, P["weight_ih"], P["weight_hh"],
-                          P["bias_ih"], P["bias_hh"])
+                          P["bias_ih"], P["bias_hh"], **lengths)
     loss = np.vdot(y, R)
     return loss, backward(R, None, None, cache)
 
@@ -327,8 +354,27 @@ def fastbp_lstm(p):
     return Runner(step, lambda: _pick(step()[1], LSTM_GRADS))
 
 
-FASTBP = {"mlp": fastbp_mlp, "rnn": fastbp_rnn, "lstm": fastbp_lstm}
-REFERENCE = {"mlp": reference_mlp, "rnn": reference_rnn, "lstm": reference_lstm}
+def fastbp_lstm_len(p):
+    """lengths= in the kernels: each step runs only the sequences still going."""
+    mod = _fastbp_module("lstm")
+    forward, backward = _require(mod, "lstm_forward"), _require(mod, "lstm_backward")
+    if "lengths" not in inspect.signature(forward).parameters:
+        raise Unavailable(NOT_AVAILABLE, "lstm_forward has no lengths= in this build")
+    backward = functools.partial(backward, overwrite_cache=True)
+    d = p.data
+    zeros_h = np.zeros((p.size["batch"], p.size["hidden"]), p.dtype)
+
+    def step():
+        return _lstm_step(forward, backward, d["X"], d["R"], d["params"], zeros_h,
+                          lengths=d["lengths"])
+    return Runner(step, lambda: _pick(step()[1], LSTM_GRADS))
+
+
+FASTBP = {"mlp": fastbp_mlp, "rnn": fastbp_rnn, "lstm": fastbp_lstm, "lstm_len": fastbp_lstm_len}
+# the padded batch with the loss masked: every step of every row is computed
+FASTBP_PADDED = {"lstm_len": fastbp_lstm}
+REFERENCE = {"mlp": reference_mlp, "rnn": reference_rnn, "lstm": reference_lstm,
+             "lstm_len": reference_lstm}
 
 
 # -- the gradient check ------------------------------------------------------------

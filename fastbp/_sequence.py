@@ -1,0 +1,149 @@
+"""Variable lengths and per-row resets at the Python boundary (src_c/seq.h).
+
+``lengths`` (B,) gives each row's number of valid steps; ``reset`` (T, B) bool
+marks steps where a row starts again from its initial state. The kernels run
+on the rows sorted by length (longest first) in a "slot layout" where the rows
+still active at step t are the first n_t of the step's block; :class:`Layout`
+builds that schedule once per call and moves arrays between the caller's
+``(T, B, D)`` layout and the kernels'. Without lengths (or with every length
+equal to T) the slot layout is the caller's own layout, and every move is a
+free reshape.
+"""
+import numpy as np
+
+from . import _core
+
+
+def lengths_array(lengths, T, B, name="lengths"):
+    """Validated lengths as int64 (B,), or None for full-length rows."""
+    if lengths is None:
+        return None
+    arr = np.asarray(lengths)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected an integer array of shape ({B},), got dtype {arr.dtype}")
+    if arr.shape != (B,):
+        raise ValueError(f"{name}: expected shape ({B},), got {arr.shape}")
+    arr = arr.astype(np.int64)
+    if B and (arr.min() < 0 or arr.max() > T):
+        raise ValueError(f"{name}: every length must lie in [0, T] = [0, {T}], got values in "
+                         f"[{arr.min()}, {arr.max()}]")
+    return arr
+
+
+def reset_array(reset, T, B, name="reset"):
+    """Validated reset flags as bool (T, B), or None."""
+    if reset is None:
+        return None
+    arr = np.asarray(reset)
+    if arr.dtype.kind == "b":
+        pass
+    elif arr.dtype.kind in "iu":
+        if arr.size and not np.isin(arr, (0, 1)).all():
+            raise ValueError(f"{name}: expected booleans (or 0/1), got other integers")
+        arr = arr.astype(bool)
+    else:
+        raise TypeError(f"{name}: expected a bool array of shape ({T}, {B}), got dtype {arr.dtype}")
+    if arr.shape != (T, B):
+        raise ValueError(f"{name}: expected shape ({T}, {B}), got {arr.shape}")
+    return arr
+
+
+class Layout:
+    """The kernels' view of one batch: row order, lengths, reset events.
+
+    Attributes: ``sched`` (the ``_core.Schedule`` the kernels take),
+    ``varlen`` (rows of different lengths: arrays must be gathered),
+    ``lengths`` (B,) int64 in the caller's order (None: all T),
+    ``order`` (B,) the caller's row of each sorted row (None: identity).
+    """
+
+    __slots__ = ("T", "B", "sched", "varlen", "lengths", "order", "_sorted")
+
+    def __init__(self, T, B, lengths=None, reset=None):
+        self.T, self.B = T, B
+        self.lengths = lengths
+        if lengths is not None and bool((lengths == T).all()):
+            lengths = None                         # nothing to skip: the plain layout
+        self.varlen = lengths is not None
+        if self.varlen:
+            order = np.argsort(-lengths, kind="stable").astype(np.int32)
+            self._sorted = lengths[order]
+        else:
+            order, self._sorted = None, None
+        self.order = order
+        ptr = rows = None
+        if reset is not None and T > 1:
+            events = reset if order is None else reset[:, order]
+            events = events.copy()
+            events[0] = False                      # step 0 starts from h0 anyway
+            if self.varlen:                        # only rows still running
+                events &= self._sorted[None, :] > np.arange(T)[:, None]
+            t_idx, rows = np.nonzero(events)
+            if t_idx.size:
+                ptr = np.searchsorted(t_idx, np.arange(T + 1), side="left")
+            else:
+                rows = None
+        self.sched = _core.Schedule(T, B, order, self._sorted, ptr, rows)
+
+    # -- caller layout <-> slot layout ----------------------------------------
+    def slots(self, a):
+        """(T, B, D) C-contiguous -> (slots, D): a view without lengths."""
+        T, B, D = a.shape
+        if not self.varlen:
+            return a.reshape(T * B, D)
+        out = np.empty((self.sched.slots, D), a.dtype)
+        _core.seq_gather(out, a, self.sched, False, False)
+        return out
+
+    def unslot(self, s, D):
+        """(slots, D) -> (T, B, D), zeros past each row's length."""
+        if not self.varlen:
+            return s[:self.T * self.B].reshape(self.T, self.B, D)
+        out = np.empty((self.T, self.B, D), s.dtype)
+        _core.seq_scatter(out, s, self.sched, False, False)
+        return out
+
+    def states(self, init, H, dtype):
+        """The (state_rows, H) state buffer with block 0 = init (B, H) in the
+        sorted order (zeros for None)."""
+        hs = np.empty((self.sched.state_rows, H), dtype)
+        head = hs[:self.B]
+        if init is None:
+            head.fill(0)
+        else:
+            head[...] = init if self.order is None else init[self.order]
+        return hs
+
+    def outputs(self, hs, H):
+        """Every step's output (T, B, H) from a state buffer: a view without
+        lengths, a copy with zeros past each length with them."""
+        if not self.varlen:
+            return hs[self.B:].reshape(self.T, self.B, H)
+        out = np.empty((self.T, self.B, H), hs.dtype)
+        _core.seq_scatter(out, hs, self.sched, True, False)
+        return out
+
+    def final(self, hs):
+        """Each row's state after its own last step, (B, H), caller order (a copy)."""
+        if not self.varlen:
+            return hs[self.T * self.B:(self.T + 1) * self.B].copy()
+        last = hs[self.sched.starts[self._sorted] + np.arange(self.B)]
+        return self.to_caller(last)
+
+    def to_sorted(self, a):
+        """(B, ·) caller order -> a fresh array in the kernels' order."""
+        return np.array(a if self.order is None else a[self.order])
+
+    def to_caller(self, a):
+        """(B, ·) kernels' order -> caller order (in place when unordered)."""
+        if self.order is None:
+            return a
+        out = np.empty_like(a)
+        out[self.order] = a
+        return out
+
+    def mask(self):
+        """(T, B) bool: the valid steps (None when every step is)."""
+        if not self.varlen:
+            return None
+        return np.arange(self.T)[:, None] < self.lengths[None, :]

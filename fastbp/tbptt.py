@@ -1,0 +1,245 @@
+"""Truncated backpropagation through time, BPTT(k1, k2) (Williams and Peng, 1990).
+
+A long sequence is streamed: every k1 new steps, the losses of those k1 steps
+are backpropagated through the last k2 >= k1 steps, and the caller updates the
+weights. The activations of the last k2 steps stay in a buffer, so windows that
+overlap (k2 > k1) need no recomputation: each step is computed forward once,
+and every backward pass is one compiled call over a contiguous window.
+
+The buffer holds ``capacity = 2·k2 + k1`` steps; steps are appended at its
+end, and when the next chunk would not fit, the last k2 − k1 steps (all a
+later window can reach) move to its front: a copy of k2 − k1 steps every
+about k2/k1 chunks, so the amortised cost is one step's activations per step.
+
+With k1 = k2 this is the ordinary chunked truncation (``fit(bptt=k)``); with
+k2 at least the sequence length, each chunk's losses are backpropagated to the
+start of the sequence, and the gradients of all chunks add up to the full
+BPTT gradient of the whole sequence.
+
+:class:`Stream` is the low-level object for custom loops; ``fit(...,
+bptt=(k1, k2))`` uses it, one optimizer step per chunk.
+"""
+import numbers
+
+import numpy as np
+
+from . import _core
+from ._validate import float_array, positive_int
+
+__all__ = ["Stream"]
+
+
+class Stream:
+    """Truncated BPTT(k1, k2) over a stream of B parallel sequences.
+
+    Parameters
+    ----------
+    model : fastbp.RNN or fastbp.LSTM
+        One unidirectional layer, many-to-many (a loss at every step).
+    k1 : int
+        Steps per chunk: :meth:`step` takes up to k1 new steps.
+    k2 : int or None
+        Steps backpropagated through, k2 >= k1 (None: k1).
+    batch : int
+        B, the number of parallel sequences.
+    h0, c0 : (B, H) arrays or None
+        The initial state (zeros for None); :meth:`reset` starts over.
+
+    A burn-in prefix (steps that only advance the state, with no loss) is fed
+    with :meth:`advance`; later windows may still backpropagate through it.
+
+    Usage::
+
+        stream = Stream(model, k1=25, k2=50, batch=B)
+        for t in range(0, T, 25):
+            loss, grads = stream.step(X[t:t + 25], Y[t:t + 25])
+            optimizer.step(list(model.params.values()), list(grads.values()))
+
+    The stored activations were computed with the weights of their time, as in
+    every BPTT(k1, k2) implementation: a window that reaches back across an
+    update mixes old activations with the current weights.
+    """
+
+    def __init__(self, model, k1, k2=None, batch=1, h0=None, c0=None):
+        from ._seqmodel import SequenceModel
+        if not isinstance(model, SequenceModel):
+            raise TypeError(f"model: expected a fastbp RNN or LSTM, got {type(model).__name__}")
+        if model.many_to_one:
+            raise ValueError("model: truncated BPTT(k1, k2) needs a loss at every step "
+                             "(many_to_one=False)")
+        if getattr(model, "num_layers", 1) != 1 or getattr(model, "bidirectional", False):
+            raise ValueError("model: truncated BPTT(k1, k2) runs one unidirectional layer "
+                             "(num_layers=1, bidirectional=False)")
+        self.model = model
+        self.k1 = positive_int(k1, "k1")
+        self.k2 = self.k1 if k2 is None else positive_int(k2, "k2")
+        if self.k2 < self.k1:
+            raise ValueError(f"k2: expected k2 >= k1 = {self.k1}, got {self.k2}")
+        self.B = positive_int(batch, "batch")
+        self._lstm = len(model._state_names) == 2
+        H, B, dt = model.hidden_size, self.B, model.dtype
+        self.capacity = 2 * self.k2 + self.k1
+        cap = self.capacity
+        G = 4 * H if self._lstm else H        # gate rows per state row
+        self._hs = np.empty(((cap + 1) * B, H), dt)
+        self._cs = np.empty(((cap + 1) * B, H), dt) if self._lstm else None
+        self._gates = np.empty((cap * B, G), dt) if self._lstm else None
+        self._xs = np.empty((cap * B, model.input_size), dt)
+        self._dG = np.empty((self.k2 * B, G), dt)        # δ of a window
+        self._dy = np.empty((self.k2 * B, H), dt)        # ∂L/∂h of a window
+        self.reset(h0, c0)
+
+    # -- state -----------------------------------------------------------------
+    def reset(self, h0=None, c0=None):
+        """Start a new stream from h0 (and c0 for an LSTM), or zeros."""
+        B, H = self.B, self.model.hidden_size
+        for buf, s, name in ((self._hs, h0, "h0"), (self._cs, c0, "c0")):
+            if buf is None:
+                if s is not None:
+                    raise TypeError(f"{name}: an RNN has no cell state")
+                continue
+            buf[:B] = 0 if s is None else float_array(s, name, dtype=self.model.dtype,
+                                                      shape=(B, H))
+        self._p = 0          # steps in the buffer; the current state is block p
+        self.steps = 0       # steps streamed since the last reset
+
+    @property
+    def state(self):
+        """The current state: h (B, H), or (h, c) for an LSTM (copies)."""
+        B, p = self.B, self._p
+        h = self._hs[p * B:(p + 1) * B].copy()
+        return (h, self._cs[p * B:(p + 1) * B].copy()) if self._lstm else h
+
+    # -- streaming -------------------------------------------------------------------
+    def advance(self, X):
+        """Run new steps forward (X (n, B, I), n <= k1) without a loss: a burn-in."""
+        X = self._check_X(X)
+        self._forward(X)
+        return self
+
+    def step(self, X, Y):
+        """Feed the next n <= k1 steps and backpropagate their losses k2 steps.
+
+        X (n, B, I); Y targets (n, B, O) or labels (n, B). Returns ``(loss,
+        grads)``: the mean loss over the n·B new rows (plus the L2 term) and
+        its gradients by parameter name, truncated k2 steps back. The model's
+        weights are not changed: apply an optimizer step with ``grads``.
+        """
+        X = self._check_X(X)
+        n = X.shape[0]
+        model = self.model
+        Y = model._check_Y(Y, n, self.B)
+        self._forward(X)
+        B, H, p = self.B, model.hidden_size, self._p
+        new = self._hs[(p - n + 1) * B:(p + 1) * B]      # h of the n new steps (n·B, H)
+        loss, grads, dH = model._score(new, Y.reshape((n * B,) + Y.shape[2:]))
+        w = min(self.k2, p)                              # window: steps p−w .. p−1
+        dy = self._dy[:w * B]
+        dy[:(w - n) * B] = 0                             # no loss on the older steps
+        dy[(w - n) * B:] = dH
+        grads.update(self._backward(w, dy))
+        return model._regularize(float(loss), grads)
+
+    # -- internals --------------------------------------------------------------------
+    def _check_X(self, X):
+        m = self.model
+        X = float_array(X, "X", dtype=m.dtype, ndim=3, shape=(None, self.B, m.input_size))
+        if not 1 <= X.shape[0] <= self.k1:
+            raise ValueError(f"X: expected 1 to k1 = {self.k1} steps, got {X.shape[0]}")
+        return X
+
+    def _make_room(self, n):
+        """Move the last k2 − n steps to the front when n more would not fit."""
+        if self._p + n <= self.capacity:
+            return
+        B, p = self.B, self._p
+        keep = min(p, self.k2 - n)                       # what the next window can reach
+        s = p - keep
+        self._hs[:(keep + 1) * B] = self._hs[s * B:(p + 1) * B]
+        self._xs[:keep * B] = self._xs[s * B:p * B]
+        if self._lstm:
+            self._cs[:(keep + 1) * B] = self._cs[s * B:(p + 1) * B]
+            self._gates[:keep * B] = self._gates[s * B:p * B]
+        self._p = keep
+
+    def _forward(self, X):
+        n, B, _ = X.shape
+        self._make_room(n)
+        p, m = self._p, self.model
+        P = m._params
+        rows = slice(p * B, (p + n) * B)
+        states = slice(p * B, (p + n + 1) * B)           # block 0: the carried state
+        xs = self._xs[rows]
+        xs[...] = X.reshape(n * B, -1)
+        sched = _core.Schedule(n, B)
+        if self._lstm:
+            _core.lstm_forward(self._hs[states], self._cs[states], self._gates[rows], None, xs,
+                               P["weight_ih"], P["weight_hh"], P["bias_ih"] + P["bias_hh"],
+                               self._peepholes(), self._pack(), sched)
+        else:
+            _core.rnn_forward(self._hs[states], None, None, xs, P["weight_ih"], P["weight_hh"],
+                              P["bias_ih"], P["bias_hh"], self._pack(), sched, m._act)
+        self._p += n
+        self.steps += n
+
+    def _backward(self, w, dy):
+        """Layer gradients of the window of the last w steps, given ∂L/∂h (w·B, H)."""
+        B, p, m = self.B, self._p, self.model
+        P = m._params
+        H, I, dt = m.hidden_size, m.input_size, m.dtype
+        rows = slice((p - w) * B, p * B)
+        states = slice((p - w) * B, (p + 1) * B)
+        sched = _core.Schedule(w, B)
+        dh0 = np.zeros((B, H), dt)                      # nothing flows in from the future
+        grads = {}
+        if self._lstm:
+            dW_ih, dW_hh = np.zeros((4 * H, I), dt), np.zeros((4 * H, H), dt)
+            db = np.zeros(4 * H, dt)
+            peep = self._peepholes()
+            dpeep = None if peep is None else np.zeros((3, H), dt)
+            _core.lstm_backward(self._dG[:w * B], None, dW_ih, dW_hh, db, dpeep, dh0,
+                                np.zeros((B, H), dt), None, self._gates[rows], dy,
+                                self._hs[states], self._cs[states], self._xs[rows],
+                                P["weight_ih"], P["weight_hh"], peep, self._pack(), sched)
+            if peep is not None:
+                grads.update(zip(("peephole_i", "peephole_f", "peephole_o"), dpeep))
+        else:
+            dW_ih, dW_hh, db = np.zeros((H, I), dt), np.zeros((H, H), dt), np.zeros(H, dt)
+            _core.rnn_backward(dh0, dW_ih, dW_hh, db, self._dG[:w * B], None, None, dy, None,
+                               self._hs[states], self._xs[rows], P["weight_ih"], P["weight_hh"],
+                               self._pack(), sched, m._act)
+        grads.update(weight_ih=dW_ih, weight_hh=dW_hh, bias_ih=db, bias_hh=db.copy())
+        return grads
+
+    def _peepholes(self):
+        P = self.model._params
+        if "peephole_i" not in P:
+            return None
+        return np.stack([P["peephole_i"], P["peephole_f"], P["peephole_o"]])
+
+    def _pack(self):
+        m = self.model
+        mod = _layer_module(self._lstm)
+        return mod._pack_workspace(self.B, m.hidden_size, np.dtype(m.dtype))
+
+
+def _layer_module(lstm):
+    from . import lstm as lstm_mod, rnn as rnn_mod
+    return lstm_mod if lstm else rnn_mod
+
+
+def parse_bptt(bptt):
+    """fit's bptt argument: None, k, or (k1, k2) -> None, int k, or (k1, k2)."""
+    if bptt is None:
+        return None
+    if isinstance(bptt, tuple) or isinstance(bptt, list):
+        if len(bptt) != 2:
+            raise ValueError(f"bptt: expected k or (k1, k2), got {bptt!r}")
+        k1 = positive_int(bptt[0], "bptt[0] (k1)")
+        k2 = positive_int(bptt[1], "bptt[1] (k2)")
+        if k2 < k1:
+            raise ValueError(f"bptt: expected k2 >= k1, got (k1, k2) = ({k1}, {k2})")
+        return (k1, k2)
+    if isinstance(bptt, bool) or not isinstance(bptt, numbers.Integral):
+        raise TypeError(f"bptt: expected None, an int k or a pair (k1, k2), got {bptt!r}")
+    return positive_int(bptt, "bptt")

@@ -1,0 +1,394 @@
+"""Data-parallel training over MPI (fastbp.distributed, fit(..., comm=...)).
+
+The multi-rank tests launch real processes with ``mpiexec -n 2`` (the scripts in
+tests/mpi_scripts/, one BLAS thread per rank, under a timeout) and compare them
+with one process here. They need the ``mpi`` extra (mpi4py and an MPI library,
+``pip install ".[mpi]"``); without it they are skipped with that reason, unless
+FASTBP_REQUIRE_MPI=1 (set by .ci/run, which installs the extra) turns the skip
+into a failure, so CI never passes without running them.
+"""
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastbp
+from fastbp import distributed
+
+SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mpi_scripts")
+
+
+def _cases():
+    spec = importlib.util.spec_from_file_location("mpi_cases", os.path.join(SCRIPTS, "cases.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cases = _cases()
+
+
+def _mpi_or_skip():
+    try:
+        from mpi4py import MPI
+    except ImportError as e:
+        if os.environ.get("FASTBP_REQUIRE_MPI") == "1":
+            pytest.fail(f"FASTBP_REQUIRE_MPI=1 but mpi4py cannot be imported ({e}): "
+                        "pip install \".[mpi]\"")
+        pytest.skip("the mpi extra is not installed (pip install \".[mpi]\" for mpi4py and MPICH)")
+    return MPI
+
+
+@pytest.fixture(scope="module")
+def MPI():
+    return _mpi_or_skip()
+
+
+@pytest.fixture(scope="module")
+def mpiexec(MPI):
+    """The mpiexec next to this Python (a venv's bin, where the mpich wheel puts
+    it), else the one on PATH; missing with mpi4py present is a failure."""
+    here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    found = here if os.access(here, os.X_OK) else shutil.which("mpiexec")
+    if found is None:
+        pytest.fail("mpi4py is installed but no mpiexec was found next to "
+                    f"{sys.executable} or on PATH")
+    return found
+
+
+def run_mpi(mpiexec, script, *args, n=2, timeout=120):
+    """``mpiexec -n N python script args`` with one BLAS thread per rank and this
+    process's fastbp first on the path; the CompletedProcess (output merged)."""
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = "1"
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(fastbp.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([package_parent] + [p for p in (env.get("PYTHONPATH"),) if p])
+    command = [mpiexec, "-n", str(n), sys.executable, os.path.join(SCRIPTS, script)] + list(args)
+    return subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=timeout)
+
+
+def close(a, b):
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
+# -- 2 ranks against 1 ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def two_ranks(mpiexec, tmp_path_factory):
+    """Run train_cases.py on 2 ranks once; each rank's results."""
+    out = tmp_path_factory.mktemp("mpi_train")
+    _, X, y, _ = cases.mlp()
+    np.save(out / "X.npy", X.astype(np.float32))
+    np.save(out / "y.npy", y.astype(np.int32))
+    proc = run_mpi(mpiexec, "train_cases.py", str(out), str(out), "2")
+    assert proc.returncode == 0, proc.stdout
+    ranks = []
+    for r in range(2):
+        with np.load(out / f"rank{r}.npz") as f:
+            ranks.append({k: f[k] for k in f.files})
+    return ranks
+
+
+def one_rank(name, X=None, y=None):
+    model, X0, y0, kw = cases.CASES[name]()
+    history = model.fit(X0 if X is None else X, y0 if y is None else y, progress=False, **kw)
+    return model, history
+
+
+@pytest.mark.parametrize("name", list(cases.CASES))
+def test_two_ranks_equal_one_rank(two_ranks, name):
+    model, history = one_rank(name)
+    r0, r1 = two_ranks
+    for pname, p in model._named_params():
+        key = f"{name}/param/{pname}"
+        np.testing.assert_array_equal(r0[key], r1[key])      # the ranks agree to the bit
+        close(r0[key], p)
+    for key in ("loss", "val_loss", "val_accuracy"):
+        if key in history:
+            close(r0[f"{name}/{key}"], history[key])
+            np.testing.assert_array_equal(r0[f"{name}/{key}"], r1[f"{name}/{key}"])
+    close(r0[f"{name}/step_loss"], history.step_loss)
+    # evaluate(comm=...) after training: each rank its block, the same mean loss
+    _, X, y, kw = cases.CASES[name]()
+    extra = {k: kw[k] for k in ("lengths", "reset") if k in kw}
+    close(r0[f"{name}/evaluate"], model.evaluate(X, y, batch_size=3, **extra)[0])
+
+
+@pytest.mark.parametrize("name", list(cases.CASES))
+def test_one_allreduce_per_step_on_two_ranks(two_ranks, name):
+    model = cases.CASES[name]()[0]
+    P = sum(p.size for _, p in model._named_params())
+    steps = cases.expected_steps(name)
+    for r in two_ranks:
+        assert int(r[f"{name}/steps"]) == steps
+        assert int(r[f"{name}/allreduce_bytes"]) == steps * (P + 4) * 8    # one float64 buffer
+
+
+def test_memory_mapped_inputs_each_rank_reads_its_rows_only(two_ranks):
+    _, X, y, kw = cases.mlp()
+    model, history = one_rank("mlp", X.astype(np.float32), y)
+    for pname, p in model._named_params():
+        close(two_ranks[0][f"memmap/param/{pname}"], p)
+    close(two_ranks[0]["memmap/loss"], history["loss"])
+    for rank, r in enumerate(two_ranks):
+        parts = [np.arange(1)] + cases.local_parts(len(X), kw["batch_size"], kw["epochs"],
+                                                    kw["seed"], True, rank, 2)
+        for which in ("memmap_X", "memmap_y"):      # the first row: fit's check of the layout
+            np.testing.assert_array_equal(r[f"{which}/read_lengths"], [len(p) for p in parts])
+            np.testing.assert_array_equal(r[f"{which}/reads"], np.concatenate(parts))
+    # so in an epoch the two ranks read disjoint rows that cover the data once
+    both = np.concatenate([np.concatenate(cases.local_parts(len(X), kw["batch_size"], 1, kw["seed"],
+                                                            True, rank, 2)) for rank in range(2)])
+    np.testing.assert_array_equal(np.sort(both), np.arange(len(X)))
+
+
+def test_sequence_models_shard_by_sequence(two_ranks):
+    _, X, y, kw = cases.lstm()
+    model, history = one_rank("lstm")
+    for pname, p in model._named_params():
+        close(two_ranks[0][f"lstm_recorded/param/{pname}"], p)
+    for rank, r in enumerate(two_ranks):
+        parts = [np.arange(1)] + cases.local_parts(X.shape[1], kw["batch_size"], kw["epochs"],
+                                                    kw["seed"], True, rank, 2)
+        for which in ("lstm_X", "lstm_y"):
+            np.testing.assert_array_equal(r[f"{which}/reads"], np.concatenate(parts))
+
+
+# -- failures end the job -----------------------------------------------------------
+@pytest.mark.parametrize("mode, expected", [
+    ("raise", ["ValueError: injected failure on rank 1",
+               "RankError: a training step failed on another rank (rank 1: ValueError: injected "
+               "failure on rank 1); rank 0 of 2 stops at the same step"]),
+    ("raise_outside", ["RuntimeError: injected failure outside fit on rank 1",
+                       "uncaught RuntimeError on rank 1 of 2; calling MPI_Abort"]),
+    ("hang", ["the gradient allreduce did not complete within timeout=2 s"]),
+    ("kill", []),
+    ("mismatch", ["fit: every rank must call fit with the same arguments and model; batch_size "
+                  "is 9 on rank 1 but 17 on rank 0"]),
+])
+def test_a_failing_rank_ends_the_job_with_an_error(mpiexec, mode, expected):
+    proc = run_mpi(mpiexec, "failures.py", mode, timeout=60)   # TimeoutExpired if it hangs
+    assert proc.returncode != 0, proc.stdout
+    assert "no failure" not in proc.stdout
+    for text in expected:
+        assert text in proc.stdout, proc.stdout
+
+
+def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(mpiexec):
+    proc = run_mpi(mpiexec, "failures.py", "interrupt", timeout=60)
+    assert proc.returncode == 0, proc.stdout
+    for rank in range(2):    # SIGINT during rank 1's 4th batch: the 4th step is the last
+        assert f"rank {rank}: interrupted=True after 4 steps, in sync: True" in proc.stdout
+
+
+# -- checkpoints ---------------------------------------------------------------------
+def test_checkpoint_written_by_rank_0_resumes_on_every_rank(mpiexec, tmp_path):
+    proc = run_mpi(mpiexec, "checkpoint.py", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout
+    ranks = [dict(np.load(tmp_path / f"rank{r}.npz")) for r in range(2)]
+    saved = fastbp.load(tmp_path / "ckpt.npz")
+    for r in ranks:
+        for name, p in saved.state_dict().items():
+            np.testing.assert_array_equal(r[f"trained/{name}"], p)
+            np.testing.assert_array_equal(r[f"resumed/{name}"], p)
+            np.testing.assert_array_equal(r[f"continued/{name}"], ranks[0][f"continued/{name}"])
+    # resuming on one process from the same file continues the same way
+    _, X, y, kw = cases.mlp()
+    kw.update(epochs=1, seed=99, optimizer=fastbp.optim.SGD(lr=0.1))
+    saved.fit(X, y, progress=False, **kw)
+    for name, p in saved.state_dict().items():
+        close(ranks[0][f"continued/{name}"], p)
+    assert str(ranks[0]["missing_error"]).startswith("FileNotFoundError")
+    assert str(ranks[1]["missing_error"]).startswith(
+        "RankError: load: rank 0 could not read") and "missing.npz" in str(ranks[1]["missing_error"])
+
+
+# -- in one process (COMM_SELF) ---------------------------------------------------------
+class Recording:
+    """A communicator that forwards to another and records every call."""
+
+    def __init__(self, comm):
+        self._comm, self.calls = comm, []
+
+    def __getattr__(self, name):
+        target = getattr(self._comm, name)
+        if not callable(target):
+            return target
+
+        def call(*args, **kwargs):
+            self.calls.append((name, args, kwargs))
+            return target(*args, **kwargs)
+        return call
+
+
+@pytest.mark.parametrize("name", list(cases.CASES))
+def test_each_step_is_exactly_one_allreduce_of_one_buffer(MPI, name):
+    model, X, y, kw = cases.CASES[name]()
+    comm = Recording(MPI.COMM_SELF)
+    model.fit(X, y, progress=False, comm=comm, **kw)
+    P = sum(p.size for _, p in model._named_params())
+    steps = cases.expected_steps(name)
+    names = [c[0] for c in comm.calls]
+    assert set(names) <= {"Get_rank", "Get_size", "allgather", "Bcast", "Allreduce"}, names
+    assert names.count("allgather") == 1 and names.count("Bcast") == 1     # the start
+    grads = [c for c in comm.calls if c[0] == "Allreduce" and c[1][1].size == P + 4]
+    assert len(grads) == steps
+    assert all(c[1][0] is MPI.IN_PLACE and c[2]["op"] == MPI.SUM for c in grads)
+    assert len({c[1][1].__array_interface__["data"][0] for c in grads}) == 1   # the same buffer
+    others = names.count("Allreduce") - steps       # validation once an epoch, the final check
+    assert others == ("validation_data" in kw) * kw["epochs"] + 1
+
+
+def test_comm_self_fit_equals_plain_fit(MPI):
+    for name in cases.CASES:
+        a, ha = one_rank(name)
+        b, X, y, kw = cases.CASES[name]()
+        hb = b.fit(X, y, progress=False, comm=MPI.COMM_SELF, **kw)
+        for (_, p), (_, q) in zip(a._named_params(), b._named_params()):
+            close(q, p)
+        close(hb["loss"], ha["loss"])
+
+
+def test_data_parallel_api_for_custom_loops(MPI):
+    model, X, y, _ = cases.mlp()
+    ref = fastbp.MLP([6, 16, 12, 4], activation="tanh", l2=1e-3, dtype="float64", seed=5)
+    dp = distributed.DataParallel(model, MPI.COMM_SELF)
+    assert (dp.rank, dp.size, dp.n_parameters) == (0, 1, 6 * 16 + 16 + 16 * 12 + 12 + 12 * 4 + 4)
+    dp.broadcast_parameters()
+    assert dp.shard(10) == slice(0, 10)
+    np.testing.assert_array_equal(dp.local_indices(np.arange(5)), np.arange(5))
+    assert dp.local_indices(slice(96, 113), n=103) == slice(96, 103, 1)
+    opt_a, opt_b = fastbp.optim.Adam(lr=1e-2), fastbp.optim.Adam(lr=1e-2)
+    for idx in (np.arange(0, 40), np.arange(40, 103)):
+        local = dp.local_indices(idx)
+        loss, grads = model.loss_and_grad(X[local], y[local])
+        loss, flat, rows = dp.allreduce_gradients(grads, rows=len(local), loss=loss)
+        assert rows == len(idx) and [g.shape for g in flat] == [p.shape for p in dp.parameters()]
+        opt_a.step(dp.parameters(), flat)
+        ref_loss, ref_grads = ref.loss_and_grad(X[idx], y[idx])
+        close(loss, ref_loss)
+        opt_b.step([p for pair in ref.params for p in pair], [g for pair in ref_grads for g in pair])
+    for p, q in zip(dp.parameters(), [p for pair in ref.params for p in pair]):
+        close(p, q)
+    assert dp.in_sync() and dp.stats["steps"] == 2
+
+
+def test_allreduce_gradients_takes_the_sequence_models_dicts(MPI):
+    model = fastbp.LSTM(3, 4, 2, dtype="float64", seed=0)
+    dp = distributed.DataParallel(model, MPI.COMM_SELF)
+    X, Y = np.ones((5, 2, 3)), np.zeros((5, 2, 2))
+    loss, grads, _ = model.loss_and_grad(X, Y)
+    g_loss, flat, rows = dp.allreduce_gradients(grads, rows=10, loss=loss)
+    assert rows == 10 and g_loss == pytest.approx(loss, rel=1e-15)
+    for g, ref in zip(flat, grads.values()):
+        close(g, ref)
+    _, flat2, _ = dp.allreduce_gradients(model.state_dict(), rows=1)   # state-dict names
+    close(flat2[0], model.state_dict()["weight_ih_l0"])
+
+
+def test_allreduce_gradients_refuses_bad_arguments(MPI):
+    model = fastbp.MLP([3, 2], dtype="float32")
+    dp = distributed.DataParallel(model, MPI.COMM_SELF)
+    good = [np.zeros((2, 3)), np.zeros(2)]
+    with pytest.raises(ValueError, match=r"grads\['0.weight'\]: expected shape \(2, 3\), got \(3, 2\)"):
+        dp.allreduce_gradients([np.zeros((3, 2)), np.zeros(2)], rows=4)
+    with pytest.raises(ValueError, match="grads: expected 2 arrays"):
+        dp.allreduce_gradients(good[:1], rows=4)
+    with pytest.raises(ValueError, match="rows: expected a non-negative integer, got -1"):
+        dp.allreduce_gradients(good, rows=-1)
+    with pytest.raises(ValueError, match="rows: 0 on every rank"):
+        dp.allreduce_gradients(None, rows=0)
+    with pytest.raises(ValueError, match="too many for the float32 buffer"):
+        dp.allreduce_gradients(good, rows=2 ** 24)
+    with pytest.raises(KeyError, match="injected"):      # a step's own error, passed in
+        dp.allreduce_gradients(None, rows=0, error=KeyError("injected"))
+    with pytest.raises(ValueError, match=r"timeout: expected a positive number"):
+        distributed.DataParallel(model, MPI.COMM_SELF, timeout=0)
+    with pytest.raises(ValueError, match=r"root: expected a rank in \[0, 1\), got 1"):
+        distributed.DataParallel(model, MPI.COMM_SELF, root=1)
+    with pytest.raises(TypeError, match="comm: expected an mpi4py communicator"):
+        model.fit(np.zeros((4, 3)), np.zeros(4, dtype=int), comm="world", progress=False)
+    with pytest.raises(ValueError, match="comm: this DataParallel wraps another model"):
+        fastbp.MLP([3, 2]).fit(np.zeros((4, 3)), np.zeros(4, dtype=int), comm=dp, progress=False)
+
+
+def test_distributed_fit_checks_the_layout_without_reading_the_data(MPI):
+    model = fastbp.MLP([3, 2], dtype="float64")
+    X = cases.Recorder(np.zeros((6, 3)), axis=0)
+    with pytest.raises(ValueError, match=r"y: expected 6 targets \(one per row of X\), got shape \(5,\)"):
+        model.fit(X, np.zeros(5, dtype=int), comm=MPI.COMM_SELF, progress=False)
+    with pytest.raises(ValueError, match="X: expected a 2-D array"):
+        model.fit(np.zeros((6, 3, 1)), np.zeros(6, dtype=int), comm=MPI.COMM_SELF, progress=False)
+    with pytest.raises(ValueError, match=r"X: expected shape \(\*, 3\)|X: .*3"):
+        model.fit(np.zeros((6, 4)), np.zeros(6, dtype=int), comm=MPI.COMM_SELF, progress=False)
+    bad = np.zeros((6, 3))
+    bad[4, 1] = np.nan
+    with pytest.raises(ValueError, match="X: contains NaN or infinity"):   # in memory: at once
+        model.fit(bad, np.zeros(6, dtype=int), batch_size=2, comm=MPI.COMM_SELF, progress=False)
+    lazy = cases.Recorder(bad, axis=0)   # not in memory: in its batch, by the rank reading it
+    with pytest.raises(ValueError, match="X: contains NaN or infinity"):
+        model.fit(lazy, np.zeros(6, dtype=int), batch_size=2, shuffle=False, comm=MPI.COMM_SELF,
+                  progress=False)
+    assert [list(r) for r in lazy.reads] == [[0], [0, 1], [2, 3], [4, 5]]
+    seq = fastbp.RNN(2, 3, 2, dtype="float64")
+    message = r"y: expected shape \(4, 5\) \(labels\) or \(4, 5, 2\), got \(4, 6, 2\)"
+    with pytest.raises(ValueError, match=message):
+        seq.fit(cases.Recorder(np.zeros((4, 5, 2)), axis=1), np.zeros((4, 6, 2)), comm=MPI.COMM_SELF,
+                progress=False)
+    with pytest.raises(ValueError, match="validation_data\\[0\\]: contains NaN"):
+        model.fit(np.zeros((6, 3)), np.zeros(6, dtype=int), comm=MPI.COMM_SELF, progress=False,
+                  validation_data=(bad, np.zeros(6, dtype=int)))
+
+
+def test_distributed_save_and_load_on_one_rank(MPI, tmp_path):
+    model = fastbp.LSTM(3, 4, 2, peepholes=True, dtype="float32", seed=3)
+    path = str(tmp_path / "m.npz")
+    assert distributed.DataParallel(model, MPI.COMM_SELF).save(path) == path
+    back = distributed.load(path, MPI.COMM_SELF)
+    assert type(back) is fastbp.LSTM and back.peepholes
+    for name, p in model.state_dict().items():
+        np.testing.assert_array_equal(back.state_dict()[name], p)
+    with pytest.raises(FileNotFoundError):
+        distributed.load(str(tmp_path / "absent.npz"), MPI.COMM_SELF)
+    with pytest.raises(FileNotFoundError):
+        distributed.save(model, str(tmp_path / "no" / "dir.npz"), MPI.COMM_SELF)
+
+
+def test_importing_fastbp_distributed_does_not_need_mpi4py():
+    code = ("import sys; sys.modules['mpi4py'] = None\n"
+            "import fastbp, fastbp.distributed\n"
+            "assert 'mpi4py' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
+            "try:\n"
+            "    fastbp.MLP([2, 2]).fit([[0.0, 1.0]], [1], comm=None, progress=False)\n"
+            "    fastbp.distributed.DataParallel(fastbp.MLP([2, 2]))\n"
+            "except ImportError as e:\n"
+            "    print(e)\n")
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(fastbp.__file__)))
+    env = dict(os.environ, PYTHONPATH=package_parent)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "fastbp.distributed needs mpi4py and an MPI library: pip install \"fastbp[mpi]\"" in proc.stdout
+
+
+def test_example_mpi_digits_trains_checkpoints_and_resumes(mpiexec, tmp_path):
+    pytest.importorskip("sklearn")
+    example = os.path.join(os.path.dirname(SCRIPTS), "..", "examples", "mpi_digits.py")
+    ckpt = str(tmp_path / "digits.npz")
+    first = run_mpi(mpiexec, os.path.abspath(example), "--epochs", "3", "--checkpoint", ckpt)
+    assert first.returncode == 0, first.stdout
+    assert "2 rank(s); global batch 64" in first.stdout and "epoch 3: loss" in first.stdout
+    after_three = fastbp.load(ckpt)
+    resumed = run_mpi(mpiexec, os.path.abspath(example), "--epochs", "1", "--checkpoint", ckpt,
+                      "--resume")
+    assert resumed.returncode == 0, resumed.stdout
+    assert f"resumed from {ckpt}" in resumed.stdout
+    accuracy = [float(line.split("final test accuracy ")[1].split("%")[0])
+                for line in (first.stdout + resumed.stdout).splitlines() if "final test" in line]
+    assert len(accuracy) == 2 and accuracy[1] > 50
+    assert not np.array_equal(fastbp.load(ckpt).params[0][0], after_three.params[0][0])
