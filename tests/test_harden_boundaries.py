@@ -55,20 +55,28 @@ def no_big_allocation(limit=64 * MiB):
 
 def _huge_cases():
     for entry in ENTRIES:
-        ex = plain_example(entry)
-        for arg in ex.args:
-            if shape_of(arg, ex):
-                yield pytest.param(entry, arg.name, id=f"{entry.id}-{arg.name}")
+        seen = set()
+        for options in ({}, {"varlen": True}) if "varlen" in entry.options else ({},):
+            ex = plain_example(entry, **options)
+            for arg in ex.args:
+                if shape_of(arg, ex) and arg.name not in seen:
+                    seen.add(arg.name)
+                    # pending: reset_array converts before it checks the shape
+                    # (tests/test_harden_pending.py); this xfail goes with that one
+                    marks = [pytest.mark.xfail(strict=True, raises=MemoryError,
+                                               reason="pending: reset converted before its shape is checked")
+                             ] if arg.name == "reset" else []
+                    yield pytest.param(entry, arg.name, options, id=f"{entry.id}-{arg.name}", marks=marks)
 
 
-@pytest.mark.parametrize("entry, name", list(_huge_cases()))
-def test_sizes_past_32_bit_indices_are_refused_by_name_before_allocating(entry, name):
-    ex = plain_example(entry)
+@pytest.mark.parametrize("entry, name, options", list(_huge_cases()))
+def test_sizes_past_32_bit_indices_are_refused_by_name_before_allocating(entry, name, options):
+    ex = plain_example(entry, **options)
     if entry.setup is not None:
         entry.setup(ex)
     arg = next(a for a in ex.args if a.name == name)
-    if arg.kind in ("labels", "lengths"):
-        dtype = np.int32                      # not int64: a conversion would copy
+    if arg.kind in ("labels", "lengths", "mask"):
+        dtype = np.int32                      # not int64 or bool: a conversion would copy
     else:
         dtype = np.float32 if ex.comp == np.float64 else np.float64
     ex.a[name] = huge_view(len(shape_of(arg, ex)), dtype)

@@ -91,6 +91,23 @@ def _workloads():
     lstm_model = LSTM(3, 8, 2, peepholes=True, dtype="float64", seed=0)
     w["rnn_model_loss_and_grad"] = lambda: rnn_model.loss_and_grad(Xs, Ys)
     w["lstm_model_loss_and_grad"] = lambda: lstm_model.loss_and_grad(Xs, Ys)
+    # variable lengths and resets: the sorted slot layout, the schedule, the reset events
+    lengths, reset = np.array([5, 0, 3, 2]), np.zeros((5, 4), bool)
+    reset[2, 0] = reset[1, 2] = True
+    w["varlen_model_loss_and_grad"] = lambda: (
+        rnn_model.loss_and_grad(Xs, Ys, lengths=lengths, reset=reset),
+        lstm_model.loss_and_grad(Xs, Ys, lengths=lengths, reset=reset),
+        lstm_model.forward(Xs, lengths=lengths))
+    x4, dy4 = f64(5, 4, 3), f64(5, 4, 8)
+
+    def varlen_layers():
+        y, h, cache = rnn_forward(x4, None, f64(8, 3), f64(8, 8), f64(8), f64(8), lengths=lengths,
+                                  reset=reset)
+        rnn_backward(dy4, h, cache)
+        y, (h, c), cache = lstm_forward(x4, None, None, f64(32, 3), f64(32, 8), f64(32), f64(32),
+                                        lengths=lengths, reset=reset)
+        lstm_backward(dy4, h, c, cache)
+    w["varlen_layers"] = varlen_layers
 
     # error paths inside the compiled layer
     bad_labels = np.where(np.arange(16) == 15, 99, y)
@@ -102,11 +119,15 @@ def _workloads():
                                _raises(lambda: net.loss_and_grad(X_nan, y))(),
                                _raises(lambda: net.forward(X_nan))())
     x, Wih, Whh, b = f64(4, 2, 3), f64(5, 3), f64(5, 5), f64(5)
-    hs = np.zeros((5, 2, 5))
+    sched = _core.Schedule(4, 2)
+    hs2, x2 = np.zeros((10, 5)), x.reshape(8, 3)
     w["core_errors"] = lambda: (
-        _raises(lambda: _core.rnn_forward(hs, x, Wih, Whh, b, b, np.zeros(1), 1))(),
-        _raises(lambda: _core.lstm_step_products(np.zeros((4, 2, 20)), np.zeros((2, 5)), hs, Whh, None))(),
+        _raises(lambda: _core.rnn_forward(hs2, None, None, x2, Wih, Whh, b, b, np.zeros(1), sched, 1))(),
+        _raises(lambda: _core.Schedule(4, 2, order=[0, 0], lengths=[2, 1]))(),
+        _raises(lambda: _core.Schedule(4, 2, reset_ptr=[0, 0, 0, 0, 9], reset_rows=[1]))(),
         _raises(lambda: rnn_forward(x, None, Wih, Whh[:4], b, b))(),
+        _raises(lambda: lstm_forward(x, None, None, f64(20, 3), f64(20, 5), f64(20), f64(20),
+                                     lengths=[5, 1]))(),
         _raises(lambda: fastbp.softmax_cross_entropy(z, labels + 40))())
     _, _, cache = lstm_forward(x, None, None, f64(20, 3), f64(20, 5), f64(20), f64(20))
     lstm_backward(None, None, None, cache, overwrite_cache=True)

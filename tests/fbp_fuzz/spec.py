@@ -21,6 +21,7 @@ LABEL_SOURCES = ("int64", "int32", "int8", "uint8", "uint16", ">i8")
 # Refused with a TypeError naming the argument.
 REFUSED_FLOAT = ("complex128", "complex64", "object", "<U3", "datetime64[s]", "longdouble")
 REFUSED_LABELS = ("float64", "complex128", "object", "<U3")
+REFUSED_MASK = ("float64", "complex128", "object", "<U3")
 
 INPUT_LAYOUTS = ("C", "C", "F", "strided", "reversed", "readonly", "misaligned", "broadcast", "list")
 INPLACE_LAYOUTS = ("C", "C", "F", "strided", "reversed", "misaligned")
@@ -150,7 +151,10 @@ def _values(rng, shape, arg, source, comp, regime, d):
     if arg.kind == "mask":
         return (rng.random(shape) < 0.3).astype(src)
     if arg.kind == "lengths":
-        return rng.integers(0, d["T"] + 1, size=shape).astype(src)
+        v = rng.integers(0, d["T"] + 1, size=shape)
+        if v.size and d["T"] and not v.any():
+            v[rng.integers(0, v.size)] = rng.integers(1, d["T"] + 1)   # some step to score
+        return v.astype(src)
     if src.kind == "b":
         return rng.random(shape) < 0.5
     if src.kind in "iu":
@@ -293,6 +297,8 @@ def draw_example(entry, data):
         layout = ex.layouts[arg.name]
         if layout == "broadcast" and v.ndim and v.shape[0]:
             v = np.broadcast_to(v[:1], v.shape).copy()
+            if arg.kind == "lengths" and ex.d["T"] and not v.any():
+                v[...] = ex.d["T"]                   # keep a step to score
         passed, holder, view_of = _lay_out(v, layout)
         ex.a[arg.name], ex.holders[arg.name], ex.views[arg.name] = passed, holder, view_of
         ex.c[arg.name] = _converted(arg, passed, comp)
@@ -313,7 +319,9 @@ def _applicable(arg, entry):
     if arg.kind == "labels":
         out += ["dtype", "label_range"]
     if arg.kind == "lengths":
-        out += ["label_range"]          # a length outside [0, T]
+        out += ["dtype", "label_range"]     # a length outside [0, T]
+    if arg.kind == "mask":
+        out += ["dtype", "mask_value"]      # an integer other than 0 and 1
     if len(arg.shape) >= 2 and "*" not in arg.shape:
         out.append("ragged")
     if "*" not in arg.shape and arg.shape:
@@ -366,7 +374,8 @@ def _corrupt(ex, entry, target, how, rng, data):
     if how == "none":
         new = None
     elif how == "dtype":
-        refused = arg.refused or (REFUSED_LABELS if arg.kind == "labels" else REFUSED_FLOAT)
+        refused = arg.refused or (REFUSED_LABELS if arg.kind in ("labels", "lengths") else
+                                  REFUSED_MASK if arg.kind == "mask" else REFUSED_FLOAT)
         dt = data.draw(st.sampled_from(refused), label="bad dtype")
         new = np.zeros(shape, dtype=dt)
     elif how == "object":                   # an object that is not an array at all
@@ -376,20 +385,26 @@ def _corrupt(ex, entry, target, how, rng, data):
         if shape[0] >= 2:
             rows[0] = 0.0 if not isinstance(rows[0], list) else rows[0] + [0.0]
         new = rows
-    elif how == "nonfinite":
-        v = np.array(np.zeros(shape) if arr is None else arr, dtype=np.float64)
+    elif how in ("nonfinite", "label_range"):
+        integer = how == "label_range"
+        v = np.array(np.zeros(shape) if arr is None else arr, dtype=np.int64 if integer else np.float64)
         if v.size == 0:
-            v = np.zeros(tuple(max(s, 1) for s in shape))
+            v = np.zeros(tuple(max(s, 1) for s in shape), v.dtype)
             ex.blame = _blame_all(ex, arg)     # resized as well
-        v.flat[int(rng.integers(0, v.size))] = rng.choice([np.nan, np.inf, -np.inf])
+        bad = (rng.choice([-1, ex.d[arg.classes] if arg.kind == "labels" else ex.d["T"] + 1, 2**40])
+               if integer else rng.choice([np.nan, np.inf, -np.inf]))
+        index = _read_position(ex, arg, v.shape, rng)
+        if index is None:          # every step is past its row's length: nothing is read
+            ex.must_refuse = False
+            index = (0,) * v.ndim
+        v[index] = bad
         new = v
-    elif how == "label_range":
+    elif how == "mask_value":
         v = np.array(np.zeros(shape, np.int64) if arr is None else arr, dtype=np.int64)
         if v.size == 0:
             v = np.zeros(tuple(max(s, 1) for s in shape), np.int64)
             ex.blame = _blame_all(ex, arg)
-        top = ex.d[arg.classes] if arg.kind == "labels" else ex.d["T"] + 1
-        v.flat[int(rng.integers(0, v.size))] = rng.choice([-1, top, 2**40])
+        v[tuple(int(rng.integers(0, s)) for s in v.shape)] = 2
         new = v
     elif how == "scalar":
         new = 0.5
@@ -430,10 +445,26 @@ def _corrupt(ex, entry, target, how, rng, data):
         ex.c[target] = None
 
 
+def _read_position(ex, arg, shape, rng):
+    """A random index of an array of `shape` that the call reads: with lengths=,
+    targets past a row's length are padding, never read; None if there is none."""
+    lengths = ex.c.get("lengths")
+    if (lengths is None or arg.shape[:2] != ("T", "B") or arg.kind == "mask"
+            or lengths.shape != (shape[1],)):
+        return tuple(int(rng.integers(0, s)) for s in shape)
+    valid = [(t, b) for b in range(shape[1]) for t in range(min(int(lengths[b]), shape[0]))]
+    if not valid:
+        return None
+    t, b = valid[int(rng.integers(0, len(valid)))]
+    return (t, b) + tuple(int(rng.integers(0, s)) for s in shape[2:])
+
+
 def _blame_all(ex, arg, sym=None):
     """Every argument sharing a size with `arg` (a mismatch may be reported by any)."""
     syms = {sym} if sym else set(_shape_symbols(arg))
-    names = {a.name for a in ex.args if syms & (set(_shape_symbols(a)) | {a.classes})}
+    # sizes an argument depends on: its shape's, its classes' (labels), T (lengths' values)
+    names = {a.name for a in ex.args
+             if syms & (set(_shape_symbols(a)) | {a.classes} | ({"T"} if a.kind == "lengths" else set()))}
     return names | {arg.name}
 
 
@@ -559,11 +590,13 @@ def check(entry, data):
     return "computed"
 
 
-def plain_example(entry):
-    """A valid example without hypothesis: the first value of every option, sizes
-    of 2 (1 where only 1 is allowed), C-contiguous float64 / int64 arrays."""
+def plain_example(entry, **options):
+    """A valid example without hypothesis: the first value of every option (or
+    the ones given), sizes of 2 (1 where only 1 is allowed), C-contiguous
+    float64 / int64 arrays."""
     ex = Example()
     ex.o = {name: values[0] for name, values in entry.options.items()}
+    ex.o.update(options)
     ex.args = entry.args(ex.o)
     for sym, (lo, hi) in entry.dims.items():
         ex.d[sym] = (2,) if sym == "*" else max(lo, min(hi, 2), 1)

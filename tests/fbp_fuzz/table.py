@@ -86,24 +86,82 @@ def _squared_error():
 # ---- the recurrent layers -----------------------------------------------------------------------
 NONLIN = ("tanh", "relu", "identity")
 SEQ_DIMS = {"T": (0, 5), "B": (0, 4), "I": (0, 4), "H": (1, 5)}
+# pending (tests/test_harden_pending.py): ragged lengths/reset raise NumPy's unnamed error
+VARLEN_ARGS = [Arg("lengths", ("B",), kind="lengths", optional=True, pending={"ragged"}),
+               Arg("reset", ("T", "B"), kind="mask", optional=True, pending={"ragged"})]
+
+
+def layer_oracle(lstm, X, states, p, lengths=None, reset=None, nonlinearity="tanh", peep=None):
+    """The recurrent layer through the reference, each row alone and split at its
+    resets (the oracle of tests/test_lengths.py): Hs (T, B, H), zero past each
+    row's length; the final states, each row's after its last step; the pieces
+    [(b, a, e, last, cache)] for backward_oracle."""
+    T, B, _ = X.shape
+    H = p["weight_hh"].shape[1]
+    init = [np.zeros((B, H), X.dtype) if s is None else s for s in states]
+    Hs = np.zeros((T, B, H), X.dtype)
+    final = [s.copy() for s in init]
+    pieces = []
+    for b in range(B):
+        L = T if lengths is None else int(lengths[b])
+        cuts = [0] + [t for t in range(1, L) if reset is not None and reset[t, b]] + [L]
+        for a, e in zip(cuts[:-1], cuts[1:]):
+            if a == e:
+                continue
+            s0 = [s[b:b + 1] for s in init]
+            if lstm:
+                y, fin, cache = R.lstm_forward(X[a:e, b:b + 1], s0[0], s0[1], p["weight_ih"], p["weight_hh"],
+                                               p["bias_ih"], p["bias_hh"], peepholes=peep)
+            else:
+                y, h, cache = R.rnn_forward(X[a:e, b:b + 1], s0[0], p["weight_ih"], p["weight_hh"],
+                                            p["bias_ih"], p["bias_hh"], nonlinearity)
+                fin = (h,)
+            Hs[a:e, b] = y[:, 0]
+            pieces.append((b, a, e, e == L, cache))
+            if e == L:
+                for k, s in enumerate(fin):
+                    final[k][b] = s[0]
+    return Hs, tuple(final), pieces
+
+
+def backward_oracle(lstm, pieces, dHs, dh_n, params):
+    """Gradients of the parameters named in `params` from layer_oracle's pieces."""
+    grads = {n: np.zeros_like(params[n]) for n in params}
+    for b, a, e, last, cache in pieces:
+        dy = None if dHs is None else dHs[a:e, b:b + 1]
+        dh = dh_n[b:b + 1] if last and dh_n is not None else None
+        g = R.lstm_backward(dy, dh, None, cache) if lstm else R.rnn_backward(dy, dh, cache)
+        for n in grads:
+            grads[n] = grads[n] + g[n]
+    return grads
+
+
+def _varlen(ex, src):
+    """lengths= and reset= for the call (from ex.a) or the reference (from ex.c)."""
+    return {"lengths": src["lengths"], "reset": src["reset"]} if ex.o.get("varlen") else {}
 
 
 def _rnn_forward():
-    args = [Arg("x", ("T", "B", "I")), Arg("h0", ("B", "H"), optional=True),
+    base = [Arg("x", ("T", "B", "I")), Arg("h0", ("B", "H"), optional=True),
             Arg("weight_ih", ("H", "I")), Arg("weight_hh", ("H", "H")),
             Arg("bias_ih", ("H",)), Arg("bias_hh", ("H",))]
-    names = [a.name for a in args]
+    names = [a.name for a in base]
 
     def call(ex):
-        y, h_n, _ = rnn_forward(*(ex.a[n] for n in names), nonlinearity=ex.o["nonlinearity"])
+        y, h_n, _ = rnn_forward(*(ex.a[n] for n in names), nonlinearity=ex.o["nonlinearity"],
+                                **_varlen(ex, ex.a))
         return {"y": y, "h_n": h_n}
 
     def reference(ex):
-        y, h_n, _ = R.rnn_forward(*(ex.c[n] for n in names), nonlinearity=ex.o["nonlinearity"])
+        c, v = ex.c, _varlen(ex, ex.c)
+        if not v:
+            y, h_n, _ = R.rnn_forward(*(c[n] for n in names), nonlinearity=ex.o["nonlinearity"])
+            return {"y": y, "h_n": h_n}
+        y, (h_n,), _ = layer_oracle(False, c["x"], (c["h0"],), c, nonlinearity=ex.o["nonlinearity"], **v)
         return {"y": y, "h_n": h_n}
-    return Entry("rnn_forward", args, call, reference, dims=SEQ_DIMS,
-                 options={"nonlinearity": NONLIN}, bad_options={"nonlinearity": ("sigmoid", None, 0)},
-                 dtype_from="x")
+    return Entry("rnn_forward", lambda o: base + (VARLEN_ARGS if o["varlen"] else []), call, reference,
+                 dims=SEQ_DIMS, options={"nonlinearity": NONLIN, "varlen": (False, True)},
+                 bad_options={"nonlinearity": ("sigmoid", None, 0)}, dtype_from="x")
 
 
 def _lstm_forward():
@@ -114,23 +172,30 @@ def _lstm_forward():
                Arg("bias_ih", ("G",)), Arg("bias_hh", ("G",))]
         if o["peepholes"]:
             out += [Arg(f"peepholes[{k}]", ("H",)) for k in range(3)]
-        return out
+        return out + (VARLEN_ARGS if o["varlen"] else [])
     names = ["x", "h0", "c0", "weight_ih", "weight_hh", "bias_ih", "bias_hh"]
 
     def peep(ex, src):
         return tuple(src[f"peepholes[{k}]"] for k in range(3)) if ex.o["peepholes"] else None
 
     def call(ex):
-        y, (h_n, c_n), cache = lstm_forward(*(ex.a[n] for n in names), peepholes=peep(ex, ex.a))
-        return {"y": y, "h_n": h_n, "c_n": c_n, "c": cache.c, "gates": cache.gates}
+        y, (h_n, c_n), cache = lstm_forward(*(ex.a[n] for n in names), peepholes=peep(ex, ex.a),
+                                            **_varlen(ex, ex.a))
+        out = {"y": y, "h_n": h_n, "c_n": c_n}
+        if not ex.o["varlen"]:      # (with lengths the cache is in the kernels' slot layout)
+            out.update(c=cache.c, gates=cache.gates)
+        return out
 
     def reference(ex):
-        y, (h_n, c_n), cache = R.lstm_forward(*(ex.c[n] for n in names),
-                                              peepholes=peep(ex, ex.c))
-        return {"y": y, "h_n": h_n, "c_n": c_n, "c": cache["c"], "gates": cache["gates"]}
+        c, v = ex.c, _varlen(ex, ex.c)
+        if not v:
+            y, (h_n, c_n), cache = R.lstm_forward(*(c[n] for n in names), peepholes=peep(ex, c))
+            return {"y": y, "h_n": h_n, "c_n": c_n, "c": cache["c"], "gates": cache["gates"]}
+        y, (h_n, c_n), _ = layer_oracle(True, c["x"], (c["h0"], c["c0"]), c, peep=peep(ex, c), **v)
+        return {"y": y, "h_n": h_n, "c_n": c_n}
     return Entry("lstm_forward", args, call, reference, dims=SEQ_DIMS,
-                 derived={"G": lambda d: 4 * d["H"]}, options={"peepholes": (False, True)},
-                 dtype_from="x")
+                 derived={"G": lambda d: 4 * d["H"]},
+                 options={"peepholes": (False, True), "varlen": (False, True)}, dtype_from="x")
 
 
 def _forward_inputs(ex, lstm):
@@ -273,7 +338,7 @@ FIT_BAD = {"batch_size": (0, -1, 2.5, None, True), "clip_norm": (0.0, -1.0, floa
            "epochs": (0, -2, 1.5, None)}
 
 
-def _sgd_ref(params, grads, lr=0.1):
+def _sgd_ref(params, grads, lr=0.1):   # (= SEQ_LR for the sequence models)
     for p, g in zip(params, grads):
         p -= (np.asarray(g, dtype=p.dtype) * lr).astype(p.dtype)
 
@@ -286,8 +351,8 @@ def _clip_ref(grads, max_norm):
     return total
 
 
-def _fit_kwargs(ex):
-    kw = dict(epochs=ex.o.get("epochs", 1), batch_size=ex.o["batch_size"], optimizer=SGD(0.1),
+def _fit_kwargs(ex, lr=0.1):
+    kw = dict(epochs=ex.o.get("epochs", 1), batch_size=ex.o["batch_size"], optimizer=SGD(lr),
               shuffle=False, progress=False, clip_norm=ex.o["clip_norm"])
     if "bptt" in ex.o:
         kw["bptt"] = ex.o["bptt"]
@@ -339,7 +404,8 @@ def _mlp_evaluate():
 # ---- RNN and LSTM models ------------------------------------------------------------------------
 SEQ_HEADS = ("xent-labels", "xent-probs", "mse-sum", "mse-half_mean")
 SEQ_OPTIONS = {"model": ("RNN", "LSTM"), "dtype": ("float64", "float32"), "head": SEQ_HEADS,
-               "many_to_one": (False, True), "l2": (0.0, 0.05), "variant": (0, 1, 2)}
+               "many_to_one": (False, True), "l2": (0.0, 0.05), "variant": (0, 1, 2),
+               "varlen": (False, True)}
 SEQ_MODEL_DIMS = {"T": (1, 5), "B": (1, 4), "I": (1, 4), "H": (1, 5), "O": (1, 4)}
 
 
@@ -356,13 +422,13 @@ def _seq_target(o, name):
 
 
 def _seq_args(o, states=True, target="Y"):
-    """loss_and_grad(X, Y, h0[, c0]); fit and evaluate call the target y."""
+    """loss_and_grad(X, Y, h0[, c0], lengths=, reset=); fit and evaluate call the target y."""
     out = [Arg("X", ("T", "B", "I")), _seq_target(o, target)]
     if states:
         out.append(Arg("h0", ("B", "H"), optional=True))
         if o["model"] == "LSTM":
             out.append(Arg("c0", ("B", "H"), optional=True))
-    return out
+    return out + (VARLEN_ARGS if o["varlen"] else [])
 
 
 def _seq_setup(ex):
@@ -383,38 +449,47 @@ def _states(ex, src):
     return (src.get("h0"),) + ((src.get("c0"),) if ex.o["model"] == "LSTM" else ())
 
 
-def seq_reference(model, params, X, Y, states):
-    """What SequenceModel._loss_and_grad computes, with fastbp.reference: the layer,
-    a readout at every step (or the last), the mean loss over rows, L2 on weights.
+def _model_layer(model, p, X, states, lengths, reset):
+    lstm = isinstance(model, LSTM)
+    peep = (tuple(p[k] for k in ("peephole_i", "peephole_f", "peephole_o"))
+            if lstm and model.peepholes else None)
+    return layer_oracle(lstm, X, states, p, lengths, reset, getattr(model, "nonlinearity", None), peep)
+
+
+def _valid_rows(T, B, lengths):
+    """The (t, b) rows, in (T·B) order, that are scored: t < lengths[b]."""
+    if lengths is None:
+        return np.ones(T * B, bool)
+    return (np.arange(T)[:, None] < np.asarray(lengths)[None, :]).reshape(-1)
+
+
+def seq_reference(model, p, X, Y, states, lengths=None, reset=None):
+    """What SequenceModel._loss_and_grad computes, with fastbp.reference: the layer
+    (each row alone, split at resets), a readout at every valid step (or at each
+    row's last step), the mean loss over those rows, L2 on the weight matrices.
     Returns (loss, grads by name, final states)."""
-    p = params
-    if isinstance(model, RNN):
-        y, h_n, cache = R.rnn_forward(X, states[0], p["weight_ih"], p["weight_hh"], p["bias_ih"],
-                                      p["bias_hh"], nonlinearity=model.nonlinearity)
-        final = (h_n,)
+    Hs, final, pieces = _model_layer(model, p, X, states, lengths, reset)
+    T, B, H = Hs.shape
+    if model.many_to_one:
+        Hrows, Yrows = final[0], Y
     else:
-        peep = tuple(p[k] for k in ("peephole_i", "peephole_f", "peephole_o")) if model.peepholes else None
-        y, (h_n, c_n), cache = R.lstm_forward(X, states[0], states[1], p["weight_ih"], p["weight_hh"],
-                                              p["bias_ih"], p["bias_hh"], peepholes=peep)
-        final = (h_n, c_n)
-    T, B, H = y.shape
-    Hrows = y[-1] if model.many_to_one else y.reshape(T * B, H)
+        valid = _valid_rows(T, B, lengths)
+        Hrows, Yrows = Hs.reshape(T * B, H)[valid], Y.reshape((T * B,) + Y.shape[2:])[valid]
     out = Hrows @ p["weight_out"].T + p["bias_out"]
-    rows, O = out.shape
     if model.loss == "cross_entropy":
-        target = Y.reshape((rows,) + ((O,) if Y.ndim == (2 if model.many_to_one else 3) else ()))
-        loss, dout = R.softmax_cross_entropy(out, target)
+        loss, dout = R.softmax_cross_entropy(out, Yrows)
     else:
-        loss, dout = R.squared_error(out, Y.reshape(rows, O), model.mse_form)
+        loss, dout = R.squared_error(out, Yrows, model.mse_form)
     grads = {"weight_out": dout.T @ Hrows, "bias_out": dout.sum(axis=0)}
     dH = dout @ p["weight_out"]
-    dy, dh_n = (None, dH) if model.many_to_one else (dH.reshape(T, B, H), None)
-    if isinstance(model, RNN):
-        layer = R.rnn_backward(dy, dh_n, cache)
+    if model.many_to_one:
+        dHs, dh_n = None, dH
     else:
-        layer = R.lstm_backward(dy, dh_n, None, cache)
-    for name in p:
-        grads.setdefault(name, layer.get(name))
+        full = np.zeros((T * B, H), dH.dtype)
+        full[valid] = dH
+        dHs, dh_n = full.reshape(T, B, H), None
+    layer = {n: v for n, v in p.items() if n not in grads}
+    grads.update(backward_oracle(isinstance(model, LSTM), pieces, dHs, dh_n, layer))
     loss = float(loss)
     for name, W in p.items():
         if name.startswith("weight") and model.l2:
@@ -425,16 +500,17 @@ def seq_reference(model, params, X, Y, states):
 
 def _seq_loss_and_grad():
     def call(ex):
-        m = ex.model
+        m, v = ex.model, _varlen(ex, ex.a)
         if ex.o["model"] == "RNN":
-            loss, grads, h_n = m.loss_and_grad(ex.a["X"], ex.a["Y"], h0=ex.a["h0"])
+            loss, grads, h_n = m.loss_and_grad(ex.a["X"], ex.a["Y"], h0=ex.a["h0"], **v)
             final = (h_n,)
         else:
-            loss, grads, final = m.loss_and_grad(ex.a["X"], ex.a["Y"], h0=ex.a["h0"], c0=ex.a["c0"])
+            loss, grads, final = m.loss_and_grad(ex.a["X"], ex.a["Y"], h0=ex.a["h0"], c0=ex.a["c0"], **v)
         return {"loss": loss, **_keyed("grad:", grads), **{f"state{i}": s for i, s in enumerate(final)}}
 
     def reference(ex):
-        loss, grads, final = seq_reference(ex.model, ex.params0, ex.c["X"], ex.c["Y"], _states(ex, ex.c))
+        loss, grads, final = seq_reference(ex.model, ex.params0, ex.c["X"], ex.c["Y"], _states(ex, ex.c),
+                                           **_varlen(ex, ex.c))
         return {"loss": loss, **_keyed("grad:", grads), **{f"state{i}": s for i, s in enumerate(final)}}
     return Entry("RNN|LSTM.loss_and_grad", _seq_args, call, reference, dims=SEQ_MODEL_DIMS,
                  options=SEQ_OPTIONS, setup=_seq_setup, dtype_from=lambda ex: ex.o["dtype"])
@@ -442,26 +518,21 @@ def _seq_loss_and_grad():
 
 def _seq_forward():
     def call(ex):
-        m, states = ex.model, _states(ex, ex.a)
-        out, final = m.forward(ex.a["X"], *states)
+        m, states, v = ex.model, _states(ex, ex.a), _varlen(ex, ex.a)
+        out, final = m.forward(ex.a["X"], *states, **v)
         final = final if isinstance(final, tuple) else (final,)
-        pred = m.predict(ex.a["X"], *states)
+        pred = m.predict(ex.a["X"], *states, **v)
         np.testing.assert_array_equal(pred, out.argmax(-1) if m.loss == "cross_entropy" else out)
         return {"out": out, **{f"state{i}": s for i, s in enumerate(final)}}
 
     def reference(ex):
-        # the readout outputs are the forward's part of the objective: recompute them here
-        m, p = ex.model, ex.params0
-        states = _states(ex, ex.c)
-        if isinstance(m, RNN):
-            y, h_n, _ = R.rnn_forward(ex.c["X"], states[0], p["weight_ih"], p["weight_hh"], p["bias_ih"],
-                                      p["bias_hh"], nonlinearity=m.nonlinearity)
-            final = (h_n,)
-        else:
-            peep = tuple(p[k] for k in ("peephole_i", "peephole_f", "peephole_o")) if m.peepholes else None
-            y, final, _ = R.lstm_forward(ex.c["X"], states[0], states[1], p["weight_ih"], p["weight_hh"],
-                                         p["bias_ih"], p["bias_hh"], peepholes=peep)
-        out = (y[-1] if m.many_to_one else y) @ p["weight_out"].T + p["bias_out"]
+        m, p, v = ex.model, ex.params0, _varlen(ex, ex.c)
+        Hs, final, _ = _model_layer(m, p, ex.c["X"], _states(ex, ex.c), v.get("lengths"), v.get("reset"))
+        if m.many_to_one:
+            out = final[0] @ p["weight_out"].T + p["bias_out"]
+        else:      # zero past each row's length
+            out = Hs @ p["weight_out"].T + p["bias_out"]
+            out[~_valid_rows(*Hs.shape[:2], v.get("lengths")).reshape(Hs.shape[:2])] = 0
         return {"out": out, **{f"state{i}": s for i, s in enumerate(final)}}
     return Entry("RNN|LSTM.forward/predict", lambda o: [a for a in _seq_args(o) if a.name != "Y"], call,
                  reference, dims=SEQ_MODEL_DIMS, options=SEQ_OPTIONS, setup=_seq_setup,
@@ -477,49 +548,86 @@ def _chunks(T, k, many_to_one):
     return [(t0, min(t0 + k, T), True) for t0 in range(0, T, k)]
 
 
+def _seq_bptt(ex):
+    """fit's bptt: an int, or (k, k): BPTT(k1, k2) with k1 = k2 is the chunked
+    truncation, one step per chunk, when T is a multiple of k (a shorter last
+    chunk is backpropagated k2 steps, into the chunk before). None with
+    lengths/reset (whole sequences); (k, k) only for many-to-many, which is
+    what BPTT(k1, k2) supports."""
+    k = ex.o["bptt"]
+    if ex.corruption == ("bptt", "option"):
+        return k                                    # a value that must be refused
+    if ex.o["varlen"]:
+        return None
+    if isinstance(k, tuple) and (ex.o["many_to_one"] or ex.d["T"] % k[0]):
+        return k[0]
+    return k
+
+
+# A step size and clipping at which identity and relu RNNs over up to 5 steps of
+# batch 1 do not diverge (a divergence is refused by name - "grads[0]: contains
+# NaN" - but then there is nothing to compare).
+SEQ_LR = 0.01
+SEQ_FIT_OPTIONS = {"batch_size": (1, 2, 3, 7), "clip_norm": (1.0, 0.5)}
+
+
 def _seq_fit():
     def call(ex):
-        history = ex.model.fit(ex.a["X"], ex.a["y"], **_fit_kwargs(ex))
+        kw = dict(_fit_kwargs(ex, SEQ_LR), bptt=_seq_bptt(ex), **_varlen(ex, ex.a))
+        history = ex.model.fit(ex.a["X"], ex.a["y"], **kw)
         return {"loss": history["loss"][0], **_keyed("param:", ex.model.params)}
 
     def reference(ex):
         m, X, Y, bs = ex.model, ex.c["X"], ex.c["y"], ex.o["batch_size"]
-        p = {k: v.copy() for k, v in ex.params0.items()}
+        k = _seq_bptt(ex)
+        k = k[0] if isinstance(k, tuple) else k
+        v = _varlen(ex, ex.c)
+        lengths, reset = v.get("lengths"), v.get("reset")
+        p = {name: value.copy() for name, value in ex.params0.items()}
         total, rows_total = 0.0, 0
         for s in range(0, X.shape[1], bs):
-            Xb = X[:, s:s + bs]
-            Yb = Y[s:s + bs] if m.many_to_one else Y[:, s:s + bs]
+            cols = slice(s, s + bs)
+            Xb, Yb = X[:, cols], (Y[cols] if m.many_to_one else Y[:, cols])
+            Lb = None if lengths is None else lengths[cols]
+            Rb = None if reset is None else reset[:, cols]
+            if Lb is not None and not m.many_to_one and not Lb.any():
+                continue                     # no step to score in this batch
             states = (None,) * (1 if isinstance(m, RNN) else 2)
-            for t0, t1, train in _chunks(X.shape[0], ex.o["bptt"], m.many_to_one):
+            for t0, t1, train in _chunks(X.shape[0], k, m.many_to_one):
                 if not train:     # many_to_one: carry the state through, no step
                     _, _, states = seq_reference(m, p, Xb[t0:t1], Yb, states)
                     continue
-                loss, grads, states = seq_reference(m, p, Xb[t0:t1], Yb if m.many_to_one else Yb[t0:t1], states)
-                flat = [np.array(grads[k]) for k in p]
+                loss, grads, states = seq_reference(m, p, Xb[t0:t1], Yb if m.many_to_one else Yb[t0:t1],
+                                                    states, Lb, Rb)
+                flat = [np.array(grads[name]) for name in p]
                 if ex.o["clip_norm"]:
                     _clip_ref(flat, ex.o["clip_norm"])
-                _sgd_ref(list(p.values()), flat)
-                rows = Xb.shape[1] * (1 if m.many_to_one else t1 - t0)
+                _sgd_ref(list(p.values()), flat, SEQ_LR)
+                rows = (Xb.shape[1] if m.many_to_one else
+                        int(_valid_rows(t1 - t0, Xb.shape[1], Lb).sum()))
                 total += loss * rows
                 rows_total += rows
         return {"loss": total / rows_total, **_keyed("param:", p)}
     return Entry("RNN|LSTM.fit", lambda o: _seq_args(o, states=False, target="y"), call, reference,
                  dims=dict(SEQ_MODEL_DIMS, B=(1, 5)),
-                 options=dict(SEQ_OPTIONS, bptt=(None, 1, 2, 3), **FIT_OPTIONS),
-                 bad_options=dict(FIT_BAD, bptt=(0, -1, 1.5, "2")), setup=_seq_setup,
+                 options=dict(SEQ_OPTIONS, bptt=(None, 1, 2, 3, (2, 2)), **SEQ_FIT_OPTIONS),
+                 bad_options=dict(FIT_BAD, bptt=(0, -1, 1.5, "2", (3, 2))), setup=_seq_setup,
                  dtype_from=lambda ex: ex.o["dtype"], model_mutates=True,
                  regimes=("normal", "small", "large"))
 
 
 def _seq_evaluate():
     def call(ex):
-        loss, acc = ex.model.evaluate(ex.a["X"], ex.a["y"], batch_size=ex.o["batch_size"], bptt=ex.o["bptt"])
+        bptt = None if ex.o["varlen"] and ex.corruption != ("bptt", "option") else ex.o["bptt"]
+        loss, acc = ex.model.evaluate(ex.a["X"], ex.a["y"], batch_size=ex.o["batch_size"], bptt=bptt,
+                                      **_varlen(ex, ex.a))
         assert (acc is None) == (ex.model.loss != "cross_entropy")
         return {"loss": loss}
 
     def reference(ex):
         states = (None,) * (1 if ex.o["model"] == "RNN" else 2)
-        return {"loss": seq_reference(ex.model, ex.params0, ex.c["X"], ex.c["y"], states)[0]}
+        return {"loss": seq_reference(ex.model, ex.params0, ex.c["X"], ex.c["y"], states,
+                                      **_varlen(ex, ex.c))[0]}
     return Entry("RNN|LSTM.evaluate", lambda o: _seq_args(o, states=False, target="y"), call, reference,
                  dims=SEQ_MODEL_DIMS, options=dict(SEQ_OPTIONS, batch_size=(1, 3, 256), bptt=(None, 2)),
                  bad_options={"batch_size": (0, None), "bptt": (0, 2.0)}, setup=_seq_setup,
