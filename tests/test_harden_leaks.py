@@ -21,9 +21,9 @@ from fastbp.mlp import MLP
 from fastbp.optim import Adam
 from fastbp.rnn import RNN, rnn_backward, rnn_forward
 
-CALLS = 1500            # per workload, after WARMUP calls
-WARMUP = 150
-TRACED_SLACK = 48 << 10     # 1500 calls leaking one 40-byte object would already exceed it
+CALLS = 1000            # per workload, after WARMUP calls
+WARMUP = 100
+TRACED_SLACK = 32 << 10     # 1000 calls leaking one 40-byte object would already exceed it
 RSS_SLACK = 4 << 20
 
 
