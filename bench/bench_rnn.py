@@ -332,8 +332,6 @@ def main(argv=None):
         threadpool_limits(args.threads)       # after fastbp imported SciPy's BLAS
         if torch is not None:
             torch.set_num_threads(args.threads)
-        if args.threads == 1:                 # as fastbp.rnn documents for a run-time limit
-            fastbp_rnn.PACKED_MAX_MACS = 1 << 24
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"fastbp {fastbp.__version__} from {os.path.dirname(fastbp.__file__)}; {coretype_label()}; "
           f"{os.cpu_count()} CPUs, load average {load:.2f} (other processes skew every column, "

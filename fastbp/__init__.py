@@ -6,6 +6,7 @@ NumPy transcription of the equations lives in ``fastbp.reference``.
     fastbp.MLP, fastbp.RNN, fastbp.LSTM        models (loss_and_grad, fit, save, state_dict)
     fastbp.rnn_forward / rnn_backward          the compiled Elman RNN, whole sequence per call
     fastbp.lstm_forward / lstm_backward        the compiled LSTM (optional peepholes)
+    fastbp.{rnn,lstm}_stack_forward / _backward  stacked, bidirectional layers (torch names)
     fastbp.activation_forward / _backward, softmax_cross_entropy, squared_error
     fastbp.gradcheck, fastbp.clip_grad_norm, fastbp.optim, fastbp.load
     fastbp.tbptt.Stream                        truncated BPTT(k1, k2) over a stream
@@ -18,13 +19,14 @@ from .functional import (activation_backward, activation_forward, softmax_cross_
                          squared_error)
 from .gradcheck import gradcheck
 from .io import load
-from .lstm import LSTM, lstm_backward, lstm_forward
+from .lstm import LSTM, lstm_backward, lstm_forward, lstm_stack_backward, lstm_stack_forward
 from .mlp import MLP
-from .rnn import RNN, rnn_backward, rnn_forward
+from .rnn import RNN, rnn_backward, rnn_forward, rnn_stack_backward, rnn_stack_forward
 
 __version__ = "0.1.0"
 
 __all__ = ["MLP", "RNN", "LSTM", "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
+           "rnn_stack_forward", "rnn_stack_backward", "lstm_stack_forward", "lstm_stack_backward",
            "activation_forward", "activation_backward", "softmax_cross_entropy", "squared_error",
            "gradcheck", "clip_grad_norm", "optim", "load", "reference", "tbptt",
            "distributed"]

@@ -24,6 +24,26 @@ cdef extern from "lstm.h":
                             const double *x, const double *W_ih, const double *W_hh,
                             const double *peep, double *pack, const fbp_seq *seq,
                             int T, int B, int I, int H) noexcept nogil
+    int fbp_lstm_forward_dirs_f(int D, float **hs, float **cs, float **gates, float *work,
+                                const float **x, const float **W_ih, const float **W_hh,
+                                const float **bias, const float **peep, float *pack,
+                                const fbp_seq **seq, int T, int B, int I, int H) noexcept nogil
+    int fbp_lstm_forward_dirs_d(int D, double **hs, double **cs, double **gates, double *work,
+                                const double **x, const double **W_ih, const double **W_hh,
+                                const double **bias, const double **peep, double *pack,
+                                const fbp_seq **seq, int T, int B, int I, int H) noexcept nogil
+    int fbp_lstm_backward_dirs_f(int D, float **dG, float **dX, float **dW_ih, float **dW_hh,
+                                 float **db, float **dpeep, float **dh, float **dc, float *work,
+                                 const float **gates, const float **dy, float **hs, float **cs,
+                                 const float **x, const float **W_ih, const float **W_hh,
+                                 const float **peep, float *pack, const fbp_seq **seq,
+                                 int T, int B, int I, int H) noexcept nogil
+    int fbp_lstm_backward_dirs_d(int D, double **dG, double **dX, double **dW_ih, double **dW_hh,
+                                 double **db, double **dpeep, double **dh, double **dc,
+                                 double *work, const double **gates, const double **dy,
+                                 double **hs, double **cs, const double **x, const double **W_ih,
+                                 const double **W_hh, const double **peep, double *pack,
+                                 const fbp_seq **seq, int T, int B, int I, int H) noexcept nogil
     int fbp_lstm_step_products_f(float *gates, float *dh, const float *hs, const float *W_hh,
                                  float *pack, int T, int B, int H) noexcept nogil
     int fbp_lstm_step_products_d(double *gates, double *dh, const double *hs, const double *W_hh,
@@ -155,6 +175,177 @@ def lstm_backward(floating[:, ::1] dG, floating[:, ::1] dx, floating[:, ::1] dwe
                                      &x[0, 0] if I else NULL, &weight_ih[0, 0] if I else NULL,
                                      &weight_hh[0, 0], &peepholes[0, 0] if peep else NULL,
                                      &pack[0] if pack is not None else NULL, seq, T, B, I, H)
+    check_status(st)
+
+
+def lstm_forward_dirs(floating[::1] work, tuple dirs, floating[::1] pack, Schedule sched,
+                      Schedule sched_r=None):
+    """Both directions of a layer (dirs: 1 or 2 tuples) in one nogil call
+    (src_c/lstm.h fbp_lstm_forward_dirs).
+
+    dirs[d] = (hs, cs, gates, x, weight_ih, weight_hh, bias, peepholes), each as
+    for lstm_forward, direction 1 (the reverse direction) in the reversed slot
+    layout on sched_r (the forward schedule's rows, mirrored resets). work
+    (never None, possibly empty: it selects the dtype): the larger
+    work_size(H, 2, False) of the two schedules; pack as for lstm_forward.
+    """
+    _check_directions(dirs, 8, sched, sched_r)
+    cdef int D = <int>len(dirs), T = sched.T, B = sched.B, d
+    cdef int I = <int>dirs[0][3].shape[1], H = <int>dirs[0][5].shape[1]
+    cdef floating *hs_p[2]
+    cdef floating *cs_p[2]
+    cdef floating *g_p[2]
+    cdef const floating *x_p[2]
+    cdef const floating *wi_p[2]
+    cdef const floating *wh_p[2]
+    cdef const floating *b_p[2]
+    cdef const floating *pp_p[2]
+    cdef const fbp_seq *seq_p[2]
+    cdef floating[:, ::1] a
+    cdef const floating[:, ::1] ca
+    cdef const floating[::1] cv
+    cdef Schedule sc
+    _check_pack(pack, H, floating is double)
+    for d in range(D):
+        hs, cs, gates, x, weight_ih, weight_hh, bias, peep = dirs[d]
+        sc = sched if d == 0 else sched_r
+        _check_lstm_buffers(sc, hs, cs, gates, x, None, work, I, H, False)
+        _check_matrix(weight_ih, 4 * H, I, "weight_ih")
+        _check_matrix(weight_hh, 4 * H, H, "weight_hh")
+        _check_vector(bias, 4 * H, "bias")
+        if peep is not None:
+            _check_matrix(peep, 3, H, "peepholes")
+        if d == 1 and (peep is None) != (dirs[0][7] is None):
+            raise ValueError("peepholes: both directions or neither")
+        if T == 0 or B == 0:
+            continue
+        a = hs; hs_p[d] = &a[0, 0]
+        a = cs; cs_p[d] = &a[0, 0]
+        a = gates; g_p[d] = &a[0, 0]
+        ca = x; x_p[d] = &ca[0, 0] if I else NULL
+        ca = weight_ih; wi_p[d] = &ca[0, 0] if I else NULL
+        ca = weight_hh; wh_p[d] = &ca[0, 0]
+        cv = bias; b_p[d] = &cv[0]
+        if peep is not None:
+            ca = peep; pp_p[d] = &ca[0, 0]
+        else:
+            pp_p[d] = NULL
+        seq_p[d] = _seq_ptr(sc)
+    if T == 0 or B == 0:
+        return
+    cdef floating *work_p = &work[0] if work.shape[0] > 0 else NULL
+    cdef floating *pack_p = &pack[0] if pack is not None else NULL
+    cdef int st
+    with nogil:
+        if floating is float:
+            st = fbp_lstm_forward_dirs_f(D, hs_p, cs_p, g_p, work_p, x_p, wi_p, wh_p, b_p, pp_p,
+                                         pack_p, seq_p, T, B, I, H)
+        else:
+            st = fbp_lstm_forward_dirs_d(D, hs_p, cs_p, g_p, work_p, x_p, wi_p, wh_p, b_p, pp_p,
+                                         pack_p, seq_p, T, B, I, H)
+    check_status(st)
+
+
+def lstm_backward_dirs(floating[::1] work, tuple dirs, floating[::1] pack, Schedule sched,
+                       Schedule sched_r=None):
+    """BPTT of both directions of a layer in one nogil call
+    (fbp_lstm_backward_dirs).
+
+    dirs[d] = (dG, dx, dweight_ih, dweight_hh, dbias, dpeepholes, dh, dc, gates,
+    dy, hs, cs, x, weight_ih, weight_hh, peepholes), each as for
+    lstm_backward (dx, dy, dpeepholes/peepholes may be None), direction 1 on
+    sched_r. work: the larger work_size(H, 2, True) of the two schedules
+    (never None, possibly empty).
+    """
+    _check_directions(dirs, 16, sched, sched_r)
+    cdef int D = <int>len(dirs), T = sched.T, B = sched.B, d
+    cdef int I = <int>dirs[0][12].shape[1], H = <int>dirs[0][14].shape[1]
+    cdef floating *dg_p[2]
+    cdef floating *dx_p[2]
+    cdef floating *dwi_p[2]
+    cdef floating *dwh_p[2]
+    cdef floating *db_p[2]
+    cdef floating *dpp_p[2]
+    cdef floating *dh_p[2]
+    cdef floating *dc_p[2]
+    cdef const floating *g_p[2]
+    cdef const floating *dy_p[2]
+    cdef floating *hs_p[2]
+    cdef floating *cs_p[2]
+    cdef const floating *x_p[2]
+    cdef const floating *wi_p[2]
+    cdef const floating *wh_p[2]
+    cdef const floating *pp_p[2]
+    cdef const fbp_seq *seq_p[2]
+    cdef floating[:, ::1] a
+    cdef floating[::1] v
+    cdef const floating[:, ::1] ca
+    cdef Schedule sc
+    _check_pack(pack, H, floating is double)
+    for d in range(D):
+        (dG, dx, dweight_ih, dweight_hh, dbias, dpeep, dh, dc, gates, dy, hs, cs, x, weight_ih,
+         weight_hh, peep) = dirs[d]
+        sc = sched if d == 0 else sched_r
+        _check_lstm_buffers(sc, hs, cs, gates, x, dy, work, I, H, True)
+        _check_rows(dG, sc.slots, 4 * H, "dG")
+        if dx is not None and I:
+            _check_rows(dx, sc.slots, I, "dx")
+        _check_matrix(weight_ih, 4 * H, I, "weight_ih")
+        _check_matrix(weight_hh, 4 * H, H, "weight_hh")
+        _check_matrix(dweight_ih, 4 * H, I, "dweight_ih")
+        _check_matrix(dweight_hh, 4 * H, H, "dweight_hh")
+        _check_vector(dbias, 4 * H, "dbias")
+        _check_matrix(dh, B, H, "dh")
+        _check_matrix(dc, B, H, "dc")
+        if peep is not None:
+            _check_matrix(peep, 3, H, "peepholes")
+            _check_matrix(dpeep, 3, H, "dpeepholes")
+        if T == 0 or B == 0:
+            continue
+        a = dG; dg_p[d] = &a[0, 0]
+        if dx is not None and I:
+            a = dx; dx_p[d] = &a[0, 0]
+        else:
+            dx_p[d] = NULL
+        if I:
+            a = dweight_ih; dwi_p[d] = &a[0, 0]
+        else:
+            dwi_p[d] = NULL
+        a = dweight_hh; dwh_p[d] = &a[0, 0]
+        v = dbias; db_p[d] = &v[0]
+        a = dh; dh_p[d] = &a[0, 0]
+        a = dc; dc_p[d] = &a[0, 0]
+        ca = gates; g_p[d] = &ca[0, 0]
+        if dy is not None:
+            ca = dy; dy_p[d] = &ca[0, 0]
+        else:
+            dy_p[d] = NULL
+        a = hs; hs_p[d] = &a[0, 0]
+        a = cs; cs_p[d] = &a[0, 0]
+        ca = x; x_p[d] = &ca[0, 0] if I else NULL
+        ca = weight_ih; wi_p[d] = &ca[0, 0] if I else NULL
+        ca = weight_hh; wh_p[d] = &ca[0, 0]
+        if peep is not None:
+            ca = peep; pp_p[d] = &ca[0, 0]
+            a = dpeep; dpp_p[d] = &a[0, 0]
+        else:
+            pp_p[d] = NULL
+            dpp_p[d] = NULL
+        seq_p[d] = _seq_ptr(sc)
+    if T == 0 or B == 0:
+        return
+    cdef floating *work_p = &work[0] if work.shape[0] > 0 else NULL
+    cdef floating *pack_p = &pack[0] if pack is not None else NULL
+    cdef int st
+    with nogil:
+        if floating is float:
+            st = fbp_lstm_backward_dirs_f(D, dg_p, dx_p, dwi_p, dwh_p, db_p, dpp_p, dh_p, dc_p,
+                                          work_p, g_p, dy_p, hs_p, cs_p, x_p, wi_p, wh_p, pp_p,
+                                          pack_p, seq_p, T, B, I, H)
+        else:
+            st = fbp_lstm_backward_dirs_d(D, dg_p, dx_p, dwi_p, dwh_p, db_p, dpp_p, dh_p, dc_p,
+                                          work_p, g_p, dy_p, hs_p, cs_p, x_p, wi_p, wh_p, pp_p,
+                                          pack_p, seq_p, T, B, I, H)
     check_status(st)
 
 

@@ -20,6 +20,26 @@ cdef extern from "rnn.h":
                            double *hs, const double *x, const double *W_ih, const double *W_hh,
                            double *pack, const fbp_seq *seq, int T, int B, int I, int H,
                            int act) noexcept nogil
+    int fbp_rnn_forward_dirs_f(int D, float **hs, float **pre, float *work, const float **x,
+                               const float **W_ih, const float **W_hh, const float **b_ih,
+                               const float **b_hh, float *pack, const fbp_seq **seq,
+                               int T, int B, int I, int H, int act) noexcept nogil
+    int fbp_rnn_forward_dirs_d(int D, double **hs, double **pre, double *work, const double **x,
+                               const double **W_ih, const double **W_hh, const double **b_ih,
+                               const double **b_hh, double *pack, const fbp_seq **seq,
+                               int T, int B, int I, int H, int act) noexcept nogil
+    int fbp_rnn_backward_dirs_f(int D, float **dx, float **dh0, float **dW_ih, float **dW_hh,
+                                float **db, float **delta, float *work, const float **dy,
+                                const float **dh_n, float **hs, const float **x,
+                                const float **W_ih, const float **W_hh, float *pack,
+                                const fbp_seq **seq, int T, int B, int I, int H,
+                                int act) noexcept nogil
+    int fbp_rnn_backward_dirs_d(int D, double **dx, double **dh0, double **dW_ih, double **dW_hh,
+                                double **db, double **delta, double *work, const double **dy,
+                                const double **dh_n, double **hs, const double **x,
+                                const double **W_ih, const double **W_hh, double *pack,
+                                const fbp_seq **seq, int T, int B, int I, int H,
+                                int act) noexcept nogil
     Py_ssize_t fbp_rnn_pack_size_f(int H) noexcept nogil
     Py_ssize_t fbp_rnn_pack_size_d(int H) noexcept nogil
 
@@ -146,4 +166,166 @@ def rnn_backward(floating[:, ::1] dh0, floating[:, ::1] dweight_ih, floating[:, 
                                     &x[0, 0] if I else NULL, &weight_ih[0, 0] if I else NULL,
                                     &weight_hh[0, 0], &pack[0] if has_pack else NULL,
                                     seq, T, B, I, H, act)
+    check_status(st)
+
+
+def rnn_forward_dirs(floating[::1] work, tuple dirs, floating[::1] pack, Schedule sched,
+                     int act, Schedule sched_r=None):
+    """Both directions of a layer (dirs: 1 or 2 tuples) in one nogil call
+    (src_c/rnn.h fbp_rnn_forward_dirs).
+
+    dirs[d] = (hs, pre, x, weight_ih, weight_hh, bias_ih, bias_hh), each as for
+    rnn_forward (pre None only without lengths), direction 1 (the reverse
+    direction) in the reversed slot layout on sched_r. work (never None,
+    possibly empty: it selects the dtype): work_size(H, 1, False) of the larger
+    schedule; pack as for rnn_forward.
+    """
+    _check_directions(dirs, 7, sched, sched_r)
+    cdef int D = <int>len(dirs), T = sched.T, B = sched.B, d
+    cdef int I = <int>dirs[0][2].shape[1], H = <int>dirs[0][4].shape[0]
+    cdef floating *hs_p[2]
+    cdef floating *pre_p[2]
+    cdef const floating *x_p[2]
+    cdef const floating *wi_p[2]
+    cdef const floating *wh_p[2]
+    cdef const floating *bi_p[2]
+    cdef const floating *bh_p[2]
+    cdef const fbp_seq *seq_p[2]
+    cdef floating[:, ::1] a
+    cdef const floating[:, ::1] ca
+    cdef const floating[::1] cv
+    cdef Schedule sc
+    _check_rnn_pack(pack, H, floating is double)
+    for d in range(D):
+        hs, pre, x, weight_ih, weight_hh, bias_ih, bias_hh = dirs[d]
+        sc = sched if d == 0 else sched_r
+        _check_rnn_buffers(sc, hs, x, work, I, H, False)
+        if pre is not None:
+            _check_rows(pre, sc.slots, H, "pre")
+        elif sc.has_lengths:
+            raise ValueError("pre: needed with lengths")
+        _check_matrix(weight_ih, H, I, "weight_ih")
+        _check_matrix(weight_hh, H, H, "weight_hh")
+        _check_vector(bias_ih, H, "bias_ih")
+        _check_vector(bias_hh, H, "bias_hh")
+        if T == 0 or B == 0 or H == 0:
+            continue
+        a = hs; hs_p[d] = &a[0, 0]
+        if pre is not None:
+            a = pre; pre_p[d] = &a[0, 0]
+        else:
+            pre_p[d] = NULL
+        ca = x; x_p[d] = &ca[0, 0] if I else NULL
+        ca = weight_ih; wi_p[d] = &ca[0, 0] if I else NULL
+        ca = weight_hh; wh_p[d] = &ca[0, 0]
+        cv = bias_ih; bi_p[d] = &cv[0]
+        cv = bias_hh; bh_p[d] = &cv[0]
+        seq_p[d] = _seq_ptr(sc)
+    if T == 0 or B == 0 or H == 0:
+        return
+    cdef floating *work_p = &work[0] if work.shape[0] > 0 else NULL
+    cdef floating *pack_p = &pack[0] if pack is not None else NULL
+    cdef int st
+    with nogil:
+        if floating is float:
+            st = fbp_rnn_forward_dirs_f(D, hs_p, pre_p, work_p, x_p, wi_p, wh_p, bi_p, bh_p,
+                                        pack_p, seq_p, T, B, I, H, act)
+        else:
+            st = fbp_rnn_forward_dirs_d(D, hs_p, pre_p, work_p, x_p, wi_p, wh_p, bi_p, bh_p,
+                                        pack_p, seq_p, T, B, I, H, act)
+    check_status(st)
+
+
+def rnn_backward_dirs(floating[::1] work, tuple dirs, floating[::1] pack, Schedule sched,
+                      int act, Schedule sched_r=None):
+    """BPTT of both directions of a layer in one nogil call (fbp_rnn_backward_dirs).
+
+    dirs[d] = (dh0, dweight_ih, dweight_hh, dbias, delta, dx, dy, dh_n, hs, x,
+    weight_ih, weight_hh), each as for rnn_backward (dx, dy, dh_n may be None),
+    direction 1 on sched_r. T must be at least 1 (with T = 0 the caller's
+    ∂L/∂h_0 is dh_n). work: work_size(H, 1, True) of the larger schedule
+    (never None, possibly empty).
+    """
+    _check_directions(dirs, 12, sched, sched_r)
+    cdef int D = <int>len(dirs), T = sched.T, B = sched.B, d
+    cdef int I = <int>dirs[0][9].shape[1], H = <int>dirs[0][11].shape[0]
+    if T == 0:
+        raise ValueError("rnn_backward_dirs: T must be at least 1")
+    cdef floating *dx_p[2]
+    cdef floating *dh0_p[2]
+    cdef floating *dwi_p[2]
+    cdef floating *dwh_p[2]
+    cdef floating *db_p[2]
+    cdef floating *delta_p[2]
+    cdef const floating *dy_p[2]
+    cdef const floating *dhn_p[2]
+    cdef floating *hs_p[2]
+    cdef const floating *x_p[2]
+    cdef const floating *wi_p[2]
+    cdef const floating *wh_p[2]
+    cdef const fbp_seq *seq_p[2]
+    cdef floating[:, ::1] a
+    cdef floating[::1] v
+    cdef const floating[:, ::1] ca
+    cdef Schedule sc
+    _check_rnn_pack(pack, H, floating is double)
+    for d in range(D):
+        (dh0, dweight_ih, dweight_hh, dbias, delta, dx, dy, dh_n, hs, x, weight_ih,
+         weight_hh) = dirs[d]
+        sc = sched if d == 0 else sched_r
+        _check_rnn_buffers(sc, hs, x, work, I, H, True)
+        _check_rows(delta, sc.slots, H, "delta")
+        if dy is not None:
+            _check_rows(dy, sc.slots, H, "dy")
+        if dx is not None and I:
+            _check_rows(dx, sc.slots, I, "dx")
+        _check_matrix(dh0, B, H, "dh0")
+        if dh_n is not None:
+            _check_matrix(dh_n, B, H, "dh_n")
+        _check_matrix(weight_ih, H, I, "weight_ih")
+        _check_matrix(weight_hh, H, H, "weight_hh")
+        _check_matrix(dweight_ih, H, I, "dweight_ih")
+        _check_matrix(dweight_hh, H, H, "dweight_hh")
+        _check_vector(dbias, H, "dbias")
+        if B == 0 or H == 0:
+            continue
+        a = dh0; dh0_p[d] = &a[0, 0]
+        if I:
+            a = dweight_ih; dwi_p[d] = &a[0, 0]
+        else:
+            dwi_p[d] = NULL
+        a = dweight_hh; dwh_p[d] = &a[0, 0]
+        v = dbias; db_p[d] = &v[0]
+        a = delta; delta_p[d] = &a[0, 0]
+        if dx is not None and I:
+            a = dx; dx_p[d] = &a[0, 0]
+        else:
+            dx_p[d] = NULL
+        if dy is not None:
+            ca = dy; dy_p[d] = &ca[0, 0]
+        else:
+            dy_p[d] = NULL
+        if dh_n is not None:
+            ca = dh_n; dhn_p[d] = &ca[0, 0]
+        else:
+            dhn_p[d] = NULL
+        a = hs; hs_p[d] = &a[0, 0]
+        ca = x; x_p[d] = &ca[0, 0] if I else NULL
+        ca = weight_ih; wi_p[d] = &ca[0, 0] if I else NULL
+        ca = weight_hh; wh_p[d] = &ca[0, 0]
+        seq_p[d] = _seq_ptr(sc)
+    if B == 0 or H == 0:
+        return
+    cdef floating *work_p = &work[0] if work.shape[0] > 0 else NULL
+    cdef floating *pack_p = &pack[0] if pack is not None else NULL
+    cdef int st
+    with nogil:
+        if floating is float:
+            st = fbp_rnn_backward_dirs_f(D, dx_p, dh0_p, dwi_p, dwh_p, db_p, delta_p, work_p,
+                                         dy_p, dhn_p, hs_p, x_p, wi_p, wh_p, pack_p, seq_p,
+                                         T, B, I, H, act)
+        else:
+            st = fbp_rnn_backward_dirs_d(D, dx_p, dh0_p, dwi_p, dwh_p, db_p, delta_p, work_p,
+                                         dy_p, dhn_p, hs_p, x_p, wi_p, wh_p, pack_p, seq_p,
+                                         T, B, I, H, act)
     check_status(st)

@@ -10,15 +10,18 @@ cdef extern from "seq.h":
         const int *reset_rows
     int fbp_seq_check(const fbp_seq *seq, int T, int B, Py_ssize_t *events) noexcept nogil
     Py_ssize_t fbp_seq_work_size(int B, int H, Py_ssize_t events, int cells, int backward) noexcept nogil
-    void fbp_seq_gather_f(float *dst, const float *src, const int *order, const int *lengths,
-                          const fbp_seq *seq, int T, int B, int D, int block, int reverse) noexcept nogil
-    void fbp_seq_gather_d(double *dst, const double *src, const int *order, const int *lengths,
-                          const fbp_seq *seq, int T, int B, int D, int block, int reverse) noexcept nogil
-    void fbp_seq_scatter_f(float *dst, const float *src, const int *order, const int *lengths,
-                           const fbp_seq *seq, int T, int B, int D, int block, int reverse) noexcept nogil
-    void fbp_seq_scatter_d(double *dst, const double *src, const int *order, const int *lengths,
-                           const fbp_seq *seq, int T, int B, int D, int block, int reverse) noexcept nogil
-
+    void fbp_seq_gather_f(float *dst, const float *src, Py_ssize_t ldc, const int *order,
+                          const int *lengths, const fbp_seq *seq, int T, int B, int D, int block,
+                          int reverse) noexcept nogil
+    void fbp_seq_gather_d(double *dst, const double *src, Py_ssize_t ldc, const int *order,
+                          const int *lengths, const fbp_seq *seq, int T, int B, int D, int block,
+                          int reverse) noexcept nogil
+    void fbp_seq_scatter_f(float *dst, Py_ssize_t ldc, const float *src, const int *order,
+                           const int *lengths, const fbp_seq *seq, int T, int B, int D, int block,
+                           int reverse, int accumulate) noexcept nogil
+    void fbp_seq_scatter_d(double *dst, Py_ssize_t ldc, const double *src, const int *order,
+                           const int *lengths, const fbp_seq *seq, int T, int B, int D, int block,
+                           int reverse, int accumulate) noexcept nogil
 
 cdef class Schedule:
     """Which rows run at each step, in the kernels' sorted row order.
@@ -122,42 +125,103 @@ cdef int _check_rows(arr, Py_ssize_t need, Py_ssize_t width, str name) except -1
     return 0
 
 
-def seq_gather(floating[:, ::1] dst, const floating[:, :, ::1] src, Schedule sched,
+cdef int _check_directions(tuple dirs, int width, Schedule sched, Schedule sched_r) except -1:
+    """1 or 2 directions of `width` arrays each; a reverse direction needs a
+    schedule with the same rows (its events may differ)."""
+    cdef Py_ssize_t D = len(dirs)
+    if D < 1 or D > 2:
+        raise ValueError(f"dirs: expected 1 or 2 directions, got {D}")
+    for d in range(D):
+        if not isinstance(dirs[d], tuple) or len(dirs[d]) != width:
+            raise ValueError(f"dirs[{d}]: expected a tuple of {width} arrays")
+    if D == 2:
+        if sched_r is None:
+            raise ValueError("sched_r: needed for the reverse direction")
+        if (sched_r.T != sched.T or sched_r.B != sched.B or sched_r.slots != sched.slots
+                or sched_r.has_lengths != sched.has_lengths
+                or (sched.has_lengths and not (sched_r.rows == sched.rows).all())):
+            raise ValueError("sched_r: expected the forward schedule's rows (only the reset "
+                             "events may differ)")
+    return 0
+
+
+cdef int _check_matrix(arr, Py_ssize_t rows, Py_ssize_t cols, str name) except -1:
+    if arr is None or arr.shape[0] != rows or arr.shape[1] != cols:
+        raise ValueError(f"{name}: expected shape ({rows}, {cols}), got "
+                         f"{None if arr is None else tuple(arr.shape)}")
+    return 0
+
+
+cdef int _check_vector(arr, Py_ssize_t n, str name) except -1:
+    if arr is None or arr.shape[0] != n:
+        raise ValueError(f"{name}: expected shape ({n},), got "
+                         f"{None if arr is None else tuple(arr.shape)}")
+    return 0
+
+
+cdef Py_ssize_t _caller_ld(arr, int T, int B, Py_ssize_t itemsize, str name) except -1:
+    """Row stride (elements) of a (T, B, D) caller-layout array whose rows may be
+    column slices of a wider array: unit stride along D, B rows of ld elements
+    per step."""
+    if arr.shape[0] != T or arr.shape[1] != B:
+        raise ValueError(f"{name}: expected shape ({T}, {B}, D), got {tuple(arr.shape)}")
+    cdef Py_ssize_t D = arr.shape[2]
+    if T == 0 or B == 0 or D == 0:
+        return D
+    s0, s1, s2 = arr.strides[0], arr.strides[1], arr.strides[2]
+    if (D > 1 and s2 != itemsize) or s1 % itemsize or s1 < D * itemsize or (T > 1 and s0 != B * s1):
+        raise ValueError(f"{name}: expected rows of unit stride, B rows per step "
+                         f"(a C-contiguous array or a column slice of one), got strides "
+                         f"{tuple(arr.strides)}")
+    return s1 // itemsize
+
+
+cdef inline const int *_order_ptr(Schedule sched):
+    return &sched._order[0] if sched.has_lengths and sched.B else NULL
+
+
+cdef inline const int *_lengths_ptr(Schedule sched):
+    return &sched._lengths[0] if sched.has_lengths and sched.B else NULL
+
+
+def seq_gather(floating[:, ::1] dst, const floating[:, :, :] src, Schedule sched,
                bint block, bint reverse):
     """dst(slots or state rows, D) ← src(T, B, D) in sorted row order (block 1:
-    the layout of hs's output blocks); padding rows zero. Needs lengths."""
-    if not sched.has_lengths:
-        raise ValueError("seq_gather: the schedule has no lengths")
+    the layout of hs's output blocks); padding rows zero. reverse: step t of a
+    row of length L reads time L − 1 − t. src may be a column slice of a wider
+    C-contiguous (T, B, ·) array."""
     cdef int T = sched.T, B = sched.B, D = <int>src.shape[2]
-    if src.shape[0] != T or src.shape[1] != B:
-        raise ValueError(f"src: expected shape ({T}, {B}, D), got {tuple(src.shape)}")
+    cdef Py_ssize_t ldc = _caller_ld(src, T, B, sizeof(floating), "src")
     _check_rows(dst, sched.state_rows if block else sched.slots, D, "dst")
     if T == 0 or B == 0 or D == 0:
         return
+    cdef const int *order = _order_ptr(sched)
+    cdef const int *lengths = _lengths_ptr(sched)
     with nogil:
         if floating is float:
-            fbp_seq_gather_f(&dst[0, 0], &src[0, 0, 0], &sched._order[0], &sched._lengths[0],
-                             &sched.seq, T, B, D, block, reverse)
+            fbp_seq_gather_f(&dst[0, 0], &src[0, 0, 0], ldc, order, lengths, &sched.seq, T, B, D,
+                             block, reverse)
         else:
-            fbp_seq_gather_d(&dst[0, 0], &src[0, 0, 0], &sched._order[0], &sched._lengths[0],
-                             &sched.seq, T, B, D, block, reverse)
+            fbp_seq_gather_d(&dst[0, 0], &src[0, 0, 0], ldc, order, lengths, &sched.seq, T, B, D,
+                             block, reverse)
 
 
-def seq_scatter(floating[:, :, ::1] dst, const floating[:, ::1] src, Schedule sched,
-                bint block, bint reverse):
-    """dst(T, B, D) ← src slots in the caller's row order, zeros past each length."""
-    if not sched.has_lengths:
-        raise ValueError("seq_scatter: the schedule has no lengths")
+def seq_scatter(floating[:, :, :] dst, const floating[:, ::1] src, Schedule sched,
+                bint block, bint reverse, bint accumulate=False):
+    """dst(T, B, D) ← src slots in the caller's row order (accumulate: +=), and
+    unless accumulating zeros past each length. reverse as for seq_gather; dst
+    may be a column slice of a wider C-contiguous (T, B, ·) array."""
     cdef int T = sched.T, B = sched.B, D = <int>dst.shape[2]
-    if dst.shape[0] != T or dst.shape[1] != B:
-        raise ValueError(f"dst: expected shape ({T}, {B}, D), got {tuple(dst.shape)}")
+    cdef Py_ssize_t ldc = _caller_ld(dst, T, B, sizeof(floating), "dst")
     _check_rows(src, sched.state_rows if block else sched.slots, D, "src")
     if T == 0 or B == 0 or D == 0:
         return
+    cdef const int *order = _order_ptr(sched)
+    cdef const int *lengths = _lengths_ptr(sched)
     with nogil:
         if floating is float:
-            fbp_seq_scatter_f(&dst[0, 0, 0], &src[0, 0], &sched._order[0], &sched._lengths[0],
-                              &sched.seq, T, B, D, block, reverse)
+            fbp_seq_scatter_f(&dst[0, 0, 0], ldc, &src[0, 0], order, lengths, &sched.seq, T, B, D,
+                              block, reverse, accumulate)
         else:
-            fbp_seq_scatter_d(&dst[0, 0, 0], &src[0, 0], &sched._order[0], &sched._lengths[0],
-                              &sched.seq, T, B, D, block, reverse)
+            fbp_seq_scatter_d(&dst[0, 0, 0], ldc, &src[0, 0], order, lengths, &sched.seq, T, B, D,
+                              block, reverse, accumulate)

@@ -1,12 +1,15 @@
-"""What fastbp.RNN and fastbp.LSTM share: a recurrent layer, a linear readout
-at every step (or at the last step only), a loss averaged over time and batch,
-and L2 on the weight matrices.
+"""What fastbp.RNN and fastbp.LSTM share: a recurrent layer (or a stack of
+them, optionally bidirectional), a linear readout at every step (or at the
+last step only), a loss averaged over time and batch, and L2 on the weight
+matrices.
 
 The recurrent layer itself (its parameters, its compiled forward and BPTT) is
 the subclass's; this class owns everything around it, so both models validate,
 read out, score and regularise in exactly the same way:
 
-    O_t = h_t W_outᵀ + b_out                       (B, O) per step
+    O_t = h_t W_outᵀ + b_out                       (B, O) per step; h_t is the top
+                                                   layer's output, (B, D·H) with
+                                                   D = 2 directions when bidirectional
     L   = mean over the T·B rows of ℓ(O_t, Y_t)    (many-to-many, EQUATIONS §2, §5;
                                                    with lengths, over the valid steps only)
     L   = mean over the B rows of ℓ(O_T, Y)        (many_to_one=True)
@@ -21,6 +24,7 @@ from . import functional
 from ._validate import (check_shape, choice, float_array, label_array, nonnegative_float,
                         positive_int, resolve_dtype)
 from ._sequence import Layout, lengths_array, reset_array
+from ._stack import model_param_name, stack_config
 from .training import SequenceTrainable
 
 LOSSES = ("mse", "cross_entropy")
@@ -30,20 +34,30 @@ class SequenceModel(SequenceTrainable):
     """Base class of the sequence models; not used directly.
 
     Subclasses set ``_state_names`` (("h",) or ("h", "c")), and implement
-    ``_init_layer(rng)`` (fill ``self._params`` with the layer's arrays first),
-    ``_layer_forward(X, states, layout) -> (Hs (T,B,H), final_states, cache)``
-    (layout: fastbp._sequence.Layout, the batch's lengths and resets) and
-    ``_layer_backward(dHs or None, dfinal_states, cache) -> dict`` with a
-    gradient for each layer parameter name.
+    ``_init_layer(rng)`` (fill ``self._params`` with the layers' arrays first),
+    ``_layer_forward(X, states, layout) -> (Hs (T,B,F), final_states, cache)``
+    (layout: fastbp._sequence.Layout, the batch's lengths and resets; F =
+    ``_features``) and ``_layer_backward(dHs or None, dfinal_states, cache) ->
+    dict`` with a gradient for each layer parameter name.
+
+    Stacks (``num_layers`` > 1 or ``bidirectional``): the states are
+    (num_layers·D, B, H) as in torch, index l·D + d, instead of (B, H); the
+    readout reads F = D·H features, ``[forward, reverse]``; many-to-one reads
+    the top layer's final states, ``[h_n forward (after each row's last
+    step), h_n reverse (after its whole reverse pass, at time 0)]``. Layer 0's
+    forward direction keeps the one-layer parameter names ("weight_ih", ...);
+    the others get torch's suffixes ("weight_ih_l1", "weight_ih_l0_reverse").
     """
 
     _state_names = ("h",)
 
     def __init__(self, input_size, hidden_size, output_size, *, loss, many_to_one, l2,
-                 dtype, seed, mse_form="sum"):
+                 dtype, seed, mse_form="sum", num_layers=1, bidirectional=False):
         self.input_size = positive_int(input_size, "input_size")
         self.hidden_size = positive_int(hidden_size, "hidden_size")
         self.output_size = positive_int(output_size, "output_size")
+        self.num_layers, D = stack_config(num_layers, bidirectional)
+        self.bidirectional = D == 2
         self.loss = choice(loss, "loss", LOSSES)
         self.mse_form = choice(mse_form, "mse_form", functional.MSE_FORMS)
         self.many_to_one = bool(many_to_one)
@@ -53,11 +67,68 @@ class SequenceModel(SequenceTrainable):
         rng = np.random.default_rng(seed)
         self._params = {}
         self._init_layer(rng)
-        # readout initialised like torch.nn.Linear: U(−1/√H, 1/√H)
-        bound = 1.0 / np.sqrt(self.hidden_size)
+        # readout initialised like torch.nn.Linear(F, O): U(−1/√F, 1/√F)
+        bound = 1.0 / np.sqrt(self._features)
         self._params["weight_out"] = rng.uniform(
-            -bound, bound, (self.output_size, self.hidden_size)).astype(self.dtype)
+            -bound, bound, (self.output_size, self._features)).astype(self.dtype)
         self._params["bias_out"] = rng.uniform(-bound, bound, self.output_size).astype(self.dtype)
+
+    # -- stacks ----------------------------------------------------------------
+    @property
+    def num_directions(self):
+        return 2 if self.bidirectional else 1
+
+    @property
+    def _stacked(self):
+        """States are (num_layers·D, B, H) rather than (B, H)."""
+        return self.num_layers > 1 or self.bidirectional
+
+    @property
+    def _features(self):
+        """Width of the top layer's output, what the readout reads: D·H."""
+        return self.num_directions * self.hidden_size
+
+    def _layer_params(self, kinds):
+        """weights[l][d]: each layer direction's arrays by kind (those it has)."""
+        return [[{k: self._params[model_param_name(k, l, d)] for k in kinds
+                  if model_param_name(k, l, d) in self._params}
+                 for d in range(self.num_directions)] for l in range(self.num_layers)]
+
+    def _layer_grads(self, grads):
+        """grads[l][d][kind] -> a dict by the models' parameter names."""
+        return {model_param_name(k, l, d): g for l, layer in enumerate(grads)
+                for d, by_kind in enumerate(layer) for k, g in by_kind.items()}
+
+    def _split_states(self, states):
+        """The model's states (one per state name: (B, H), or (L·D, B, H) for a
+        stack, or None) -> [[a tuple with one (B, H) or None per state, per
+        direction] per layer]."""
+        L, D = self.num_layers, self.num_directions
+        per_state = [[[None] * D for _ in range(L)] if s is None
+                     else [[s[l * D + d] for d in range(D)] for l in range(L)] if self._stacked
+                     else [[s]] for s in states]
+        return [[tuple(p[l][d] for p in per_state) for d in range(D)] for l in range(L)]
+
+    def _join_states(self, finals):
+        """(L·D, B, H) per state -> the model's form ((B, H) for one layer, one direction)."""
+        return tuple(finals) if self._stacked else tuple(f[0] for f in finals)
+
+    def _last_features(self, h_n):
+        """Many-to-one features (B, F) from the final h: the top layer's directions."""
+        if not self._stacked:
+            return h_n
+        D = self.num_directions
+        return np.concatenate(list(h_n[-D:]), axis=1)
+
+    def _last_features_grad(self, dF):
+        """∂L/∂(final h) in the model's state form from ∂L/∂features (B, F)."""
+        if not self._stacked:
+            return dF
+        L, D, H = self.num_layers, self.num_directions, self.hidden_size
+        g = np.zeros((L * D, dF.shape[0], H), dtype=dF.dtype)
+        for d in range(D):
+            g[(L - 1) * D + d] = dF[:, d * H:(d + 1) * H]
+        return g
 
     # -- parameters ---------------------------------------------------------
     @property
@@ -76,6 +147,17 @@ class SequenceModel(SequenceTrainable):
         for name, value in checked.items():
             self._params[name] = value.copy() if value is new_params[name] else value
 
+    def _chunks(self, T, bptt):
+        """Truncated BPTT's chunks (fastbp.training); refused when a reverse
+        direction would be cut: it starts at each sequence's end, so no state
+        carried from one chunk into the next is its initial state."""
+        chunks = super()._chunks(T, bptt)
+        if self.bidirectional and len(chunks) > 1:
+            raise ValueError(f"bptt: a bidirectional model trains and scores whole sequences "
+                             f"(its reverse direction starts at each sequence's end); got "
+                             f"bptt={bptt} for T={T}: use bptt=None")
+        return chunks
+
     # -- validation -----------------------------------------------------------
     def _check_X(self, X):
         X = float_array(X, "X", dtype=self.dtype, ndim=3, shape=(None, None, self.input_size))
@@ -87,7 +169,8 @@ class SequenceModel(SequenceTrainable):
     def _check_state(self, s, name, B):
         if s is None:
             return None
-        return float_array(s, name, dtype=self.dtype, shape=(B, self.hidden_size))
+        lead = (self.num_layers * self.num_directions,) if self._stacked else ()
+        return float_array(s, name, dtype=self.dtype, shape=lead + (B, self.hidden_size))
 
     def _check_Y(self, Y, T, B, mask=None):
         """Targets: labels (T,B)/(B,) or one-hot/targets (T,B,O)/(B,O).
@@ -103,8 +186,9 @@ class SequenceModel(SequenceTrainable):
             out = np.zeros(Y.shape, dtype=valid.dtype)
             out[mask] = valid.reshape((-1,) + Y.shape[2:])
             return out
-        if self.loss == "cross_entropy" and np.asarray(Y).dtype.kind in "iu":
-            return label_array(Y, "Y", O, shape=lead)
+        Y = np.asarray(Y) if not isinstance(Y, np.ndarray) else Y
+        if self.loss == "cross_entropy" and Y.dtype.kind in "iu" and Y.ndim == len(lead):
+            return label_array(Y, "Y", O, shape=lead)     # labels; integer one-hot goes below
         Y = float_array(Y, "Y", dtype=self.dtype)
         check_shape(Y, "Y", lead + (O,))
         return Y
@@ -120,8 +204,9 @@ class SequenceModel(SequenceTrainable):
         states = tuple(self._check_state(s, n + "0", B) for s, n in zip(states, self._state_names))
         layout = Layout(T, B, lengths_array(lengths, T, B), reset_array(reset, T, B))
         Hs, final, cache = self._layer_forward(X, states, layout)
-        # many-to-one reads each row's own last state
-        Hrows = final[0] if self.many_to_one else Hs.reshape(T * B, self.hidden_size)
+        # many-to-one reads each row's own last state (both directions' final states)
+        Hrows = (self._last_features(final[0]) if self.many_to_one
+                 else Hs.reshape(T * B, self._features))
         return X, Hs, Hrows, final, cache, layout
 
     def _outputs(self, X, states, lengths=None, reset=None):
@@ -140,9 +225,9 @@ class SequenceModel(SequenceTrainable):
         return np.argmax(out, axis=-1) if self.loss == "cross_entropy" else out
 
     def _score(self, Hrows, Yrows):
-        """Readout and loss of rows of states: Hrows (rows, H), Yrows labels
-        (rows,) or targets (rows, O). Returns (mean loss, {"weight_out",
-        "bias_out"} gradients, dL/dHrows (rows, H))."""
+        """Readout and loss of rows of states: Hrows (rows, F) (F = D·H features:
+        H for one direction), Yrows labels (rows,) or targets (rows, O). Returns
+        (mean loss, {"weight_out", "bias_out"} gradients, dL/dHrows (rows, F))."""
         out = self._readout(Hrows)                          # (rows, O)
         if self.loss == "cross_entropy":
             loss, dout = functional.softmax_cross_entropy(out, Yrows)
@@ -181,7 +266,8 @@ class SequenceModel(SequenceTrainable):
             dH = full
         zeros = (None,) * len(self._state_names)
         if self.many_to_one:   # only h_T is read out: its gradient enters as ∂L/∂h_n
-            layer_grads = self._layer_backward(None, (dH,) + zeros[1:], cache)
+            layer_grads = self._layer_backward(None, (self._last_features_grad(dH),) + zeros[1:],
+                                               cache)
         else:
             layer_grads = self._layer_backward(dH.reshape(T, B, H), zeros, cache)
         for name in self._params:

@@ -13,6 +13,22 @@ import numpy as np
 
 from . import _core
 
+# Which engine runs the per-step recurrent products of the RNN and LSTM (B·G·H
+# multiply-adds per step, G = H or 4H): fastbp's packed kernel (src_c/packed.*,
+# W_hh packed once per call, one thread) up to PACKED_MAX_MACS, BLAS beyond.
+# BLAS repacks W_hh on every one of the T calls, which dominates small products
+# (H = 256, one thread: 5 against 47 µs at B = 2, 110 against 250 µs for the
+# LSTM at B = 16), and a threaded BLAS call per step stalls whenever another
+# process holds the other core: measured on this 2-core machine while it was
+# shared, LSTM T = 100, B = 64, H = 256 forward + backward took 5.8 s with
+# threaded per-step BLAS against 0.38 s packed (1 thread: 0.33 against 0.31).
+# On two idle cores threaded BLAS was ahead at B = 64 (~300 against ~430 µs per
+# LSTM product), but predictable beats that: the per-step products stay on one
+# thread up to 2²⁵ multiply-adds (LSTM B = 128 at H = 256), and only products
+# large enough to amortise BLAS's packing and threads go to BLAS. The stacked
+# GEMMs (input side, weight gradients) always use BLAS and its threads.
+PACKED_MAX_MACS = 1 << 25
+
 
 def lengths_array(lengths, T, B, name="lengths"):
     """Validated lengths as int64 (B,), or None for full-length rows."""
@@ -48,6 +64,14 @@ def reset_array(reset, T, B, name="reset"):
     return arr
 
 
+def _events_csr(events):
+    """(T, B) bool events -> (reset_ptr, reset_rows) CSR over steps, or (None, None)."""
+    t_idx, rows = np.nonzero(events)
+    if not t_idx.size:
+        return None, None
+    return np.searchsorted(t_idx, np.arange(events.shape[0] + 1), side="left"), rows
+
+
 class Layout:
     """The kernels' view of one batch: row order, lengths, reset events.
 
@@ -57,7 +81,7 @@ class Layout:
     ``order`` (B,) the caller's row of each sorted row (None: identity).
     """
 
-    __slots__ = ("T", "B", "sched", "varlen", "lengths", "order", "_sorted")
+    __slots__ = ("T", "B", "sched", "varlen", "lengths", "order", "_sorted", "_events", "_rsched")
 
     def __init__(self, T, B, lengths=None, reset=None):
         self.T, self.B = T, B
@@ -72,35 +96,62 @@ class Layout:
             order, self._sorted = None, None
         self.order = order
         ptr = rows = None
+        self._events = None                        # (T, B) bool, sorted order, or None
+        self._rsched = None
         if reset is not None and T > 1:
             events = reset if order is None else reset[:, order]
             events = events.copy()
             events[0] = False                      # step 0 starts from h0 anyway
             if self.varlen:                        # only rows still running
                 events &= self._sorted[None, :] > np.arange(T)[:, None]
-            t_idx, rows = np.nonzero(events)
-            if t_idx.size:
-                ptr = np.searchsorted(t_idx, np.arange(T + 1), side="left")
-            else:
-                rows = None
+            ptr, rows = _events_csr(events)
+            if ptr is not None:
+                self._events = events
         self.sched = _core.Schedule(T, B, order, self._sorted, ptr, rows)
 
+    @property
+    def reverse_sched(self):
+        """The Schedule of a reverse direction (bidirectional layers): the same
+        rows per step, since step t of a row of length L is its time L − 1 − t;
+        a reset at time t (the start of a piece) becomes an event at reverse
+        step L − t, where the reverse pass enters the previous piece at its
+        last step."""
+        if self._events is None:
+            return self.sched
+        if self._rsched is None:
+            T, B = self.T, self.B
+            L = self._sorted if self.varlen else np.full(B, T)
+            u = np.arange(T)[:, None]
+            valid = (u >= 1) & (u < L[None, :])
+            t_idx, r_idx = np.nonzero(valid)
+            events = np.zeros((T, B), dtype=bool)
+            events[t_idx, r_idx] = self._events[L[r_idx] - t_idx, r_idx]
+            ptr, rows = _events_csr(events)
+            self._rsched = _core.Schedule(T, B, self.order, self._sorted, ptr, rows)
+        return self._rsched
+
     # -- caller layout <-> slot layout ----------------------------------------
-    def slots(self, a):
-        """(T, B, D) C-contiguous -> (slots, D): a view without lengths."""
+    # reverse=True: the reverse direction's order, step t of a row of length L
+    # being its time L − 1 − t (src_c/seq.h). Caller-layout arrays may be
+    # column slices of a wider (T, B, ·) array (the halves of a bidirectional
+    # layer's output).
+    def slots(self, a, reverse=False):
+        """(T, B, D) -> (slots, D): a view without lengths (forward order, contiguous a)."""
         T, B, D = a.shape
-        if not self.varlen:
+        if not self.varlen and not reverse and a.flags.c_contiguous:
             return a.reshape(T * B, D)
         out = np.empty((self.sched.slots, D), a.dtype)
-        _core.seq_gather(out, a, self.sched, False, False)
+        _core.seq_gather(out, a, self.sched, False, reverse)
         return out
 
-    def unslot(self, s, D):
-        """(slots, D) -> (T, B, D), zeros past each row's length."""
-        if not self.varlen:
+    def unslot(self, s, D, reverse=False, out=None, accumulate=False):
+        """(slots, D) -> (T, B, D), zeros past each row's length; into ``out``
+        (accumulate: added) when given."""
+        if out is None and not self.varlen and not reverse:
             return s[:self.T * self.B].reshape(self.T, self.B, D)
-        out = np.empty((self.T, self.B, D), s.dtype)
-        _core.seq_scatter(out, s, self.sched, False, False)
+        if out is None:
+            out = np.empty((self.T, self.B, D), s.dtype)
+        _core.seq_scatter(out, s, self.sched, False, reverse, accumulate)
         return out
 
     def states(self, init, H, dtype):
@@ -114,13 +165,15 @@ class Layout:
             head[...] = init if self.order is None else init[self.order]
         return hs
 
-    def outputs(self, hs, H):
+    def outputs(self, hs, H, reverse=False, out=None):
         """Every step's output (T, B, H) from a state buffer: a view without
-        lengths, a copy with zeros past each length with them."""
-        if not self.varlen:
+        lengths, a copy with zeros past each length with them; into ``out``
+        when given."""
+        if out is None and not self.varlen and not reverse:
             return hs[self.B:].reshape(self.T, self.B, H)
-        out = np.empty((self.T, self.B, H), hs.dtype)
-        _core.seq_scatter(out, hs, self.sched, True, False)
+        if out is None:
+            out = np.empty((self.T, self.B, H), hs.dtype)
+        _core.seq_scatter(out, hs, self.sched, True, reverse, False)
         return out
 
     def final(self, hs):

@@ -34,33 +34,29 @@ import numbers
 
 import numpy as np
 
-from . import _core
+from . import _core, _stack
 from ._seqmodel import SequenceModel
+from . import _sequence
 from ._sequence import Layout, lengths_array, reset_array
 from ._validate import float_array
 
-__all__ = ["LSTM", "LSTMCache", "lstm_forward", "lstm_backward"]
+__all__ = ["LSTM", "LSTMCache", "lstm_forward", "lstm_backward", "lstm_stack_forward",
+           "lstm_stack_backward"]
 
 PEEPHOLE_NAMES = ("peephole_i", "peephole_f", "peephole_o")
+# the arrays of one layer and direction, in torch.nn.LSTM's state-dict order
+LAYER_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") + PEEPHOLE_NAMES
 
-# Which engine runs the per-step recurrent products (measured on 2 Zen 3 cores
-# with SciPy's OpenBLAS 0.3.30, H = 256; bench/bench_lstm.py --breakdown):
-# - B < 40: fastbp's packed kernel, single-threaded. BLAS repacks W_hh on every
-#   call: at B = 16 a product costs ~250 µs through OpenBLAS on 1 thread and
-#   ~200 µs on 2, against ~110 µs packed. At B = 1 it beats sgemv slightly
-#   (~18 against ~20 µs, sgemv barely uses a second thread) and, unlike a
-#   threaded BLAS call per step, cannot stall when another process holds the
-#   other core (OpenBLAS then waited ~80 ms per sequence at B = 1).
-# - B >= 40: BLAS with its threads: at B = 64, ~300 µs on 2 idle cores against
-#   ~430 µs packed. (On one thread, or on a busy machine, the packed kernel
-#   would stay ahead: ~520 µs for single-threaded BLAS at B = 64.)
-_PACKED_BATCHES = (1, 40)
+# Per-step products on the packed kernel for batches in [lo, hi) (hi None: up
+# to _sequence.PACKED_MAX_MACS multiply-adds, B·4H·H), BLAS otherwise: the rule
+# and its measurements are in fastbp/_sequence.py. The tests set both paths.
+_PACKED_BATCHES = (1, None)
 
 
 def _pack_workspace(B, H, dtype):
     """Workspace for the packed recurrent product, or None to use BLAS."""
     lo, hi = _PACKED_BATCHES
-    if not lo <= B < hi:
+    if B < lo or (B >= hi if hi is not None else B * 4 * H * H > _sequence.PACKED_MAX_MACS):
         return None
     return np.empty(_core.lstm_pack_size(H, dtype == np.float64), dtype=dtype)
 
@@ -343,10 +339,193 @@ def _backward(dy, dh, dc, cache, overwrite_cache):
     return grads
 
 
+# ---- stacked and bidirectional layers (fastbp._stack) ------------------------
+
+class _LSTMCell:
+    """The LSTM's per-layer calls for fastbp._stack: both directions of a layer
+    in one compiled call (src_c/lstm.h fbp_lstm_forward_dirs/_backward_dirs)."""
+
+    cells = 2                      # state arrays (h, c): sizes the reset workspace
+    state_buffers = ("hs", "cs")
+
+    @staticmethod
+    def pack_workspace(B, H, dt):
+        return _pack_workspace(B, H, dt)
+
+    @staticmethod
+    def forward_layer(layout, xs, weights, init, H, work, pack):
+        """xs: each direction's input (slots, I) in its own order; weights: each
+        direction's dict (with "bias" = b_ih + b_hh and "peep" (3, H) or None);
+        init: each direction's (h0, c0). Returns each direction's buffers."""
+        dt = xs[0].dtype
+        runs, dirs = [], []
+        for x, w, (h0, c0) in zip(xs, weights, init):
+            run = {"hs": layout.states(h0, H, dt), "cs": layout.states(c0, H, dt),
+                   "gates": np.empty((layout.sched.slots, 4 * H), dt), "x": x}
+            dirs.append((run["hs"], run["cs"], run["gates"], x, w["weight_ih"], w["weight_hh"],
+                         w["bias"], w["peep"]))
+            runs.append(run)
+        _core.lstm_forward_dirs(work, tuple(dirs), pack, layout.sched,
+                                layout.reverse_sched if len(dirs) == 2 else None)
+        return runs
+
+    @staticmethod
+    def backward_layer(layout, runs, weights, dys, dfinal, want_dx, H, work, pack, overwrite):
+        """dys: each direction's ∂L/∂h_t (slots, H) or None; dfinal: each
+        direction's (∂L/∂h_n, ∂L/∂c_n) (B, H) or None, caller order. Returns
+        (grads by kind, dx (slots, I) or None, (∂L/∂h_0, ∂L/∂c_0) caller order)
+        for each direction."""
+        dt = runs[0]["hs"].dtype
+        B, slots = layout.B, layout.sched.slots
+        dirs, grads, dxs, dstates = [], [], [], []
+        for run, w, dy, (dh_n, dc_n) in zip(runs, weights, dys, dfinal):
+            I = run["x"].shape[1]
+            gates = run["gates"]
+            dG = gates if overwrite else np.empty_like(gates)   # δ_t over the gates, in place
+            dx = np.empty((slots, I), dt) if want_dx else None
+            g = {"weight_ih": np.zeros((4 * H, I), dt), "weight_hh": np.zeros((4 * H, H), dt),
+                 "bias_ih": np.zeros(4 * H, dt)}
+            dpeep = None if w["peep"] is None else np.zeros((3, H), dt)
+            dh = np.zeros((B, H), dt) if dh_n is None else layout.to_sorted(dh_n)
+            dc = np.zeros((B, H), dt) if dc_n is None else layout.to_sorted(dc_n)
+            dirs.append((dG, dx, g["weight_ih"], g["weight_hh"], g["bias_ih"], dpeep, dh, dc,
+                         gates, dy, run["hs"], run["cs"], run["x"], w["weight_ih"],
+                         w["weight_hh"], w["peep"]))
+            if dpeep is not None:
+                g.update(zip(PEEPHOLE_NAMES, dpeep))
+            grads.append(g)
+            dxs.append(dx)
+            dstates.append((dh, dc))
+        _core.lstm_backward_dirs(work, tuple(dirs), pack, layout.sched,
+                                 layout.reverse_sched if len(dirs) == 2 else None)
+        for g in grads:
+            g["bias_hh"] = g["bias_ih"].copy()          # equal, as separate arrays
+        dstates = [(layout.to_caller(dh), layout.to_caller(dc)) for dh, dc in dstates]
+        return grads, dxs, dstates
+
+
+_LSTM_CELL = _LSTMCell()
+
+
+def _layer_weights(arrays):
+    """A layer direction's validated arrays by kind -> the cell's dict (adds the
+    summed bias and the (3, H) peepholes or None)."""
+    w = dict(arrays)
+    w["bias"] = w["bias_ih"] + w["bias_hh"]
+    w["peep"] = (np.stack([w[name] for name in PEEPHOLE_NAMES]) if PEEPHOLE_NAMES[0] in w
+                 else None)
+    return w
+
+
+def _lstm_shape(I, H, D):
+    def shape(kind, layer):
+        if kind in PEEPHOLE_NAMES:
+            return (H,)
+        if kind == "weight_ih":
+            return (4 * H, _stack.layer_input_size(I, H, layer, D))
+        return (4 * H, H) if kind == "weight_hh" else (4 * H,)
+    return shape
+
+
+def lstm_stack_forward(x, params, h0=None, c0=None, num_layers=1, bidirectional=False,
+                       lengths=None, reset=None):
+    """Stacked, optionally bidirectional LSTM: ``torch.nn.LSTM(num_layers=...,
+    bidirectional=...)`` (time-major, no dropout), compiled.
+
+    Parameters
+    ----------
+    x : array, shape (T, B, I)
+        Inputs; its dtype is the computation dtype.
+    params : mapping of str to array
+        torch.nn.LSTM's state-dict names (a ``torch.nn.LSTM.state_dict()``
+        works as it is): for layer k and, when bidirectional, suffix
+        ``_reverse``: ``weight_ih_l{k}`` (4H, I_k) with I_0 = I and I_k = D·H
+        above, ``weight_hh_l{k}`` (4H, H), ``bias_ih_l{k}``, ``bias_hh_l{k}``
+        (4H,); optionally peepholes ``peephole_i_l{k}``, ``peephole_f_l{k}``,
+        ``peephole_o_l{k}`` (H,) for every layer and direction.
+    h0, c0 : array, shape (num_layers·D, B, H), or None
+        Initial states, index l·D + d (l0 forward, l0 reverse, l1 forward, ...),
+        D = 2 directions when bidirectional else 1; None means zeros.
+    num_layers : int
+    bidirectional : bool
+    lengths : int array (B,) or None
+        Each row's valid steps: the forward direction runs times 0 … L_b − 1,
+        the reverse direction L_b − 1 … 0 (torch's packed sequences); outputs
+        past a row's length are zero.
+    reset : bool array (T, B) or None
+        ``reset[t, b]`` cuts row b before step t: the pieces run as separate
+        sequences through every layer and both directions, each from h0, c0.
+
+    Returns
+    -------
+    y : ndarray, shape (T, B, D·H)
+        The top layer's outputs, ``[forward, reverse]`` on the last axis.
+    (h_n, c_n) : ndarrays, shape (num_layers·D, B, H)
+        Each layer and direction's state after its last step (for a reverse
+        direction: after time 0).
+    cache : fastbp._stack.StackCache
+        For :func:`lstm_stack_backward`.
+    """
+    L, D = _stack.stack_config(num_layers, bidirectional)
+    x = float_array(x, "x", ndim=3)
+    dt = x.dtype
+    T, B, I = x.shape
+    H = _stack.hidden_size(params, 4)
+    weights = _stack.read_params(params, LAYER_KINDS, PEEPHOLE_NAMES, _lstm_shape(I, H, D), L, D,
+                                 dt)
+    weights = [[_layer_weights(w) for w in layer] for layer in weights]
+    hs0 = _stack.split_states(h0, "h0", L, D, B, H, dt)
+    cs0 = _stack.split_states(c0, "c0", L, D, B, H, dt)
+    init = [list(zip(h, c)) for h, c in zip(hs0, cs0)]
+    layout = Layout(T, B, lengths_array(lengths, T, B), reset_array(reset, T, B))
+    y, finals, cache = _stack.forward(_LSTM_CELL, x, weights, init, layout, L, D, H)
+    return y, finals, cache
+
+
+def lstm_stack_backward(dy, dh_n, dc_n, cache, overwrite_cache=False):
+    """Backpropagation through time for :func:`lstm_stack_forward`.
+
+    dy : (T, B, D·H) or None (∂L/∂y; entries past a row's length are ignored);
+    dh_n, dc_n : (num_layers·D, B, H) or None; cache : from lstm_stack_forward;
+    overwrite_cache : let the gate gradients reuse the cache's gate buffers
+    (the cache is consumed).
+
+    Returns a dict: ``"x"`` (T, B, I), ``"h0"``, ``"c0"`` (num_layers·D, B, H),
+    then every parameter's gradient under its torch name (as in ``params``).
+    """
+    cache = _stack_cache(cache, _LSTMCell, "lstm_stack_forward")
+    T, B, _ = cache.x.shape
+    L, D, H = cache.num_layers, cache.num_directions, cache.hidden_size
+    dt = cache.x.dtype
+    if dy is not None:
+        dy = float_array(dy, "dy", dtype=dt, shape=(T, B, D * H))
+    dhs = _stack.split_states(dh_n, "dh_n", L, D, B, H, dt)
+    dcs = _stack.split_states(dc_n, "dc_n", L, D, B, H, dt)
+    dfinal = [list(zip(h, c)) for h, c in zip(dhs, dcs)]
+    dx, grads, dinit = _stack.backward(cache, dy, dfinal, True, overwrite_cache)
+    out = {"x": dx,
+           "h0": np.stack([s[0] for layer in dinit for s in layer]),
+           "c0": np.stack([s[1] for layer in dinit for s in layer])}
+    for l in range(L):
+        for d in range(D):
+            for kind in LAYER_KINDS:
+                if kind in grads[l][d]:
+                    out[_stack.param_name(kind, l, d)] = grads[l][d][kind]
+    return out
+
+
+def _stack_cache(cache, cell_type, forward_name):
+    if not isinstance(cache, _stack.StackCache) or not isinstance(cache.cell, cell_type):
+        raise TypeError(f"cache: expected the cache returned by {forward_name}, got "
+                        f"{type(cache).__name__}")
+    return cache
+
+
 # ---- the model ---------------------------------------------------------------
 
 class LSTM(SequenceModel):
-    """An LSTM layer (compiled forward and BPTT) with a linear readout and a loss.
+    """An LSTM (compiled forward and BPTT; stacked and bidirectional on request)
+    with a linear readout and a loss.
 
     ``O_t = h_t W_outᵀ + b_out`` at every step (or at the last step only with
     ``many_to_one=True``), the loss averaged over the T·B rows (B rows), and L2
@@ -357,76 +536,102 @@ class LSTM(SequenceModel):
     input_size, hidden_size, output_size : int
     peepholes : bool
         Add Graves' diagonal peephole weights ``peephole_i``, ``peephole_f``,
-        ``peephole_o`` (H,). Without them the layer is exactly ``torch.nn.LSTM``
-        and its four arrays load into one with no reshuffling.
+        ``peephole_o`` (H,) to every layer and direction. Without them the
+        layers are exactly ``torch.nn.LSTM`` and load into one with no reshuffling.
     loss : {"mse", "cross_entropy"}
     many_to_one : bool
-        Read out (and score) only ``h_T``; targets are then (B, O) or labels (B,).
+        Read out (and score) only the final state; targets are then (B, O) or
+        labels (B,). Bidirectional: the readout reads ``[h_n forward, h_n
+        reverse]`` of the top layer, the forward direction after each row's last
+        step and the reverse direction after its whole pass (at time 0).
     l2 : float
         λ of ``(λ/2) Σ ‖W‖²`` over every weight matrix (biases, peepholes not).
     forget_bias : float or None
         Initial total bias of the forget gate (``bias_ih + bias_hh`` on its
-        block; 1.0 by default, as Jozefowicz et al. 2015 advise, so the cell
-        remembers from the start). None keeps torch's uniform initialisation.
+        block, every layer and direction; 1.0 by default, as Jozefowicz et al.
+        2015 advise, so the cell remembers from the start). None keeps torch's
+        uniform initialisation.
     dtype : {"float32", "float64"}
     seed : int or None
-        Seeds the initialisation: ``U(−1/√H, 1/√H)`` for every array, as
-        ``torch.nn.LSTM`` and ``torch.nn.Linear`` do.
+        Seeds the initialisation: ``U(−1/√H, 1/√H)`` for every layer array, as
+        ``torch.nn.LSTM`` does, and ``U(−1/√F, 1/√F)`` for the readout (F = D·H
+        features), as ``torch.nn.Linear`` does.
     mse_form : {"sum", "half_mean"}
+    num_layers : int
+        Stacked layers: layer l > 0 reads layer l − 1's outputs (no dropout
+        between layers).
+    bidirectional : bool
+        Each layer also runs a reverse direction over each row's own valid
+        steps (times L_b − 1 … 0), in the same compiled call; a layer's output
+        is ``[forward, reverse]`` (D·H wide, D = 2).
 
     Parameters are in ``model.params``: ``weight_ih`` (4H, I), ``weight_hh``
     (4H, H), ``bias_ih``, ``bias_hh`` (4H,), with peepholes ``peephole_i``,
-    ``peephole_f``, ``peephole_o`` (H,), then ``weight_out`` (O, H), ``bias_out`` (O,).
+    ``peephole_f``, ``peephole_o`` (H,) for layer 0's forward direction, then
+    the same with torch's suffixes for every other layer and direction in
+    torch's order (``weight_ih_l0_reverse``, ..., ``weight_ih_l1`` (4H, D·H),
+    ...), then ``weight_out`` (O, D·H), ``bias_out`` (O,). The state dict
+    (:meth:`state_dict`) uses torch.nn.LSTM's names throughout (``weight_ih_l0``, ...).
+
+    States: ``h0``, ``c0`` and the returned ``(h_n, c_n)`` are (B, H) for one
+    layer in one direction, else (num_layers·D, B, H) as in torch (index l·D + d).
     """
 
     _state_names = ("h", "c")
 
     def __init__(self, input_size, hidden_size, output_size, peepholes=False, loss="mse",
                  many_to_one=False, l2=0.0, forget_bias=1.0, dtype="float64", seed=None,
-                 mse_form="sum"):
+                 mse_form="sum", num_layers=1, bidirectional=False):
         self.peepholes = bool(peepholes)
         if forget_bias is not None and (isinstance(forget_bias, bool) or not isinstance(
                 forget_bias, numbers.Real) or not np.isfinite(forget_bias)):
             raise ValueError(f"forget_bias: expected a finite number or None, got {forget_bias!r}")
         self.forget_bias = None if forget_bias is None else float(forget_bias)
         super().__init__(input_size, hidden_size, output_size, loss=loss, many_to_one=many_to_one,
-                         l2=l2, dtype=dtype, seed=seed, mse_form=mse_form)
+                         l2=l2, dtype=dtype, seed=seed, mse_form=mse_form, num_layers=num_layers,
+                         bidirectional=bidirectional)
 
     def _init_layer(self, rng):
-        H, I = self.hidden_size, self.input_size
+        H, D = self.hidden_size, self.num_directions
         bound = 1.0 / np.sqrt(H)
-        for name, shape in (("weight_ih", (4 * H, I)), ("weight_hh", (4 * H, H)),
-                            ("bias_ih", (4 * H,)), ("bias_hh", (4 * H,))):
-            self._params[name] = rng.uniform(-bound, bound, shape).astype(self.dtype)
-        if self.forget_bias is not None:
-            self._params["bias_ih"][H:2 * H] = self.forget_bias
-            self._params["bias_hh"][H:2 * H] = 0
-        if self.peepholes:
-            for name in PEEPHOLE_NAMES:
-                self._params[name] = rng.uniform(-bound, bound, H).astype(self.dtype)
+        for l in range(self.num_layers):
+            I = _stack.layer_input_size(self.input_size, H, l, D)
+            for d in range(D):
+                def name(kind):
+                    return _stack.model_param_name(kind, l, d)
+                for kind, shape in (("weight_ih", (4 * H, I)), ("weight_hh", (4 * H, H)),
+                                    ("bias_ih", (4 * H,)), ("bias_hh", (4 * H,))):
+                    self._params[name(kind)] = rng.uniform(-bound, bound, shape).astype(self.dtype)
+                if self.forget_bias is not None:
+                    self._params[name("bias_ih")][H:2 * H] = self.forget_bias
+                    self._params[name("bias_hh")][H:2 * H] = 0
+                if self.peepholes:
+                    for kind in PEEPHOLE_NAMES:
+                        self._params[name(kind)] = rng.uniform(-bound, bound, H).astype(self.dtype)
 
     def _layer_forward(self, X, states, layout):
-        p = self._params
-        peep = np.stack([p[name] for name in PEEPHOLE_NAMES]) if self.peepholes else None
-        return _forward(X, states[0], states[1], p["weight_ih"], p["weight_hh"],
-                        p["bias_ih"] + p["bias_hh"], peep, layout)
+        weights = [[_layer_weights(w) for w in layer] for layer in self._layer_params(LAYER_KINDS)]
+        y, finals, cache = _stack.forward(_LSTM_CELL, X, weights, self._split_states(states),
+                                          layout, self.num_layers, self.num_directions,
+                                          self.hidden_size)
+        return y, self._join_states(finals), cache
 
     def _layer_backward(self, dHs, dfinal, cache):
-        B, H = cache.layout.B, self.hidden_size
-        dh, dc = (np.zeros((B, H), dtype=self.dtype) if d is None else np.array(d, dtype=self.dtype)
-                  for d in dfinal)
         # the model owns this cache: the gate gradients may overwrite the gates
-        return _backward(dHs, dh, dc, cache, overwrite_cache=True)
+        _, grads, _ = _stack.backward(cache, dHs, self._split_states(dfinal), want_dx=False,
+                                      overwrite=True)
+        return self._layer_grads(grads)
 
     # -- public API -----------------------------------------------------------
     def forward(self, X, h0=None, c0=None, lengths=None, reset=None):
         """Readout outputs and the final states.
 
-        X (T, B, I); h0, c0 (B, H) or None (zeros); lengths (B,) and reset
-        (T, B) as for :func:`lstm_forward`. Returns ``(outputs, (h_n, c_n))``:
-        outputs (T, B, O) (zero past each row's length), or (B, O) read from
-        each row's last state when many_to_one, before the softmax of a
-        cross-entropy model.
+        X (T, B, I); h0, c0 (B, H), or (num_layers·D, B, H) for a stack, or
+        None (zeros); lengths (B,) and reset (T, B) as for
+        :func:`lstm_stack_forward`. Returns ``(outputs, (h_n, c_n))``: outputs
+        (T, B, O) (zero past each row's length), or (B, O) read from each row's
+        final state when many_to_one, before the softmax of a cross-entropy
+        model.
         """
         return self._outputs(X, (h0, c0), lengths, reset)
 
@@ -438,14 +643,17 @@ class LSTM(SequenceModel):
         """Loss, gradients and final states for one sequence chunk.
 
         X (T, B, I); Y: targets (T, B, O) / labels (T, B), or (B, O) / (B,)
-        when many_to_one; h0, c0 (B, H) or None (zeros). Returns ``(loss,
-        grads, (h_n, c_n))``: grads by parameter name (same order as
-        ``params``); pass ``(h_n, c_n)`` as the next chunk's ``h0, c0`` to
-        carry state across chunks (truncated BPTT).
+        when many_to_one; h0, c0 (B, H), or (num_layers·D, B, H) for a stack,
+        or None (zeros). Returns ``(loss, grads, (h_n, c_n))``: grads by
+        parameter name (same order as ``params``); pass ``(h_n, c_n)`` as the
+        next chunk's ``h0, c0`` to carry state across chunks (truncated BPTT;
+        this makes no sense for a reverse direction, whose final state is the
+        one at the chunk's start).
 
         lengths (B,) int: each sequence's valid steps (the loss averages over
         those only; Y past a row's length is not read); reset (T, B) bool:
-        rows that restart from h0, c0 (or zeros) at a step. See
-        :func:`lstm_forward`.
+        rows that restart from h0, c0 (or zeros) at a step (every layer and
+        direction: the pieces are separate sequences). See
+        :func:`lstm_stack_forward`.
         """
         return self._loss_and_grad(X, Y, (h0, c0), lengths, reset)

@@ -24,45 +24,25 @@ packed weight.
 Dtype rule: everything is computed in ``x``'s dtype (float32 or float64;
 other real dtypes become float64); the other arrays are converted to it.
 """
-import os
 
 import numpy as np
 
-from . import _core
+from . import _core, _stack
 from ._seqmodel import SequenceModel
+from . import _sequence
 from ._sequence import Layout, lengths_array, reset_array
 from ._validate import choice, float_array
 
-__all__ = ["RNN_NONLINEARITIES", "RNNCache", "rnn_forward", "rnn_backward", "RNN"]
+__all__ = ["RNN_NONLINEARITIES", "RNNCache", "rnn_forward", "rnn_backward", "RNN",
+           "rnn_stack_forward", "rnn_stack_backward"]
 
 RNN_NONLINEARITIES = ("tanh", "relu", "identity")
+# the arrays of one layer and direction, in torch.nn.RNN's state-dict order
+LAYER_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
-# The per-step recurrent products (B·H² multiply-adds each) run on fastbp's own
-# packed copy of W_hh (src_c/rnn_body.h) up to PACKED_MAX_MACS, through BLAS
-# beyond. BLAS repacks the weight on every one of the T calls, which dominates
-# small products: at H = 256, float32, one thread, per step 5 µs against 47 at
-# B = 2, 24 against 62 at B = 16 (43 GMAC/s, near one core's peak), and at B = 1
-# the packed kernel is a GEMV streaming W_hh from L2 (87 GB/s, BLAS's GEMV 67).
-# Large products are BLAS's: it splits them over its threads, which the packed
-# kernel (single-threaded by design) cannot; with 2 threads BLAS takes 85 µs at
-# B = 64 against the packed kernel's 108. So the limit is 2²¹ (B = 32 at
-# H = 256) when BLAS has more than one CPU to use, 2²⁴ otherwise (a thread
-# limit set at run time, e.g. by threadpoolctl, is not seen: set this then).
-def _blas_may_thread():
-    """Whether BLAS has more than one CPU: the usable CPUs and the usual
-    environment limits (OPENBLAS_NUM_THREADS, then OMP_NUM_THREADS)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:      # not on Linux
-        cpus = os.cpu_count() or 1
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(var, "").strip()
-        if value.isdigit():
-            return cpus > 1 and int(value) > 1
-    return cpus > 1
-
-
-PACKED_MAX_MACS = 1 << 21 if _blas_may_thread() else 1 << 24
+# Per-step products on the packed kernel up to PACKED_MAX_MACS (B·H² per step),
+# BLAS beyond: the rule and its measurements are in fastbp/_sequence.py.
+PACKED_MAX_MACS = _sequence.PACKED_MAX_MACS
 
 
 def _pack_workspace(B, H, dtype):
@@ -293,10 +273,153 @@ def _backward(cache, dy, dh_n, want_dx):
     return {"x": dx, "h0": dh0, "weight_ih": dW_ih, "weight_hh": dW_hh, "bias_ih": db}
 
 
+# ---- stacked and bidirectional layers (fastbp._stack) ------------------------
+
+class _RNNCell:
+    """The Elman RNN's per-layer calls for fastbp._stack: both directions of a
+    layer in one compiled call (src_c/rnn.h fbp_rnn_forward_dirs/_backward_dirs)."""
+
+    cells = 1
+    state_buffers = ("hs",)
+
+    def __init__(self, nonlinearity):
+        self.act = _act_code(nonlinearity)
+        self.nonlinearity = nonlinearity
+
+    @staticmethod
+    def pack_workspace(B, H, dt):
+        return _pack_workspace(B, H, dt)
+
+    def forward_layer(self, layout, xs, weights, init, H, work, pack):
+        """xs: each direction's input (slots, I) in its own order; weights: each
+        direction's arrays by kind; init: each direction's (h0,). Returns each
+        direction's buffers."""
+        dt = xs[0].dtype
+        runs, dirs = [], []
+        for x, w, (h0,) in zip(xs, weights, init):
+            run = {"hs": layout.states(h0, H, dt), "x": x}
+            # with lengths the input side cannot wait in hs: its blocks are larger
+            pre = np.empty((layout.sched.slots, H), dt) if layout.varlen else None
+            dirs.append((run["hs"], pre, x, w["weight_ih"], w["weight_hh"], w["bias_ih"],
+                         w["bias_hh"]))
+            runs.append(run)
+        _core.rnn_forward_dirs(work, tuple(dirs), pack, layout.sched, self.act,
+                               layout.reverse_sched if len(dirs) == 2 else None)
+        return runs
+
+    def backward_layer(self, layout, runs, weights, dys, dfinal, want_dx, H, work, pack,
+                       overwrite):
+        """dys: each direction's ∂L/∂h_t (slots, H) or None; dfinal: each
+        direction's (∂L/∂h_n,) (B, H) or None, caller order. Returns (grads by
+        kind, dx (slots, I) or None, (∂L/∂h_0,) caller order) per direction."""
+        dt = runs[0]["hs"].dtype
+        B, slots = layout.B, layout.sched.slots
+        dirs, grads, dxs, dstates = [], [], [], []
+        for run, w, dy, (dh_n,) in zip(runs, weights, dys, dfinal):
+            I = run["x"].shape[1]
+            dx = np.empty((slots, I), dt) if want_dx else None
+            g = {"weight_ih": np.zeros((H, I), dt), "weight_hh": np.zeros((H, H), dt),
+                 "bias_ih": np.zeros(H, dt)}
+            dh_n = None if dh_n is None else layout.to_sorted(dh_n)
+            dh0 = np.empty((B, H), dt)
+            if layout.T == 0:      # no step: ∂L/∂h_0 = ∂L/∂h_n
+                dh0[...] = 0 if dh_n is None else dh_n
+            dirs.append((dh0, g["weight_ih"], g["weight_hh"], g["bias_ih"],
+                         np.empty((slots, H), dt), dx, dy, dh_n, run["hs"], run["x"],
+                         w["weight_ih"], w["weight_hh"]))
+            grads.append(g)
+            dxs.append(dx)
+            dstates.append(dh0)
+        if layout.T:
+            _core.rnn_backward_dirs(work, tuple(dirs), pack, layout.sched, self.act,
+                                    layout.reverse_sched if len(dirs) == 2 else None)
+        for g in grads:
+            g["bias_hh"] = g["bias_ih"].copy()          # equal, as separate arrays
+        return grads, dxs, [(layout.to_caller(dh0),) for dh0 in dstates]
+
+
+def _rnn_shape(I, H, D):
+    def shape(kind, layer):
+        if kind == "weight_ih":
+            return (H, _stack.layer_input_size(I, H, layer, D))
+        return (H, H) if kind == "weight_hh" else (H,)
+    return shape
+
+
+def rnn_stack_forward(x, params, h0=None, num_layers=1, bidirectional=False,
+                      nonlinearity="tanh", lengths=None, reset=None):
+    """Stacked, optionally bidirectional Elman RNN: ``torch.nn.RNN(num_layers=...,
+    bidirectional=..., nonlinearity=...)`` (time-major, no dropout), compiled.
+
+    Parameters
+    ----------
+    x : array, shape (T, B, I)
+        Inputs; its dtype is the computation dtype.
+    params : mapping of str to array
+        torch.nn.RNN's state-dict names (``torch.nn.RNN.state_dict()`` works as
+        it is): for layer k and, when bidirectional, suffix ``_reverse``:
+        ``weight_ih_l{k}`` (H, I_k) with I_0 = I and I_k = D·H above,
+        ``weight_hh_l{k}`` (H, H), ``bias_ih_l{k}``, ``bias_hh_l{k}`` (H,).
+    h0 : array, shape (num_layers·D, B, H), or None
+        Initial states, index l·D + d (l0 forward, l0 reverse, l1 forward, ...);
+        None means zeros.
+    num_layers, bidirectional, nonlinearity : as for torch.nn.RNN ("identity" too).
+    lengths, reset : as for :func:`fastbp.lstm.lstm_stack_forward`.
+
+    Returns
+    -------
+    y : ndarray, shape (T, B, D·H)
+        The top layer's outputs, ``[forward, reverse]`` on the last axis.
+    h_n : ndarray, shape (num_layers·D, B, H)
+        Each layer and direction's state after its last step (reverse: after time 0).
+    cache : fastbp._stack.StackCache
+        For :func:`rnn_stack_backward`.
+    """
+    cell = _RNNCell(nonlinearity)
+    L, D = _stack.stack_config(num_layers, bidirectional)
+    x = float_array(x, "x", ndim=3)
+    dt = x.dtype
+    T, B, I = x.shape
+    H = _stack.hidden_size(params, 1)
+    weights = _stack.read_params(params, LAYER_KINDS, (), _rnn_shape(I, H, D), L, D, dt)
+    init = [[(h,) for h in layer] for layer in _stack.split_states(h0, "h0", L, D, B, H, dt)]
+    layout = Layout(T, B, lengths_array(lengths, T, B), reset_array(reset, T, B))
+    y, (h_n,), cache = _stack.forward(cell, x, weights, init, layout, L, D, H)
+    return y, h_n, cache
+
+
+def rnn_stack_backward(dy, dh_n, cache):
+    """Backpropagation through time for :func:`rnn_stack_forward`.
+
+    dy : (T, B, D·H) or None (entries past a row's length are ignored);
+    dh_n : (num_layers·D, B, H) or None; cache : from rnn_stack_forward.
+
+    Returns a dict: ``"x"`` (T, B, I), ``"h0"`` (num_layers·D, B, H), then every
+    parameter's gradient under its torch name (as in ``params``).
+    """
+    if not isinstance(cache, _stack.StackCache) or not isinstance(cache.cell, _RNNCell):
+        raise TypeError("cache: expected the cache returned by rnn_stack_forward, got "
+                        f"{type(cache).__name__}")
+    T, B, _ = cache.x.shape
+    L, D, H = cache.num_layers, cache.num_directions, cache.hidden_size
+    dt = cache.x.dtype
+    if dy is not None:
+        dy = float_array(dy, "dy", dtype=dt, shape=(T, B, D * H))
+    dfinal = [[(h,) for h in layer] for layer in _stack.split_states(dh_n, "dh_n", L, D, B, H, dt)]
+    dx, grads, dinit = _stack.backward(cache, dy, dfinal, True, False)
+    out = {"x": dx, "h0": np.stack([s[0] for layer in dinit for s in layer])}
+    for l in range(L):
+        for d in range(D):
+            for kind in LAYER_KINDS:
+                out[_stack.param_name(kind, l, d)] = grads[l][d][kind]
+    return out
+
+
 # ---- the model ---------------------------------------------------------------
 
 class RNN(SequenceModel):
-    """An Elman RNN layer (compiled forward and BPTT) with a linear readout and a loss.
+    """An Elman RNN (compiled forward and BPTT; stacked and bidirectional on
+    request) with a linear readout and a loss.
 
     ``O_t = h_t W_outᵀ + b_out`` at every step (or at the last step only with
     ``many_to_one=True``), the loss averaged over the T·B rows (B rows), and L2
@@ -308,18 +431,36 @@ class RNN(SequenceModel):
     nonlinearity : {"tanh", "relu", "identity"}
     loss : {"mse", "cross_entropy"}
     many_to_one : bool
-        Read out (and score) only ``h_T``; targets are then (B, O) or labels (B,).
+        Read out (and score) only the final state; targets are then (B, O) or
+        labels (B,). Bidirectional: the readout reads ``[h_n forward, h_n
+        reverse]`` of the top layer, the forward direction after each row's last
+        step and the reverse direction after its whole pass (at time 0).
     l2 : float
         λ of ``(λ/2) Σ ‖W‖²`` over every weight matrix (biases not).
     dtype : {"float32", "float64"}
     seed : int or None
-        Seeds the initialisation: ``U(−1/√H, 1/√H)`` for every array, as
-        ``torch.nn.RNN`` and ``torch.nn.Linear`` do.
+        Seeds the initialisation: ``U(−1/√H, 1/√H)`` for every layer array, as
+        ``torch.nn.RNN`` does, and ``U(−1/√F, 1/√F)`` for the readout (F = D·H
+        features), as ``torch.nn.Linear`` does.
     mse_form : {"sum", "half_mean"}
+    num_layers : int
+        Stacked layers: layer l > 0 reads layer l − 1's outputs (no dropout
+        between layers).
+    bidirectional : bool
+        Each layer also runs a reverse direction over each row's own valid
+        steps (times L_b − 1 … 0), in the same compiled call; a layer's output
+        is ``[forward, reverse]`` (D·H wide, D = 2).
 
     Parameters are in ``model.params``: ``weight_ih`` (H, I), ``weight_hh``
-    (H, H), ``bias_ih``, ``bias_hh`` (H,) in ``torch.nn.RNN``'s layout, then
-    ``weight_out`` (O, H), ``bias_out`` (O,) in ``torch.nn.Linear``'s.
+    (H, H), ``bias_ih``, ``bias_hh`` (H,) in ``torch.nn.RNN``'s layout for layer
+    0's forward direction, then the same with torch's suffixes for every other
+    layer and direction in torch's order (``weight_ih_l0_reverse``, ...,
+    ``weight_ih_l1`` (H, D·H), ...), then ``weight_out`` (O, D·H), ``bias_out``
+    (O,) in ``torch.nn.Linear``'s. The state dict uses torch.nn.RNN's names
+    throughout (``weight_ih_l0``, ...).
+
+    States: ``h0`` and the returned ``h_n`` are (B, H) for one layer in one
+    direction, else (num_layers·D, B, H) as in torch (index l·D + d).
 
     Long sequences train in chunks (truncated BPTT): pass the ``h_n`` returned
     by :meth:`loss_and_grad` as the next chunk's ``h0``; gradients then stop at
@@ -330,39 +471,47 @@ class RNN(SequenceModel):
     _state_names = ("h",)
 
     def __init__(self, input_size, hidden_size, output_size, nonlinearity="tanh", loss="mse",
-                 many_to_one=False, l2=0.0, dtype="float64", seed=None, mse_form="sum"):
-        self._act = _act_code(nonlinearity)
+                 many_to_one=False, l2=0.0, dtype="float64", seed=None, mse_form="sum",
+                 num_layers=1, bidirectional=False):
+        self._cell = _RNNCell(nonlinearity)
+        self._act = self._cell.act          # the kernels' activation code (fastbp.tbptt uses it)
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, output_size, loss=loss, many_to_one=many_to_one,
-                         l2=l2, dtype=dtype, seed=seed, mse_form=mse_form)
+                         l2=l2, dtype=dtype, seed=seed, mse_form=mse_form, num_layers=num_layers,
+                         bidirectional=bidirectional)
 
     def _init_layer(self, rng):
-        H, I = self.hidden_size, self.input_size
+        H, D = self.hidden_size, self.num_directions
         bound = 1.0 / np.sqrt(H)
-        for name, shape in (("weight_ih", (H, I)), ("weight_hh", (H, H)),
-                            ("bias_ih", (H,)), ("bias_hh", (H,))):
-            self._params[name] = rng.uniform(-bound, bound, shape).astype(self.dtype)
+        for l in range(self.num_layers):
+            I = _stack.layer_input_size(self.input_size, H, l, D)
+            for d in range(D):
+                for kind, shape in (("weight_ih", (H, I)), ("weight_hh", (H, H)),
+                                    ("bias_ih", (H,)), ("bias_hh", (H,))):
+                    self._params[_stack.model_param_name(kind, l, d)] = rng.uniform(
+                        -bound, bound, shape).astype(self.dtype)
 
     def _layer_forward(self, X, states, layout):
-        p = self._params   # validated when set: C-contiguous, the model's dtype and shapes
-        cache = _forward(X, states[0], p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"],
-                         self.nonlinearity, self._act, layout)
-        return cache.y, (cache.h_n,), cache
+        # the params are validated when set: C-contiguous, the model's dtype and shapes
+        y, finals, cache = _stack.forward(self._cell, X, self._layer_params(LAYER_KINDS),
+                                          self._split_states(states), layout, self.num_layers,
+                                          self.num_directions, self.hidden_size)
+        return y, self._join_states(finals), cache
 
     def _layer_backward(self, dHs, dfinal, cache):
-        g = _backward(cache, dHs, dfinal[0], want_dx=False)   # the model needs no ∂L/∂X
-        g["bias_hh"] = g["bias_ih"].copy()
-        return g
+        _, grads, _ = _stack.backward(cache, dHs, self._split_states(dfinal), want_dx=False,
+                                      overwrite=True)   # the model needs no ∂L/∂X
+        return self._layer_grads(grads)
 
     # -- public API -----------------------------------------------------------
     def forward(self, X, h0=None, lengths=None, reset=None):
         """Readout outputs and the final state.
 
-        X (T, B, I); h0 (B, H) or None (zeros); lengths (B,) and reset (T, B)
-        as for :func:`rnn_forward`. Returns ``(outputs, h_n)``: outputs
-        (T, B, O) (zero past each row's length), or (B, O) read from each
-        row's last state when many_to_one, before the softmax of a
-        cross-entropy model.
+        X (T, B, I); h0 (B, H), or (num_layers·D, B, H) for a stack, or None
+        (zeros); lengths (B,) and reset (T, B) as for :func:`rnn_stack_forward`.
+        Returns ``(outputs, h_n)``: outputs (T, B, O) (zero past each row's
+        length), or (B, O) read from each row's final state when many_to_one,
+        before the softmax of a cross-entropy model.
         """
         out, (h_n,) = self._outputs(X, (h0,), lengths, reset)
         return out, h_n
@@ -375,13 +524,17 @@ class RNN(SequenceModel):
         """Loss, gradients and final state for one sequence (or chunk of one).
 
         X (T, B, I); Y: targets (T, B, O) / labels (T, B), or (B, O) / (B,)
-        when many_to_one; h0 (B, H) or None (zeros). Returns ``(loss, grads,
-        h_n)``: grads by parameter name (same order as ``params``); pass h_n as
-        the next chunk's h0 to carry the state (truncated BPTT).
+        when many_to_one; h0 (B, H), or (num_layers·D, B, H) for a stack, or
+        None (zeros). Returns ``(loss, grads, h_n)``: grads by parameter name
+        (same order as ``params``); pass h_n as the next chunk's h0 to carry the
+        state (truncated BPTT; this makes no sense for a reverse direction,
+        whose final state is the one at the chunk's start).
 
         lengths (B,) int: each sequence's valid steps (the loss averages over
         those only; Y past a row's length is not read); reset (T, B) bool:
-        rows that restart from h0 (or zeros) at a step. See :func:`rnn_forward`.
+        rows that restart from h0 (or zeros) at a step (every layer and
+        direction: the pieces are separate sequences). See
+        :func:`rnn_stack_forward`.
         """
         loss, grads, (h_n,) = self._loss_and_grad(X, Y, (h0,), lengths, reset)
         return loss, grads, h_n

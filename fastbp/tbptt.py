@@ -28,6 +28,9 @@ from ._validate import float_array, positive_int
 
 __all__ = ["Stream"]
 
+_PEEPHOLES = ("peephole_i", "peephole_f", "peephole_o")
+_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") + _PEEPHOLES
+
 
 class Stream:
     """Truncated BPTT(k1, k2) over a stream of B parallel sequences.
@@ -35,7 +38,7 @@ class Stream:
     Parameters
     ----------
     model : fastbp.RNN or fastbp.LSTM
-        One unidirectional layer, many-to-many (a loss at every step).
+        Unidirectional (any ``num_layers``), many-to-many (a loss at every step).
     k1 : int
         Steps per chunk: :meth:`step` takes up to k1 new steps.
     k2 : int or None
@@ -61,16 +64,20 @@ class Stream:
     """
 
     def __init__(self, model, k1, k2=None, batch=1, h0=None, c0=None):
+        from ._stack import model_param_name
         from ._seqmodel import SequenceModel
         if not isinstance(model, SequenceModel):
             raise TypeError(f"model: expected a fastbp RNN or LSTM, got {type(model).__name__}")
         if model.many_to_one:
             raise ValueError("model: truncated BPTT(k1, k2) needs a loss at every step "
                              "(many_to_one=False)")
-        if getattr(model, "num_layers", 1) != 1 or getattr(model, "bidirectional", False):
-            raise ValueError("model: truncated BPTT(k1, k2) runs one unidirectional layer "
-                             "(num_layers=1, bidirectional=False)")
+        if getattr(model, "bidirectional", False):
+            raise ValueError("model: truncated BPTT(k1, k2) streams forward in time: "
+                             "bidirectional=True cannot be streamed")
         self.model = model
+        self.L = getattr(model, "num_layers", 1)
+        # parameter names of layer l (forward direction): "weight_ih", "weight_ih_l1", ...
+        self._names = [{kind: model_param_name(kind, l, 0) for kind in _KINDS} for l in range(self.L)]
         self.k1 = positive_int(k1, "k1")
         self.k2 = self.k1 if k2 is None else positive_int(k2, "k2")
         if self.k2 < self.k1:
@@ -81,34 +88,45 @@ class Stream:
         self.capacity = 2 * self.k2 + self.k1
         cap = self.capacity
         G = 4 * H if self._lstm else H        # gate rows per state row
-        self._hs = np.empty(((cap + 1) * B, H), dt)
-        self._cs = np.empty(((cap + 1) * B, H), dt) if self._lstm else None
-        self._gates = np.empty((cap * B, G), dt) if self._lstm else None
-        self._xs = np.empty((cap * B, model.input_size), dt)
+        # per layer: states (block p = the carried state), gates, inputs
+        self._hs = [np.empty(((cap + 1) * B, H), dt) for _ in range(self.L)]
+        self._cs = [np.empty(((cap + 1) * B, H), dt) for _ in range(self.L)] if self._lstm else None
+        self._gates = [np.empty((cap * B, G), dt) for _ in range(self.L)] if self._lstm else None
+        self._xs = [np.empty((cap * B, model.input_size if l == 0 else H), dt)
+                    for l in range(self.L)]
         self._dG = np.empty((self.k2 * B, G), dt)        # δ of a window
-        self._dy = np.empty((self.k2 * B, H), dt)        # ∂L/∂h of a window
+        self._dy = np.empty((self.k2 * B, H), dt)        # ∂L/∂h of a window (top layer)
+        self._dx = np.empty((self.k2 * B, H), dt) if self.L > 1 else None
         self.reset(h0, c0)
 
     # -- state -----------------------------------------------------------------
     def reset(self, h0=None, c0=None):
-        """Start a new stream from h0 (and c0 for an LSTM), or zeros."""
-        B, H = self.B, self.model.hidden_size
-        for buf, s, name in ((self._hs, h0, "h0"), (self._cs, c0, "c0")):
-            if buf is None:
+        """Start a new stream from h0 (and c0 for an LSTM), or zeros: (B, H)
+        for one layer, (num_layers, B, H) for a stack."""
+        B, H, L = self.B, self.model.hidden_size, self.L
+        shape = (B, H) if L == 1 else (L, B, H)
+        for bufs, s, name in ((self._hs, h0, "h0"), (self._cs, c0, "c0")):
+            if bufs is None:
                 if s is not None:
                     raise TypeError(f"{name}: an RNN has no cell state")
                 continue
-            buf[:B] = 0 if s is None else float_array(s, name, dtype=self.model.dtype,
-                                                      shape=(B, H))
+            s = None if s is None else float_array(s, name, dtype=self.model.dtype,
+                                                   shape=shape).reshape(L, B, H)
+            for l, buf in enumerate(bufs):
+                buf[:B] = 0 if s is None else s[l]
         self._p = 0          # steps in the buffer; the current state is block p
         self.steps = 0       # steps streamed since the last reset
 
     @property
     def state(self):
-        """The current state: h (B, H), or (h, c) for an LSTM (copies)."""
+        """The current state (copies): h (B, H), or (h, c) for an LSTM; with
+        num_layers > 1, (num_layers, B, H) arrays."""
         B, p = self.B, self._p
-        h = self._hs[p * B:(p + 1) * B].copy()
-        return (h, self._cs[p * B:(p + 1) * B].copy()) if self._lstm else h
+
+        def block(bufs):
+            out = np.stack([b[p * B:(p + 1) * B] for b in bufs])
+            return out[0] if self.L == 1 else out
+        return (block(self._hs), block(self._cs)) if self._lstm else block(self._hs)
 
     # -- streaming -------------------------------------------------------------------
     def advance(self, X):
@@ -131,7 +149,7 @@ class Stream:
         Y = model._check_Y(Y, n, self.B)
         self._forward(X)
         B, H, p = self.B, model.hidden_size, self._p
-        new = self._hs[(p - n + 1) * B:(p + 1) * B]      # h of the n new steps (n·B, H)
+        new = self._hs[-1][(p - n + 1) * B:(p + 1) * B]  # top layer's h of the new steps
         loss, grads, dH = model._score(new, Y.reshape((n * B,) + Y.shape[2:]))
         w = min(self.k2, p)                              # window: steps p−w .. p−1
         dy = self._dy[:w * B]
@@ -155,67 +173,85 @@ class Stream:
         B, p = self.B, self._p
         keep = min(p, self.k2 - n)                       # what the next window can reach
         s = p - keep
-        self._hs[:(keep + 1) * B] = self._hs[s * B:(p + 1) * B]
-        self._xs[:keep * B] = self._xs[s * B:p * B]
-        if self._lstm:
-            self._cs[:(keep + 1) * B] = self._cs[s * B:(p + 1) * B]
-            self._gates[:keep * B] = self._gates[s * B:p * B]
+        for l in range(self.L):
+            self._hs[l][:(keep + 1) * B] = self._hs[l][s * B:(p + 1) * B]
+            self._xs[l][:keep * B] = self._xs[l][s * B:p * B]
+            if self._lstm:
+                self._cs[l][:(keep + 1) * B] = self._cs[l][s * B:(p + 1) * B]
+                self._gates[l][:keep * B] = self._gates[l][s * B:p * B]
         self._p = keep
 
     def _forward(self, X):
         n, B, _ = X.shape
         self._make_room(n)
         p, m = self._p, self.model
-        P = m._params
         rows = slice(p * B, (p + n) * B)
         states = slice(p * B, (p + n + 1) * B)           # block 0: the carried state
-        xs = self._xs[rows]
-        xs[...] = X.reshape(n * B, -1)
         sched = _core.Schedule(n, B)
-        if self._lstm:
-            _core.lstm_forward(self._hs[states], self._cs[states], self._gates[rows], None, xs,
-                               P["weight_ih"], P["weight_hh"], P["bias_ih"] + P["bias_hh"],
-                               self._peepholes(), self._pack(), sched)
-        else:
-            _core.rnn_forward(self._hs[states], None, None, xs, P["weight_ih"], P["weight_hh"],
-                              P["bias_ih"], P["bias_hh"], self._pack(), sched, m._act)
+        for l in range(self.L):
+            P = self._layer_params(l)
+            xs = self._xs[l][rows]
+            # layer 0 reads X, layer l the new outputs of layer l − 1
+            xs[...] = X.reshape(n * B, -1) if l == 0 else self._hs[l - 1][(p + 1) * B:(p + n + 1) * B]
+            if self._lstm:
+                _core.lstm_forward(self._hs[l][states], self._cs[l][states], self._gates[l][rows],
+                                   None, xs, P["weight_ih"], P["weight_hh"],
+                                   P["bias_ih"] + P["bias_hh"], self._peepholes(l), self._pack(),
+                                   sched)
+            else:
+                _core.rnn_forward(self._hs[l][states], None, None, xs, P["weight_ih"],
+                                  P["weight_hh"], P["bias_ih"], P["bias_hh"], self._pack(), sched,
+                                  m._act)
         self._p += n
         self.steps += n
 
     def _backward(self, w, dy):
-        """Layer gradients of the window of the last w steps, given ∂L/∂h (w·B, H)."""
+        """Layer gradients of the window of the last w steps, given the top
+        layer's ∂L/∂h (w·B, H); layer by layer down, ∂L/∂x of one the ∂L/∂h of
+        the next."""
         B, p, m = self.B, self._p, self.model
-        P = m._params
-        H, I, dt = m.hidden_size, m.input_size, m.dtype
+        H, dt = m.hidden_size, m.dtype
         rows = slice((p - w) * B, p * B)
         states = slice((p - w) * B, (p + 1) * B)
         sched = _core.Schedule(w, B)
-        dh0 = np.zeros((B, H), dt)                      # nothing flows in from the future
         grads = {}
-        if self._lstm:
-            dW_ih, dW_hh = np.zeros((4 * H, I), dt), np.zeros((4 * H, H), dt)
-            db = np.zeros(4 * H, dt)
-            peep = self._peepholes()
-            dpeep = None if peep is None else np.zeros((3, H), dt)
-            _core.lstm_backward(self._dG[:w * B], None, dW_ih, dW_hh, db, dpeep, dh0,
-                                np.zeros((B, H), dt), None, self._gates[rows], dy,
-                                self._hs[states], self._cs[states], self._xs[rows],
-                                P["weight_ih"], P["weight_hh"], peep, self._pack(), sched)
-            if peep is not None:
-                grads.update(zip(("peephole_i", "peephole_f", "peephole_o"), dpeep))
-        else:
-            dW_ih, dW_hh, db = np.zeros((H, I), dt), np.zeros((H, H), dt), np.zeros(H, dt)
-            _core.rnn_backward(dh0, dW_ih, dW_hh, db, self._dG[:w * B], None, None, dy, None,
-                               self._hs[states], self._xs[rows], P["weight_ih"], P["weight_hh"],
-                               self._pack(), sched, m._act)
-        grads.update(weight_ih=dW_ih, weight_hh=dW_hh, bias_ih=db, bias_hh=db.copy())
+        for l in reversed(range(self.L)):
+            P, names = self._layer_params(l), self._names[l]
+            I = self._xs[l].shape[1]
+            dx = self._dx[:w * B] if l > 0 else None      # becomes layer l − 1's dy
+            dh0 = np.zeros((B, H), dt)                    # nothing flows in from the future
+            if self._lstm:
+                dW_ih, dW_hh = np.zeros((4 * H, I), dt), np.zeros((4 * H, H), dt)
+                db = np.zeros(4 * H, dt)
+                peep = self._peepholes(l)
+                dpeep = None if peep is None else np.zeros((3, H), dt)
+                _core.lstm_backward(self._dG[:w * B], dx, dW_ih, dW_hh, db, dpeep, dh0,
+                                    np.zeros((B, H), dt), None, self._gates[l][rows], dy,
+                                    self._hs[l][states], self._cs[l][states], self._xs[l][rows],
+                                    P["weight_ih"], P["weight_hh"], peep, self._pack(), sched)
+                if peep is not None:
+                    grads.update((names[k], g) for k, g in zip(_PEEPHOLES, dpeep))
+            else:
+                dW_ih, dW_hh, db = np.zeros((H, I), dt), np.zeros((H, H), dt), np.zeros(H, dt)
+                _core.rnn_backward(dh0, dW_ih, dW_hh, db, self._dG[:w * B], dx, None, dy, None,
+                                   self._hs[l][states], self._xs[l][rows], P["weight_ih"],
+                                   P["weight_hh"], self._pack(), sched, m._act)
+            grads.update({names["weight_ih"]: dW_ih, names["weight_hh"]: dW_hh,
+                          names["bias_ih"]: db, names["bias_hh"]: db.copy()})
+            if dx is not None:
+                dy = self._dy[:w * B]
+                dy[...] = dx
         return grads
 
-    def _peepholes(self):
-        P = self.model._params
+    def _layer_params(self, l):
+        P, names = self.model._params, self._names[l]
+        return {kind: P[names[kind]] for kind in _KINDS if names[kind] in P}
+
+    def _peepholes(self, l):
+        P = self._layer_params(l)
         if "peephole_i" not in P:
             return None
-        return np.stack([P["peephole_i"], P["peephole_f"], P["peephole_o"]])
+        return np.stack([P[k] for k in _PEEPHOLES])
 
     def _pack(self):
         m = self.model

@@ -33,9 +33,12 @@ NumPy arrays with no reshuffling and no torch import here):
                "readout.weight", "readout.bias" for the ``torch.nn.Linear(hidden, output)``
                applied to every step's h_t. LSTM peepholes, which torch has no
                counterpart for, are "peephole_i_l0", "peephole_f_l0", "peephole_o_l0".
+               Stacked and bidirectional layers: "weight_ih_l{k}[_reverse]", ... exactly
+               as torch; peepholes "peephole_{i,f,o}_l{k}[_reverse]".
 """
 import inspect
 import numbers
+import re
 import signal
 import sys
 import threading
@@ -383,12 +386,25 @@ class MLPTrainable(Trainable):
         return loss * X.shape[0], X.shape[0], correct
 
 
-# state-dict names of SequenceModel's parameters: PyTorch's for the recurrent layer
-_SEQ_NAMES = {"weight_ih": "weight_ih_l0", "weight_hh": "weight_hh_l0",
-              "bias_ih": "bias_ih_l0", "bias_hh": "bias_hh_l0",
-              "peephole_i": "peephole_i_l0", "peephole_f": "peephole_f_l0",
-              "peephole_o": "peephole_o_l0",
-              "weight_out": "readout.weight", "bias_out": "readout.bias"}
+class _SeqNames(dict):
+    """The fixed names below, and the parameters of stacked and bidirectional
+    layers, which the models already name as torch does ("weight_ih_l1",
+    "bias_hh_l0_reverse", "peephole_i_l2", ...): those map to themselves."""
+
+    _STACKED = re.compile(r"(weight_ih|weight_hh|bias_ih|bias_hh|peephole_[ifo])_l\d+(_reverse)?")
+
+    def __missing__(self, name):
+        if self._STACKED.fullmatch(name):
+            return name
+        raise KeyError(name)
+
+
+# state-dict names of SequenceModel's parameters: PyTorch's for the recurrent layers
+_SEQ_NAMES = _SeqNames({"weight_ih": "weight_ih_l0", "weight_hh": "weight_hh_l0",
+                        "bias_ih": "bias_ih_l0", "bias_hh": "bias_hh_l0",
+                        "peephole_i": "peephole_i_l0", "peephole_f": "peephole_f_l0",
+                        "peephole_o": "peephole_o_l0",
+                        "weight_out": "readout.weight", "bias_out": "readout.bias"})
 
 
 class SeqData(namedtuple("SeqData", "X lengths reset")):
@@ -424,7 +440,7 @@ class SequenceTrainable(Trainable):
             ``(k1, k2)``: Williams and Peng's BPTT(k1, k2) (:mod:`fastbp.tbptt`):
             every k1 steps, one optimizer step on those steps' losses
             backpropagated k2 >= k1 steps, without recomputing overlapping
-            windows. Many-to-many, one unidirectional layer, no lengths/reset.
+            windows. Many-to-many, unidirectional (any num_layers), no lengths/reset.
         burn_in : int
             With ``bptt=(k1, k2)``: steps at the start of each batch that only
             warm the state up (no loss on them).

@@ -72,6 +72,42 @@ int fbp_lstm_backward_d(double *dG, double *dX, double *dW_ih, double *dW_hh, do
                         const double *peep, double *pack, const fbp_seq *seq,
                         int T, int B, int I, int H);
 
+/* Both directions of a bidirectional layer (or one, D = 1) in one call: the
+ * functions above run for d = 0 .. D−1 on direction d's buffers, one after the
+ * other, with the GIL released once. Direction 1 is the reverse direction: its
+ * buffers hold the rows' steps in reverse order (seq.h's gather with reverse =
+ * 1: step t of a row of length L is time L − 1 − t), so both directions share
+ * the row order, the lengths and the slot layout; seq[1] carries the reset
+ * events mirrored to the reverse order. Each array argument holds D pointers,
+ * one per direction, with the meaning (and the NULL rules) of the single-
+ * direction functions; work and pack are shared (used in turn). */
+int fbp_lstm_forward_dirs_f(int D, float *const hs[], float *const cs[], float *const gates[],
+                            float *work, const float *const x[], const float *const W_ih[],
+                            const float *const W_hh[], const float *const bias[],
+                            const float *const peep[], float *pack, const fbp_seq *const seq[],
+                            int T, int B, int I, int H);
+int fbp_lstm_forward_dirs_d(int D, double *const hs[], double *const cs[], double *const gates[],
+                            double *work, const double *const x[], const double *const W_ih[],
+                            const double *const W_hh[], const double *const bias[],
+                            const double *const peep[], double *pack, const fbp_seq *const seq[],
+                            int T, int B, int I, int H);
+int fbp_lstm_backward_dirs_f(int D, float *const dG[], float *const dX[], float *const dW_ih[],
+                             float *const dW_hh[], float *const db[], float *const dpeep[],
+                             float *const dh[], float *const dc[], float *work,
+                             const float *const gates[], const float *const dy[],
+                             float *const hs[], float *const cs[], const float *const x[],
+                             const float *const W_ih[], const float *const W_hh[],
+                             const float *const peep[], float *pack, const fbp_seq *const seq[],
+                             int T, int B, int I, int H);
+int fbp_lstm_backward_dirs_d(int D, double *const dG[], double *const dX[], double *const dW_ih[],
+                             double *const dW_hh[], double *const db[], double *const dpeep[],
+                             double *const dh[], double *const dc[], double *work,
+                             const double *const gates[], const double *const dy[],
+                             double *const hs[], double *const cs[], const double *const x[],
+                             const double *const W_ih[], const double *const W_hh[],
+                             const double *const peep[], double *pack, const fbp_seq *const seq[],
+                             int T, int B, int I, int H);
+
 /* Elements of the `pack` workspace both functions take for hidden size H:
  * with it, the per-step recurrent products run on a copy of W_hh packed once
  * per call for fastbp's own register-blocked kernel; with NULL, through BLAS

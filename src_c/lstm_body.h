@@ -316,6 +316,43 @@ int FN(fbp_lstm_backward)(REAL *dG, REAL *dX, REAL *dW_ih, REAL *dW_hh, REAL *db
     return FBP_OK;
 }
 
+/* ---- both directions of a layer (lstm.h) ------------------------------------- */
+
+int FN(fbp_lstm_forward_dirs)(int D, REAL *const hs[], REAL *const cs[], REAL *const gates[],
+                              REAL *work, const REAL *const x[], const REAL *const W_ih[],
+                              const REAL *const W_hh[], const REAL *const bias[],
+                              const REAL *const peep[], REAL *pack, const fbp_seq *const seq[],
+                              int T, int B, int I, int H)
+{
+    if (D < 1 || D > 2) return FBP_ERR_ARG;
+    for (int d = 0; d < D; d++) {
+        const int st = FN(fbp_lstm_forward)(hs[d], cs[d], gates[d], work, x[d], W_ih[d], W_hh[d],
+                                            bias[d], peep[d], pack, seq[d], T, B, I, H);
+        if (st) return st;
+    }
+    return FBP_OK;
+}
+
+int FN(fbp_lstm_backward_dirs)(int D, REAL *const dG[], REAL *const dX[], REAL *const dW_ih[],
+                               REAL *const dW_hh[], REAL *const db[], REAL *const dpeep[],
+                               REAL *const dh[], REAL *const dc[], REAL *work,
+                               const REAL *const gates[], const REAL *const dy[],
+                               REAL *const hs[], REAL *const cs[], const REAL *const x[],
+                               const REAL *const W_ih[], const REAL *const W_hh[],
+                               const REAL *const peep[], REAL *pack, const fbp_seq *const seq[],
+                               int T, int B, int I, int H)
+{
+    if (D < 1 || D > 2) return FBP_ERR_ARG;
+    for (int d = 0; d < D; d++) {
+        const int st = FN(fbp_lstm_backward)(dG[d], dX[d], dW_ih[d], dW_hh[d], db[d], dpeep[d],
+                                             dh[d], dc[d], work, gates[d], dy[d], hs[d], cs[d],
+                                             x[d], W_ih[d], W_hh[d], peep[d], pack, seq[d],
+                                             T, B, I, H);
+        if (st) return st;
+    }
+    return FBP_OK;
+}
+
 /* Benchmark hook (bench/bench_lstm.py --breakdown): only the per-step recurrent
  * products of one forward and one backward pass, through the same path as the
  * two functions above, without the fused passes and the stacked GEMMs.

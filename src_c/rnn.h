@@ -60,6 +60,37 @@ int fbp_rnn_backward_d(double *dx, double *dh0, double *dW_ih, double *dW_hh, do
                        double *hs, const double *x, const double *W_ih, const double *W_hh,
                        double *pack, const fbp_seq *seq, int T, int B, int I, int H, int act);
 
+/* Both directions of a bidirectional layer (or one, D = 1) in one call: the
+ * functions above for d = 0 .. D−1 on direction d's buffers in turn, the GIL
+ * released once. Direction 1 is the reverse direction, its buffers holding
+ * each row's steps in reverse order (seq.h's gather with reverse = 1), so both
+ * share the row order, lengths and slot layout; seq[1] carries the reset
+ * events mirrored to the reverse order. Array arguments hold D pointers, with
+ * the single-direction functions' meanings and NULL rules; work and pack are
+ * shared (used in turn). */
+int fbp_rnn_forward_dirs_f(int D, float *const hs[], float *const pre[], float *work,
+                           const float *const x[], const float *const W_ih[],
+                           const float *const W_hh[], const float *const b_ih[],
+                           const float *const b_hh[], float *pack, const fbp_seq *const seq[],
+                           int T, int B, int I, int H, int act);
+int fbp_rnn_forward_dirs_d(int D, double *const hs[], double *const pre[], double *work,
+                           const double *const x[], const double *const W_ih[],
+                           const double *const W_hh[], const double *const b_ih[],
+                           const double *const b_hh[], double *pack, const fbp_seq *const seq[],
+                           int T, int B, int I, int H, int act);
+int fbp_rnn_backward_dirs_f(int D, float *const dx[], float *const dh0[], float *const dW_ih[],
+                            float *const dW_hh[], float *const db[], float *const delta[],
+                            float *work, const float *const dy[], const float *const dh_n[],
+                            float *const hs[], const float *const x[], const float *const W_ih[],
+                            const float *const W_hh[], float *pack, const fbp_seq *const seq[],
+                            int T, int B, int I, int H, int act);
+int fbp_rnn_backward_dirs_d(int D, double *const dx[], double *const dh0[], double *const dW_ih[],
+                            double *const dW_hh[], double *const db[], double *const delta[],
+                            double *work, const double *const dy[], const double *const dh_n[],
+                            double *const hs[], const double *const x[],
+                            const double *const W_ih[], const double *const W_hh[], double *pack,
+                            const fbp_seq *const seq[], int T, int B, int I, int H, int act);
+
 /* Elements of the `pack` workspace for hidden size H. */
 ptrdiff_t fbp_rnn_pack_size_f(int H);
 ptrdiff_t fbp_rnn_pack_size_d(int H);

@@ -293,3 +293,37 @@ int FN(fbp_rnn_backward)(REAL *dx, REAL *dh0, REAL *dW_ih, REAL *dW_hh, REAL *db
         st = FN(fbp_gemm)(dx, I, delta, H, W_ih, I, M, I, H, 0, 0, (REAL)1, (REAL)0);
     return st;
 }
+
+/* ---- both directions of a layer (rnn.h) ---------------------------------------- */
+
+int FN(fbp_rnn_forward_dirs)(int D, REAL *const hs[], REAL *const pre[], REAL *work,
+                             const REAL *const x[], const REAL *const W_ih[],
+                             const REAL *const W_hh[], const REAL *const b_ih[],
+                             const REAL *const b_hh[], REAL *pack, const fbp_seq *const seq[],
+                             int T, int B, int I, int H, int act)
+{
+    if (D < 1 || D > 2) return FBP_ERR_ARG;
+    for (int d = 0; d < D; d++) {
+        const int st = FN(fbp_rnn_forward)(hs[d], pre[d], work, x[d], W_ih[d], W_hh[d], b_ih[d],
+                                           b_hh[d], pack, seq[d], T, B, I, H, act);
+        if (st) return st;
+    }
+    return FBP_OK;
+}
+
+int FN(fbp_rnn_backward_dirs)(int D, REAL *const dx[], REAL *const dh0[], REAL *const dW_ih[],
+                              REAL *const dW_hh[], REAL *const db[], REAL *const delta[],
+                              REAL *work, const REAL *const dy[], const REAL *const dh_n[],
+                              REAL *const hs[], const REAL *const x[], const REAL *const W_ih[],
+                              const REAL *const W_hh[], REAL *pack, const fbp_seq *const seq[],
+                              int T, int B, int I, int H, int act)
+{
+    if (D < 1 || D > 2) return FBP_ERR_ARG;
+    for (int d = 0; d < D; d++) {
+        const int st = FN(fbp_rnn_backward)(dx[d], dh0[d], dW_ih[d], dW_hh[d], db[d], delta[d],
+                                            work, dy[d], dh_n[d], hs[d], x[d], W_ih[d], W_hh[d],
+                                            pack, seq[d], T, B, I, H, act);
+        if (st) return st;
+    }
+    return FBP_OK;
+}

@@ -62,21 +62,29 @@ ptrdiff_t fbp_seq_work_size(int B, int H, ptrdiff_t events, int cells, int backw
 
 /* Copy between the caller's (T, B, D) time-major layout, caller row order, and
  * the slot layout (rows sorted by length; order[r] is the caller's row of
- * sorted row r; lengths[r] its length, non-increasing).
+ * sorted row r; lengths[r] its length, non-increasing). order NULL: the
+ * identity; lengths NULL: every row has T steps (dense, without lengths).
+ * The caller's array may be a column slice of a wider one: its row (t, b) starts
+ * at element (t·B + b)·ldc (ldc ≥ D; D for a plain (T, B, D) array).
  * gather:  dst(slots,D) ← src(T,B,D) for active rows, 0 in the padding rows;
  *          block = 0: the (M,D) input layout; block = 1: the (·,D) layout of
  *          hs[1:] (step t at s_{t+1}).
- * scatter: dst(T,B,D) ← src slots, zeros past each row's length.
+ * scatter: dst(T,B,D) ← src slots (accumulate: +=), and, unless accumulating,
+ *          zeros past each row's length.
  * reverse: step t of row r is the caller's time lengths[r] − 1 − t (the reverse
  *          direction of a bidirectional layer), else t. */
-void fbp_seq_gather_f(float *dst, const float *src, const int *order, const int *lengths,
-                      const fbp_seq *seq, int T, int B, int D, int block, int reverse);
-void fbp_seq_gather_d(double *dst, const double *src, const int *order, const int *lengths,
-                      const fbp_seq *seq, int T, int B, int D, int block, int reverse);
-void fbp_seq_scatter_f(float *dst, const float *src, const int *order, const int *lengths,
-                       const fbp_seq *seq, int T, int B, int D, int block, int reverse);
-void fbp_seq_scatter_d(double *dst, const double *src, const int *order, const int *lengths,
-                       const fbp_seq *seq, int T, int B, int D, int block, int reverse);
+void fbp_seq_gather_f(float *dst, const float *src, ptrdiff_t ldc, const int *order,
+                      const int *lengths, const fbp_seq *seq, int T, int B, int D, int block,
+                      int reverse);
+void fbp_seq_gather_d(double *dst, const double *src, ptrdiff_t ldc, const int *order,
+                      const int *lengths, const fbp_seq *seq, int T, int B, int D, int block,
+                      int reverse);
+void fbp_seq_scatter_f(float *dst, ptrdiff_t ldc, const float *src, const int *order,
+                       const int *lengths, const fbp_seq *seq, int T, int B, int D, int block,
+                       int reverse, int accumulate);
+void fbp_seq_scatter_d(double *dst, ptrdiff_t ldc, const double *src, const int *order,
+                       const int *lengths, const fbp_seq *seq, int T, int B, int D, int block,
+                       int reverse, int accumulate);
 
 
 /* ---- reset events inside a step (used by the kernels) ----------------------

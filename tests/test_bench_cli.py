@@ -18,7 +18,8 @@ from fastbp.bench.workloads import Runner
 
 TINY = ["--quick", "--repeat", "1", "--batch", "2", "--hidden", "16", "--seq-len", "4",
         "--no-progress"]
-MODULE_OF = {"mlp": "fastbp.mlp", "rnn": "fastbp.rnn", "lstm": "fastbp.lstm", "lstm_len": "fastbp.lstm"}
+MODULE_OF = {"mlp": "fastbp.mlp", "rnn": "fastbp.rnn", "lstm": "fastbp.lstm", "lstm_len": "fastbp.lstm",
+             "lstm2bi": "fastbp.lstm"}
 ROW_KEYS = {"workload", "label", "size", "dtype", "implementation", "status", "detail", "note",
             "median_us", "min_us", "max_us", "repeats", "inner", "first_call_s", "gflops",
             "ceiling_fraction", "grad_check", "ratios"}

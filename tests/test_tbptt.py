@@ -7,56 +7,81 @@ from fastbp import reference as ref
 from fastbp.lstm import LSTM
 from fastbp.optim import SGD
 from fastbp.rnn import RNN
+from fastbp._stack import model_param_name
 from fastbp.tbptt import Stream
 
 LAYER = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
-def layer_forward(model, X, h0, c0):
-    """The reference layer: (y, final states, cache)."""
-    p = model.params
-    if isinstance(model, LSTM):
-        peep = (p["peephole_i"], p["peephole_f"], p["peephole_o"]) if model.peepholes else None
-        y, (h, c), cache = ref.lstm_forward(X, h0, c0, *(p[n] for n in LAYER), peep)
-        return y, (h, c), cache
-    y, h, cache = ref.rnn_forward(X, h0, *(p[n] for n in LAYER), model.nonlinearity)
-    return y, (h, None), cache
+def layer_params(model, l):
+    """Layer l's arrays under the one-layer names (the models suffix l >= 1)."""
+    out = {}
+    for kind in LAYER + ("peephole_i", "peephole_f", "peephole_o"):
+        name = model_param_name(kind, l, 0)
+        if name in model.params:
+            out[kind] = model.params[name]
+    return out
 
 
-def layer_backward(model, dy, cache):
-    if isinstance(model, LSTM):
-        return ref.lstm_backward(dy, None, None, cache)
-    return ref.rnn_backward(dy, None, cache)
+def stack_forward(model, X, h0, c0):
+    """The reference layers one after the other: (top y, [(h, c)] per layer, caches)."""
+    finals, caches = [], []
+    for l in range(model.num_layers):
+        p = layer_params(model, l)
+        if isinstance(model, LSTM):
+            peep = (p["peephole_i"], p["peephole_f"], p["peephole_o"]) if model.peepholes else None
+            X, (h, c), cache = ref.lstm_forward(X, h0[l], c0[l], *(p[n] for n in LAYER), peep)
+        else:
+            X, h, cache = ref.rnn_forward(X, h0[l], *(p[n] for n in LAYER), model.nonlinearity)
+            c = None
+        finals.append((h, c))
+        caches.append(cache)
+    return X, finals, caches
+
+
+def stack_backward(model, dy, caches):
+    grads = {}
+    for l in reversed(range(model.num_layers)):
+        if isinstance(model, LSTM):
+            g = ref.lstm_backward(dy, None, None, caches[l])
+        else:
+            g = ref.rnn_backward(dy, None, caches[l])
+        for kind, v in g.items():
+            if kind not in ("x", "h0", "c0"):
+                grads[model_param_name(kind, l, 0)] = v
+        dy = g["x"]
+    return grads
 
 
 def brute_force(model, X, Y, a, e, k2):
     """Gradient of the mean squared error of steps [a, e), backpropagated to
     step max(0, e − k2) only, the state there a constant (the reference)."""
-    B, H = X.shape[1], model.hidden_size
+    B, H, L = X.shape[1], model.hidden_size, model.num_layers
     s = max(0, e - k2)
-    h0 = c0 = np.zeros((B, H))
+    h0 = c0 = [np.zeros((B, H))] * L
     if s:
-        _, (h0, c0), _ = layer_forward(model, X[:s], h0, c0)
-    y, _, cache = layer_forward(model, X[s:e], h0, c0)
+        _, finals, _ = stack_forward(model, X[:s], h0, c0)
+        h0, c0 = [f[0] for f in finals], [f[1] for f in finals]
+    y, _, caches = stack_forward(model, X[s:e], h0, c0)
     W, b = model.params["weight_out"], model.params["bias_out"]
     new = y[a - s:].reshape(-1, H)
     out = new @ W.T + b
     loss, dout = ref.squared_error(out, Y[a:e].reshape(-1, W.shape[0]))
     dy = np.zeros_like(y)
     dy[a - s:] = (dout @ W).reshape(e - a, B, H)
-    g = layer_backward(model, dy, cache)
-    grads = {n: g[n] for n in model.params if n in g}
+    grads = stack_backward(model, dy, caches)
     grads["weight_out"], grads["bias_out"] = dout.T @ new, dout.sum(0)
     return loss, grads
 
 
 def models():
     return [LSTM(3, 4, 2, seed=1), LSTM(3, 4, 2, peepholes=True, seed=2),
-            RNN(3, 4, 2, seed=3), RNN(3, 4, 2, nonlinearity="relu", seed=4)]
+            RNN(3, 4, 2, seed=3), RNN(3, 4, 2, nonlinearity="relu", seed=4),
+            LSTM(3, 4, 2, num_layers=2, peepholes=True, seed=5), RNN(3, 4, 2, num_layers=3, seed=6)]
 
 
 @pytest.mark.parametrize("k1,k2", [(2, 5), (3, 3), (1, 4), (4, 9), (2, 30)])
-@pytest.mark.parametrize("which", range(4))
+@pytest.mark.parametrize("which", range(6))
 def test_every_chunk_equals_the_brute_force_truncated_gradient(which, k1, k2):
     model = models()[which]
     rng = np.random.default_rng(k1 * 10 + k2)
@@ -73,9 +98,12 @@ def test_every_chunk_equals_the_brute_force_truncated_gradient(which, k1, k2):
         for n in model.params:
             np.testing.assert_allclose(grads[n], want[n], rtol=1e-10, atol=1e-12, err_msg=n)
     assert stream.steps == T
-    _, (h, c), _ = layer_forward(model, X, np.zeros((B, 4)), np.zeros((B, 4)))
+    L = model.num_layers
+    _, finals, _ = stack_forward(model, X, [np.zeros((B, 4))] * L, [np.zeros((B, 4))] * L)
+    h = np.stack([f[0] for f in finals])
     state = stream.state
-    np.testing.assert_allclose(state[0] if isinstance(model, LSTM) else state, h, rtol=1e-12)
+    state = state[0] if isinstance(model, LSTM) else state
+    np.testing.assert_allclose(state.reshape(L, B, 4), h, rtol=1e-12)
 
 
 @pytest.mark.parametrize("Model", [LSTM, RNN])
@@ -158,6 +186,8 @@ def test_stream_errors_name_the_argument():
         Stream(LSTM(2, 3, 1, many_to_one=True), 2)
     with pytest.raises(TypeError, match="model"):
         Stream(object(), 2)
+    with pytest.raises(ValueError, match="bidirectional"):
+        Stream(LSTM(2, 3, 1, bidirectional=True), 2)
     stream = Stream(model, 2, 4, batch=3)
     with pytest.raises(ValueError, match="X"):
         stream.step(np.zeros((3, 3, 2)), np.zeros((3, 3, 1)))    # more than k1 steps

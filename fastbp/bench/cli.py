@@ -23,7 +23,7 @@ from . import env as envmod
 from . import harness, report, workloads
 from .workloads import CHECK_TOL, IMPLEMENTATIONS, Unavailable
 
-MODELS = ("mlp", "rnn", "lstm", "lstm_len")
+MODELS = ("mlp", "rnn", "lstm", "lstm_len", "lstm2bi")
 DTYPES = ("float32", "float64")
 DEFAULT_HIDDEN = 256
 
@@ -31,16 +31,18 @@ DEFAULT_HIDDEN = 256
 # seconds a row should stay under, seconds of quiet before each block of samples, rounds
 # the samples are spread over (harness.measure), and the size of the ceiling's GEMM
 MODES = {
-    "quick": {"batches": {"mlp": [1, 32], "rnn": [1, 16], "lstm": [1, 16], "lstm_len": [8]},
+    "quick": {"batches": {"mlp": [1, 32], "rnn": [1, 16], "lstm": [1, 16], "lstm_len": [8],
+                          "lstm2bi": [4]},
               "seq_len": 20,
               "repeat": 3, "min_time": 0.002, "budget": 0.3, "pause": 0.02, "rounds": 1,
               "ceiling_n": 512},
     "default": {"batches": {"mlp": [1, 32, 256], "rnn": [1, 16, 64], "lstm": [1, 16, 64],
-                            "lstm_len": [64]},
+                            "lstm_len": [64], "lstm2bi": [32]},
                 "seq_len": 100, "repeat": 9, "min_time": 0.01, "budget": 2.0, "pause": 0.1,
                 "rounds": 3, "ceiling_n": 1024},
     "full": {"batches": {"mlp": [1, 32, 256, 1024], "rnn": [1, 16, 64, 256],
-                         "lstm": [1, 16, 64, 256], "lstm_len": [64, 256]}, "seq_len": 100,
+                         "lstm": [1, 16, 64, 256], "lstm_len": [64, 256],
+                         "lstm2bi": [32, 128]}, "seq_len": 100,
              "repeat": 15, "min_time": 0.05, "budget": 6.0, "pause": 0.3, "rounds": 3,
              "ceiling_n": 2048},
 }
@@ -77,7 +79,8 @@ def _choices_list(allowed):
 
 def add_arguments(p):
     p.add_argument("--models", type=_choices_list(MODELS), metavar="LIST",
-                   help="comma-separated workloads to run: mlp,rnn,lstm,lstm_len (default: all)")
+                   help="comma-separated workloads to run: mlp,rnn,lstm,lstm_len,lstm2bi "
+                        "(default: all)")
     p.add_argument("--impl", type=_choices_list(IMPLEMENTATIONS), metavar="LIST",
                    help="implementations to run: fastbp,reference,torch,jax,fastbp-padded "
                         "(default: all; fastbp-padded only runs lstm_len)")

@@ -1,4 +1,4 @@
-"""PyTorch peers: the same three training steps with torch.nn modules and autograd.
+"""PyTorch peers: the same training steps with torch.nn modules and autograd.
 
 Each module is built with fastbp's weights copied in (the layouts are the same:
 ``Linear.weight (out, in)``, ``RNN``/``LSTM`` ``weight_ih_l0``, ``weight_hh_l0``,
@@ -152,4 +152,31 @@ def torch_lstm_len(p):
     return Runner(step, grads, note="pack_padded_sequence(enforce_sorted=False) + nn.LSTM")
 
 
-BUILDERS = {"mlp": torch_mlp, "rnn": torch_rnn, "lstm": torch_lstm, "lstm_len": torch_lstm_len}
+def torch_lstm2bi(p):
+    """nn.LSTM(num_layers=2, bidirectional=True) with the same weights by name."""
+    torch = import_torch()
+    d, s, dt = p.data, p.size, _dtype(torch, p)
+    lstm = torch.nn.LSTM(s["input"], s["hidden"], num_layers=s["num_layers"],
+                         bidirectional=True, dtype=dt)
+    _copy_into(torch, lstm, d["params"])
+    X = _tensor(torch, d["X"]).clone().requires_grad_(True)
+    R = _tensor(torch, d["R"])
+    params = [X] + list(lstm.parameters())
+
+    def step():
+        _clear(params)
+        hs, _ = lstm(X)                                 # (T, B, 2H), h0 = c0 = 0
+        loss = (hs * R).sum()
+        loss.backward()
+        return loss
+
+    def grads():
+        step()
+        out = {"x": X.grad.numpy()}
+        out.update({name: t.grad.numpy() for name, t in lstm.named_parameters()})
+        return out
+    return Runner(step, grads)
+
+
+BUILDERS = {"mlp": torch_mlp, "rnn": torch_rnn, "lstm": torch_lstm, "lstm_len": torch_lstm_len,
+            "lstm2bi": torch_lstm2bi}

@@ -21,6 +21,12 @@ Workloads (one training step each, forward + backward, every gradient):
   passes ``lengths=``; torch packs (``pack_padded_sequence``); the reference
   and ``fastbp-padded`` run the padded batch with the loss masked, which gives
   the same gradients at the cost of every padded step.
+- ``lstm2bi``: a 2-layer bidirectional LSTM (``torch.nn.LSTM(num_layers=2,
+  bidirectional=True)``), I=H, loss ``sum(y_t · R_t)`` over the top layer's
+  (T, B, 2H) outputs; forward + full BPTT, every weight gradient and dL/dx.
+  fastbp runs ``lstm_stack_forward``/``lstm_stack_backward``; the reference
+  composes the NumPy LSTM layer by layer, the reverse direction on the
+  time-flipped sequence.
 """
 import functools
 import importlib
@@ -152,6 +158,37 @@ def lstm_len_problem(batch, seq_len, hidden, dtype, seed=0):
     return p
 
 
+STACK_LAYERS = 2
+
+
+def _stack_names(L, D):
+    return tuple(f"{kind}_l{l}{'_reverse' if d else ''}" for l in range(L) for d in range(D)
+                 for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
+
+def lstm2bi_problem(batch, seq_len, hidden, dtype, seed=0):
+    T, B, H, L, D = seq_len, batch, hidden, STACK_LAYERS, 2
+    I = H
+    rng = np.random.default_rng(seed)
+    bound = 1.0 / np.sqrt(H)
+    params = {}
+    for name in _stack_names(L, D):
+        layer = int(name.split("_l")[1].split("_")[0])
+        rows = 4 * H
+        shape = ((rows, I if layer == 0 else D * H) if name.startswith("weight_ih")
+                 else (rows, H) if name.startswith("weight_hh") else (rows,))
+        params[name] = _uniform(rng, bound, shape, dtype)
+    data = {"X": rng.standard_normal((T, B, I)).astype(dtype),
+            "R": rng.standard_normal((T, B, D * H)).astype(dtype),
+            "params": params, "num_layers": L}
+    # per layer and direction, as for lstm: X W_ihᵀ, dW_ih, dX and h W_hhᵀ, dW_hh, dG W_hh
+    flops = sum(2.0 * T * B * 4 * H * ((I if l == 0 else D * H) + H) * 3 * D for l in range(L))
+    return Problem("lstm2bi", {"seq_len": T, "batch": B, "input": I, "hidden": H,
+                               "num_layers": L, "bidirectional": True},
+                   f"T={T} B={B} H={H} L={L}x2", np.dtype(dtype), data, flops,
+                   ("x",) + _stack_names(L, D))
+
+
 WORKLOADS = {
     "mlp": "784-h-h-10 MLP, ReLU, softmax cross-entropy: forward + backward, all gradients",
     "rnn": f"Elman RNN tanh, I={RNN_INPUT}, readout O={RNN_OUTPUT}, squared error: "
@@ -160,6 +197,8 @@ WORKLOADS = {
     "lstm_len": "the lstm workload with sequence lengths uniform in [T/10, T]: fastbp with "
                 "lengths=, torch with pack_padded_sequence, the reference and fastbp-padded on "
                 "the padded batch (GFLOP/s count the valid steps' work only)",
+    "lstm2bi": f"{STACK_LAYERS}-layer bidirectional LSTM I=H, loss sum(y·R) over the top "
+               "layer's [forward, reverse] outputs: forward + full BPTT incl. dL/dx",
 }
 
 
@@ -172,6 +211,8 @@ def make_problem(workload, batch, seq_len, hidden, dtype, seed=0):
         return lstm_problem(batch, seq_len, hidden, dtype, seed)
     if workload == "lstm_len":
         return lstm_len_problem(batch, seq_len, hidden, dtype, seed)
+    if workload == "lstm2bi":
+        return lstm2bi_problem(batch, seq_len, hidden, dtype, seed)
     raise ValueError(f"unknown workload {workload!r}")
 
 
@@ -245,6 +286,45 @@ def reference_lstm(p):
         return _lstm_step(ref.lstm_forward, ref.lstm_backward, d["X"], d["R"], d["params"],
                           zeros_h)
     return Runner(step, lambda: _pick(step()[1], LSTM_GRADS))
+
+
+def _reference_stack_step(X, R, P, L):
+    """The bidirectional stack composed from the NumPy reference LSTM layer by
+    layer: the reverse direction runs on the time-flipped input; loss sum(y·R)."""
+    from fastbp import reference as ref
+    H = P["weight_hh_l0"].shape[1]
+    inp, caches = X, []
+    for l in range(L):
+        outs, layer = [], []
+        for d, suffix in enumerate((f"_l{l}", f"_l{l}_reverse")):
+            xx = inp[::-1] if d else inp
+            y, _, cache = ref.lstm_forward(xx, None, None, P["weight_ih" + suffix],
+                                           P["weight_hh" + suffix], P["bias_ih" + suffix],
+                                           P["bias_hh" + suffix])
+            outs.append(y[::-1] if d else y)
+            layer.append(cache)
+        caches.append(layer)
+        inp = np.concatenate(outs, axis=2)
+    loss = np.vdot(inp, R)
+    grads, dys = {}, [R[..., :H], R[..., H:]]
+    for l in reversed(range(L)):
+        dx = 0
+        for d, suffix in enumerate((f"_l{l}", f"_l{l}_reverse")):
+            g = ref.lstm_backward(dys[d][::-1] if d else dys[d], None, None, caches[l][d])
+            for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                grads[kind + suffix] = g[kind]
+            dx = dx + (g["x"][::-1] if d else g["x"])
+        dys = [dx[..., :H], dx[..., H:]]
+    grads["x"] = dx
+    return loss, grads
+
+
+def reference_lstm2bi(p):
+    d = p.data
+
+    def step():
+        return _reference_stack_step(d["X"], d["R"], d["params"], d["num_layers"])
+    return Runner(step, lambda: _pick(step()[1], p.grad_names))
 
 
 # -- fastbp ----------------------------------------------------------------------
@@ -370,11 +450,27 @@ def fastbp_lstm_len(p):
     return Runner(step, lambda: _pick(step()[1], LSTM_GRADS))
 
 
-FASTBP = {"mlp": fastbp_mlp, "rnn": fastbp_rnn, "lstm": fastbp_lstm, "lstm_len": fastbp_lstm_len}
+def fastbp_lstm2bi(p):
+    """Both directions of each layer in one compiled call (lstm_stack_forward)."""
+    mod = _fastbp_module("lstm")
+    forward = _require(mod, "lstm_stack_forward")
+    backward = functools.partial(_require(mod, "lstm_stack_backward"), overwrite_cache=True)
+    d = p.data
+
+    def step():
+        y, _, cache = forward(d["X"], d["params"], num_layers=d["num_layers"],
+                              bidirectional=True)
+        loss = np.vdot(y, d["R"])
+        return loss, backward(d["R"], None, None, cache)
+    return Runner(step, lambda: _pick(step()[1], p.grad_names))
+
+
+FASTBP = {"mlp": fastbp_mlp, "rnn": fastbp_rnn, "lstm": fastbp_lstm, "lstm_len": fastbp_lstm_len,
+          "lstm2bi": fastbp_lstm2bi}
 # the padded batch with the loss masked: every step of every row is computed
 FASTBP_PADDED = {"lstm_len": fastbp_lstm}
 REFERENCE = {"mlp": reference_mlp, "rnn": reference_rnn, "lstm": reference_lstm,
-             "lstm_len": reference_lstm}
+             "lstm_len": reference_lstm, "lstm2bi": reference_lstm2bi}
 
 
 # -- the gradient check ------------------------------------------------------------

@@ -1,0 +1,245 @@
+"""Stacked and bidirectional recurrent layers: the layer loop that fastbp.lstm
+and fastbp.rnn share (GitHub issue #10).
+
+Semantics are those of ``torch.nn.LSTM`` / ``torch.nn.RNN`` with ``num_layers``
+= L and ``bidirectional`` (D = 2 directions, else 1):
+
+- layer 0 reads x (T, B, I); layer l > 0 reads the previous layer's output
+  (T, B, D·H), ``[forward, reverse]`` concatenated on the last axis;
+- the reverse direction of a row runs over that row's own valid steps
+  backwards, times L_b − 1 … 0 (what torch does on a packed sequence), from
+  its own initial state; its output at time t is its state after time t;
+- initial and final states are (L·D, B, H), index l·D + d (layer 0 forward,
+  layer 0 reverse, layer 1 forward, ...); a reverse direction's final state is
+  the one after time 0;
+- a reset at (t, b) cuts row b into pieces that run as separate sequences
+  through every layer and both directions, each from the initial states: the
+  reverse direction enters each piece at its last step (the reverse schedule
+  carries the mirrored events, fastbp._sequence.Layout.reverse_sched).
+
+How: per layer ONE compiled call runs both directions (src_c/*: the
+``fbp_*_forward_dirs`` / ``_backward_dirs`` entry points), each with its input
+GEMM over all slots, its time loop and, in backward, its stacked weight GEMMs.
+The reverse direction holds each row's steps in reverse order in the same slot
+layout (rows sorted by length, src_c/seq.h), so it shares the forward
+direction's rows per step. Between layers the two directions' outputs are
+written into the (T, B, 2H) caller layout and gathered into each direction's
+order for the next layer (and the gradients back the same way); one
+direction without lengths reads the previous layer's state buffer directly.
+
+A *cell* (``fastbp.lstm._LSTMCell``, ``fastbp.rnn._RNNCell``) supplies the
+per-layer calls; this module owns the loop, the plumbing and the naming.
+"""
+import numpy as np
+
+from ._validate import float_array, positive_int
+from .training import _as_numpy      # CPU torch tensors as NumPy, without importing torch
+
+REVERSE_SUFFIX = "_reverse"
+
+
+def stack_config(num_layers, bidirectional):
+    """Validated (num_layers, num_directions)."""
+    L = positive_int(num_layers, "num_layers")
+    if not isinstance(bidirectional, (bool, np.bool_)):
+        raise TypeError(f"bidirectional: expected True or False, got {bidirectional!r}")
+    return L, 2 if bidirectional else 1
+
+
+def param_name(kind, layer, direction):
+    """torch's name of a layer parameter: ("weight_ih", 1, 1) -> "weight_ih_l1_reverse"."""
+    return f"{kind}_l{layer}{REVERSE_SUFFIX if direction else ''}"
+
+
+def model_param_name(kind, layer, direction):
+    """The models' name: layer 0's forward direction keeps the one-layer names
+    ("weight_ih", ...); every other gets torch's suffix."""
+    return kind if layer == 0 and direction == 0 else param_name(kind, layer, direction)
+
+
+def layer_input_size(input_size, hidden_size, layer, D):
+    return input_size if layer == 0 else D * hidden_size
+
+
+def hidden_size(params, gates, name="params"):
+    """H from params["weight_hh_l0"], which must be (gates·H, H) with H >= 1."""
+    if not hasattr(params, "keys"):
+        raise TypeError(f"{name}: expected a mapping of parameter names to arrays, got "
+                        f"{type(params).__name__}")
+    key = param_name("weight_hh", 0, 0)
+    if key not in params:
+        raise ValueError(f"{name}: missing {key!r}")
+    shape = np.shape(_as_numpy(params[key]))
+    if len(shape) != 2 or shape[1] < 1 or shape[0] != gates * shape[1]:
+        form = "(H, H)" if gates == 1 else f"({gates}H, H)"
+        raise ValueError(f"{name}[{key!r}]: expected shape {form} with H >= 1, got {shape}")
+    return shape[1]
+
+
+def read_params(params, kinds, optional, shape, num_layers, D, dtype, name="params"):
+    """Validate a mapping of torch-named arrays into ``weights[l][d]`` dicts by kind.
+
+    kinds: the parameter kinds of a layer ("weight_ih", ...), ``optional`` among
+    them: kinds that must be all present or all absent (the LSTM's peepholes);
+    shape(kind, layer) -> expected shape. Missing or unexpected names
+    raise ValueError listing them; values go through float_array (any
+    array-like, CPU torch tensors included) in ``dtype``.
+    """
+    if not hasattr(params, "keys"):
+        raise TypeError(f"{name}: expected a mapping of parameter names to arrays, got "
+                        f"{type(params).__name__}")
+    required = [k for k in kinds if k not in optional]
+    with_optional = any(param_name(k, 0, 0) in params for k in optional)
+    kinds = required + (list(optional) if with_optional else [])
+    expected = [param_name(k, l, d) for l in range(num_layers) for d in range(D) for k in kinds]
+    missing = [n for n in expected if n not in params]
+    unexpected = [n for n in params.keys() if n not in expected]
+    if missing or unexpected:
+        raise ValueError(f"{name}: " + "; ".join(part for part in (
+            f"missing {missing}" if missing else "",
+            f"unexpected {unexpected}" if unexpected else "") if part)
+            + f" (num_layers={num_layers}, bidirectional={D == 2}: expected {expected})")
+    weights = []
+    for l in range(num_layers):
+        weights.append([{k: float_array(_as_numpy(params[param_name(k, l, d)]),
+                                        f"{name}[{param_name(k, l, d)!r}]", dtype=dtype,
+                                        shape=shape(k, l))
+                         for k in kinds} for d in range(D)])
+    return weights
+
+
+def split_states(s, name, num_layers, D, B, H, dtype):
+    """(L·D, B, H) or None -> [[(B, H) or None per direction] per layer]."""
+    if s is None:
+        return [[None] * D for _ in range(num_layers)]
+    s = float_array(s, name, dtype=dtype, shape=(num_layers * D, B, H))
+    return [[s[l * D + d] for d in range(D)] for l in range(num_layers)]
+
+
+class StackCache:
+    """What a stacked forward keeps for its backward (kernels' layouts, sorted
+    rows; do not modify). Attributes: ``x`` (T, B, I), ``y`` (T, B, D·H),
+    ``layout``, ``num_layers``, ``num_directions``, ``hidden_size``,
+    ``weights[l][d]`` and ``runs[l][d]`` (the cell's buffers of each layer and
+    direction), ``consumed`` (the gate buffers were reused by a backward pass)."""
+
+    __slots__ = ("x", "y", "layout", "num_layers", "num_directions", "hidden_size", "weights",
+                 "runs", "cell", "consumed")
+
+    def __init__(self, x, y, layout, num_layers, D, H, weights, runs, cell):
+        self.x, self.y, self.layout = x, y, layout
+        self.num_layers, self.num_directions, self.hidden_size = num_layers, D, H
+        self.weights, self.runs, self.cell = weights, runs, cell
+        self.consumed = False
+
+    @property
+    def lengths(self):
+        return self.layout.lengths
+
+    def __repr__(self):
+        T, B, I = self.x.shape
+        return (f"StackCache({type(self.cell).__name__}, T={T}, B={B}, I={I}, "
+                f"H={self.hidden_size}, num_layers={self.num_layers}, "
+                f"bidirectional={self.num_directions == 2}, dtype={self.x.dtype}, "
+                f"lengths={self.lengths is not None}, consumed={self.consumed})")
+
+
+def _work(layout, D, H, cells, backward, dtype):
+    """The kernels' reset workspace for both directions (used in turn); may be empty."""
+    n = layout.sched.work_size(H, cells, backward)
+    if D == 2:
+        n = max(n, layout.reverse_sched.work_size(H, cells, backward))
+    return np.empty(n, dtype)
+
+
+def _outputs(layout, hs, H, D):
+    """A layer's output (T, B, D·H) from its directions' state buffers: a view
+    of hs for one direction without lengths."""
+    if D == 1:
+        return layout.outputs(hs[0], H)
+    y = np.empty((layout.T, layout.B, 2 * H), hs[0].dtype)
+    layout.outputs(hs[0], H, out=y[..., :H])
+    layout.outputs(hs[1], H, reverse=True, out=y[..., H:])
+    return y
+
+
+def _next_inputs(layout, hs, H, D):
+    """The next layer's input in each direction's slot order, (slots, D·H)."""
+    if D == 1 and not layout.varlen:
+        return [hs[0][layout.B:]]           # h_1..h_T: the (T·B, H) input rows, no copy
+    y = _outputs(layout, hs, H, D)
+    return [layout.slots(y)] + ([layout.slots(y, reverse=True)] if D == 2 else [])
+
+
+def forward(cell, x, weights, init, layout, num_layers, D, H):
+    """Run the stack. x (T, B, I) validated (its dtype computes); weights[l][d]:
+    the cell's validated arrays; init[l][d]: a tuple with one (B, H) array or
+    None per state (caller order); layout: fastbp._sequence.Layout.
+
+    Returns (y (T, B, D·H), finals: one (L·D, B, H) array per state, cache)."""
+    T, B, _ = x.shape
+    dt = x.dtype
+    xs = [layout.slots(x)] + ([layout.slots(x, reverse=True)] if D == 2 else [])
+    pack = cell.pack_workspace(B, H, dt)
+    work = _work(layout, D, H, cell.cells, False, dt)
+    runs = []
+    for l in range(num_layers):
+        runs.append(cell.forward_layer(layout, xs, weights[l], init[l], H, work, pack))
+        if l + 1 < num_layers:
+            xs = _next_inputs(layout, [r["hs"] for r in runs[-1]], H, D)
+    y = _outputs(layout, [r["hs"] for r in runs[-1]], H, D)
+    # each direction's state after its last step (the initial state when T = 0)
+    finals = tuple(np.stack([layout.final(run[key]) for layer in runs for run in layer])
+                   for key in cell.state_buffers)
+    return y, finals, StackCache(x, y, layout, num_layers, D, H, weights, runs, cell)
+
+
+def backward(cache, dy, dfinal, want_dx, overwrite):
+    """BPTT through the stack. dy (T, B, D·H) validated or None; dfinal[l][d]:
+    a tuple with one (B, H) array or None per state, the gradients of the final
+    states (caller order). overwrite: the gradients may reuse the cache's gate
+    buffers (the cache is consumed).
+
+    Returns (dx (T, B, I) or None, grads[l][d]: dict by kind, dinit[l][d]: a
+    tuple of (B, H) gradients of the initial states, caller order)."""
+    if cache.consumed:
+        raise RuntimeError("cache: already consumed by a backward pass with "
+                           "overwrite_cache=True; run the forward again")
+    cell, layout = cache.cell, cache.layout
+    L, D, H = cache.num_layers, cache.num_directions, cache.hidden_size
+    T, B, I = cache.x.shape
+    dt = cache.x.dtype
+    if dy is None:
+        dys = [None] * D
+    elif D == 1:
+        dys = [layout.slots(dy)]
+    else:
+        dys = [layout.slots(dy[..., :H]), layout.slots(dy[..., H:], reverse=True)]
+    pack = cell.pack_workspace(B, H, dt)
+    work = _work(layout, D, H, cell.cells, True, dt)
+    grads, dinit = [None] * L, [None] * L
+    dx = None
+    if overwrite:
+        cache.consumed = True
+    for l in reversed(range(L)):
+        need_dx = l > 0 or want_dx
+        grads[l], dxs, dinit[l] = cell.backward_layer(layout, cache.runs[l], cache.weights[l],
+                                                      dys, dfinal[l], need_dx, H, work, pack,
+                                                      overwrite)
+        if l > 0:
+            dys = _output_grads(layout, dxs, H, D)
+        elif want_dx:
+            dx = layout.unslot(dxs[0], I)     # (a view of our own dxs[0] without lengths)
+            if D == 2:
+                layout.unslot(dxs[1], I, reverse=True, out=dx, accumulate=True)
+    return dx, grads, dinit
+
+
+def _output_grads(layout, dxs, H, D):
+    """∂L/∂(the previous layer's outputs) in each direction's slot order, (slots, H),
+    from the layer's input gradients (slots, D·H) in each direction's order."""
+    if D == 1:
+        return [dxs[0]]                     # the input slots are the output slots
+    dY = layout.unslot(dxs[0], 2 * H, out=np.empty((layout.T, layout.B, 2 * H), dxs[0].dtype))
+    layout.unslot(dxs[1], 2 * H, reverse=True, out=dY, accumulate=True)
+    return [layout.slots(dY[..., :H]), layout.slots(dY[..., H:], reverse=True)]
