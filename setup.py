@@ -29,10 +29,13 @@ if _flag("FASTBP_NATIVE"):
 if debug:
     compile_args = [a for a in compile_args if a != "-O3"] + ["-O0", "-g", "-UNDEBUG"]
 if sanitize:
+    # -fno-wrapv undoes the -fwrapv in Python's own CFLAGS, which would make
+    # signed overflow defined and so invisible to UBSan.
     compile_args = [a for a in compile_args if a != "-O3"] + [
-        "-O1", "-g", "-fno-omit-frame-pointer",
-        "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
-    link_args += ["-fsanitize=address,undefined"]
+        "-O1", "-g", "-fno-omit-frame-pointer", "-fno-wrapv",
+        "-fsanitize=address,undefined,float-cast-overflow",
+        "-fno-sanitize-recover=undefined,float-cast-overflow"]
+    link_args += ["-fsanitize=address,undefined,float-cast-overflow"]
 
 directives = {
     "language_level": 3,

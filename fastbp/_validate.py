@@ -3,12 +3,15 @@
 Every public function and model method passes its arrays through here before
 anything reaches compiled code, so a bad argument becomes a ValueError or
 TypeError that names it, with the expected and the actual shape or dtype,
-and the kernels only ever see C-contiguous float32/float64 buffers whose sizes
-fit BLAS's 32-bit integers.
+and the kernels only ever see aligned, C-contiguous float32/float64 buffers
+whose sizes fit BLAS's 32-bit integers. Sizes are checked before anything is
+copied, so an oversized request (even a zero-stride view that takes no
+memory) is refused without allocating.
 
 Dtype rule: float32 and float64 are computed in their own precision. Integers,
 booleans and float16 are converted to the dtype asked for (float64 when none
 is). Complex, object, string and other dtypes are refused with a TypeError.
+Byte order does not matter: a big-endian float32 array is computed in float32.
 """
 import math
 import numbers
@@ -31,45 +34,73 @@ def resolve_dtype(dtype, name="dtype"):
     return d
 
 
+def as_array(x, name):
+    """``np.asarray(x)``, with NumPy's own complaints (a ragged nested list, an
+    object whose ``__array__`` fails) turned into errors that name the argument."""
+    if isinstance(x, np.ndarray):
+        return x
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"{name}: cannot be read as an array: {e}") from e
+
+
+def _native_float(dtype):
+    """float32/float64 in native byte order for any float32/float64 dtype, else None."""
+    if dtype.kind == "f" and dtype.itemsize in (4, 8):
+        return np.dtype(np.float32 if dtype.itemsize == 4 else np.float64)
+    return None
+
+
+def _kernel_ready(arr, dtype):
+    """`arr` itself when it is an aligned C-contiguous ndarray of `dtype`, else a
+    copy that is (np.array keeps 0-d arrays 0-d, unlike np.ascontiguousarray)."""
+    if arr.dtype != dtype or not (arr.flags.c_contiguous and arr.flags.aligned):
+        return np.array(arr, dtype=dtype, order="C")
+    return arr if type(arr) is np.ndarray else arr.view(np.ndarray)
+
+
 def float_array(x, name, dtype=None, ndim=None, shape=None, finite=True):
-    """Return `x` as a C-contiguous float32/float64 array, validated.
+    """Return `x` as an aligned, C-contiguous float32/float64 array, validated.
 
     dtype: the dtype to compute in; None keeps float32/float64 inputs as they
     are and converts other real numbers to float64.
     ndim / shape: required rank / shape; `None` entries in `shape` match anything.
     finite: refuse NaN and ±inf.
-    The input is never modified; a copy is made only when needed.
+    The input is never modified; a copy is made only when needed, and only
+    after the shape and the 32-bit size limits are checked.
     """
     if x is None:
         raise TypeError(f"{name}: expected an array, got None")
-    arr = x if isinstance(x, np.ndarray) else np.asarray(x)
+    arr = as_array(x, name)
     kind = arr.dtype.kind
     if kind not in "fiub" or arr.dtype.itemsize > 8 and kind == "f":
         raise TypeError(f"{name}: expected a real floating-point array (float32 or float64), "
                         f"got dtype {arr.dtype}")
     target = resolve_dtype(dtype, name) if dtype is not None else (
-        arr.dtype if arr.dtype in FLOAT_DTYPES else np.dtype(np.float64))
+        _native_float(arr.dtype) or np.dtype(np.float64))
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name}: expected a {ndim}-D array"
                          + (f" of shape {_fmt(shape)}" if shape is not None else "")
                          + f", got shape {arr.shape}")
     if shape is not None:
         check_shape(arr, name, shape)
-    arr = np.ascontiguousarray(arr, dtype=target)
+    check_blas_size(arr, name)
+    arr = _kernel_ready(arr, target)
     if finite and arr.size and not np.isfinite(arr).all():
         raise ValueError(f"{name}: contains NaN or infinity")
-    check_blas_size(arr, name)
     return arr
 
 
 def label_array(y, name, n_classes, shape=None):
-    """Integer class labels as a C-contiguous int64 array in [0, n_classes)."""
-    arr = np.asarray(y)
+    """Integer class labels as an aligned, C-contiguous int64 array in [0, n_classes)."""
+    arr = as_array(y, name)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected integer class labels, got dtype {arr.dtype}")
     if shape is not None:
         check_shape(arr, name, shape)
-    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    check_blas_size(arr, name)
+    arr = _kernel_ready(arr, np.dtype(np.int64))
     if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
         raise ValueError(f"{name}: class labels must lie in [0, {n_classes}), "
                          f"got values in [{arr.min()}, {arr.max()}]")

@@ -3,14 +3,16 @@
 Each function mirrors the one of the same name in ``fastbp.reference`` and is
 checked against it in the tests. Arrays may have any number of leading
 dimensions: activations and losses act on the last axis, and a loss is the
-mean over all leading "rows" (the batch, or T·B for a sequence), EQUATIONS §2.
+mean over all leading "rows" (the batch, or T·B for a sequence), EQUATIONS §2,
+so the loss of an empty array is undefined and refused (ValueError), as in
+the reference.
 The dtype is the first argument's (float32 or float64; other real inputs are
 computed in float64); the other arrays are converted to it.
 """
 import numpy as np
 
 from . import _core
-from ._validate import choice, float_array, label_array
+from ._validate import as_array, choice, float_array, label_array
 
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "softmax")
 MSE_FORMS = ("sum", "half_mean")
@@ -55,25 +57,23 @@ def softmax_cross_entropy(logits, target):
     """Mean softmax cross-entropy and its fused gradient, EQUATIONS §2.
 
     logits: (..., K) pre-softmax activations. target: integer labels (...) or a
-    float one-hot / probability array (..., K). Returns (loss, dlogits) with
+    one-hot / probability array (..., K) of any real dtype (told apart by the
+    shape, as in the reference). Returns (loss, dlogits) with
     loss = −(1/rows) Σ z ln ŷ and dlogits = (ŷ − z)/rows, rows = prod(...).
     """
     logits = float_array(logits, "logits")
-    if logits.ndim < 1 or logits.shape[-1] == 0:
-        raise ValueError(f"logits: expected shape (..., K) with K >= 1, got {logits.shape}")
+    if logits.ndim < 1 or logits.size == 0:
+        raise ValueError(f"logits: expected shape (..., K) with K >= 1 and at least one row "
+                         f"(the mean over no rows is undefined), got {logits.shape}")
     rows = logits.size // logits.shape[-1]
     dlogits = np.empty_like(logits)
-    t = np.asarray(target)
-    if t.dtype.kind in "iu":
+    t = as_array(target, "target")
+    if t.ndim == logits.ndim - 1:
         labels = label_array(t, "target", logits.shape[-1], shape=logits.shape[:-1])
-        if rows == 0:
-            return 0.0, dlogits
         loss = _core.softmax_xent_labels(_as_rows(dlogits), _as_rows(logits),
                                          labels.reshape(-1), 1.0 / rows)
     else:
         probs = float_array(t, "target", dtype=logits.dtype, shape=logits.shape)
-        if rows == 0:
-            return 0.0, dlogits
         loss = _core.softmax_xent_probs(_as_rows(dlogits), _as_rows(logits), _as_rows(probs), 1.0 / rows)
     return loss, dlogits
 
@@ -87,12 +87,11 @@ def squared_error(pred, target, form="sum"):
     """
     choice(form, "form", MSE_FORMS)
     pred = float_array(pred, "pred")
-    if pred.ndim < 1:
-        raise ValueError(f"pred: expected shape (..., O), got {pred.shape}")
+    if pred.ndim < 1 or pred.size == 0:
+        raise ValueError(f"pred: expected shape (..., O) with O >= 1 and at least one row "
+                         f"(the mean over no rows is undefined), got {pred.shape}")
     target = float_array(target, "target", dtype=pred.dtype, shape=pred.shape)
     dpred = np.empty_like(pred)
-    if pred.size == 0:
-        return 0.0, dpred
     rows = pred.size // pred.shape[-1]
     scale = 1.0 / rows if form == "sum" else 0.5 / pred.size
     loss = _core.squared_error(_as_rows(dpred), _as_rows(pred), _as_rows(target), scale)

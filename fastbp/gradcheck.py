@@ -48,9 +48,13 @@ a loss that happens to cancel to ~0. Pass ``floor=`` to override. Exact zeros
 on both sides give 0; non-finite results count as inf.
 """
 
+import math
+import numbers
 from collections.abc import Mapping
 
 import numpy as np
+
+from ._validate import as_array
 
 __all__ = ["gradcheck", "GradcheckReport", "ParamCheck"]
 
@@ -164,18 +168,22 @@ def _pairs(params, grads):
                         % type(params).__name__)
     out = []
     for name, p, g in items:
+        label = "[%r]" % (name,)                 # params[0], params['W'] in the messages
         if not isinstance(p, np.ndarray):
-            raise TypeError("parameter %r must be a numpy ndarray (perturbed in place), got %s"
-                            % (name, type(p).__name__))
+            raise TypeError("params%s: must be a numpy ndarray (perturbed in place), got %s"
+                            % (label, type(p).__name__))
         if p.dtype != np.float64:
-            raise TypeError("parameter %r must be float64 for a finite-difference check, got %s"
-                            % (name, p.dtype))
+            raise TypeError("params%s: must be float64 for a finite-difference check, got %s"
+                            % (label, p.dtype))
         if not p.flags.writeable:
-            raise ValueError("parameter %r is read-only; gradcheck perturbs it in place" % (name,))
+            raise ValueError("params%s: is read-only; gradcheck perturbs it in place" % (label,))
+        g = as_array(g, "grads" + label)
+        if g.dtype.kind not in "fiub":
+            raise TypeError("grads%s: expected a real array, got dtype %s" % (label, g.dtype))
         g = np.array(g, dtype=np.float64)        # copy: fun() must not be able to change it
         if g.shape != p.shape:
-            raise ValueError("gradient of %r has shape %s, parameter has shape %s"
-                             % (name, g.shape, p.shape))
+            raise ValueError("grads%s: has shape %s, the parameter has shape %s"
+                             % (label, g.shape, p.shape))
         out.append((name, p, g))
     return out
 
@@ -239,17 +247,22 @@ def gradcheck(fun, params, grads, *, eps=1e-6, max_entries=64, seed=0, floor=Non
         Shape/key mismatch, read-only parameter, non-scalar ``fun()``,
         bad ``eps``/``max_entries``/``floor``.
     """
-    if not (np.isfinite(eps) and eps > 0):
-        raise ValueError("eps must be a finite number > 0, got %r" % (eps,))
-    if int(max_entries) < 1:
-        raise ValueError("max_entries must be >= 1, got %r" % (max_entries,))
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
+        raise TypeError("eps: expected a finite number > 0, got %r" % (eps,))
+    if not (math.isfinite(eps) and eps > 0):
+        raise ValueError("eps: expected a finite number > 0, got %r" % (eps,))
+    if isinstance(max_entries, bool) or not isinstance(max_entries, numbers.Integral):
+        raise TypeError("max_entries: expected an integer >= 1, got %r" % (max_entries,))
+    if max_entries < 1:
+        raise ValueError("max_entries: expected an integer >= 1, got %r" % (max_entries,))
     max_entries = int(max_entries)
     items = _pairs(params, grads)
     f0 = _scalar(fun())                  # also fails early if fun() is not a scalar loss
     if floor is None:
         floor = 1e-8 * max(1.0, abs(f0)) / eps
-    elif not (np.isfinite(floor) and floor > 0):
-        raise ValueError("floor must be a finite number > 0, got %r" % (floor,))
+    elif (isinstance(floor, bool) or not isinstance(floor, numbers.Real)
+          or not (math.isfinite(floor) and floor > 0)):
+        raise ValueError("floor: expected a finite number > 0, got %r" % (floor,))
     floor = float(floor)
 
     checks = {}

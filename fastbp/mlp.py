@@ -55,8 +55,8 @@ import numbers
 import numpy as np
 
 from . import _core
-from ._validate import (check_shape, choice, float_array, nonnegative_float, positive_int,
-                        resolve_dtype)
+from ._validate import (as_array, check_shape, choice, float_array, nonnegative_float,
+                        positive_int, resolve_dtype)
 from .functional import activation_code
 from .training import MLPTrainable
 
@@ -229,7 +229,8 @@ class MLP(MLPTrainable):
     def _input(self, X):
         """X as a C-contiguous (B, n_0) array of the model dtype (finite values
         are checked in the compiled call)."""
-        if type(X) is np.ndarray and X.dtype is self._dtype and X.ndim == 2 and X.flags.c_contiguous:
+        if (type(X) is np.ndarray and X.dtype is self._dtype and X.ndim == 2
+                and X.flags.c_contiguous and X.flags.aligned):
             if X.shape[1] != self._sizes[0]:
                 check_shape(X, "X", (None, self._sizes[0]))
             return X
@@ -243,22 +244,28 @@ class MLP(MLPTrainable):
         n_out = self._sizes[-1]
         if self._target_code is not None:   # mse
             if type(y) is np.ndarray and y.dtype is self._dtype and y.flags.c_contiguous \
-                    and y.shape == (batch, n_out):
+                    and y.flags.aligned and y.shape == (batch, n_out):
                 return self._target_code, y
             return self._target_code, float_array(y, "y", dtype=self._dtype, ndim=2,
                                                   shape=(batch, n_out), finite=False)
-        if type(y) is np.ndarray and y.dtype is _INT64 and y.ndim == 1 and y.flags.c_contiguous:
+        if (type(y) is np.ndarray and y.dtype is _INT64 and y.ndim == 1 and y.flags.c_contiguous
+                and y.flags.aligned):
             y_arr = y                                  # the common case, no copy
-        else:
-            y_arr = np.asarray(y)
+            if y.shape[0] != batch:
+                raise ValueError(f"y: expected integer class labels of shape ({batch},) or one-hot "
+                                 f"targets of shape ({batch}, {n_out}), got shape {y.shape}")
+        else:   # shapes are checked before any conversion copies the array
+            y_arr = as_array(y, "y")
             if y_arr.dtype.kind in "iub" and y_arr.ndim == 2:   # integer one-hot rows
+                check_shape(y_arr, "y", (batch, n_out))
                 y_arr = y_arr.astype(self._dtype)
             elif y_arr.dtype.kind in "iu":
-                y_arr = np.ascontiguousarray(y_arr, dtype=_INT64)
+                if y_arr.shape != (batch,):
+                    raise ValueError(f"y: expected integer class labels of shape ({batch},) or "
+                                     f"one-hot targets of shape ({batch}, {n_out}), got shape "
+                                     f"{y_arr.shape}")
+                y_arr = np.array(y_arr, dtype=_INT64, order="C")   # aligned, contiguous
         if y_arr.dtype is _INT64:
-            if y_arr.shape != (batch,):
-                raise ValueError(f"y: expected integer class labels of shape ({batch},) or one-hot "
-                                 f"targets of shape ({batch}, {n_out}), got shape {y_arr.shape}")
             return _XENT_LABELS, y_arr
         if y_arr.ndim == 1:
             raise TypeError(f"y: expected integer class labels of shape ({batch},), got dtype {y_arr.dtype}")

@@ -29,7 +29,7 @@ import numbers
 
 import numpy as np
 
-from ._validate import FLOAT_DTYPES
+from ._validate import FLOAT_DTYPES, as_array
 from .clip import clip_grad_norm
 
 __all__ = ["Optimizer", "SGD", "Adam", "clip_grad_norm", "get_optimizer"]
@@ -81,10 +81,10 @@ class Optimizer:
                                 + (f"dtype {p.dtype}" if isinstance(p, np.ndarray) else type(p).__name__))
             if not p.flags.writeable:
                 raise ValueError(f"params[{i}]: array is read-only, cannot update it in place")
-            g = np.asarray(g)
+            g = as_array(g, f"grads[{i}]")
             if g.shape != p.shape:
                 raise ValueError(f"grads[{i}]: expected shape {p.shape} (as params[{i}]), got {g.shape}")
-            if g.dtype.kind not in "fiu":
+            if g.dtype.kind not in "fiub" or g.dtype.kind == "f" and g.dtype.itemsize > 8:
                 raise TypeError(f"grads[{i}]: expected a real array, got dtype {g.dtype}")
             g = g.astype(p.dtype, copy=False)
             if not np.isfinite(g).all():

@@ -51,7 +51,7 @@ import numpy as np
 from . import functional
 from ._sequence import lengths_array, reset_array
 from .tbptt import Stream, parse_bptt
-from ._validate import float_array, positive_int
+from ._validate import as_array, float_array, label_array, positive_int
 from .optim import clip_grad_norm, get_optimizer
 
 
@@ -114,13 +114,24 @@ class Trainable:
         Exceptions raised during training propagate and leave the parameters as
         after the last completed step (a step is all or nothing). Ctrl-C
         (KeyboardInterrupt) is different: the current step is finished, training
-        stops, and the history so far is returned with ``interrupted=True``.
+        stops, and the history so far is returned with ``interrupted=True``; a
+        second Ctrl-C stops at once, but never inside an optimizer step.
+
+        Threads: one model is trained by one ``fit`` at a time; a second ``fit``
+        of the same model from another thread raises RuntimeError. Separate
+        models train in parallel (the kernels release the GIL).
         """
         return self._fit(X, y, epochs, batch_size, optimizer, validation_data, shuffle, seed,
                          progress, clip_norm, bptt=None, comm=comm)
 
     def _fit(self, X, y, epochs, batch_size, optimizer, validation_data, shuffle, seed,
              progress, clip_norm, bptt, comm=None):
+        with _training(self):
+            return self._fit_locked(X, y, epochs, batch_size, optimizer, validation_data, shuffle,
+                                    seed, progress, clip_norm, bptt, comm)
+
+    def _fit_locked(self, X, y, epochs, batch_size, optimizer, validation_data, shuffle, seed,
+                    progress, clip_norm, bptt, comm):
         epochs = positive_int(epochs, "epochs")
         batch_size = positive_int(batch_size, "batch_size")
         if clip_norm is not None and (isinstance(clip_norm, bool) or not isinstance(
@@ -173,7 +184,8 @@ class Trainable:
                         for loss, grads, rows in steps:
                             if clip_norm is not None:
                                 clip_grad_norm(grads, clip_norm)
-                            opt.step(params, grads)
+                            with interrupt.step():   # a second Ctrl-C waits for it
+                                opt.step(params, grads)
                             loss_sum += float(loss) * rows
                             rows_sum += rows
                             history.step_loss.append(float(loss))
@@ -307,14 +319,21 @@ class MLPTrainable(Trainable):
         return named
 
     def _fit_data(self, X, y, xname, yname):
+        """Everything checked before the first step (values too: a bad label or a NaN
+        target in the last batch is refused before any parameter changes)."""
         W0 = self.params[0][0]
         X = float_array(X, xname, dtype=W0.dtype, ndim=2, shape=(None, W0.shape[1]))
-        y = np.asarray(y)
+        y = as_array(y, yname)
         if y.ndim == 0 or y.shape[0] != X.shape[0]:
             raise ValueError(f"{yname}: expected {X.shape[0]} targets (one per row of {xname}), "
                              f"got shape {y.shape}")
         if X.shape[0] == 0:
             raise ValueError(f"{xname}: expected at least one sample, got shape {X.shape}")
+        n_out = self.sizes[-1]
+        if self._is_classifier() and y.ndim == 1:
+            y = label_array(y, yname, n_out, shape=(X.shape[0],))
+        else:
+            y = float_array(y, yname, dtype=W0.dtype, ndim=2, shape=(X.shape[0], n_out))
         return X, y
 
     def _fit_layout(self, X, y, xname, yname):
@@ -674,22 +693,63 @@ def _jsonable(value, name):
     raise TypeError(f"{name}: cannot save a constructor argument of type {type(value).__name__}")
 
 
+_models_in_fit = set()          # id() of every model inside fit, in any thread
+_models_in_fit_lock = threading.Lock()
+
+
+@contextmanager
+def _training(model):
+    """Mark `model` as being trained; RuntimeError if another fit is training it."""
+    with _models_in_fit_lock:
+        if id(model) in _models_in_fit:
+            raise RuntimeError(f"{type(model).__name__}.fit: this model is already being trained "
+                               "(by fit in another thread); train a model from one thread at a "
+                               "time, or train separate models")
+        _models_in_fit.add(id(model))
+    try:
+        yield
+    finally:
+        with _models_in_fit_lock:
+            _models_in_fit.discard(id(model))
+
+
+class _Interrupt:
+    """Ctrl-C as fit sees it: ``is_set()`` once pressed; inside ``step()`` (the
+    optimizer writing the parameters) even a second Ctrl-C only sets it."""
+
+    def __init__(self):
+        self.requested = False
+        self.in_step = False
+
+    def is_set(self):
+        return self.requested
+
+    @contextmanager
+    def step(self):
+        self.in_step = True
+        try:
+            yield
+        finally:
+            self.in_step = False
+
+
 @contextmanager
 def _deferred_sigint():
     """Turn the first Ctrl-C into a flag that fit checks between steps, so no
-    step is cut in half; a second Ctrl-C raises KeyboardInterrupt at once.
-    Only in the main thread and over Python's default handler (a program that
-    set its own SIGINT handler keeps it)."""
-    flag = threading.Event()
+    step is cut in half; a second Ctrl-C raises KeyboardInterrupt at once, or
+    as soon as an optimizer step in progress is complete. Only in the main
+    thread and over Python's default handler (a program that set its own
+    SIGINT handler keeps it)."""
+    flag = _Interrupt()
     if (threading.current_thread() is not threading.main_thread()
             or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
         yield flag
         return
 
     def handler(signum, frame):
-        if flag.is_set():
+        if flag.requested and not flag.in_step:
             raise KeyboardInterrupt
-        flag.set()
+        flag.requested = True
 
     signal.signal(signal.SIGINT, handler)
     try:

@@ -16,7 +16,8 @@ FBP_HOT int FN(fbp_activation_forward)(REAL *a, const REAL *z, ptrdiff_t rows, p
         for (ptrdiff_t i = 0; i < n; i++) a[i] = FN(fbp_tanh)(z[i]);
         return FBP_OK;
     case FBP_RELU:
-        for (ptrdiff_t i = 0; i < n; i++) a[i] = z[i] > 0 ? z[i] : (REAL)0;
+        /* written as "z < 0 ? 0 : z" so that NaN passes through, as in np.maximum */
+        for (ptrdiff_t i = 0; i < n; i++) a[i] = z[i] < 0 ? (REAL)0 : z[i];
         return FBP_OK;
     case FBP_SOFTMAX:
         for (ptrdiff_t r = 0; r < rows; r++) {
@@ -66,19 +67,28 @@ FBP_HOT int FN(fbp_activation_backward)(REAL *dz, const REAL *a, const REAL *da,
     }
 }
 
-/* Row-wise log-sum-exp helper: returns max + ln Σ exp(x − max), and leaves
- * exp(x − max) in e (cols) when e is not NULL. */
-static double FN(row_logsumexp)(REAL *e, const REAL *x, ptrdiff_t cols)
+/* The row max of x(cols). */
+static REAL FN(row_max)(const REAL *x, ptrdiff_t cols)
 {
     REAL m = -INFINITY;
     for (ptrdiff_t j = 0; j < cols; j++) m = x[j] > m ? x[j] : m;
+    return m;
+}
+
+/* ln Σ exp(x − m) for the row max m, leaving exp(x − m) in e (cols) when e is
+ * not NULL (e may alias x). The log-sum-exp is m + this, but the callers
+ * subtract x_k from m first: (m − x_k) + ln Σ keeps the ln Σ ∈ [0, ln cols]
+ * term whole for logits of any size, where (m + ln Σ) − x_k loses it to
+ * rounding once |m| ≫ 1e15. */
+static double FN(row_log_sum_exp)(REAL *e, const REAL *x, REAL m, ptrdiff_t cols)
+{
     double s = 0;
     for (ptrdiff_t j = 0; j < cols; j++) {
         REAL ej = FN(fbp_exp)(x[j] - m);
         if (e) e[j] = ej;
         s += ej;
     }
-    return (double)m + log(s);
+    return log(s);
 }
 
 /* Turns d = exp(x − max) into scale · (softmax(x) · mass − target_part); the
@@ -100,8 +110,9 @@ int FN(fbp_softmax_xent_labels)(double *loss, REAL *dlogits, const REAL *logits,
     for (ptrdiff_t r = 0; r < rows; r++) {
         const REAL *x = logits + r * cols;
         REAL *d = dlogits ? dlogits + r * cols : NULL;
-        double xk = (double)x[labels[r]];          /* read before d may overwrite x */
-        total += FN(row_logsumexp)(d, x, cols) - xk;
+        REAL m = FN(row_max)(x, cols);
+        double gap = (double)m - (double)x[labels[r]];   /* read before d may overwrite x */
+        total += gap + FN(row_log_sum_exp)(d, x, m, cols);
         if (d) {   /* ∂L/∂a = scale (ŷ − z) */
             FN(scale_to_softmax)(d, cols, scale);
             d[labels[r]] -= (REAL)scale;
@@ -118,10 +129,14 @@ int FN(fbp_softmax_xent_probs)(double *loss, REAL *dlogits, const REAL *logits, 
     for (ptrdiff_t r = 0; r < rows; r++) {
         const REAL *x = logits + r * cols, *z = target + r * cols;
         REAL *d = dlogits ? dlogits + r * cols : NULL;
-        /* −Σ z ln ŷ = Σz · lse − Σ z x; read z·x before d may overwrite x */
-        double mass = 0, zx = 0;
-        for (ptrdiff_t j = 0; j < cols; j++) { mass += z[j]; zx += (double)z[j] * x[j]; }
-        total += mass * FN(row_logsumexp)(d, x, cols) - zx;
+        /* −Σ z ln ŷ = Σ z (m − x) + Σz · ln Σ exp(x − m); read x before d may overwrite it */
+        REAL m = FN(row_max)(x, cols);
+        double mass = 0, zgap = 0;
+        for (ptrdiff_t j = 0; j < cols; j++) {
+            mass += z[j];
+            zgap += (double)z[j] * ((double)m - (double)x[j]);
+        }
+        total += zgap + mass * FN(row_log_sum_exp)(d, x, m, cols);
         if (d) {   /* ∂L/∂a = scale (ŷ Σz − z) */
             FN(scale_to_softmax)(d, cols, scale * mass);
             for (ptrdiff_t j = 0; j < cols; j++) d[j] -= (REAL)scale * z[j];

@@ -33,8 +33,14 @@ static inline float fbp_exp_f(float x)
     p = p * r + 1.6666665459E-1f;
     p = p * r + 5.0000001201E-1f;
     p = p * r2 + r + 1.0f;
-    /* scale by 2^n through the exponent bits (n in [-127, 128] after the clamp) */
-    int32_t bits = ((int32_t)n + 127) << 23;
+    /* scale by 2^n through the exponent bits (n in [-127, 128] after the clamp): t's
+     * low bits hold n, as in the double version, and unsigned arithmetic keeps a NaN
+     * input (whose n is no integer) free of undefined float->int casts and shifts;
+     * it gives a NaN result through p. */
+    int32_t t_bits, shifter_bits;
+    memcpy(&t_bits, &t, sizeof t);
+    memcpy(&shifter_bits, &shifter, sizeof shifter);
+    uint32_t bits = ((uint32_t)t_bits - (uint32_t)shifter_bits + 127u) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
@@ -69,7 +75,8 @@ static inline double fbp_exp_d(double x)
     int64_t t_bits, shifter_bits;
     memcpy(&t_bits, &t, sizeof t);
     memcpy(&shifter_bits, &shifter, sizeof shifter);
-    int64_t bits = (t_bits - shifter_bits + 1023) << 52;  /* 2^n, n in [-1021, 1023] */
+    /* 2^n, n in [-1021, 1023]; unsigned, so a NaN input shifts no negative value */
+    uint64_t bits = ((uint64_t)t_bits - (uint64_t)shifter_bits + 1023u) << 52;
     double scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;

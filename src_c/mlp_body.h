@@ -26,10 +26,10 @@ static int FN(bias_activation)(REAL *Z, const REAL *restrict b, ptrdiff_t B, ptr
         case FBP_TANH:
             for (ptrdiff_t j = 0; j < n; j++) z[j] = FN(fbp_tanh)(z[j] + b[j]);
             break;
-        case FBP_RELU:   /* max(0, z); the kink maps to 0 */
+        case FBP_RELU:   /* max(0, z); the kink maps to 0; NaN (from an overflow) passes through */
             for (ptrdiff_t j = 0; j < n; j++) {
                 REAL v = z[j] + b[j];
-                z[j] = v > 0 ? v : (REAL)0;
+                z[j] = v < 0 ? (REAL)0 : v;
             }
             break;
         case FBP_SOFTMAX: {   /* stable: subtract the row max before exp */

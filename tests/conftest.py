@@ -17,6 +17,9 @@ if not glob.glob(os.path.join(_root, "fastbp", "_core*")):
 
 import fastbp  # noqa: E402
 
+# tests/fbp_fuzz, the boundary-fuzzing harness, imports as `fbp_fuzz`
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 if not glob.glob(os.path.join(os.path.dirname(fastbp.__file__), "_core*")):
     raise ImportError(f"fastbp imported from {fastbp.__file__} has no compiled _core: "
                       "install it first (pip install .)")

@@ -141,6 +141,8 @@ def activation_backward(da, a, name):
     if name == "tanh":
         return da * (1 - a * a)                           # f' = 1 - a^2
     if name == "relu":
-        return da * (a > 0).astype(dt)                    # f' = 1[z > 0], 0 at 0
+        # f' = 1[z > 0], 0 at 0; a select (as torch's threshold_backward and the
+        # compiled kernels), so an inf or NaN da where a <= 0 gives 0, not NaN
+        return np.where(a > 0, da, dt.type(0))
     # softmax JVP: dz = a * (da - <da, a>) along the last axis
     return a * (da - np.sum(da * a, axis=-1, keepdims=True))
