@@ -21,7 +21,7 @@ read out, score and regularise in exactly the same way:
 import numpy as np
 
 from . import functional
-from ._validate import (check_shape, choice, float_array, label_array, nonnegative_float,
+from ._validate import (as_array, check_shape, choice, float_array, label_array, nonnegative_float,
                         positive_int, resolve_dtype)
 from ._sequence import Layout, lengths_array, reset_array
 from ._stack import model_param_name, stack_config
@@ -180,13 +180,13 @@ class SequenceModel(SequenceTrainable):
         lead = (B,) if self.many_to_one else (T, B)
         O = self.output_size
         if mask is not None and not self.many_to_one:
-            Y = np.asarray(Y)
+            Y = as_array(Y, "Y")
             check_shape(Y, "Y", lead + (() if Y.ndim == 2 else (O,)))
             valid = self._check_Y(Y[mask][None], 1, int(mask.sum()))   # the valid rows as (1, N, ...)
             out = np.zeros(Y.shape, dtype=valid.dtype)
             out[mask] = valid.reshape((-1,) + Y.shape[2:])
             return out
-        Y = np.asarray(Y) if not isinstance(Y, np.ndarray) else Y
+        Y = as_array(Y, "Y")
         if self.loss == "cross_entropy" and Y.dtype.kind in "iu" and Y.ndim == len(lead):
             return label_array(Y, "Y", O, shape=lead)     # labels; integer one-hot goes below
         Y = float_array(Y, "Y", dtype=self.dtype)

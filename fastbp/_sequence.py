@@ -12,6 +12,7 @@ free reshape.
 import numpy as np
 
 from . import _core
+from ._validate import as_array
 
 # Which engine runs the per-step recurrent products of the RNN and LSTM (B·G·H
 # multiply-adds per step, G = H or 4H): fastbp's packed kernel (src_c/packed.*,
@@ -34,7 +35,7 @@ def lengths_array(lengths, T, B, name="lengths"):
     """Validated lengths as int64 (B,), or None for full-length rows."""
     if lengths is None:
         return None
-    arr = np.asarray(lengths)
+    arr = as_array(lengths, name)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected an integer array of shape ({B},), got dtype {arr.dtype}")
     if arr.shape != (B,):
@@ -50,7 +51,9 @@ def reset_array(reset, T, B, name="reset"):
     """Validated reset flags as bool (T, B), or None."""
     if reset is None:
         return None
-    arr = np.asarray(reset)
+    arr = as_array(reset, name)
+    if arr.shape != (T, B):           # before any conversion: a huge array is not copied
+        raise ValueError(f"{name}: expected shape ({T}, {B}), got {arr.shape}")
     if arr.dtype.kind == "b":
         pass
     elif arr.dtype.kind in "iu":

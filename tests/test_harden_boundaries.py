@@ -61,12 +61,7 @@ def _huge_cases():
             for arg in ex.args:
                 if shape_of(arg, ex) and arg.name not in seen:
                     seen.add(arg.name)
-                    # pending: reset_array converts before it checks the shape
-                    # (tests/test_harden_pending.py); this xfail goes with that one
-                    marks = [pytest.mark.xfail(strict=True, raises=MemoryError,
-                                               reason="pending: reset converted before its shape is checked")
-                             ] if arg.name == "reset" else []
-                    yield pytest.param(entry, arg.name, options, id=f"{entry.id}-{arg.name}", marks=marks)
+                    yield pytest.param(entry, arg.name, options, id=f"{entry.id}-{arg.name}")
 
 
 @pytest.mark.parametrize("entry, name, options", list(_huge_cases()))

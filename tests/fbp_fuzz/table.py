@@ -86,9 +86,8 @@ def _squared_error():
 # ---- the recurrent layers -----------------------------------------------------------------------
 NONLIN = ("tanh", "relu", "identity")
 SEQ_DIMS = {"T": (0, 5), "B": (0, 4), "I": (0, 4), "H": (1, 5)}
-# pending (tests/test_harden_pending.py): ragged lengths/reset raise NumPy's unnamed error
-VARLEN_ARGS = [Arg("lengths", ("B",), kind="lengths", optional=True, pending={"ragged"}),
-               Arg("reset", ("T", "B"), kind="mask", optional=True, pending={"ragged"})]
+VARLEN_ARGS = [Arg("lengths", ("B",), kind="lengths", optional=True),
+               Arg("reset", ("T", "B"), kind="mask", optional=True)]
 
 
 def layer_oracle(lstm, X, states, p, lengths=None, reset=None, nonlinearity="tanh", peep=None):
@@ -411,14 +410,11 @@ SEQ_MODEL_DIMS = {"T": (1, 5), "B": (1, 4), "I": (1, 4), "H": (1, 5), "O": (1, 4
 
 def _seq_target(o, name):
     lead = ("B",) if o["many_to_one"] else ("T", "B")
-    # pending (tests/test_harden_pending.py): a ragged Y raises NumPy's unnamed error,
-    # and integer one-hot Y is refused
     if o["head"] == "xent-labels":
-        return Arg(name, lead, kind="labels", classes="O", pending={"ragged"})
+        return Arg(name, lead, kind="labels", classes="O")
     if o["head"] == "xent-probs":
-        return Arg(name, lead + ("O",), sources=("float64", "float32", "float16", ">f8", "bool"),
-                   pending={"ragged"})
-    return Arg(name, lead + ("O",), pending={"ragged"})
+        return Arg(name, lead + ("O",), sources=("float64", "float32", "float16", ">f8", "bool"))
+    return Arg(name, lead + ("O",))
 
 
 def _seq_args(o, states=True, target="Y"):

@@ -1,10 +1,5 @@
-"""PENDING: hardening (issue #8) failures in the RNN/LSTM files, for their owner.
-
-Each test states the promise and fails today; it is marked
-``xfail(strict=True)``, so the suite stays green now and FAILS as soon as the
-fix lands (an unexpected pass): then delete the marker, and the matching
-``pending=`` entry in tests/fbp_fuzz/table.py. The fixes are described in
-each test's docstring (and in the hardening report)."""
+"""Hardening (issue #8) finds in the sequence models' validation, now fixed:
+each test states the promise that failed before its fix."""
 import numpy as np
 import pytest
 
@@ -13,10 +8,6 @@ from fastbp.rnn import RNN, rnn_forward
 
 from test_harden_boundaries import no_big_allocation  # noqa: E402
 
-pending = pytest.mark.xfail(strict=True, reason="pending a fix in the RNN/LSTM files (see docstring)")
-
-
-@pending
 @pytest.mark.parametrize("cls", [RNN, LSTM])
 def test_a_ragged_target_is_refused_by_name(cls):
     """fastbp/_seqmodel.py, SequenceModel._check_Y: `np.asarray(Y)` raises NumPy's
@@ -27,7 +18,6 @@ def test_a_ragged_target_is_refused_by_name(cls):
         model.loss_and_grad(np.zeros((2, 1, 1)), [[0], [0, 1]])
 
 
-@pending
 @pytest.mark.parametrize("cls", [RNN, LSTM])
 def test_integer_one_hot_targets_are_accepted(cls):
     """fastbp/_seqmodel.py, SequenceModel._check_Y tells labels from one-hot targets
@@ -44,7 +34,6 @@ def test_integer_one_hot_targets_are_accepted(cls):
     assert loss_one_hot == pytest.approx(loss_labels, rel=1e-12)
 
 
-@pending
 @pytest.mark.parametrize("name", ["lengths", "reset"])
 def test_ragged_lengths_and_resets_are_refused_by_name(name):
     """fastbp/_sequence.py, lengths_array and reset_array: `np.asarray(...)` raises
@@ -56,7 +45,6 @@ def test_ragged_lengths_and_resets_are_refused_by_name(name):
         rnn_forward(x, None, W, U, b, b, **{name: bad})
 
 
-@pending
 def test_a_huge_reset_is_refused_before_it_is_converted():
     """fastbp/_sequence.py, reset_array: `np.isin(arr, (0, 1))` and `astype(bool)`
     run before the shape check, so an integer reset of the wrong (huge) shape is
@@ -69,10 +57,9 @@ def test_a_huge_reset_is_refused_before_it_is_converted():
         rnn_forward(x, None, W, U, b, b, reset=huge)
 
 
-def test_pending_list_is_current():
-    """Every `pending=` corruption in the fuzzing table has a strict-xfail test above."""
+def test_no_pending_corruptions_are_left_in_the_fuzzing_table():
+    """Every corruption the fuzzing table knows is generated for every argument."""
     from fbp_fuzz.table import ENTRIES
     pending_kinds = {c for e in ENTRIES for o in [{k: v[0] for k, v in e.options.items()}]
                      for a in e.args(o) for c in a.pending}
-    # test_a_ragged_target_is_refused_by_name, test_ragged_lengths_and_resets_are_refused_by_name
-    assert pending_kinds <= {"ragged"}
+    assert pending_kinds == set()
