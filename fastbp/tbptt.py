@@ -240,9 +240,9 @@ class Stream:
                                    P["weight_hh"], self._pack(), sched, m._act)
             grads.update({names["weight_ih"]: dW_ih, names["weight_hh"]: dW_hh,
                           names["bias_ih"]: db, names["bias_hh"]: db.copy()})
-            if dx is not None:
-                dy = self._dy[:w * B]
-                dy[...] = dx
+            if dx is not None:      # layer l's ∂L/∂x is layer l − 1's ∂L/∂h: swap, no copy
+                dy = dx
+                self._dy, self._dx = self._dx, self._dy
         return grads
 
     def _layer_params(self, l):

@@ -365,18 +365,6 @@ class MLPTrainable(Trainable):
         loss, grads = self.loss_and_grad(X, y)
         yield loss, [g for pair in grads for g in pair], X.shape[0]
 
-    def _stream_steps(self, X, y, k1, k2, burn_in):
-        """BPTT(k1, k2) over a batch of sequences: the first burn_in steps
-        forward only, then one optimizer step per k1 steps."""
-        T, B = X.shape[0], X.shape[1]
-        stream = Stream(self, k1, k2, batch=B)
-        for t0 in range(0, min(burn_in, T), k1):
-            stream.advance(X[t0:min(t0 + k1, burn_in, T)])
-        for t0 in range(min(burn_in, T), T, k1):
-            t1 = min(t0 + k1, T)
-            loss, grads = stream.step(X[t0:t1], y[t0:t1])
-            yield loss, list(grads.values()), (t1 - t0) * B
-
     def _eval_batch(self, X, y, bptt):
         loss, _ = self.loss_and_grad(X, y)
         correct = None

@@ -231,23 +231,6 @@ int FN(fbp_lstm_forward)(REAL *hs, REAL *cs, REAL *gates, REAL *work,
     return FBP_OK;
 }
 
-/* Swap h0 into (in = 1) or h_{t−1} back out of (in = 0) every reset row of hs,
- * around the dW_hh GEMM; save (events,H). */
-static void FN(lstm_swap_all)(REAL *hs, REAL *save, const fbp_seq *seq, int T, int B, int H, int in)
-{
-    ptrdiff_t s = 0, k = 0;
-    for (int t = 0; t < T; t++) {
-        const int *ev;
-        const int ne = fbp_seq_events(seq, t, &ev);
-        if (ne) {
-            if (in) FN(fbp_seq_swap_in)(hs + s * H, save + k * H, hs, ev, ne, H);
-            else FN(fbp_seq_restore)(hs + s * H, save + k * H, ev, ne, H);
-        }
-        k += ne;
-        s += fbp_seq_block(seq, t, B);
-    }
-}
-
 int FN(fbp_lstm_backward)(REAL *dG, REAL *dX, REAL *dW_ih, REAL *dW_hh, REAL *db,
                           REAL *dpeep, REAL *dh, REAL *dc, REAL *work,
                           const REAL *gates, const REAL *dy, REAL *hs, REAL *cs,
@@ -305,9 +288,9 @@ int FN(fbp_lstm_backward)(REAL *dG, REAL *dX, REAL *dW_ih, REAL *dW_hh, REAL *db
     }
     /* dW_hh(4H,H) += dG(M,4H)ᵀ @ H_prev(M,H), H_prev = hs blocks 0..T−1 (with
      * h0 in the rows of reset events for the duration of the GEMM) */
-    if (events) FN(lstm_swap_all)(hs, h_save, seq, T, B, H, 1);
+    if (events) FN(fbp_seq_swap_all)(hs, h_save, seq, T, B, H, 1);
     st = FN(fbp_gemm)(dW_hh, H, dG, H4, hs, H, H4, H, M, 1, 0, 1, 1);
-    if (events) FN(lstm_swap_all)(hs, h_save, seq, T, B, H, 0);
+    if (events) FN(fbp_seq_swap_all)(hs, h_save, seq, T, B, H, 0);
     if (st) return st;
     if (dX && I > 0) {  /* dX(M,I) = dG(M,4H) @ W_ih(4H,I) */
         st = FN(fbp_gemm)(dX, I, dG, H4, W_ih, I, M, I, H4, 0, 0, 1, 0);

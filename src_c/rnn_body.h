@@ -209,22 +209,6 @@ int FN(fbp_rnn_forward)(REAL *hs, REAL *pre, REAL *work, const REAL *x, const RE
     return FBP_OK;
 }
 
-/* Swap h0 into (in = 1) or h_{t−1} back out of (in = 0) every reset row of hs. */
-static void FN(rnn_swap_all)(REAL *hs, REAL *save, const fbp_seq *seq, int T, int B, int H, int in)
-{
-    ptrdiff_t s = 0, k = 0;
-    for (int t = 0; t < T; t++) {
-        const int *ev;
-        const int ne = fbp_seq_events(seq, t, &ev);
-        if (ne) {
-            if (in) FN(fbp_seq_swap_in)(hs + s * H, save + k * H, hs, ev, ne, H);
-            else FN(fbp_seq_restore)(hs + s * H, save + k * H, ev, ne, H);
-        }
-        k += ne;
-        s += fbp_seq_block(seq, t, B);
-    }
-}
-
 /* ∂L/∂h of rows [lo, hi) at their last step: dh_n's rows, or zeros. */
 static void FN(rnn_final_grad)(REAL *dst, const REAL *dh_n, int lo, int hi, int H)
 {
@@ -285,9 +269,9 @@ int FN(fbp_rnn_backward)(REAL *dx, REAL *dh0, REAL *dW_ih, REAL *dW_hh, REAL *db
     if (st) return st;
     /* dW_hh(H,H) += Δ(M,H)ᵀ @ H_prev(M,H),  H_prev = hs blocks 0..T−1 (h0 in
      * the rows of reset events for the duration of the GEMM) */
-    if (events) FN(rnn_swap_all)(hs, h_save, seq, T, B, H, 1);
+    if (events) FN(fbp_seq_swap_all)(hs, h_save, seq, T, B, H, 1);
     st = FN(fbp_gemm)(dW_hh, H, delta, H, hs, H, H, H, M, 1, 0, (REAL)1, (REAL)1);
-    if (events) FN(rnn_swap_all)(hs, h_save, seq, T, B, H, 0);
+    if (events) FN(fbp_seq_swap_all)(hs, h_save, seq, T, B, H, 0);
     if (st) return st;
     if (dx)   /* dX(M,I) = Δ(M,H) @ W_ih(H,I) */
         st = FN(fbp_gemm)(dx, I, delta, H, W_ih, I, M, I, H, 0, 0, (REAL)1, (REAL)0);

@@ -100,6 +100,12 @@ void fbp_seq_restore_d(double *blk, const double *save, const int *ev, int ne, i
 void fbp_seq_divert_f(float *acc, float *g, const int *ev, int ne, int H);
 void fbp_seq_divert_d(double *acc, double *g, const int *ev, int ne, int H);
 
+/* Every event of the sequence at once, around a backward pass's dW_hh GEMM:
+ * in = 1 swaps h0 into each event's row of hs (block t, the previous state of
+ * step t), saving h_{t−1} in save (events,H); in = 0 puts them back. */
+void fbp_seq_swap_all_f(float *hs, float *save, const fbp_seq *seq, int T, int B, int H, int in);
+void fbp_seq_swap_all_d(double *hs, double *save, const fbp_seq *seq, int T, int B, int H, int in);
+
 /* The events of step t: *ev = their rows, returns their number. */
 static inline int fbp_seq_events(const fbp_seq *seq, int t, const int **ev)
 {

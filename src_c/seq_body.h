@@ -78,3 +78,18 @@ void FN(fbp_seq_divert)(REAL *acc, REAL *g, const int *ev, int ne, int H)
         for (int j = 0; j < H; j++) { acc[o + j] += g[o + j]; g[o + j] = 0; }
     }
 }
+
+void FN(fbp_seq_swap_all)(REAL *hs, REAL *save, const fbp_seq *seq, int T, int B, int H, int in)
+{
+    ptrdiff_t s = 0, k = 0;                 /* s_t, and the events before step t */
+    for (int t = 0; t < T; t++) {
+        const int *ev;
+        const int ne = fbp_seq_events(seq, t, &ev);
+        if (ne) {
+            if (in) FN(fbp_seq_swap_in)(hs + s * H, save + k * H, hs, ev, ne, H);
+            else FN(fbp_seq_restore)(hs + s * H, save + k * H, ev, ne, H);
+        }
+        k += ne;
+        s += fbp_seq_block(seq, t, B);
+    }
+}
