@@ -21,6 +21,7 @@ read out, score and regularise in exactly the same way:
 import numpy as np
 
 from . import functional
+from ._linalg import matmul, sum_of_squares
 from ._validate import (as_array, check_shape, choice, float_array, label_array, nonnegative_float,
                         positive_int, resolve_dtype)
 from ._sequence import Layout, lengths_array, reset_array
@@ -196,7 +197,9 @@ class SequenceModel(SequenceTrainable):
     # -- forward, loss, backward --------------------------------------------
     def _readout(self, Hrows):
         """O(rows,O) = H(rows,H) W_outᵀ + b_out: one GEMM for every step."""
-        return Hrows @ self._params["weight_out"].T + self._params["bias_out"]
+        out = matmul(Hrows, self._params["weight_out"], trans_b=True)
+        out += self._params["bias_out"]
+        return out
 
     def _forward(self, X, states, lengths=None, reset=None):
         X = self._check_X(X)
@@ -233,16 +236,16 @@ class SequenceModel(SequenceTrainable):
             loss, dout = functional.softmax_cross_entropy(out, Yrows)
         else:
             loss, dout = functional.squared_error(out, Yrows, self.mse_form)
-        grads = {"weight_out": dout.T @ Hrows,              # dW_out(O,H) = dO(rows,O)ᵀ @ H(rows,H)
+        grads = {"weight_out": matmul(dout, Hrows, trans_a=True),   # dW_out(O,F) = dO(rows,O)ᵀ H(rows,F)
                  "bias_out": dout.sum(axis=0)}
-        return loss, grads, dout @ self._params["weight_out"]   # dH(rows,H) = dO @ W_out(O,H)
+        return loss, grads, matmul(dout, self._params["weight_out"])   # dH(rows,F) = dO W_out(O,F)
 
     def _regularize(self, loss, grads):
         """Add the L2 term to a data loss and its gradients; the params' order."""
         if self.l2:
             for name, W in self._params.items():
                 if name.startswith("weight"):
-                    loss += 0.5 * self.l2 * float(np.vdot(W, W))
+                    loss += 0.5 * self.l2 * sum_of_squares(W)
                     grads[name] = grads[name] + self.l2 * W
         return loss, {name: grads[name] for name in self._params}
 

@@ -49,6 +49,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import functional
+from ._linalg import sum_of_squares
 from ._sequence import lengths_array, reset_array
 from .tbptt import Stream, parse_bptt
 from ._validate import as_array, float_array, label_array, positive_int
@@ -624,7 +625,7 @@ class SequenceTrainable(Trainable):
         else:
             loss, _ = functional.squared_error(flat, Y.reshape(-1, O), self.mse_form)
         if self.l2:
-            loss += sum(0.5 * self.l2 * float(np.vdot(W, W))
+            loss += sum(0.5 * self.l2 * sum_of_squares(W)
                         for name, W in self._params.items() if name.startswith("weight"))
         return float(loss)
 
