@@ -29,6 +29,7 @@ cdef extern from "fastbp.h":
 
     fbp_blas_table fbp_blas
     int fbp_blas_ready() noexcept nogil
+    int fbp_blas_find_thread_control() noexcept nogil
 
     int fbp_gemm_f(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
                    int M, int N, int K, int trans_a, int trans_b, float alpha, float beta) noexcept nogil
@@ -66,8 +67,13 @@ def _fill_blas_table():
     fbp_blas.dger = cython_blas.dger
     if not fbp_blas_ready():
         raise ImportError("fastbp._core: could not fill the BLAS table from scipy.linalg.cython_blas")
+    return bool(fbp_blas_find_thread_control())
 
-_fill_blas_table()
+# BLAS_THREAD_CONTROL: fastbp found SciPy's BLAS's thread-count controls, so
+# every product it hands to BLAS runs on one BLAS thread (the rule and its
+# measurements: src_c/fastbp.h, src_c/blas.c). False with a BLAS fastbp cannot
+# steer (not OpenBLAS): products then run on that library's own setting.
+BLAS_THREAD_CONTROL = _fill_blas_table()
 
 
 def gemm(floating[:, ::1] C, const floating[:, ::1] A, const floating[:, ::1] B,

@@ -1,5 +1,12 @@
-/* The BLAS function table and the row-major GEMM/GEMV/GER helpers. */
+/* The BLAS function table, the BLAS thread rule, and the row-major
+ * GEMM/GEMV/GER helpers. */
+#define _GNU_SOURCE             /* dladdr */
 #include "fastbp.h"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <dlfcn.h>
+#define FBP_HAVE_DLADDR 1
+#endif
 
 fbp_blas_table fbp_blas = {0};
 
@@ -7,6 +14,74 @@ int fbp_blas_ready(void)
 {
     return fbp_blas.sgemm && fbp_blas.dgemm && fbp_blas.sgemv && fbp_blas.dgemv &&
            fbp_blas.sger && fbp_blas.dger;
+}
+
+int fbp_blas_find_thread_control(void)
+{
+#ifdef FBP_HAVE_DLADDR
+    /* SciPy's wheels bundle OpenBLAS with its symbols renamed (scipy_...,
+     * with a 64_ suffix in ILP64 builds); a system OpenBLAS keeps the plain
+     * names. Look only in the library that holds the sgemm we call. */
+    static const char *names[][2] = {
+        {"scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"},
+        {"scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"},
+        {"openblas_get_num_threads", "openblas_set_num_threads"},
+        {"openblas_get_num_threads64_", "openblas_set_num_threads64_"},
+    };
+    Dl_info info;
+    if (!fbp_blas.sgemm || !dladdr((void *)fbp_blas.sgemm, &info) || !info.dli_fname)
+        return 0;
+    void *lib = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+    if (!lib)
+        return 0;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        void *get = dlsym(lib, names[i][0]), *set = dlsym(lib, names[i][1]);
+        if (get && set) {
+            /* POSIX guarantees object <-> function pointer conversion for dlsym */
+            *(void **)&fbp_blas.get_threads = get;
+            *(void **)&fbp_blas.set_threads = set;
+            return 1;       /* the handle stays open: the library stays loaded anyway */
+        }
+    }
+    dlclose(lib);
+#endif
+    return 0;
+}
+
+/* The rule (fastbp.h): one BLAS thread per product. Measured with
+ * bench/bench_blas_threads.py on a 2-core AMD EPYC VM (AVX2, SciPy's OpenBLAS
+ * 0.3.30, Haswell kernels, OPENBLAS_CORETYPE not set) while other jobs kept
+ * one core busy (load average 1.35): sgemm of (rows x 256) @ (256 x 1024),
+ * 1 thread against 2, from 2^20 to 2^32 multiply-adds:
+ *     2^20 0.10 / 4.4 ms, 2^24 0.42 / 8.0 ms, 2^28 6.5 / 16.0 ms,
+ *     2^30 28.2 / 40.0 ms, 2^32 122 / 152 ms: two threads never ahead.
+ * OpenBLAS splits a product into one equal share per thread, so the share
+ * whose core is shared finishes last: no product is large enough to win back
+ * what the stall costs. After each threaded call an OpenBLAS worker spun for
+ * 100 ms of CPU time (read from /proc), beside fastbp's single-threaded time
+ * loop. Whole training steps with default threads (T=100, H=256, another job
+ * on the second core) were 4-7x slower than with one thread before this rule
+ * (RNN B=16: 101-136 against 22 ms) and level with it after.
+ * Concurrent callers: the setting is process-wide. A caller lowers it only
+ * from above 1 and restores what it saw; one that finds it already lowered
+ * changes nothing and restores nothing: the user's setting is never raised,
+ * and the last restore returns it to what it was. Meanwhile a BLAS call of
+ * the user's own in another thread may run on one thread (speed only). */
+int fbp_blas_threads_enter(void)
+{
+    if (!fbp_blas.get_threads || !fbp_blas.set_threads)
+        return 0;
+    int current = fbp_blas.get_threads();
+    if (current <= 1)
+        return 0;
+    fbp_blas.set_threads(1);
+    return current;
+}
+
+void fbp_blas_threads_leave(int saved)
+{
+    if (saved > 1)
+        fbp_blas.set_threads(saved);
 }
 
 #define REAL float

@@ -73,6 +73,9 @@ typedef void (*fbp_sger_fn)(int *m, int *n, float *alpha, float *x, int *incx,
 typedef void (*fbp_dger_fn)(int *m, int *n, double *alpha, double *x, int *incx,
                             double *y, int *incy, double *a, int *lda);
 
+typedef int (*fbp_get_threads_fn)(void);
+typedef void (*fbp_set_threads_fn)(int);
+
 typedef struct {
     fbp_sgemm_fn sgemm;
     fbp_dgemm_fn dgemm;
@@ -80,11 +83,32 @@ typedef struct {
     fbp_dgemv_fn dgemv;
     fbp_sger_fn sger;
     fbp_dger_fn dger;
+    /* The BLAS library's own thread-count controls (OpenBLAS's
+     * openblas_get/set_num_threads, found next to sgemm by
+     * fbp_blas_find_thread_control); NULL when the library has none that
+     * fastbp knows, and then every product runs on BLAS's own setting. */
+    fbp_get_threads_fn get_threads;
+    fbp_set_threads_fn set_threads;
 } fbp_blas_table;
 
 /* Written once at import (before any kernel can run), read-only afterwards. */
 extern fbp_blas_table fbp_blas;
 int fbp_blas_ready(void);
+/* Fill get_threads/set_threads from the library that holds fbp_blas.sgemm;
+ * returns 1 when found. Called once at import, after the table is filled. */
+int fbp_blas_find_thread_control(void);
+
+/* ---- How many BLAS threads a product gets: the one rule ---------------------
+ * Every product fastbp hands to BLAS runs on ONE BLAS thread, whatever BLAS's
+ * own setting (measured in src_c/blas.c: on these 2-core machines BLAS's
+ * statically partitioned threads lost at every size once another process held
+ * a core, and each threaded call leaves a worker spinning for ~0.1 s beside
+ * fastbp's time loop). The second core is fastbp's own to schedule. So a
+ * result never depends on the BLAS thread count.
+ * fbp_blas_threads_enter returns the setting to restore afterwards with
+ * fbp_blas_threads_leave (0: nothing was changed). */
+int fbp_blas_threads_enter(void);
+void fbp_blas_threads_leave(int saved);
 
 /* ---- Row-major BLAS helpers (src_c/blas.c) ---------------------------------
  * C(M,N) = alpha * op(A) @ op(B) + beta * C, all row-major.
