@@ -29,10 +29,7 @@ import time
 
 import numpy as np
 
-try:   # run from a checkout without installing: python bench/bench_mlp.py
-    import fastbp  # noqa: F401
-except ImportError:
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import _which_fastbp  # noqa: E402,F401  (bench/: a built tree, else the installed fastbp)
 
 from fastbp import reference
 from fastbp.mlp import MLP

@@ -42,8 +42,9 @@ import subprocess
 import sys
 import time
 
+from _which_fastbp import ROOT  # noqa: E402  (bench/: a built tree, else the installed fastbp)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 ONE_THREAD = {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
@@ -168,8 +169,9 @@ def mpiexec_path():
 
 
 def launch(ranks, extra, plain=False):
+    # the ranks run this script, which picks the same fastbp as this process
+    # (_which_fastbp): no PYTHONPATH, which would put an unbuilt source tree first
     env = dict(os.environ, **ONE_THREAD)
-    env["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in (env.get("PYTHONPATH"),) if p])
     cmd = [sys.executable, os.path.abspath(__file__), "--worker"] + extra
     if plain:
         cmd.append("--plain")

@@ -28,10 +28,7 @@ import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if os.path.isdir(os.path.join(ROOT, "fastbp")) and any(
-        f.startswith("_core") for f in os.listdir(os.path.join(ROOT, "fastbp"))):
-    sys.path.insert(0, ROOT)    # a built source tree (build_ext --inplace) wins
+from _which_fastbp import ROOT  # noqa: E402,F401  (bench/: a built tree, else the installed fastbp)
 
 import fastbp  # noqa: E402
 from fastbp import _core  # noqa: E402

@@ -27,11 +27,8 @@ import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from _which_fastbp import ROOT  # noqa: E402  (bench/: a built tree, else the installed fastbp)
 sys.path.insert(0, os.path.join(ROOT, "examples"))
-if os.path.isdir(os.path.join(ROOT, "fastbp")) and any(
-        f.startswith("_core") for f in os.listdir(os.path.join(ROOT, "fastbp"))):
-    sys.path.insert(0, ROOT)    # a built source tree (build_ext --inplace) wins
 
 import char_lstm  # noqa: E402  (examples/char_lstm.py: corpus, streams, one-hot)
 from fastbp.lstm import LSTM  # noqa: E402

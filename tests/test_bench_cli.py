@@ -2,12 +2,16 @@
 produces a number or says why not, bad options are usage errors, wrong gradients and
 Ctrl-C are handled. Sizes are tiny; no test asserts a duration.
 """
+import contextlib
 import importlib.util
 import json
 import math
+import os
 import re
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -310,3 +314,52 @@ def test_compare_grads():
     assert workloads.compare_grads({"w": a["w"]}, a)[0] == math.inf            # missing
     assert workloads.compare_grads({"w": a["w"].T, "b": a["b"]}, a)[0] == math.inf   # shape
     assert workloads.compare_grads({"w": a["w"] * np.nan, "b": a["b"]}, a)[0] == math.inf
+
+
+def test_load_runs_a_busy_process_through_the_timing_and_ends_it(tmp_path, capsys, monkeypatch):
+    """--load: a spinning process exists while the rows are timed (seen from
+    inside a step) and is gone when the command returns."""
+    seen = []
+    real_busy_core = cli.load.busy_core
+
+    def watching_busy_core():
+        with real_busy_core() as text:
+            seen.append(int(re.search(r"pid (\d+)", text).group(1)))
+            yield text
+    monkeypatch.setattr(cli.load, "busy_core", contextlib.contextmanager(watching_busy_core))
+    alive_during = []
+    real_measure = harness.measure
+
+    def measure(steps, **kw):
+        alive_during.append(os.path.exists(f"/proc/{seen[0]}") if seen else False)
+        return real_measure(steps, **kw)
+    monkeypatch.setattr(cli.harness, "measure", measure)
+    out = tmp_path / "r.json"
+    assert main(["bench", *TINY, "--models", "mlp", "--impl", "fastbp", "--load",
+                 "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "load: a busy process" in text
+    assert json.loads(out.read_text())["config"]["load"] is True
+    assert seen and alive_during == [True]
+    proc_dir = f"/proc/{seen[0]}"
+    assert not os.path.exists(proc_dir) or "zombie" in open(proc_dir + "/status").read().lower()
+
+
+def test_settle_waits_for_other_threads_to_go_idle():
+    """The pause before a block lasts until the other threads stop using CPU."""
+    stop = threading.Event()
+
+    def spin(seconds):
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end and not stop.is_set():
+            pass
+    worker = threading.Thread(target=spin, args=(0.4,))
+    worker.start()
+    try:
+        slept = harness.settle(0.01, window=0.05, max_wait=2.0)
+    finally:
+        stop.set()
+        worker.join()
+    if harness._other_threads_cpu_ticks() is None:
+        pytest.skip("no per-thread CPU times here (/proc): settle is a plain pause")
+    assert slept >= 0.35, slept

@@ -20,7 +20,7 @@ import time
 import fastbp
 
 from . import env as envmod
-from . import harness, report, workloads
+from . import harness, load, report, workloads
 from .workloads import CHECK_TOL, IMPLEMENTATIONS, Unavailable
 
 MODELS = ("mlp", "rnn", "lstm", "lstm_len", "lstm2bi")
@@ -108,6 +108,9 @@ def add_arguments(p):
     p.add_argument("--blas-coretype", metavar="auto|NAME",
                    help="rerun the fastbp and NumPy rows in a child process with "
                         "OPENBLAS_CORETYPE removed (auto) or set to NAME")
+    p.add_argument("--load", action="store_true",
+                   help="keep one core busy with a spinning process during the timing "
+                        "(a shared machine: the robustness row)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return p
 
@@ -144,7 +147,7 @@ def resolve_config(args, error):
         "min_time": m["min_time"], "budget": m["budget"], "pause": m["pause"],
         "rounds": m["rounds"],
         "ceiling_n": m["ceiling_n"],
-        "threads": args.threads, "blas_coretype": coretype,
+        "threads": args.threads, "blas_coretype": coretype, "load": bool(args.load),
     }
 
 
@@ -336,6 +339,8 @@ def _child_args(cfg):
         args.append("--" + cfg["mode"])
     if cfg["threads"]:
         args += ["--threads", str(cfg["threads"])]
+    if cfg["load"]:
+        args.append("--load")
     return args
 
 
@@ -427,6 +432,7 @@ def run(args, error, argv=None, out=None):
            "config": cfg, "environment": None, "gemm_ceiling": None, "results": rows,
            "coretype_rerun": None, "interrupted": False, "notes": notes}
     started = time.perf_counter()
+    busy = load.busy_core() if cfg["load"] else contextlib.nullcontext()
     try:
         with thread_control(cfg["threads"], notes):
             env = doc["environment"] = envmod.collect()
@@ -438,15 +444,21 @@ def run(args, error, argv=None, out=None):
                        else "threads: the libraries' defaults")
             say(f"  run: {cfg['dtype']}, {cfg['mode']} sizes, up to {cfg['repeat']} samples per row "
                 f"in {cfg['rounds']} round(s), {threads}")
+            for line in envmod.thread_lines(env):
+                say("  " + line)
             progress.activity("measuring the GEMM ceiling")
             ceiling = doc["gemm_ceiling"] = harness.gemm_ceiling(cfg["dtype"], cfg["ceiling_n"])
             say(f"  GEMM ceiling: {ceiling['routine']} n={ceiling['n']} via SciPy's BLAS: "
                 f"{ceiling['gflops']:.1f} GFLOP/s at the start (measured again at the end)")
-            for workload in cfg["models"]:
-                for batch in cfg["batches"][workload]:
-                    problem = workloads.make_problem(workload, batch, cfg["seq_len"],
-                                                     cfg["hidden"], cfg["dtype"])
-                    run_problem(problem, cfg, impl_builders, rows, progress)
+            with busy as load_text:         # the ceilings are the machine's own, measured without it
+                if load_text:
+                    say(f"  load: {load_text} (not during the ceiling's GEMM)")
+                    notes.append(f"--load: {load_text}; every row was timed beside it")
+                for workload in cfg["models"]:
+                    for batch in cfg["batches"][workload]:
+                        problem = workloads.make_problem(workload, batch, cfg["seq_len"],
+                                                         cfg["hidden"], cfg["dtype"])
+                        run_problem(problem, cfg, impl_builders, rows, progress)
             # once more at the end, and keep the better: a neighbour's burst during one
             # measurement would otherwise make every row look closer to the ceiling
             progress.activity("measuring the GEMM ceiling again")

@@ -12,6 +12,8 @@ import platform
 import re
 import sys
 
+from .. import _core
+
 CORETYPE_VAR = "OPENBLAS_CORETYPE"
 
 
@@ -121,7 +123,24 @@ def collect():
         "blas": blas_libraries(),
         "torch": _torch_details(),
         "versions": versions,
+        "fastbp_blas_thread_control": getattr(_core, "BLAS_THREAD_CONTROL", None),
     }
+
+
+def thread_lines(env):
+    """How the run uses threads: fastbp's rule for its BLAS products, and the
+    pause that keeps one implementation's idle threads out of the next's timing."""
+    control = env.get("fastbp_blas_thread_control")
+    if control is None:
+        rule = "fastbp: its BLAS thread rule is unknown in this build"
+    elif control:
+        rule = ("fastbp: every product it hands to BLAS runs on 1 BLAS thread, whatever "
+                "the BLAS setting above (src_c/fastbp.h); its time loops run on 1 thread")
+    else:
+        rule = ("fastbp: this BLAS's thread controls were not found: its products run on "
+                "the BLAS setting above")
+    return [rule, "isolation: before each block of samples the run sleeps until every "
+                  "other thread of the process (OpenBLAS's, torch's pools) is idle"]
 
 
 def lines(env):

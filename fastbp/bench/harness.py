@@ -10,20 +10,25 @@ oneDNN's primitive creation, page faults on fresh buffers) that a training
 loop pays once.
 
 The implementations of one problem are timed in rounds: in each round every
-implementation runs a block of its samples, after a short pause and one
-re-warming call. Blocks, because the libraries' thread pools (two OpenBLAS
-builds, torch's OpenMP) keep spinning for a while after a call, and on a
-2-core machine a spinning pool starves the next library's threads if calls
-are interleaved; rounds, because a neighbour's burst of load then hits every
-implementation alike instead of one, and the median over all samples shrugs
-it off.
+implementation runs a block of its samples, after a pause and one re-warming
+call. Blocks, because the libraries' thread pools (two OpenBLAS builds,
+torch's OpenMP) keep spinning for a while after a call, and on a 2-core
+machine a spinning pool starves the next library's threads if calls are
+interleaved. The pause lasts until every other thread of this process has
+been idle for a while (:func:`settle`; measured: an OpenBLAS worker spins for
+~0.1 s of CPU after a threaded call), so each implementation is timed free
+of the previous one's idle threads. Rounds, because a neighbour's burst of
+load then hits every implementation alike instead of one, and the median
+over all samples shrugs it off.
 
 Each implementation also has a time budget: a slow step (the NumPy reference
 at large sizes) gets fewer samples, never fewer than ``min(repeat, 3)``, so
 the suite's length stays predictable. The samples taken are recorded.
 """
 import math
+import os
 import statistics
+import threading
 import time
 from dataclasses import asdict, dataclass
 
@@ -67,13 +72,51 @@ def calibrate(step, min_time, clock=time.perf_counter):
     return inner, estimate
 
 
+def _other_threads_cpu_ticks():
+    """CPU clock ticks used so far by every thread of this process but the
+    caller (Linux's /proc), or None where that cannot be read."""
+    me = threading.get_native_id()
+    ticks = 0
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    for tid in tids:
+        if int(tid) == me:
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:                      # the thread ended meanwhile
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks
+
+
+def settle(pause, window=0.05, max_wait=2.0):
+    """Sleep ``pause`` seconds, then on until no other thread of this process
+    (the libraries' thread pools) used CPU for ``window`` seconds, at most
+    ``max_wait`` in all. Returns the seconds slept."""
+    t0 = time.perf_counter()
+    time.sleep(pause)
+    before = _other_threads_cpu_ticks()
+    while before is not None and time.perf_counter() - t0 < max_wait:
+        time.sleep(window)
+        now = _other_threads_cpu_ticks()
+        if now == before:
+            break
+        before = now
+    return time.perf_counter() - t0
+
+
 def measure(steps, *, repeat, min_time, budget, pause=0.0, rounds=1,
             clock=time.perf_counter, on_block=None):
     """Time every ``steps[name]()`` (each already called once: its first call).
 
     repeat: samples wanted per step; budget: seconds a step's samples should
     stay under, lowering its samples to no fewer than min(repeat, 3); pause:
-    seconds of sleep before each block; rounds: how many blocks the samples are
+    seconds of sleep before each block, and on until the other threads are
+    idle (:func:`settle`; 0: no pause); rounds: how many blocks the samples are
     spread over; on_block(name, round): called before each block (progress).
 
     Returns {name: Timing, or the exception the step raised}.
@@ -101,7 +144,7 @@ def measure(steps, *, repeat, min_time, budget, pause=0.0, rounds=1,
             if on_block is not None:
                 on_block(name, r)
             if pause > 0:
-                time.sleep(pause)
+                settle(pause)
             step = steps[name]
             try:
                 step()                      # re-warm this library's threads and caches
