@@ -10,7 +10,9 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(ROOT, "fastbp")
-BUILT_IN_PLACE = os.path.isdir(SOURCE) and any(f.startswith("_core") for f in os.listdir(SOURCE))
+# the compiled extension (_core.cpython-311-x86_64-linux-gnu.so, _core.pyd), not _core.pyx
+BUILT_IN_PLACE = os.path.isdir(SOURCE) and any(
+    f.startswith("_core.") and f.endswith((".so", ".pyd")) for f in os.listdir(SOURCE))
 
 if BUILT_IN_PLACE:
     sys.path.insert(0, ROOT)

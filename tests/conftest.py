@@ -12,7 +12,14 @@ import os
 import sys
 
 _root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if not glob.glob(os.path.join(_root, "fastbp", "_core*")):
+
+
+def _compiled_core(folder):
+    """The compiled extension in a package folder (not the _core.pyx source)."""
+    return [f for f in glob.glob(os.path.join(folder, "_core.*")) if f.endswith((".so", ".pyd"))]
+
+
+if not _compiled_core(os.path.join(_root, "fastbp")):
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _root]
 
 import fastbp  # noqa: E402
@@ -20,6 +27,6 @@ import fastbp  # noqa: E402
 # tests/fbp_fuzz, the boundary-fuzzing harness, imports as `fbp_fuzz`
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-if not glob.glob(os.path.join(os.path.dirname(fastbp.__file__), "_core*")):
+if not _compiled_core(os.path.dirname(fastbp.__file__)):
     raise ImportError(f"fastbp imported from {fastbp.__file__} has no compiled _core: "
                       "install it first (pip install .)")
