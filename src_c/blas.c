@@ -22,7 +22,7 @@ int fbp_blas_find_thread_control(void)
     /* SciPy's wheels bundle OpenBLAS with its symbols renamed (scipy_...,
      * with a 64_ suffix in ILP64 builds); a system OpenBLAS keeps the plain
      * names. Look only in the library that holds the sgemm we call. */
-    static const char *names[][2] = {
+    const char *const names[][2] = {     /* on the stack: no writable global */
         {"scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"},
         {"scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"},
         {"openblas_get_num_threads", "openblas_set_num_threads"},
