@@ -8,12 +8,14 @@ path; imports nothing but NumPy. Read each module next to its section:
 - :mod:`.mlp`         -- §4 multilayer perceptron
 - :mod:`.rnn`         -- §5 Elman RNN, BPTT (torch.nn.RNN layout)
 - :mod:`.lstm`        -- §6 LSTM with optional peepholes (torch.nn.LSTM layout)
+- :mod:`.gru`         -- GRU (torch.nn.GRU layout; docs/equations.md)
 
 Everything computes in the floating dtype of its inputs (float32 or float64).
 """
 
 from .activations import ACTIVATIONS, activation_backward, activation_forward
 from .losses import SQUARED_ERROR_FORMS, l2_penalty, softmax_cross_entropy, squared_error
+from .gru import gru_backward, gru_forward
 from .lstm import lstm_backward, lstm_forward
 from .mlp import MLP_LOSSES, mlp_backward, mlp_forward, mlp_loss_and_grad
 from .rnn import RNN_NONLINEARITIES, rnn_backward, rnn_forward
@@ -24,4 +26,5 @@ __all__ = [
     "MLP_LOSSES", "mlp_forward", "mlp_backward", "mlp_loss_and_grad",
     "RNN_NONLINEARITIES", "rnn_forward", "rnn_backward",
     "lstm_forward", "lstm_backward",
+    "gru_forward", "gru_backward",
 ]
