@@ -49,6 +49,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import functional
+from . import io as _io
 from ._linalg import sum_of_squares
 from ._sequence import lengths_array, reset_array
 from .tbptt import Stream, parse_bptt
@@ -76,6 +77,10 @@ class History(dict):
 
 class Trainable:
     """Mixin: fit, save/load and PyTorch-named state dicts on top of the hooks above."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _io.register_model(cls)        # fastbp.load builds the models by their class name
 
     # -- fit -----------------------------------------------------------------
     def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, validation_data=None,
@@ -278,14 +283,12 @@ class Trainable:
         file renamed into place, so an interrupted save never leaves a truncated
         file behind. Read it back with ``fastbp.load(path)``. Returns ``path``.
         """
-        from .io import save
-        return save(self, path)
+        return _io.save(self, path)
 
     @classmethod
     def load(cls, path):
         """Read a model saved by :meth:`save`; ValueError if it holds another kind of model."""
-        from .io import load
-        return load(path, expected=cls)
+        return _io.load(path, expected=cls)
 
     def _config(self):
         """The constructor's arguments, read from attributes of the same names;
