@@ -77,6 +77,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from . import io as _io
 from .training import _in_memory
 
 __all__ = ["DataParallel", "RankError", "load", "save"]
@@ -586,13 +587,12 @@ def load(path, comm=None, root=0, expected=None):
     see ``path``), every rank builds the same model from its configuration and
     receives its parameters (one Bcast). Returns the model on every rank;
     errors (missing or bad file) are raised on every rank."""
-    from . import io
     comm = _world(comm)
     rank = comm.Get_rank()
     model, error = None, None
     if rank == root:
         try:
-            model = io.load(path, expected)
+            model = _io.load(path, expected)
         except Exception as e:
             error = e
     header = comm.bcast((_describe(error), None if model is None else
@@ -603,6 +603,6 @@ def load(path, comm=None, root=0, expected=None):
         raise RankError(f"load: rank {root} could not read {path}: {header[0]}")
     if rank != root:
         kind, config = header[1]
-        model = io._model_classes()[kind](**config)
+        model = _io._model_classes()[kind](**config)
     DataParallel(model, comm, root=root, abort_on_exception=False).broadcast_parameters()
     return model

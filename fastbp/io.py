@@ -347,10 +347,15 @@ def _array(zf, info):
         if header + nbytes != info.file_size:
             raise _Refused(f"corrupted or truncated model file: entry {key[:80]!r} declares "
                            f"shape {shape} of {dtype} ({nbytes} bytes) in {info.file_size - header}")
-        data = f.read(nbytes)
-        if len(data) != nbytes or f.read(1):   # reading to the end checks the CRC
+        out = np.empty(math.prod(shape), dtype=dtype)     # at most what the file holds
+        view, done = memoryview(out.view(np.uint8)) if nbytes else memoryview(b""), 0
+        while done < nbytes:
+            got = f.readinto(view[done:])
+            if not got:
+                break
+            done += got
+        if done != nbytes or f.read(1):     # reading to the end checks the CRC
             raise _Refused(f"corrupted or truncated model file: entry {key[:80]!r} is truncated")
-    out = np.frombuffer(bytearray(data), dtype=dtype)
     return out.reshape(shape[::-1]).T if fortran else out.reshape(shape)
 
 

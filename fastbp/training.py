@@ -191,16 +191,14 @@ class Trainable:
         settings = dict(samples=n, batch_size=batch_size, shuffle=bool(shuffle),
                         bptt=list(bptt) if isinstance(bptt, tuple) else bptt,
                         clip_norm=None if clip_norm is None else float(clip_norm))
+        seed_given = seed
         if dp is not None:
-            seed_given = seed
             seed = dp._start_fit(dict(
                 settings, epochs=epochs, optimizer=(repr(opt), opt.t, opt.epoch),
                 checkpoint=checkpoint is not None,
                 validation=None if validation_data is None else self._n_samples(Xv)), seed)
-        else:
-            seed_given = seed
-            if seed is None:
-                seed = int(np.random.SeedSequence().entropy)
+        elif seed is None:      # drawn, so that a checkpoint can resume the same shuffles
+            seed = int(np.random.SeedSequence().entropy)
         history = History(epoch=[], loss=[], time=[])
         if validation_data is not None:
             history["val_loss"] = []
