@@ -323,3 +323,38 @@ def _ctrl_c_trials(start, grads, before_sd, expected, duration, rng, outcomes):
         else:
             assert opt.t == 1 and all(kept), f"trial {trial}: {kept.count(False)} arrays updated, t not"
             outcomes.add("none")
+
+
+@pytest.mark.parametrize("handler", ["python", "custom", "ignore"])
+def test_ctrl_c_held_during_a_step_reaches_the_handler_in_place_after_it(monkeypatch, handler):
+    """SIGINT raised inside the update of the first array: the handler that was
+    in place sees it once the whole step, t included, is committed."""
+    params = [np.ones(3), np.ones(2)]
+    seen = []
+    real_update = SGD._update
+
+    def update(self, p, g, state, t, a, b):
+        if p is params[0]:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):       # the handler would run here, between bytecodes
+                pass
+        real_update(self, p, g, state, t, a, b)
+    monkeypatch.setattr(SGD, "_update", update)
+    opt = SGD(0.5)
+    previous = signal.getsignal(signal.SIGINT)
+    if handler == "custom":
+        signal.signal(signal.SIGINT, lambda signum, frame: seen.append((opt.t, params[1][0])))
+    elif handler == "ignore":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        if handler == "python":
+            with pytest.raises(KeyboardInterrupt):
+                opt.step(params, [np.ones(3), np.ones(2)])
+        else:
+            opt.step(params, [np.ones(3), np.ones(2)])
+        installed = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert opt.t == 1 and params[0][0] == params[1][0] == 0.5
+    assert seen == ([(1, 0.5)] if handler == "custom" else [])
+    assert installed is not None and (handler != "ignore" or installed == signal.SIG_IGN)
