@@ -30,8 +30,8 @@ Writing is atomic and durable: a temporary file in the target's folder
 (created with the umask's permissions, named after the writer's host and
 process), fsynced, renamed over the target (through a symlink: over the
 link's target), then the folder fsynced. Temporary files left by writers that
-were killed (their process is gone) are removed by the next save into that
-folder.
+were killed (their process is gone), or left for a day, are removed by the
+next save into that folder.
 """
 import inspect
 import json
@@ -41,6 +41,7 @@ import os
 import re
 import secrets
 import socket
+import time
 import zipfile
 from collections import namedtuple
 
@@ -120,23 +121,33 @@ def _alive(pid):
     return True
 
 
+_ANY_TEMP = re.compile(r"\.fastbp-.*\.npz\.tmp")
+_STALE_SECONDS = 24 * 3600      # no save takes a day: older temp files are abandoned
+
+
 def _remove_stale(folder):
     """Remove the temporary files of writers on this host whose process is gone
-    (killed mid-save). POSIX only: Windows' os.kill would terminate the process."""
-    if os.name != "posix":
-        return
-    host = _host()
+    (killed mid-save), and any temporary file left for a day (a writer on
+    another host sharing the folder, or an older fastbp's, whose process we
+    cannot ask about). The pid check is POSIX only (Windows' os.kill would
+    terminate the process): there, the age alone."""
+    host, now = _host(), time.time()
     try:
-        names = os.listdir(folder)
+        names = [n for n in os.listdir(folder) if _ANY_TEMP.fullmatch(n)]
     except OSError:
         return
     for name in names:
+        full = os.path.join(folder, name)
         m = _TEMP.fullmatch(name)
-        if m and m.group(3) == host and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
-            try:
-                os.unlink(os.path.join(folder, name))
-            except OSError:
-                pass        # another saver removed it first, or we may not: harmless
+        try:
+            if m and m.group(3) == host and os.name == "posix":
+                stale = int(m.group(1)) != os.getpid() and not _alive(int(m.group(1)))
+            else:
+                stale = now - os.lstat(full).st_mtime > _STALE_SECONDS
+            if stale:
+                os.unlink(full)
+        except OSError:
+            pass        # another saver removed it first, or we may not: harmless
 
 
 def _fsync_folder(folder):

@@ -433,13 +433,21 @@ def test_a_save_killed_mid_write_leaves_no_temporary_file_after_the_next_save(tm
         assert load(target).sizes == (2048, 2048)
 
 
-def test_a_live_writers_temporary_file_is_kept(tmp_path):
-    mine = tmp_path / f".fastbp-{os.getpid()}-0123456789abcdef-{fastbp.io._host()}.npz.tmp"
-    other_host = tmp_path / ".fastbp-1-0123456789abcdef-elsewhere.npz.tmp"
-    for f in (mine, other_host):
+def test_temporary_files_of_live_writers_are_kept_and_day_old_ones_removed(tmp_path):
+    host = fastbp.io._host()
+    live = [tmp_path / f".fastbp-{os.getpid()}-0123456789abcdef-{host}.npz.tmp",   # this process
+            tmp_path / ".fastbp-1-0123456789abcdef-elsewhere.npz.tmp",     # another host's: recent
+            tmp_path / ".fastbp-k2j4_9x1.npz.tmp",                       # an older fastbp's: recent
+            tmp_path / "unrelated.npz.tmp"]
+    old = [tmp_path / ".fastbp-1-fedcba9876543210-elsewhere.npz.tmp",
+           tmp_path / ".fastbp-q8w7e6r5.npz.tmp"]
+    for f in live + old:
         f.write_bytes(b"partial")
+    day_ago = time.time() - 24 * 3600 - 60
+    for f in old + [live[-1]]:
+        os.utime(f, (day_ago, day_ago))
     MODELS["mlp"]().save(tmp_path / "m.npz")
-    assert mine.exists() and other_host.exists()
+    assert all(f.exists() for f in live) and not any(f.exists() for f in old)
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
