@@ -370,7 +370,7 @@ def test_unsupported_zip_features_are_refused_by_name(tmp_path, flag, method, ma
         load(bad)
 
 
-def test_every_single_bit_flip_loads_an_equal_model_or_is_refused_by_name(tmp_path):
+def test_single_bit_flips_load_an_equal_model_or_are_refused_by_name(tmp_path):
     """Every bit of a small saved model flipped in turn: either the file still
     loads, to the same model, or load raises the documented ValueError. Every
     bit of every fourth byte in CI (about 3 s); FASTBP_BITFLIP_STRIDE=1 for all."""
