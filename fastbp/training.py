@@ -1,7 +1,7 @@
 """Training, persistence and PyTorch-named weights, shared by every model.
 
-``Trainable`` gives a model ``fit``, ``save``, ``load``, ``state_dict`` and
-``load_state_dict``. It needs only a few hooks from the model:
+``Trainable`` gives a model ``fit`` (with checkpoints to resume from),
+``save``, ``load``, ``state_dict`` and ``load_state_dict``. It needs only a few hooks from the model:
 
     _named_params()                 -> [(state-dict name, live parameter array), ...]
                                        (in the order of the gradients below)
@@ -14,6 +14,8 @@
     _steps_per_batch(X, bptt)       -> how many steps _train_steps yields for a batch of X
     _batch_steps(X, batch, bptt)    -> exactly how many for the batch ``batch`` (fit(comm=...))
     _eval_batch(Xb, yb, bptt)       -> (loss·rows summed, rows, n_correct or None)
+    _check_scored(X, bptt, name)    -> ValueError naming ``name`` when no step would be scored
+                                       (a no-op by default)
     _is_classifier()                -> True when accuracy is meaningful
     _config()                       -> the constructor's keyword arguments (JSON-able);
                                        by default read from attributes of the same names
