@@ -1,7 +1,8 @@
 """Training, persistence and PyTorch-named weights, shared by every model.
 
 ``Trainable`` gives a model ``fit`` (with checkpoints to resume from),
-``save``, ``load``, ``state_dict`` and ``load_state_dict``. It needs only a few hooks from the model:
+``save``, ``load``, ``state_dict`` and ``load_state_dict``. It needs only a
+few hooks from the model:
 
     _named_params()                 -> [(state-dict name, live parameter array), ...]
                                        (in the order of the gradients below)
@@ -285,7 +286,8 @@ class Trainable:
             dp._broadcast_optimizer(opt)
         if found is None:
             return seed
-        seed, saved = found
+        saved_seed, saved = found
+        seed = seed if saved_seed is None else saved_seed
         step_loss = saved.pop("step_loss", [])
         for key in history:
             history[key] = list(saved.get(key, []))
