@@ -74,10 +74,14 @@ def main(argv=None):
                       optimizer=Adam(lr=args.lr), validation_data=(X_test, y_test), seed=args.seed,
                       progress=False, comm=dp, checkpoint=args.checkpoint)
     if rank == 0:
-        for epoch, loss, acc, seconds in zip(history["epoch"], history["loss"],
-                                             history["val_accuracy"], history["time"]):
-            print(f"epoch {epoch}: loss {loss:.4f}, test accuracy {acc:.1%}, {seconds:.2f} s")
         ran = dp.stats["steps"] // -(-len(X_train) // args.batch_size)   # epochs of this run
+        earlier = len(history["epoch"]) - ran
+        if earlier:
+            print(f"epochs 1-{earlier}: in the checkpoint (loss {history['loss'][earlier - 1]:.4f}, "
+                  f"test accuracy {history['val_accuracy'][earlier - 1]:.1%} after epoch {earlier})")
+        for epoch, loss, acc, seconds in list(zip(history["epoch"], history["loss"],
+                                                  history["val_accuracy"], history["time"]))[earlier:]:
+            print(f"epoch {epoch}: loss {loss:.4f}, test accuracy {acc:.1%}, {seconds:.2f} s")
         if ran:
             print(f"{100 * dp.stats['allreduce_seconds'] / sum(history['time'][-ran:]):.0f}% of "
                   f"this run's training time in the Allreduce", flush=True)

@@ -469,6 +469,7 @@ def test_example_mpi_digits_resumed_run_equals_uninterrupted_run(mpiexec, tmp_pa
         assert proc.returncode == 0, proc.stdout
     assert "2 rank(s); global batch 64" in runs[0].stdout and "epoch 3: loss" in runs[0].stdout
     assert f"resumed from {cut}" in runs[2].stdout and "epoch 3: loss" in runs[2].stdout
+    assert "epochs 1-2: in the checkpoint" in runs[2].stdout and "epoch 2: loss" not in runs[2].stdout
     accuracy = [float(proc.stdout.split("final test accuracy ")[1].split("%")[0]) for proc in runs]
     assert accuracy[0] > 50 and accuracy[2] == accuracy[0]
     a, b = fastbp.io.load_checkpoint(whole), fastbp.io.load_checkpoint(cut)
