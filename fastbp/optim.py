@@ -125,7 +125,7 @@ class Optimizer:
         # errors only warn, as NumPy's defaults do (underflow is ignored), even under
         # np.seterr(all="raise"), so no step stops half-way; nor does Ctrl-C, held back
         # until the step, t included, is committed.
-        with _sigint_held(), np.errstate(over="warn", divide="warn", invalid="warn",
+        with sigint_held(), np.errstate(over="warn", divide="warn", invalid="warn",
                                          under="ignore"):
             for p, g, st in zip(params, grads, state):
                 a, b = (buf[:p.size].reshape(p.shape) for buf in self._scratch[p.dtype])
@@ -204,10 +204,11 @@ class Optimizer:
             arrays = checked
         elif counts["t"] != 0:
             raise ValueError(f"state_dict['state']: None (no step taken) but t = {counts['t']}")
-        for k, v in vars(fresh).items():
-            if k not in ("state", "t", "epoch", "_scratch"):
-                setattr(self, k, v)
-        self.state, self.t, self.epoch = arrays, counts["t"], counts["epoch"]
+        with sigint_held():
+            for k, v in vars(fresh).items():
+                if k not in ("state", "t", "epoch", "_scratch"):
+                    setattr(self, k, v)
+            self.state, self.t, self.epoch = arrays, counts["t"], counts["epoch"]
 
     def _decayed(self, p, g, out):
         """g + λθ written into ``out``, or g itself when there is no weight decay."""
@@ -323,8 +324,9 @@ _OPTIMIZERS = {"sgd": SGD, "adam": Adam}
 OPTIMIZER_CLASSES = {"SGD": SGD, "Adam": Adam}   # by class name, as state_dict() gives it
 
 
-class _sigint_held:
-    """Hold SIGINT back for a block: a Ctrl-C arriving inside it is delivered to
+class sigint_held:
+    """``with sigint_held(): ...`` commits several arrays all or nothing, Ctrl-C
+    included (optimizer steps, ``load_state_dict``). Holds SIGINT back for the block: a Ctrl-C arriving inside it is delivered to
     the handler that was in place (Python's KeyboardInterrupt, fit's flag, the
     program's own) as soon as the block is done. Only in the main thread (where
     Python runs signal handlers), over a handler Python knows (not one a C

@@ -59,7 +59,7 @@ from ._linalg import sum_of_squares
 from ._sequence import lengths_array, reset_array
 from .tbptt import Stream, parse_bptt
 from ._validate import as_array, float_array, label_array, positive_int
-from .optim import clip_grad_norm, get_optimizer
+from .optim import clip_grad_norm, get_optimizer, sigint_held
 
 
 class History(dict):
@@ -369,7 +369,8 @@ class Trainable:
         The names must be exactly those of :meth:`state_dict`; values may be any
         array-likes of the right shapes (NumPy arrays, CPU torch tensors) and are
         converted to the model's dtype. All are validated before any is written:
-        a bad entry raises ValueError/TypeError and leaves the model unchanged.
+        a bad entry raises ValueError/TypeError and leaves the model unchanged;
+        a Ctrl-C during the writes is delivered once they are all done.
         """
         if not hasattr(state_dict, "keys"):
             raise TypeError(f"state_dict: expected a mapping of names to arrays, got "
@@ -386,8 +387,9 @@ class Trainable:
                              + f" (expected {expected})")
         checked = [float_array(_as_numpy(state_dict[name]), name, dtype=p.dtype, shape=p.shape)
                    for name, p in named]
-        for (_, p), value in zip(named, checked):
-            np.copyto(p, value)
+        with sigint_held():         # all or nothing, Ctrl-C included
+            for (_, p), value in zip(named, checked):
+                np.copyto(p, value)
 
     # -- persistence ----------------------------------------------------------
     def save(self, path):

@@ -436,3 +436,24 @@ def test_history_lists_have_one_entry_per_epoch_wherever_ctrl_c_lands(monkeypatc
         assert epochs == (n - 1) // calls_per_epoch + in_validation, n
         if in_validation:           # trained, but its validation was cut short
             assert np.isnan(history["val_loss"][-1]) and np.isfinite(history["loss"][-1])
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or sys.platform == "win32",
+                    reason="needs POSIX signals")
+def test_ctrl_c_during_load_state_dict_sets_every_parameter_or_none(monkeypatch):
+    net, source = MLP([4, 6, 5, 3], seed=1), MLP([4, 6, 5, 3], seed=2)
+    real_copyto, calls = np.copyto, []
+
+    def copyto(dst, src, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):       # the handler would run here, between bytecodes
+                pass
+        return real_copyto(dst, src, *args, **kwargs)
+    monkeypatch.setattr(np, "copyto", copyto)
+    with pytest.raises(KeyboardInterrupt):
+        net.load_state_dict(source.state_dict())
+    monkeypatch.setattr(np, "copyto", real_copyto)
+    assert len(calls) == 6
+    assert_same_params(net, source)
