@@ -283,6 +283,8 @@ def _read(path):
         size = os.fstat(fh.fileno()).st_size
         try:
             zf = zipfile.ZipFile(fh)
+        except MemoryError:
+            raise
         except Exception as e:          # anything the zip parser trips on: not a zip we read
             if _is_npy(fh):
                 raise ValueError(f"{path}: not a fastbp model file (a single .npy array, not "
@@ -293,6 +295,8 @@ def _read(path):
                 return _entries(zf, size)
             except _Refused as e:
                 raise ValueError(f"{path}: {e}") from None
+            except MemoryError:         # the machine's, not the file's: sizes are bounded above
+                raise
             except Exception as e:      # zipfile, zlib, the .npy parser: a corrupt file
                 raise ValueError(f"{path}: corrupted or truncated model file: "
                                  f"{type(e).__name__}: {e}") from e
