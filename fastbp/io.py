@@ -180,7 +180,13 @@ def _write(path, arrays):
         except FileExistsError:
             continue
     try:
-        with os.fdopen(fd, "wb") as f:
+        f = os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    try:
+        with f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
