@@ -354,6 +354,10 @@ def test_resumed_fit_on_comm_self_equals_uninterrupted_fit(MPI, tmp_path):
             np.testing.assert_array_equal(q, p)
         np.testing.assert_array_equal(hb["loss"], ha["loss"])
         np.testing.assert_array_equal(hb.step_loss, ha.step_loss)
+        c, _, _, kw = cases.CASES[name]()
+        with pytest.raises(ValueError, match="is the state of another run; it differs in seed"):
+            c.fit(X, y, progress=False, comm=MPI.COMM_SELF, checkpoint=tmp_path / f"{name}_b.npz",
+                  **dict(kw, seed=kw["seed"] + 1))
 
 
 def test_allreduce_gradients_takes_the_sequence_models_dicts(MPI):
