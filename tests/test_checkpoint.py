@@ -86,7 +86,6 @@ def test_resumed_fit_equals_uninterrupted_fit(tmp_path, case, opt):
     assert h_resumed["epoch"] == [1, 2, 3, 4]
     assert_same_run(whole, resumed, h_whole, h_resumed)
     assert_same_optimizer(whole_opt, resumed_opt)
-    assert (tmp_path / "whole.npz").read_bytes() != b""
     for p in (tmp_path / "whole.npz", path):         # both files hold epoch 4's state
         ck = load_checkpoint(p)
         assert ck.epoch == 4 and ck.seed == 3 and ck.history["loss"] == h_whole["loss"]
