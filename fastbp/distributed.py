@@ -46,6 +46,12 @@ wait in their next collective: the job hangs). A rank that dies is detected by
 ``mpiexec``, which ends the job. ``timeout=`` (seconds) adds a watchdog: a
 step whose Allreduce does not complete in time (a peer hung) aborts the job.
 
+Checkpoints. ``fit(..., comm=..., checkpoint=path)`` resumes exactly, as in one
+process: rank ``root`` reads the file when it exists (only it needs to see the
+path) and every rank receives the parameters and the optimizer state (one Bcast
+each); after every epoch rank ``root`` rewrites it, the others waiting until it
+is written (an error there is raised on every rank).
+
 Lower level, for custom training loops (the same N-rank = 1-rank guarantee
 when every rank walks the same global batches)::
 
@@ -71,6 +77,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from . import io as _io
 from .training import _in_memory
 
 __all__ = ["DataParallel", "RankError", "load", "save"]
@@ -147,6 +154,15 @@ def _abort(comm):
 
 def _describe(error):
     return None if error is None else f"{type(error).__name__}: {error}"
+
+
+def _count(n, name):
+    """A number of samples: an integer >= 0, else TypeError/ValueError naming ``name``."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer >= 0, got {n!r}")
+    if n < 0:
+        raise ValueError(f"{name}: expected an integer >= 0, got {n!r}")
+    return int(n)
 
 
 class DataParallel:
@@ -263,21 +279,31 @@ class DataParallel:
 
     def shard(self, n):
         """This rank's contiguous block of ``range(n)`` as a slice: [r·n/N, (r+1)·n/N)."""
-        lo, hi = self._bounds(int(n))
+        lo, hi = self._bounds(_count(n, "n"))
         return slice(lo, hi)
 
     def local_indices(self, batch, n=None):
         """This rank's part of a global batch: for an index array, the slice
-        ``batch[r·m/N : (r+1)·m/N]`` of its m indices; for a slice (of
-        ``range(n)``, n needed when the slice has no stop or runs past the
-        end), the corresponding sub-slice (a view when indexing arrays)."""
+        ``batch[r·m/N : (r+1)·m/N]`` of its m indices; for a slice of
+        ``range(n)``, the slice of the same part of the indices it selects (a
+        view when indexing arrays; any step, negative too). ``n`` is needed
+        unless the slice's start and stop are given and not negative, with a
+        positive step (it then must not run past the end)."""
         if isinstance(batch, slice):
-            if n is None and batch.stop is None:
-                raise ValueError("n: needed to resolve a slice without a stop")
-            r = range(batch.stop if n is None else n)[batch]
+            if n is None:
+                simple = (batch.step is None or batch.step > 0) and all(
+                    v is not None and v >= 0 for v in (batch.start, batch.stop))
+                if not simple:
+                    raise ValueError(f"n: needed to resolve {batch} (a slice without a start "
+                                     f"or stop, with negative bounds or a negative step)")
+                n = batch.stop
+            r = range(_count(n, "n"))[batch]
             lo, hi = self._bounds(len(r))
             part = r[lo:hi]
-            return slice(part.start, part.start + len(part) * part.step, part.step)
+            if not part:
+                return slice(0, 0)
+            stop = part.start + len(part) * part.step
+            return slice(part.start, stop if stop >= 0 else None, part.step)
         idx = np.asarray(batch)
         if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
             raise TypeError(f"batch: expected a 1-D integer index array or a slice, got "
@@ -483,6 +509,46 @@ class DataParallel:
             self._raise_collective(error, "evaluation")
         return float(sums[0] / sums[1]), (sums[2] / sums[1] if model._is_classifier() else None)
 
+    def _on_root(self, action, what):
+        """Run ``action()`` on rank root only and give its result to every rank
+        (one bcast); if it raised, root raises its error and the others a
+        RankError naming it."""
+        result, error = None, None
+        if self.rank == self.root:
+            try:
+                result = action()
+            except Exception as e:
+                error = e
+        text, result = self.comm.bcast((_describe(error), result), root=self.root)
+        if error is not None:
+            raise error
+        if text is not None:
+            raise RankError(f"fit: could not {what} on rank {self.root} ({text}); rank "
+                            f"{self.rank} of {self.size} stops too")
+        return result
+
+    def _broadcast_optimizer(self, opt):
+        """Give every rank rank root's optimizer state: its header in one bcast,
+        then each slot (momentum; Adam's m, v) in one Bcast of the flat buffer."""
+        sd = opt.state_dict() if self.rank == self.root else None
+        head = self.comm.bcast(None if sd is None else dict(
+            {k: sd[k] for k in ("class", "hyper", "t", "epoch")},
+            slots=None if sd["state"] is None else len(sd["state"][0])), root=self.root)
+        state = None
+        if head["slots"] is not None:
+            flat = self._buffer[:self.n_parameters]
+            state = [[] for _ in self._grads]
+            for j in range(head["slots"]):
+                if self.rank == self.root:
+                    for view, st in zip(self._grads, sd["state"]):
+                        np.copyto(view, st[j])
+                self._collective("Bcast", flat, "the optimizer state broadcast")
+                for row, view in zip(state, self._grads):
+                    row.append(view.copy())
+        if self.rank != self.root:
+            opt.load_state_dict(dict({k: head[k] for k in ("class", "hyper", "t", "epoch")},
+                                     state=state))
+
     def _end_fit(self):
         if not self.in_sync():
             warnings.warn("fit: the ranks' parameters differ after training (the MPI library's "
@@ -521,13 +587,12 @@ def load(path, comm=None, root=0, expected=None):
     see ``path``), every rank builds the same model from its configuration and
     receives its parameters (one Bcast). Returns the model on every rank;
     errors (missing or bad file) are raised on every rank."""
-    from . import io
     comm = _world(comm)
     rank = comm.Get_rank()
     model, error = None, None
     if rank == root:
         try:
-            model = io.load(path, expected)
+            model = _io.load(path, expected)
         except Exception as e:
             error = e
     header = comm.bcast((_describe(error), None if model is None else
@@ -538,6 +603,6 @@ def load(path, comm=None, root=0, expected=None):
         raise RankError(f"load: rank {root} could not read {path}: {header[0]}")
     if rank != root:
         kind, config = header[1]
-        model = io._model_classes()[kind](**config)
+        model = _io._model_classes()[kind](**config)
     DataParallel(model, comm, root=root, abort_on_exception=False).broadcast_parameters()
     return model

@@ -1,4 +1,4 @@
-"""Saving and loading models: one .npz file, read without pickle.
+"""Saving and loading models and training checkpoints: one .npz file, read without pickle.
 
 File layout (NumPy's .npz: a zip of .npy arrays, all plain, no object arrays):
 
@@ -8,76 +8,376 @@ File layout (NumPy's .npz: a zip of .npy arrays, all plain, no object arrays):
     "param/<name>"    arrays         the parameters under their state-dict names
                                      (see fastbp.training), in the model's dtype
 
-``load`` opens it with ``allow_pickle=False``, checks everything (format and
-version, class, config, the exact set of parameter names, every shape and
-dtype, finiteness), builds a fresh model from the config and only then fills
-it: a missing, truncated, corrupted, newer or mismatched file raises a
-ValueError naming the file and the problem, never returns a half-loaded model.
+A training checkpoint (:func:`save_checkpoint`, ``fit(..., checkpoint=path)``)
+is a model file with the rest of the training state; ``load`` still reads its
+model:
+
+    "optimizer"              str scalar   JSON: class, hyperparameters, t, epoch, slots
+    "optimizer/<i>/<j>"      arrays       slot j (momentum; Adam's m, v) of parameter i
+    "training"               str scalar   JSON: epoch, seed, RNG state, fit's settings
+    "history/<key>"          float arrays fit's History so far (loss, val_loss, ...)
+
+Reading is a boundary: every entry's zip metadata and .npy header is checked
+(compression method, sizes against the file's, dtype, shape) before its bytes
+are read, so nothing is allocated beyond what the file holds; the JSON is
+bounded in size and depth; the configuration is checked, and the parameter
+shapes it implies compared with the arrays' headers, before a model is built.
+Any missing, truncated, corrupted, crafted, newer or mismatched file raises a
+ValueError naming the file and the problem (FileNotFoundError for a missing
+one), never returns a half-loaded model.
+
+Writing is atomic and durable: a temporary file in the target's folder
+(created with the umask's permissions, named after the writer's host and
+process), fsynced, renamed over the target (through a symlink: over the
+link's target), then the folder fsynced. Temporary files left by writers that
+were killed (their process is gone), or left for a day, are removed by the
+next save into that folder.
 """
+import inspect
 import json
+import math
+import numbers
 import os
-import tempfile
+import re
+import secrets
+import socket
+import time
 import zipfile
-import zlib
+from collections import namedtuple
 
 import numpy as np
+
+from .optim import OPTIMIZER_CLASSES
+
+__all__ = ["save", "load", "save_checkpoint", "load_checkpoint", "Checkpoint", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 _FORMAT_KEY = "fastbp_format"
 _PARAM_PREFIX = "param/"
+_OPT_PREFIX = "optimizer/"
+_HISTORY_PREFIX = "history/"
+_KINDS = ("MLP", "RNN", "LSTM")     # the model classes a file may name
+_CLASSES = {}                       # name -> class, filled by register_model (io imports no model)
+
+_MAX_ENTRIES = 1 << 16          # zip entries in a file
+_MAX_JSON = 1 << 20             # characters of a JSON entry
+_MAX_DEPTH = 8                  # nesting of a JSON entry
+_MAX_SIZE = 2 ** 31 - 1         # a layer width or an input size
+_DEFLATE_RATIO = 1100           # deflate expands at most ~1032 times
+_SLACK = 64                     # parameters a configuration may name beyond the file's (reported by name)
+
+
+def register_model(cls):
+    """Make ``cls`` (fastbp.MLP, RNN or LSTM; fastbp.training registers every
+    Trainable) the class that files naming it are loaded as."""
+    if cls.__name__ in _KINDS:
+        _CLASSES[cls.__name__] = cls
+    return cls
 
 
 def _model_classes():
-    from .lstm import LSTM
-    from .mlp import MLP
-    from .rnn import RNN
-    return {"MLP": MLP, "RNN": RNN, "LSTM": LSTM}
+    return {name: _CLASSES[name] for name in _KINDS if name in _CLASSES}
 
 
-def save(model, path):
-    """Write ``model`` to ``path`` (exactly; no suffix added). Returns ``path``.
-
-    Writes a temporary file in the same folder and renames it over ``path``, so
-    a failure part-way leaves any previous file at ``path`` intact.
-    """
+# -- writing ---------------------------------------------------------------------
+def _model_arrays(model):
     name = type(model).__name__
-    if name not in _model_classes():
+    if name not in _CLASSES or not isinstance(model, _CLASSES[name]):
         raise TypeError(f"model: expected a fastbp MLP, RNN or LSTM, got {name}")
     arrays = {_FORMAT_KEY: np.array(FORMAT_VERSION, dtype=np.int64),
               "model": np.array(name),
               "config": np.array(json.dumps(model._config(), sort_keys=True))}
     for pname, p in model._named_params():
         arrays[_PARAM_PREFIX + pname] = p
+    return arrays
+
+
+def save(model, path):
+    """Write ``model`` to ``path`` (exactly; no suffix added). Returns ``path``.
+
+    Atomic and durable (see the module documentation): a failure or a kill
+    part-way leaves any previous file at ``path`` intact, and a power loss
+    after ``save`` returned keeps the new file.
+    """
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastbp-", suffix=".npz.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _write(path, _model_arrays(model))
     return path
 
 
-def _read(path):
-    """Every array of the .npz at ``path``, read eagerly; ValueError if it is not one."""
+_TEMP = re.compile(r"\.fastbp-(\d+)-([0-9a-f]{16})-(.*)\.npz\.tmp")
+
+
+def _host():
+    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:64] or "host"
+
+
+def _alive(pid):
     try:
-        data = np.load(path, allow_pickle=False)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True         # another user's process (or a pid we cannot ask about): keep
+    return True
+
+
+_ANY_TEMP = re.compile(r"\.fastbp-.*\.npz\.tmp")
+_STALE_SECONDS = 24 * 3600      # no save takes a day: older temp files are abandoned
+
+
+def _remove_stale(folder):
+    """Remove the temporary files of writers on this host whose process is gone
+    (killed mid-save), and any temporary file left for a day (a writer on
+    another host sharing the folder, or an older fastbp's, whose process we
+    cannot ask about). The pid check is POSIX only (Windows' os.kill would
+    terminate the process): there, the age alone."""
+    host, now = _host(), time.time()
+    try:
+        names = [n for n in os.listdir(folder) if _ANY_TEMP.fullmatch(n)]
+    except OSError:
+        return
+    for name in names:
+        full = os.path.join(folder, name)
+        m = _TEMP.fullmatch(name)
+        try:
+            if m and m.group(3) == host and os.name == "posix":
+                stale = int(m.group(1)) != os.getpid() and not _alive(int(m.group(1)))
+            else:
+                stale = now - os.lstat(full).st_mtime > _STALE_SECONDS
+            if stale:
+                os.unlink(full)
+        except OSError:
+            pass        # another saver removed it first, or we may not: harmless
+
+
+def _fsync_folder(folder):
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass                # file systems that cannot fsync a directory
+    finally:
+        os.close(fd)
+
+
+def _write(path, arrays):
+    """np.savez(arrays) to path: temp file (umask permissions), fsync, rename, fsync folder."""
+    path = os.fspath(path)
+    target = os.path.realpath(path) if os.path.islink(path) else path
+    folder = os.path.dirname(os.path.abspath(target))
+    _remove_stale(folder)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = os.path.join(folder, f".fastbp-{os.getpid()}-{secrets.token_hex(8)}-{_host()}.npz.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)     # the umask applies, as for any new file
+            break
+        except FileExistsError:
+            continue
+    try:
+        f = os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    try:
+        with f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_folder(folder)
+
+
+def save_checkpoint(path, model, optimizer, *, epoch=None, seed=None, rng=None, history=None,
+                    settings=None):
+    """Write the whole training state to ``path`` (one .npz, atomically, as :func:`save`).
+
+    Parameters
+    ----------
+    model : fastbp.MLP, RNN or LSTM
+    optimizer : fastbp.optim.Optimizer
+        Its :meth:`~fastbp.optim.Optimizer.state_dict`: hyperparameters, step
+        count, moments.
+    epoch : int >= 0 or None
+        Epochs completed; None is ``optimizer.epoch`` (what ``fit`` counts).
+    seed : int >= 0 or None
+        The shuffling seed of the run (``fit`` derives epoch e's order from it).
+    rng : numpy.random.Generator or None
+        A custom loop's generator: its exact state is saved and
+        :func:`load_checkpoint` returns a generator that continues the same draws.
+    history : dict of lists of numbers, or None
+        ``fit``'s History so far (``step_loss`` included when present).
+    settings : JSON-able dict or None
+        What the run must keep to resume exactly (``fit`` stores its batch
+        size, shuffling, clipping, bptt and sample count, and refuses to resume
+        with others).
+
+    In a custom loop, save at the end of each epoch and resume from
+    :func:`load_checkpoint`: given the same data and loop, the resumed run
+    equals the uninterrupted one bit for bit.
+    """
+    path = os.fspath(path)
+    arrays = _model_arrays(model)
+    if not hasattr(optimizer, "state_dict"):
+        raise TypeError(f"optimizer: expected a fastbp.optim Optimizer, got {type(optimizer).__name__}")
+    sd = optimizer.state_dict()
+    state = sd["state"] or []
+    arrays["optimizer"] = np.array(json.dumps(dict(
+        {k: sd[k] for k in ("class", "hyper", "t", "epoch")},
+        slots=len(state[0]) if state else 0, params=len(state))))
+    for i, st in enumerate(state):
+        for j, a in enumerate(st):
+            arrays[f"{_OPT_PREFIX}{i}/{j}"] = a
+    epoch = sd["epoch"] if epoch is None else epoch
+    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
+        raise ValueError(f"epoch: expected an integer >= 0 or None, got {epoch!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+                             or seed < 0):
+        raise ValueError(f"seed: expected an integer >= 0 or None, got {seed!r}")
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng: expected a numpy.random.Generator or None, got {type(rng).__name__}")
+    training = dict(epoch=int(epoch), seed=None if seed is None else int(seed),
+                    rng=None if rng is None else _plain(rng.bit_generator.state),
+                    settings=settings)
+    try:
+        arrays["training"] = np.array(json.dumps(training, allow_nan=False))
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"settings: expected a JSON-able dict of finite values: {e}") from e
+    for key, values in (history or {}).items():
+        if not isinstance(key, str) or "/" in key:
+            raise ValueError(f"history: keys must be plain names, got {key!r}")
+        arrays[_HISTORY_PREFIX + key] = np.array([np.nan if v is None else v for v in values],
+                                                 dtype=np.float64)
+    _write(path, arrays)
+    return path
+
+
+def _plain(value):
+    """A bit generator's state as JSON types (arrays as lists)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# -- reading -----------------------------------------------------------------------
+def _read(path):
+    """Every array of the .npz at ``path``, each entry's metadata and header
+    checked before its bytes are read; ValueError naming the file otherwise."""
+    try:
+        fh = open(path, "rb")
     except FileNotFoundError:
         raise
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+    except OSError as e:
         raise ValueError(f"{path}: not a fastbp model file (.npz): {e}") from e
-    if not hasattr(data, "files"):
-        raise ValueError(f"{path}: not a fastbp model file (a single .npy array, not an .npz)")
-    try:
-        return {key: data[key] for key in data.files}
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as e:
-        raise ValueError(f"{path}: corrupted or truncated model file: {e}") from e
-    finally:
-        data.close()
+    with fh:
+        size = os.fstat(fh.fileno()).st_size
+        try:
+            zf = zipfile.ZipFile(fh)
+        except MemoryError:
+            raise
+        except Exception as e:          # anything the zip parser trips on: not a zip we read
+            if _is_npy(fh):
+                raise ValueError(f"{path}: not a fastbp model file (a single .npy array, not "
+                                 f"an .npz)") from None
+            raise ValueError(f"{path}: not a fastbp model file (.npz): {e}") from e
+        with zf:
+            try:
+                return _entries(zf, size)
+            except _Refused as e:
+                raise ValueError(f"{path}: {e}") from None
+            except MemoryError:         # the machine's, not the file's: sizes are bounded above
+                raise
+            except Exception as e:      # zipfile, zlib, the .npy parser: a corrupt file
+                raise ValueError(f"{path}: corrupted or truncated model file: "
+                                 f"{type(e).__name__}: {e}") from e
+
+
+class _Refused(Exception):
+    """A reason to refuse the file, already worded."""
+
+
+def _is_npy(fh):
+    fh.seek(0)
+    return fh.read(6) == b"\x93NUMPY"
+
+
+def _entries(zf, size):
+    infos = zf.infolist()
+    if len(infos) > _MAX_ENTRIES:
+        raise _Refused(f"not a fastbp model file ({len(infos)} entries)")
+    arrays = {}
+    for info in infos:
+        if not info.filename.endswith(".npy"):
+            raise _Refused(f"not a fastbp model file (entry {info.filename[:80]!r} is not an .npy)")
+        key = info.filename[:-4]
+        if key in arrays:
+            raise _Refused(f"corrupted or truncated model file: entry {key[:80]!r} twice")
+        if info.flag_bits & 0x1:
+            raise _Refused(f"corrupted or truncated model file: entry {key[:80]!r} is marked "
+                           f"encrypted")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise _Refused(f"corrupted or truncated model file: entry {key[:80]!r} uses "
+                           f"compression method {info.compress_type}")
+        if info.header_offset + info.compress_size > size or (
+                info.file_size != info.compress_size if info.compress_type == zipfile.ZIP_STORED
+                else info.file_size > _DEFLATE_RATIO * info.compress_size + 1024):
+            raise _Refused(f"corrupted or truncated model file: entry {key[:80]!r} declares "
+                           f"{info.file_size} bytes, more than the file can hold")
+        arrays[key] = None
+    for info in infos:
+        arrays[info.filename[:-4]] = _array(zf, info)
+    return arrays
+
+
+def _array(zf, info):
+    key = info.filename[:-4]
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f, max_header_size=4096)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f, max_header_size=4096)
+        else:
+            raise _Refused(f"corrupted or truncated model file: entry {key[:80]!r} has .npy "
+                           f"version {version}")
+        if dtype.hasobject:
+            raise _Refused(f"entry {key[:80]!r} holds Python objects, which would need "
+                           f"allow_pickle=True: fastbp never unpickles (allow_pickle=False)")
+        if dtype.fields is not None or dtype.subdtype is not None or dtype.kind not in "biufU":
+            raise _Refused(f"entry {key[:80]!r} has dtype {dtype}, not a number or a string")
+        if any(n < 0 for n in shape):
+            raise _Refused(f"corrupted or truncated model file: entry {key[:80]!r} has shape {shape}")
+        nbytes = math.prod(shape) * dtype.itemsize
+        header = f.tell()
+        if header + nbytes != info.file_size:
+            raise _Refused(f"corrupted or truncated model file: entry {key[:80]!r} declares "
+                           f"shape {shape} of {dtype} ({nbytes} bytes) in {info.file_size - header}")
+        out = np.empty(math.prod(shape), dtype=dtype)     # at most what the file holds
+        view, done = memoryview(out.view(np.uint8)) if nbytes else memoryview(b""), 0
+        while done < nbytes:
+            got = f.readinto(view[done:])
+            if not got:
+                break
+            done += got
+        if done != nbytes or f.read(1):     # reading to the end checks the CRC
+            raise _Refused(f"corrupted or truncated model file: entry {key[:80]!r} is truncated")
+    return out.reshape(shape[::-1]).T if fortran else out.reshape(shape)
 
 
 def _scalar(arrays, key, kind, path):
@@ -89,8 +389,156 @@ def _scalar(arrays, key, kind, path):
     return value.item()
 
 
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not a number fastbp writes")
+
+
+def _json(arrays, key, path, what):
+    """The JSON object in the string scalar ``key``, bounded in size and depth."""
+    text = _scalar(arrays, key, "U", path)
+    try:
+        if len(text) > _MAX_JSON:
+            raise ValueError(f"{len(text)} characters, more than {_MAX_JSON}")
+        value = json.loads(text, parse_constant=_refuse_constant)
+        if not isinstance(value, dict):
+            raise ValueError("not a JSON object")
+        _check_depth(value, _MAX_DEPTH)
+    except RecursionError:
+        raise ValueError(f"{path}: {what} is unreadable: nested too deeply") from None
+    except ValueError as e:
+        raise ValueError(f"{path}: {what} is unreadable: {e}") from e
+    return value
+
+
+def _check_depth(value, depth):
+    if isinstance(value, (dict, list)):
+        if depth == 0:
+            raise ValueError("nested too deeply")
+        for v in value.values() if isinstance(value, dict) else value:
+            _check_depth(v, depth - 1)
+
+
+def _config_keys(cls):
+    """The constructor's keyword arguments a file may give, with their defaults."""
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    return {p.name: p.default for p in params if p.name != "seed"
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
+def _size(config, key, path, kind, low=1):
+    v = config.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= _MAX_SIZE:
+        raise ValueError(f"{path}: the saved configuration does not build a {kind}: {key}: "
+                         f"expected an integer in [{low}, {_MAX_SIZE}], got {v!r:.80}")
+    return v
+
+
+def _check_config(cls, kind, config, path):
+    """The configuration's keys and value types, before anything is built."""
+    keys = _config_keys(cls)
+    unknown = [k for k in config if k not in keys]
+    if unknown:
+        raise ValueError(f"{path}: the saved configuration does not build a {kind}: unknown "
+                         f"argument(s) {unknown[:5]!r:.200}")
+    for k, v in config.items():
+        items = v if isinstance(v, list) else [v]
+        if len(items) > 4096 or not all(x is None or isinstance(x, (bool, int, float, str))
+                                        and (not isinstance(x, str) or len(x) <= 64)
+                                        for x in items):
+            raise ValueError(f"{path}: the saved configuration does not build a {kind}: {k}: "
+                             f"expected a number, a name or a list of them, got {v!r:.80}")
+
+
+def _expected_shapes(kind, config, path, n_params):
+    """{state-dict name: shape} the configuration builds, computed without building
+    it (and only once its size is that of the file's parameter list)."""
+    if kind == "MLP":
+        sizes = config.get("sizes")
+        if not isinstance(sizes, list) or not 2 <= len(sizes) <= 1 + n_params // 2 + _SLACK:
+            raise ValueError(f"{path}: the saved configuration does not build a MLP: sizes: "
+                             f"expected a list of 2 to {1 + n_params // 2 + _SLACK} widths (the file has "
+                             f"{n_params} parameter arrays), got {sizes!r:.80}")
+        sizes = [_size({"sizes": s}, "sizes", path, kind) for s in sizes]
+        shapes = {}
+        for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            shapes[f"{2 * l}.weight"], shapes[f"{2 * l}.bias"] = (n_out, n_in), (n_out,)
+        return shapes
+    I, H, O = (_size(config, k, path, kind) for k in ("input_size", "hidden_size", "output_size"))
+    L = _size(dict(config, num_layers=config.get("num_layers", 1)), "num_layers", path, kind)
+    D = 2 if config.get("bidirectional", False) is True else 1
+    peep = kind == "LSTM" and config.get("peepholes", False) is True
+    per = 4 + 3 * peep
+    if L * D * per + 2 > n_params + _SLACK:
+        raise ValueError(f"{path}: parameters do not match the saved {kind}: its configuration "
+                         f"(num_layers={L}, bidirectional={D == 2}) has {L * D * per + 2} "
+                         f"parameter arrays, the file {n_params}")
+    G = 4 * H if kind == "LSTM" else H
+    shapes = {}
+    for l in range(L):
+        for d in range(D):
+            sfx = f"_l{l}" + ("_reverse" if d else "")
+            shapes["weight_ih" + sfx] = (G, I if l == 0 else D * H)
+            shapes["weight_hh" + sfx] = (G, H)
+            shapes["bias_ih" + sfx] = shapes["bias_hh" + sfx] = (G,)
+            if peep:
+                for gate in "ifo":
+                    shapes[f"peephole_{gate}{sfx}"] = (H,)
+    shapes["readout.weight"], shapes["readout.bias"] = (O, D * H), (O,)
+    return shapes
+
+
+def _model_from(arrays, path, expected=None):
+    """Check the model entries of a read file whole, then build and fill the model."""
+    version = _scalar(arrays, _FORMAT_KEY, "iu", path)
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path}: saved in format version {version}, newer than this fastbp "
+                         f"reads ({FORMAT_VERSION}); upgrade fastbp")
+    if version < 1:
+        raise ValueError(f"{path}: invalid format version {version}")
+    kind = _scalar(arrays, "model", "U", path)
+    if kind not in _CLASSES:
+        raise ValueError(f"{path}: unknown model class {kind[:80]!r} (expected one of "
+                         f"{', '.join(_KINDS)})")
+    cls = _CLASSES[kind]
+    if expected is not None and cls is not expected:
+        raise ValueError(f"{path}: holds a {kind}, not a {expected.__name__}")
+    config = _json(arrays, "config", path, "the model configuration")
+    _check_config(cls, kind, config, path)
+    params = {key[len(_PARAM_PREFIX):]: value for key, value in arrays.items()
+              if key.startswith(_PARAM_PREFIX)}
+    shapes = _expected_shapes(kind, config, path, len(params))
+    missing = [k for k in shapes if k not in params]
+    unexpected = [k for k in params if k not in shapes]
+    if missing or unexpected:
+        raise ValueError(f"{path}: parameters do not match the saved {kind}: "
+                         + "; ".join(part for part in (
+                             f"missing {missing[:10]}" if missing else "",
+                             f"unexpected {unexpected[:10]}" if unexpected else "") if part))
+    dtype = config.get("dtype", _config_keys(cls).get("dtype"))
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        dtype = None
+    for pname, shape in shapes.items():
+        p = params[pname]
+        if p.shape != shape:
+            raise ValueError(f"{path}: parameters do not match the saved {kind}: {pname!r} has "
+                             f"shape {p.shape}, the configuration gives {shape}")
+        if dtype is not None and p.dtype != dtype:
+            raise ValueError(f"{path}: parameter {pname!r} has dtype {p.dtype}, expected {dtype}")
+    try:    # every size now matches the arrays the file holds: building allocates no more
+        model = cls(**config)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: the saved configuration does not build a {kind}: {e}") from e
+    try:
+        model.load_state_dict(params)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: parameters do not match the saved {kind}: {e}") from e
+    return model
+
+
 def load(path, expected=None):
-    """Read a model written by ``model.save(path)``.
+    """Read a model written by ``model.save(path)`` (or a checkpoint's model).
 
     Parameters
     ----------
@@ -103,38 +551,100 @@ def load(path, expected=None):
     and the problem, for anything else wrong with it.
     """
     path = os.fspath(path)
+    return _model_from(_read(path), path, expected)
+
+
+Checkpoint = namedtuple("Checkpoint", "model optimizer epoch seed rng history settings")
+Checkpoint.__doc__ = """What :func:`load_checkpoint` returns: the model, the optimizer (its
+state restored), the epochs completed, the seed, a numpy Generator in the saved
+state (or None), fit's history so far (a dict of lists) and the saved settings."""
+
+
+def load_checkpoint(path, expected=None):
+    """Read a checkpoint written by :func:`save_checkpoint` (or ``fit(..., checkpoint=path)``).
+
+    Returns a :class:`Checkpoint`. Checked whole, as :func:`load`, the
+    optimizer's arrays against the model's parameters included; a model file
+    without the training state, like any bad file, raises ValueError naming the file.
+    """
+    path = os.fspath(path)
     arrays = _read(path)
-    version = _scalar(arrays, _FORMAT_KEY, "iu", path)
-    if version > FORMAT_VERSION:
-        raise ValueError(f"{path}: saved in format version {version}, newer than this fastbp "
-                         f"reads ({FORMAT_VERSION}); upgrade fastbp")
-    if version < 1:
-        raise ValueError(f"{path}: invalid format version {version}")
-    classes = _model_classes()
-    kind = _scalar(arrays, "model", "U", path)
-    if kind not in classes:
-        raise ValueError(f"{path}: unknown model class {kind!r} (expected one of {', '.join(classes)})")
-    cls = classes[kind]
-    if expected is not None and cls is not expected:
-        raise ValueError(f"{path}: holds a {kind}, not a {expected.__name__}")
+    model = _model_from(arrays, path, expected)
+    if "optimizer" not in arrays or "training" not in arrays:
+        raise ValueError(f"{path}: holds a model but no training state (not a checkpoint: "
+                         f"written by save, not save_checkpoint)")
+    head = _json(arrays, "optimizer", path, "the optimizer state")
+    params = [p for _, p in model._named_params()]
     try:
-        config = json.loads(_scalar(arrays, "config", "U", path))
-        if not isinstance(config, dict):
-            raise ValueError("not a JSON object")
-    except ValueError as e:
-        raise ValueError(f"{path}: the model configuration is unreadable: {e}") from e
-    try:
-        model = cls(**config)
+        if set(head) != {"class", "hyper", "t", "epoch", "slots", "params"}:
+            raise ValueError(f"expected the keys class, hyper, t, epoch, slots, params, got "
+                             f"{sorted(head)!r:.200}")
+        if head["class"] not in OPTIMIZER_CLASSES:
+            raise ValueError(f"unknown optimizer class {head['class']!r:.80}")
+        n, slots = head["params"], head["slots"]
+        if n not in (0, len(params)) or not isinstance(slots, int) or not 0 <= slots <= 4:
+            raise ValueError(f"state for {n!r:.20} parameters of {slots!r:.20} arrays each, the "
+                             f"model has {len(params)} parameters")
+        names = {f"{_OPT_PREFIX}{i}/{j}" for i in range(n) for j in range(slots)}
+        present = {k for k in arrays if k.startswith(_OPT_PREFIX)}
+        if present != names:
+            raise ValueError(f"optimizer arrays {sorted(present ^ names)[:5]} missing or unexpected")
+        state = None
+        if n:
+            state = []
+            for i, p in enumerate(params):
+                row = [arrays[f"{_OPT_PREFIX}{i}/{j}"] for j in range(slots)]
+                for j, a in enumerate(row):
+                    if a.shape != p.shape or a.dtype != p.dtype:
+                        raise ValueError(f"optimizer array {i}/{j} has shape {a.shape} and dtype "
+                                         f"{a.dtype}, its parameter {p.shape} and {p.dtype}")
+                state.append(row)
+        hyper = head["hyper"]
+        if not isinstance(hyper, dict):
+            raise ValueError(f"hyper: expected an object, got {hyper!r:.80}")
+        optimizer = OPTIMIZER_CLASSES[head["class"]](**hyper)
+        optimizer.load_state_dict({"class": head["class"], "hyper": hyper, "t": head["t"],
+                                   "epoch": head["epoch"], "state": state})
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{path}: the saved configuration does not build a {kind}: {e}") from e
-    params = {key[len(_PARAM_PREFIX):]: value for key, value in arrays.items()
-              if key.startswith(_PARAM_PREFIX)}
-    for pname, p in model._named_params():
-        if pname in params and params[pname].dtype != p.dtype:
-            raise ValueError(f"{path}: parameter {pname!r} has dtype {params[pname].dtype}, "
-                             f"expected {p.dtype}")
+        raise ValueError(f"{path}: the optimizer state is unreadable: {e}") from e
+    training = _json(arrays, "training", path, "the training state")
     try:
-        model.load_state_dict(params)
+        if set(training) != {"epoch", "seed", "rng", "settings"}:
+            raise ValueError(f"expected the keys epoch, seed, rng, settings, got "
+                             f"{sorted(training)!r:.200}")
+        epoch, seed = training["epoch"], training["seed"]
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < 2 ** 62:
+            raise ValueError(f"epoch: expected an integer >= 0, got {epoch!r:.40}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0
+                                 or seed.bit_length() > 128):
+            raise ValueError(f"seed: expected an integer >= 0 or null, got {seed!r:.40}")
+        rng = None if training["rng"] is None else _generator(training["rng"])
+        settings = training["settings"]
+        if settings is not None and not isinstance(settings, dict):
+            raise ValueError(f"settings: expected an object or null, got {settings!r:.80}")
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{path}: parameters do not match the saved {kind}: {e}") from e
-    return model
+        raise ValueError(f"{path}: the training state is unreadable: {e}") from e
+    history = {}
+    for key, value in arrays.items():
+        if key.startswith(_HISTORY_PREFIX):
+            if value.ndim != 1 or value.dtype != np.float64:
+                raise ValueError(f"{path}: entry {key!r} is malformed (dtype {value.dtype}, "
+                                 f"shape {value.shape})")
+            history[key[len(_HISTORY_PREFIX):]] = value.tolist()
+    return Checkpoint(model, optimizer, epoch, seed, rng, history, settings)
+
+
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+
+
+def _generator(state):
+    """A numpy Generator in the saved bit-generator state (ValueError if it is not one)."""
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    if name not in _BIT_GENERATORS:
+        raise ValueError(f"rng: unknown bit generator {name!r:.40}")
+    bit_generator = getattr(np.random, name)()
+    try:
+        bit_generator.state = state
+    except Exception as e:      # numpy's own checks of the state, whatever they raise
+        raise ValueError(f"rng: not a valid {name} state ({type(e).__name__}: {e})") from None
+    return np.random.Generator(bit_generator)

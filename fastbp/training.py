@@ -1,7 +1,8 @@
 """Training, persistence and PyTorch-named weights, shared by every model.
 
-``Trainable`` gives a model ``fit``, ``save``, ``load``, ``state_dict`` and
-``load_state_dict``. It needs only a few hooks from the model:
+``Trainable`` gives a model ``fit`` (with checkpoints to resume from),
+``save``, ``load``, ``state_dict`` and ``load_state_dict``. It needs only a
+few hooks from the model:
 
     _named_params()                 -> [(state-dict name, live parameter array), ...]
                                        (in the order of the gradients below)
@@ -14,6 +15,8 @@
     _steps_per_batch(X, bptt)       -> how many steps _train_steps yields for a batch of X
     _batch_steps(X, batch, bptt)    -> exactly how many for the batch ``batch`` (fit(comm=...))
     _eval_batch(Xb, yb, bptt)       -> (loss·rows summed, rows, n_correct or None)
+    _check_scored(X, bptt, name)    -> ValueError naming ``name`` when no step would be scored
+                                       (a no-op by default)
     _is_classifier()                -> True when accuracy is meaningful
     _config()                       -> the constructor's keyword arguments (JSON-able);
                                        by default read from attributes of the same names
@@ -37,7 +40,9 @@ NumPy arrays with no reshuffling and no torch import here):
                as torch; peepholes "peephole_{i,f,o}_l{k}[_reverse]".
 """
 import inspect
+import math
 import numbers
+import os
 import re
 import signal
 import sys
@@ -49,11 +54,12 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import functional
+from . import io as _io
 from ._linalg import sum_of_squares
 from ._sequence import lengths_array, reset_array
 from .tbptt import Stream, parse_bptt
 from ._validate import as_array, float_array, label_array, positive_int
-from .optim import clip_grad_norm, get_optimizer
+from .optim import clip_grad_norm, get_optimizer, sigint_held
 
 
 class History(dict):
@@ -62,8 +68,11 @@ class History(dict):
     the epoch's samples), ``"time"`` (seconds training) and, with validation
     data, ``"val_loss"`` (the same objective), ``"val_accuracy"`` (classifiers)
     and ``"val_time"`` (seconds scoring). ``interrupted`` is True when Ctrl-C
-    stopped training; the lists then hold the completed epochs only.
-    ``step_loss`` lists the loss of every optimizer step, for finer curves."""
+    stopped training; the lists then hold the epochs whose training completed,
+    all of the same length: an epoch whose validation Ctrl-C cut short has NaN
+    validation entries. ``step_loss`` lists the loss of every optimizer step,
+    for finer curves. A run resumed from a checkpoint lists every epoch from
+    the first, the checkpoint's included."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -77,9 +86,13 @@ class History(dict):
 class Trainable:
     """Mixin: fit, save/load and PyTorch-named state dicts on top of the hooks above."""
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _io.register_model(cls)        # fastbp.load builds the models by their class name
+
     # -- fit -----------------------------------------------------------------
     def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, validation_data=None,
-            shuffle=True, seed=None, progress=True, clip_norm=None, comm=None):
+            shuffle=True, seed=None, progress=True, clip_norm=None, comm=None, checkpoint=None):
         """Train with mini-batches; returns a :class:`History`.
 
         Parameters
@@ -87,18 +100,24 @@ class Trainable:
         X, y : arrays
             Training inputs and targets, as for ``loss_and_grad``.
         epochs : int
-            Passes over the data.
+            Passes over the data (with ``checkpoint``: the epoch to reach,
+            counting those the checkpoint holds).
         batch_size : int
             Samples per optimizer step (the last batch of an epoch may be smaller).
         optimizer : fastbp.optim.Optimizer, 'sgd', 'adam' or None
             None is ``Adam()``. Pass the same instance again to continue training
-            with its state (momentum, moments).
+            with its state (momentum, moments, and ``optimizer.epoch``, the
+            epochs it has completed: ``fit(epochs=1)`` twice with one optimizer
+            and one seed is ``fit(epochs=2)``, bit for bit).
         validation_data : (X_val, y_val) or None
             Scored after every epoch: loss and, for classifiers, accuracy.
         shuffle : bool
             Visit the samples in a new random order each epoch.
-        seed : int or None
-            Seeds the shuffling: the same seed, model and data give the same run.
+        seed : int >= 0 or None
+            Seeds the shuffling: epoch e visits the samples in the order
+            :func:`shuffle_order` (n, seed, e) draws, so the same seed, model
+            and data give the same run, however it is cut into fit calls. None
+            draws a seed (saved in the checkpoint).
         progress : bool
             A progress bar with the running loss on stderr (tqdm when installed,
             a plain self-overwriting line otherwise).
@@ -111,6 +130,18 @@ class Trainable:
             part of each global batch (reading only those rows, so X may be
             memory-mapped), and one Allreduce per step sums them; the result
             equals one process's to rounding. Only rank 0 shows progress.
+        checkpoint : str, os.PathLike or None
+            A file holding the whole training state (model, optimizer, epoch,
+            seed, history; :func:`fastbp.io.save_checkpoint`), rewritten
+            atomically after every epoch. When it exists, fit first resumes from
+            it: the parameters, the optimizer's state and the history are
+            restored and training continues with the next epoch, up to
+            ``epochs``; the result equals that of a run never interrupted, bit
+            for bit (with ``comm``, rank ``root`` reads and writes it). A
+            checkpoint of another model configuration, optimizer, seed, batch
+            size, shuffling, clipping, bptt or sample count is refused
+            (ValueError naming what differs). A run stopped mid-epoch resumes at
+            the start of that epoch.
 
         Exceptions raised during training propagate and leave the parameters as
         after the last completed step (a step is all or nothing). Ctrl-C
@@ -123,16 +154,16 @@ class Trainable:
         models train in parallel (the kernels release the GIL).
         """
         return self._fit(X, y, epochs, batch_size, optimizer, validation_data, shuffle, seed,
-                         progress, clip_norm, bptt=None, comm=comm)
+                         progress, clip_norm, bptt=None, comm=comm, checkpoint=checkpoint)
 
     def _fit(self, X, y, epochs, batch_size, optimizer, validation_data, shuffle, seed,
-             progress, clip_norm, bptt, comm=None):
+             progress, clip_norm, bptt, comm=None, checkpoint=None):
         with _training(self):
             return self._fit_locked(X, y, epochs, batch_size, optimizer, validation_data, shuffle,
-                                    seed, progress, clip_norm, bptt, comm)
+                                    seed, progress, clip_norm, bptt, comm, checkpoint)
 
     def _fit_locked(self, X, y, epochs, batch_size, optimizer, validation_data, shuffle, seed,
-                    progress, clip_norm, bptt, comm):
+                    progress, clip_norm, bptt, comm, checkpoint):
         epochs = positive_int(epochs, "epochs")
         batch_size = positive_int(batch_size, "batch_size")
         if clip_norm is not None and (isinstance(clip_norm, bool) or not isinstance(
@@ -140,39 +171,56 @@ class Trainable:
             raise ValueError(f"clip_norm: expected a positive number or None, got {clip_norm!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise TypeError(f"seed: expected an integer or None, got {seed!r}")
+        if seed is not None and seed < 0:
+            raise ValueError(f"seed: expected an integer >= 0 or None, got {seed!r}")
+        if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+            raise TypeError(f"checkpoint: expected a path (str or os.PathLike) or None, got "
+                            f"{type(checkpoint).__name__}")
+        checkpoint = None if checkpoint is None else os.fspath(checkpoint)
         opt = get_optimizer(optimizer)
         dp = _data_parallel(self, comm)
         # on many ranks, only the shapes now: each rank validates its rows batch by batch
         prepare = self._fit_data if dp is None else self._fit_layout
         X, y = prepare(X, y, "X", "y")
+        self._check_scored(X, bptt, "lengths")
         if validation_data is not None:
             try:
                 Xv, yv = validation_data
             except (TypeError, ValueError) as e:
                 raise TypeError("validation_data: expected a pair (X_val, y_val)") from e
             Xv, yv = prepare(Xv, yv, "validation_data[0]", "validation_data[1]")
+            self._check_scored(Xv, None, "validation_data[2] (lengths_val)")
         n = self._n_samples(X)
+        settings = dict(samples=n, batch_size=batch_size, shuffle=bool(shuffle),
+                        bptt=list(bptt) if isinstance(bptt, tuple) else bptt,
+                        clip_norm=None if clip_norm is None else float(clip_norm))
+        seed_given = seed
         if dp is not None:
             seed = dp._start_fit(dict(
-                samples=n, batch_size=batch_size, epochs=epochs, shuffle=shuffle, bptt=bptt,
-                clip_norm=clip_norm, optimizer=(repr(opt), opt.t),
+                settings, epochs=epochs, optimizer=(repr(opt), opt.t, opt.epoch),
+                checkpoint=checkpoint is not None,
                 validation=None if validation_data is None else self._n_samples(Xv)), seed)
-        params = [p for _, p in self._named_params()]
-        rng = np.random.default_rng(seed)
+        elif seed is None:      # drawn, so that a checkpoint can resume the same shuffles
+            seed = int(np.random.SeedSequence().entropy)
         history = History(epoch=[], loss=[], time=[])
         if validation_data is not None:
             history["val_loss"] = []
             if self._is_classifier():
                 history["val_accuracy"] = []
             history["val_time"] = []
+        if checkpoint is not None:
+            seed = self._resume(checkpoint, opt, seed_given, seed, settings, history, dp)
+        params = [p for _, p in self._named_params()]
+        first = opt.epoch + 1
+        last = epochs if checkpoint is not None else opt.epoch + epochs
         steps_per_epoch = -(-n // batch_size) * self._steps_per_batch(X, bptt)
-        bar = _Progress(progress and (dp is None or dp.rank == dp.root), epochs)
+        bar = _Progress(progress and (dp is None or dp.rank == dp.root), last)
         with _deferred_sigint() as interrupt:
             try:
-                for epoch in range(1, epochs + 1):
+                for epoch in range(first, last + 1):
                     started = time.perf_counter()
                     bar.start_epoch(epoch, steps_per_epoch)
-                    order = rng.permutation(n) if shuffle else None
+                    order = shuffle_order(n, seed, epoch) if shuffle else None
                     loss_sum, rows_sum = 0.0, 0
                     for start in range(0, n, batch_size):
                         # in order: a slice, so a batch of rows is a view, not a copy
@@ -193,17 +241,24 @@ class Trainable:
                             bar.update(loss_sum / rows_sum)
                             if interrupt.is_set() if dp is None else dp.stop_requested:
                                 raise KeyboardInterrupt
-                    history["epoch"].append(epoch)
+                    # the epoch's entries, "epoch" last: a Ctrl-C between them is evened out
                     history["loss"].append(loss_sum / rows_sum)
                     history["time"].append(time.perf_counter() - started)
+                    for key in _VALIDATION_KEYS:    # NaN until scored
+                        if key in history:
+                            history[key].append(math.nan)
+                    history["epoch"].append(epoch)
+                    opt.epoch = epoch
                     if validation_data is not None:
                         started = time.perf_counter()
                         val_loss, val_acc = self._evaluate(
                             Xv, yv, batch_size, bptt, dp, ("validation_data[0]", "validation_data[1]"))
-                        history["val_loss"].append(val_loss)
+                        history["val_loss"][-1] = val_loss
                         if "val_accuracy" in history:
-                            history["val_accuracy"].append(val_acc)
-                        history["val_time"].append(time.perf_counter() - started)
+                            history["val_accuracy"][-1] = val_acc
+                        history["val_time"][-1] = time.perf_counter() - started
+                    if checkpoint is not None:
+                        self._save_checkpoint(checkpoint, opt, seed, settings, history, dp)
                     bar.end_epoch({k: history[k][-1] for k in ("loss", "val_loss", "val_accuracy")
                                    if k in history})
             except KeyboardInterrupt:
@@ -212,10 +267,73 @@ class Trainable:
                 history.interrupted = True
                 bar.interrupted()
             finally:
+                _even(history)
                 bar.close()
         if dp is not None:
             dp._end_fit()
         return history
+
+    # -- checkpoints ------------------------------------------------------------
+    def _resume(self, path, opt, seed_given, seed, settings, history, dp):
+        """Restore the training state from the checkpoint at ``path`` when it
+        exists (checked against this run first); returns the run's seed."""
+        if dp is None:
+            found = self._restore(path, opt, seed_given, seed, settings)
+        else:   # rank root reads; everyone receives the parameters and the optimizer state
+            found = dp._on_root(lambda: self._restore(path, opt, seed_given, seed, settings),
+                                f"resume from {path}")
+            dp.broadcast_parameters()
+            dp._broadcast_optimizer(opt)
+        if found is None:
+            return seed
+        saved_seed, saved = found
+        seed = seed if saved_seed is None else saved_seed
+        step_loss = saved.pop("step_loss", [])
+        for key in history:
+            history[key] = list(saved.get(key, []))
+        history["epoch"] = [int(e) for e in history["epoch"]]
+        history.step_loss = list(step_loss)
+        _even(history)
+        return seed
+
+    def _restore(self, path, opt, seed_given, seed, settings):
+        """None when there is no checkpoint at ``path``; else load it into the
+        model and ``opt`` (after checking it all) and return (seed, history)."""
+        if not os.path.exists(path):
+            return None
+        ck = _io.load_checkpoint(path, expected=type(self))
+        mismatch = []
+        if ck.model._config() != self._config():
+            mismatch.append(f"the model: {ck.model!r} in the file, {self!r} here")
+        saved_opt = ck.optimizer.state_dict()
+        if saved_opt["class"] != type(opt).__name__ or ck.optimizer._hyper() != opt._hyper():
+            mismatch.append(f"the optimizer: {ck.optimizer!r} in the file, {opt!r} here")
+        if seed_given is not None and ck.seed != seed_given:
+            mismatch.append(f"seed: {ck.seed} in the file, {seed_given} here")
+        for key, value in settings.items():
+            theirs = (ck.settings or {}).get(key)
+            if theirs != value:
+                mismatch.append(f"{key}: {theirs!r} in the file, {value!r} here")
+        if mismatch:
+            raise ValueError(f"checkpoint: {path} is the state of another run; it differs in "
+                             + "; ".join(mismatch))
+        self.load_state_dict(ck.model.state_dict())
+        opt.load_state_dict(saved_opt)
+        return ck.seed, dict(ck.history)
+
+    def _save_checkpoint(self, path, opt, seed, settings, history, dp):
+        saved = dict(history, step_loss=history.step_loss)
+
+        def write():
+            _io.save_checkpoint(path, self, opt, seed=seed, history=saved, settings=settings)
+        if dp is None:
+            write()
+        else:
+            dp._on_root(write, f"write the checkpoint {path}")
+
+    def _check_scored(self, X, bptt, name):
+        """ValueError naming ``name`` when the data has no step to score (sequence
+        models: every length 0); nothing to check for the MLP."""
 
     def _evaluate(self, X, y, batch_size, bptt, dp=None, names=("X", "y")):
         """(mean loss, accuracy or None) over validated data, in batches, no update."""
@@ -237,6 +355,7 @@ class Trainable:
         With ``comm`` (as in :meth:`fit`) each rank scores its block of the samples."""
         dp = _data_parallel(self, comm)
         X, y = (self._fit_data if dp is None else self._fit_layout)(X, y, "X", "y")
+        self._check_scored(X, None, "lengths")
         return self._evaluate(X, y, positive_int(batch_size, "batch_size"), None, dp)
 
     # -- state dicts ----------------------------------------------------------
@@ -250,7 +369,8 @@ class Trainable:
         The names must be exactly those of :meth:`state_dict`; values may be any
         array-likes of the right shapes (NumPy arrays, CPU torch tensors) and are
         converted to the model's dtype. All are validated before any is written:
-        a bad entry raises ValueError/TypeError and leaves the model unchanged.
+        a bad entry raises ValueError/TypeError and leaves the model unchanged;
+        a Ctrl-C during the writes is delivered once they are all done.
         """
         if not hasattr(state_dict, "keys"):
             raise TypeError(f"state_dict: expected a mapping of names to arrays, got "
@@ -267,8 +387,9 @@ class Trainable:
                              + f" (expected {expected})")
         checked = [float_array(_as_numpy(state_dict[name]), name, dtype=p.dtype, shape=p.shape)
                    for name, p in named]
-        for (_, p), value in zip(named, checked):
-            np.copyto(p, value)
+        with sigint_held():         # all or nothing, Ctrl-C included
+            for (_, p), value in zip(named, checked):
+                np.copyto(p, value)
 
     # -- persistence ----------------------------------------------------------
     def save(self, path):
@@ -278,14 +399,12 @@ class Trainable:
         file renamed into place, so an interrupted save never leaves a truncated
         file behind. Read it back with ``fastbp.load(path)``. Returns ``path``.
         """
-        from .io import save
-        return save(self, path)
+        return _io.save(self, path)
 
     @classmethod
     def load(cls, path):
         """Read a model saved by :meth:`save`; ValueError if it holds another kind of model."""
-        from .io import load
-        return load(path, expected=cls)
+        return _io.load(path, expected=cls)
 
     def _config(self):
         """The constructor's arguments, read from attributes of the same names;
@@ -413,7 +532,7 @@ class SequenceTrainable(Trainable):
 
     def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, validation_data=None,
             shuffle=True, seed=None, progress=True, clip_norm=None, bptt=None, lengths=None,
-            reset=None, burn_in=0, comm=None):
+            reset=None, burn_in=0, comm=None, checkpoint=None):
         """Train with mini-batches of sequences; returns a :class:`History`.
 
         X is (T, N, I) and y as for ``loss_and_grad`` ((T, N[, O]), or (N[, O])
@@ -441,8 +560,8 @@ class SequenceTrainable(Trainable):
             document boundaries inside one row).
         validation_data : (X_val, y_val[, lengths_val[, reset_val]]) or None
 
-        The other arguments are those of :meth:`Trainable.fit`; with ``comm``
-        the ranks split every batch by sequences.
+        The other arguments are those of :meth:`Trainable.fit` (``checkpoint``
+        included); with ``comm`` the ranks split every batch by sequences.
         """
         bptt = parse_bptt(bptt)
         burn_in = _nonnegative_int(burn_in, "burn_in")
@@ -450,7 +569,7 @@ class SequenceTrainable(Trainable):
             if lengths is not None or reset is not None:
                 raise ValueError("bptt=(k1, k2) streams full-length sequences: lengths and "
                                  "reset are not supported with it (use bptt=k)")
-            Stream(self, *bptt, batch=1)            # refuses unsupported models, by name
+            Stream(self, bptt[0], bptt[0], batch=1)   # refuses unsupported models, by name
             bptt = bptt + (burn_in,)
         elif burn_in:
             raise ValueError("burn_in: needs bptt=(k1, k2)")
@@ -463,7 +582,7 @@ class SequenceTrainable(Trainable):
             extra += [None] * (2 - len(extra))
             validation_data = (SeqData(Xv, extra[0], extra[1]), yv)
         return self._fit(X, y, epochs, batch_size, optimizer, validation_data, shuffle, seed,
-                         progress, clip_norm, bptt, comm)
+                         progress, clip_norm, bptt, comm, checkpoint)
 
     def evaluate(self, X, y, batch_size=256, bptt=None, lengths=None, reset=None, comm=None):
         """(loss, accuracy) on data, accuracy None for regressors; ``bptt`` chunks
@@ -473,6 +592,7 @@ class SequenceTrainable(Trainable):
         dp = _data_parallel(self, comm)
         X, y = (self._fit_data if dp is None else self._fit_layout)(SeqData(X, lengths, reset), y,
                                                                       "X", "y")
+        self._check_scored(X, None, "lengths")
         bptt = None if bptt is None else positive_int(bptt, "bptt")   # memory only: no (k1, k2)
         return self._evaluate(X, y, positive_int(batch_size, "batch_size"), bptt, dp)
 
@@ -514,6 +634,14 @@ class SequenceTrainable(Trainable):
 
     def _n_samples(self, X):
         return X.X.shape[1]
+
+    def _check_scored(self, X, bptt, name):
+        T = X.X.shape[0]
+        if isinstance(bptt, tuple) and bptt[2] >= T:
+            raise ValueError(f"burn_in: expected fewer steps than the sequences' T = {T} (the "
+                             f"burn-in leaves none to train on), got {bptt[2]}")
+        if X.lengths is not None and not self.many_to_one and not X.lengths.any():
+            raise ValueError(f"{name}: every length is 0, there is no step to score")
 
     def _take(self, X, y, idx):
         data = SeqData(X.X[:, idx], None if X.lengths is None else X.lengths[idx],
@@ -582,7 +710,9 @@ class SequenceTrainable(Trainable):
         """BPTT(k1, k2) over a batch of sequences: the first burn_in steps
         forward only, then one optimizer step per k1 steps."""
         T, B = X.shape[0], X.shape[1]
-        stream = Stream(self, k1, k2, batch=B)
+        # a window never reaches further back than the batch's T steps: buffers for
+        # min(k2, T) steps (at least k1) give the same gradients as k2's
+        stream = Stream(self, k1, max(k1, min(k2, T)), batch=B)
         for t0 in range(0, min(burn_in, T), k1):
             stream.advance(X[t0:min(t0 + k1, burn_in, T)])
         for t0 in range(min(burn_in, T), T, k1):
@@ -628,6 +758,26 @@ class SequenceTrainable(Trainable):
             loss += sum(0.5 * self.l2 * sum_of_squares(W)
                         for name, W in self._params.items() if name.startswith("weight"))
         return float(loss)
+
+
+_VALIDATION_KEYS = ("val_loss", "val_accuracy", "val_time")
+
+
+def shuffle_order(n, seed, epoch):
+    """The order in which ``fit`` visits n samples in epoch ``epoch`` (1, 2, ...)
+    of a run seeded ``seed``: a permutation drawn from (seed, epoch) alone, so a
+    resumed run draws what the uninterrupted one drew. Custom loops may use it
+    too (or save their generator with :func:`fastbp.io.save_checkpoint`)."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(epoch,))).permutation(n)
+
+
+def _even(history):
+    """Every list of a History as long as its "epoch" list (a Ctrl-C between
+    the appends of an epoch's entries); missing validation entries are NaN."""
+    n = len(history["epoch"])
+    for key, values in history.items():
+        del values[n:]
+        values.extend([math.nan] * (n - len(values)))
 
 
 def _nonnegative_int(value, name):

@@ -203,6 +203,18 @@ def test_checkpoint_written_by_rank_0_resumes_on_every_rank(mpiexec, tmp_path):
     saved.fit(X, y, progress=False, **kw)
     for name, p in saved.state_dict().items():
         close(ranks[0][f"continued/{name}"], p)
+    # fit(checkpoint=...) on 2 ranks: cut after epoch 1, resumed by fresh models: the same bits
+    for name in ("mlp", "lstm"):
+        for r in ranks:
+            np.testing.assert_array_equal(r[f"{name}_cut/epoch"], [1, 2, 3])
+            for key in [k for k in r if k.startswith(f"{name}_whole/")]:
+                np.testing.assert_array_equal(r[key.replace("_whole/", "_cut/")], r[key])
+                np.testing.assert_array_equal(ranks[1][key], ranks[0][key])
+        model, history = one_rank(name)      # and the 1-process run, to rounding
+        for pname, p in model._named_params():
+            close(ranks[0][f"{name}_cut/param/{pname}"], p)
+        close(ranks[0][f"{name}_cut/loss"], history["loss"])
+    assert not (tmp_path / "absent").exists()
     assert str(ranks[0]["missing_error"]).startswith("FileNotFoundError")
     assert str(ranks[1]["missing_error"]).startswith(
         "RankError: load: rank 0 could not read") and "missing.npz" in str(ranks[1]["missing_error"])
@@ -276,6 +288,76 @@ def test_data_parallel_api_for_custom_loops(MPI):
     for p, q in zip(dp.parameters(), [p for pair in ref.params for p in pair]):
         close(p, q)
     assert dp.in_sync() and dp.stats["steps"] == 2
+
+
+class _Ranks:
+    """The calls DataParallel's constructor needs of a communicator: rank r of n."""
+
+    def __init__(self, rank, size):
+        self.rank, self.size = rank, size
+
+    def Get_rank(self):
+        return self.rank
+
+    def Get_size(self):
+        return self.size
+
+    Allreduce = Bcast = allgather = bcast = None
+
+    def __getattribute__(self, name):
+        if name in ("Allreduce", "Bcast", "allgather", "bcast"):
+            return lambda *a, **k: None
+        return object.__getattribute__(self, name)
+
+
+@pytest.mark.parametrize("size", [2, 3])
+@pytest.mark.parametrize("batch, n", [
+    (slice(None, None, -1), 10), (slice(None, None, -3), 11), (slice(8, 1, -2), 10),
+    (slice(None, None, 2), 10), (slice(-4, None), 9), (slice(3, 40), 12), (slice(2, 9), None),
+    (slice(5, 5), 9), (slice(None, 0, -1), 7), (slice(6, None, -1), 8)])
+def test_the_ranks_parts_of_a_slice_partition_it_in_order(batch, n, size):
+    model = fastbp.MLP([2, 2])
+    everything = np.arange(n if n is not None else batch.stop)
+    parts = [everything[distributed.DataParallel(model, _Ranks(r, size), abort_on_exception=False)
+                        .local_indices(batch, n)] for r in range(size)]
+    np.testing.assert_array_equal(np.concatenate(parts), everything[batch])
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+def test_shard_and_local_indices_refuse_what_is_not_a_sample_count(MPI):
+    dp = distributed.DataParallel(fastbp.MLP([2, 2]), MPI.COMM_SELF)
+    with pytest.raises(ValueError, match="n: expected an integer >= 0, got -5"):
+        dp.shard(-5)
+    with pytest.raises(TypeError, match="n: expected an integer >= 0, got 2.5"):
+        dp.shard(2.5)
+    with pytest.raises(TypeError, match="n: expected an integer >= 0, got True"):
+        dp.shard(True)
+    with pytest.raises(ValueError, match=r"n: needed to resolve slice\(None, None, -1\)"):
+        dp.local_indices(slice(None, None, -1))
+    with pytest.raises(ValueError, match="n: expected an integer >= 0, got -3"):
+        dp.local_indices(slice(0, 2), n=-3)
+    assert dp.shard(np.int64(4)) == slice(0, 4)
+
+
+def test_resumed_fit_on_comm_self_equals_uninterrupted_fit(MPI, tmp_path):
+    for name in ("mlp", "rnn"):
+        a, X, y, kw = cases.CASES[name]()
+        ha = a.fit(X, y, progress=False, comm=MPI.COMM_SELF, checkpoint=tmp_path / f"{name}_a.npz",
+                   **kw)
+        kw1 = dict(kw, epochs=1)
+        cases.CASES[name]()[0].fit(X, y, progress=False, comm=MPI.COMM_SELF,
+                                   checkpoint=tmp_path / f"{name}_b.npz", **kw1)
+        b, _, _, kw = cases.CASES[name]()
+        hb = b.fit(X, y, progress=False, comm=MPI.COMM_SELF, checkpoint=tmp_path / f"{name}_b.npz",
+                   **kw)
+        for (_, p), (_, q) in zip(a._named_params(), b._named_params()):
+            np.testing.assert_array_equal(q, p)
+        np.testing.assert_array_equal(hb["loss"], ha["loss"])
+        np.testing.assert_array_equal(hb.step_loss, ha.step_loss)
+        c, _, _, kw = cases.CASES[name]()
+        with pytest.raises(ValueError, match="is the state of another run; it differs in seed"):
+            c.fit(X, y, progress=False, comm=MPI.COMM_SELF, checkpoint=tmp_path / f"{name}_b.npz",
+                  **dict(kw, seed=kw["seed"] + 1))
 
 
 def test_allreduce_gradients_takes_the_sequence_models_dicts(MPI):
@@ -378,19 +460,25 @@ def test_importing_fastbp_distributed_does_not_need_mpi4py():
     assert "fastbp.distributed needs mpi4py and an MPI library: pip install \"fastbp[mpi]\"" in proc.stdout
 
 
-def test_example_mpi_digits_trains_checkpoints_and_resumes(mpiexec, tmp_path):
+def test_example_mpi_digits_resumed_run_equals_uninterrupted_run(mpiexec, tmp_path):
     pytest.importorskip("sklearn")
-    example = os.path.join(os.path.dirname(SCRIPTS), "..", "examples", "mpi_digits.py")
-    ckpt = str(tmp_path / "digits.npz")
-    first = run_mpi(mpiexec, os.path.abspath(example), "--epochs", "3", "--checkpoint", ckpt)
-    assert first.returncode == 0, first.stdout
-    assert "2 rank(s); global batch 64" in first.stdout and "epoch 3: loss" in first.stdout
-    after_three = fastbp.load(ckpt)
-    resumed = run_mpi(mpiexec, os.path.abspath(example), "--epochs", "1", "--checkpoint", ckpt,
-                      "--resume")
-    assert resumed.returncode == 0, resumed.stdout
-    assert f"resumed from {ckpt}" in resumed.stdout
-    accuracy = [float(line.split("final test accuracy ")[1].split("%")[0])
-                for line in (first.stdout + resumed.stdout).splitlines() if "final test" in line]
-    assert len(accuracy) == 2 and accuracy[1] > 50
-    assert not np.array_equal(fastbp.load(ckpt).params[0][0], after_three.params[0][0])
+    example = os.path.abspath(os.path.join(os.path.dirname(SCRIPTS), "..", "examples",
+                                           "mpi_digits.py"))
+    whole, cut = str(tmp_path / "whole.npz"), str(tmp_path / "cut.npz")
+    runs = [run_mpi(mpiexec, example, *args) for args in (
+        ("--epochs", "3", "--checkpoint", whole),
+        ("--epochs", "2", "--checkpoint", cut),
+        ("--epochs", "3", "--checkpoint", cut, "--resume"))]
+    for proc in runs:
+        assert proc.returncode == 0, proc.stdout
+    assert "2 rank(s); global batch 64" in runs[0].stdout and "epoch 3: loss" in runs[0].stdout
+    assert f"resumed from {cut}" in runs[2].stdout and "epoch 3: loss" in runs[2].stdout
+    assert "epochs 1-2: in the checkpoint" in runs[2].stdout and "epoch 2: loss" not in runs[2].stdout
+    accuracy = [float(proc.stdout.split("final test accuracy ")[1].split("%")[0]) for proc in runs]
+    assert accuracy[0] > 50 and accuracy[2] == accuracy[0]
+    a, b = fastbp.io.load_checkpoint(whole), fastbp.io.load_checkpoint(cut)
+    assert a.epoch == b.epoch == 3 and a.history["loss"] == b.history["loss"]
+    for (name, p), (_, q) in zip(a.model._named_params(), b.model._named_params()):
+        np.testing.assert_array_equal(p, q, err_msg=name)
+    again = run_mpi(mpiexec, example, "--epochs", "3", "--checkpoint", cut)   # no --resume
+    assert again.returncode != 0 and "exists: pass --resume" in again.stdout

@@ -1,14 +1,23 @@
 """save/load and state_dict: exact round trips for every model, PyTorch's
 names and layouts, and every kind of bad file or dict refused without a
 half-loaded model."""
+import io
 import json
 import os
 import pickle
+import signal
+import stat
+import subprocess
+import sys
+import time
+import tracemalloc
 import zipfile
 
 import numpy as np
 import pytest
 
+import fastbp
+from fastbp.optim import SGD
 from fastbp.io import FORMAT_VERSION, load
 from fastbp.lstm import LSTM
 from fastbp.mlp import MLP
@@ -238,3 +247,231 @@ def test_a_failed_save_keeps_the_previous_file(saved, monkeypatch):
         MODELS["rnn"](seed=5).save(saved)
     assert saved.read_bytes() == before
     assert os.listdir(saved.parent) == [saved.name]
+
+
+# -- crafted files: refused by name before anything is built or allocated -----------------
+def _npy(header, data=b""):
+    """The bytes of an .npy entry with this header dict and these data bytes."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header)
+    return buf.getvalue() + data
+
+
+def _zip(target, entries):
+    with zipfile.ZipFile(target, "w") as z:
+        for name, payload in entries.items():
+            z.writestr(name + ".npy", payload if isinstance(payload, bytes) else
+                       _array_bytes(payload))
+    return target
+
+
+def _array_bytes(a):
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+def _entries_of(path):
+    with zipfile.ZipFile(path) as z:
+        return {n[:-4]: z.read(n) for n in z.namelist()}
+
+
+def _nested(depth):
+    return '{"sizes": ' + "[" * depth + "]" * depth + "}"
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda e: e.update(config=_array_bytes(np.array(json.dumps({"sizes": [5, 2 ** 40]})))),
+     r"sizes: expected an integer in \[1, 2147483647\], got 1099511627776"),
+    (lambda e: e.update(config=_array_bytes(np.array(json.dumps({"sizes": [2 ** 30] * 4000})))),
+     "sizes: expected a list of 2 to"),
+    (lambda e: e.update(config=_array_bytes(np.array(json.dumps({"sizes": [5, 2 ** 30, 2 ** 30, 3]})))),
+     r"'0.weight' has shape \(7, 5\), the configuration gives \(1073741824, 5\)"),
+    (lambda e: e.update(config=_array_bytes(np.array(_nested(100000)))), "nested too deeply"),
+    (lambda e: e.update(config=_array_bytes(np.array(_nested(20)))), "nested too deeply"),
+    (lambda e: e.update(config=_array_bytes(np.array('{"sizes": [5, NaN]}'))), "NaN is not a number"),
+    (lambda e: e.update(config=_array_bytes(np.array(json.dumps({"sizes": [5, 3], "evil": 1})))),
+     r"unknown argument\(s\) \['evil'\]"),
+    (lambda e: e.update({"param/0.weight": _npy({"descr": "<f4", "fortran_order": False,
+                                                  "shape": (2 ** 40,)}, b"\0" * 64)}),
+     r"declares shape \(1099511627776,\)"),
+    (lambda e: e.update({"param/0.weight": _npy({"descr": "<f4", "fortran_order": False,
+                                                  "shape": (2 ** 62, 2 ** 62)}, b"\0" * 64)}),
+     "declares shape"),
+    (lambda e: e.update({"param/0.weight": _npy({"descr": "|O", "fortran_order": False,
+                                                  "shape": (1,)}, b"\0" * 8)}),
+     "allow_pickle"),
+    (lambda e: e.update({"param/0.weight": _npy({"descr": [("a", "<f4")], "fortran_order": False,
+                                                  "shape": (1,)}, b"\0" * 4)}),
+     "not a number or a string"),
+], ids=["huge-size", "huge-layers", "size-beyond-arrays", "deep-json", "nested-json", "nan-json",
+        "unknown-key", "npy-2**40", "npy-2**124", "npy-object", "npy-structured"])
+def test_crafted_files_are_refused_by_name_before_allocating(tmp_path, change, match):
+    MODELS["mlp"]().save(tmp_path / "good.npz")
+    entries = _entries_of(tmp_path / "good.npz")
+    change(entries)
+    bad = _zip(tmp_path / "bad.npz", entries)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"bad\.npz: .*" + match):
+            load(bad)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, f"{peak} bytes allocated to refuse a {bad.stat().st_size}-byte file"
+
+
+@pytest.mark.parametrize("num_layers", [2 ** 31 - 1, 2 ** 31, 200])
+def test_a_configuration_larger_than_its_arrays_is_refused_before_building(tmp_path, num_layers):
+    RNN(5, 6, 3, num_layers=2, seed=0).save(tmp_path / "good.npz")
+    entries = _entries_of(tmp_path / "good.npz")
+    with zipfile.ZipFile(tmp_path / "good.npz") as z, z.open("config.npy") as f:
+        config = json.loads(str(np.lib.format.read_array(f)))
+    config["num_layers"] = num_layers
+    entries["config"] = _array_bytes(np.array(json.dumps(config)))
+    bad = _zip(tmp_path / "bad.npz", entries)
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(ValueError, match=r"bad\.npz: .*num_layers"):
+            load(bad)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20 and time.perf_counter() - started < 2
+
+
+@pytest.mark.parametrize("flag, method, match", [
+    (0x1, None, "marked encrypted"), (0, 99, "compression method 99"),
+    (0, zipfile.ZIP_BZIP2, "compression method 12")])
+def test_unsupported_zip_features_are_refused_by_name(tmp_path, flag, method, match):
+    path = tmp_path / "m.npz"
+    MODELS["mlp"]().save(path)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as z:
+        infos = z.infolist()
+    central = data.rindex(b"PK\x01\x02", 0, len(data))    # the last central record
+    start = data.index(b"PK\x01\x02")
+    for info in infos:                                    # change every entry, both headers
+        local = info.header_offset
+        central_at = data.index(b"PK\x01\x02" + data[start + 4:start + 6], start)
+        for at, flag_at, method_at in ((local, 6, 8), (central_at, 8, 10)):
+            if flag:
+                data[at + flag_at] |= flag
+            if method is not None:
+                data[at + method_at:at + method_at + 2] = method.to_bytes(2, "little")
+        start = central_at + 46 + int.from_bytes(data[central_at + 28:central_at + 30], "little") \
+            + int.from_bytes(data[central_at + 30:central_at + 32], "little") \
+            + int.from_bytes(data[central_at + 32:central_at + 34], "little")
+    assert central >= 0
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"bad\.npz: .*" + match):
+        load(bad)
+
+
+def test_single_bit_flips_load_an_equal_model_or_are_refused_by_name(tmp_path):
+    """Every bit of a small saved model flipped in turn: either the file still
+    loads, to the same model, or load raises the documented ValueError. Every
+    bit of every fourth byte in CI (about 3 s); FASTBP_BITFLIP_STRIDE=1 for all."""
+    stride = int(os.environ.get("FASTBP_BITFLIP_STRIDE", "4"))
+    good = tmp_path / "good.npz"
+    model = MLP([2, 2], output="identity", loss="mse", dtype="float32", seed=1)
+    model.save(good)
+    data = good.read_bytes()
+    bad = tmp_path / "flip.npz"
+    outcomes = {"equal": 0, "refused": 0}
+    for bit in (b for b in range(len(data) * 8) if (b // 8) % stride == 0):
+        flipped = bytearray(data)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        bad.write_bytes(bytes(flipped))
+        try:
+            back = load(bad)
+        except ValueError as e:
+            assert str(e).startswith(f"{bad}: "), (bit, e)
+            outcomes["refused"] += 1
+        else:
+            assert back._config() == model._config()
+            for (name, p), (_, q) in zip(back._named_params(), model._named_params()):
+                assert p.dtype == q.dtype and np.array_equal(p, q), (bit, name)
+            outcomes["equal"] += 1
+    assert outcomes["refused"] > len(data) * 4 // stride and outcomes["equal"] > 0, outcomes
+
+
+# -- save: atomic, durable, permissions, symlinks, stale temporary files ------------------
+_KILLED_SAVER = """
+import sys
+import fastbp
+model = fastbp.MLP([2048, 2048], dtype="float32", seed=0)   # 16 MiB
+while True:
+    model.save(sys.argv[1])
+"""
+
+
+def test_a_save_killed_mid_write_leaves_no_temporary_file_after_the_next_save(tmp_path):
+    target = tmp_path / "big.npz"
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(fastbp.__file__)))
+    for attempt in range(3):        # a kill between two saves leaves nothing: try again
+        proc = subprocess.Popen([sys.executable, "-c", _KILLED_SAVER, str(target)],
+                                env=dict(os.environ, PYTHONPATH=package_parent), cwd=package_parent)
+        try:
+            deadline = time.monotonic() + 60
+            while not [n for n in os.listdir(tmp_path) if n.endswith(".npz.tmp")]:
+                assert time.monotonic() < deadline and proc.poll() is None, "the saver never wrote"
+                time.sleep(0.005)
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait()
+        if [n for n in os.listdir(tmp_path) if n.endswith(".npz.tmp")]:
+            break
+    else:
+        pytest.fail("three kills landed between saves")
+    MODELS["mlp"]().save(tmp_path / "other.npz")        # any save into the folder
+    assert sorted(os.listdir(tmp_path)) == sorted({"other.npz"} | ({"big.npz"} & set(os.listdir(tmp_path))))
+    if target.exists():                                 # the last complete save is intact
+        assert load(target).sizes == (2048, 2048)
+
+
+def test_temporary_files_of_live_writers_are_kept_and_day_old_ones_removed(tmp_path):
+    host = fastbp.io._host()
+    live = [tmp_path / f".fastbp-{os.getpid()}-0123456789abcdef-{host}.npz.tmp",   # this process
+            tmp_path / ".fastbp-1-0123456789abcdef-elsewhere.npz.tmp",     # another host's: recent
+            tmp_path / ".fastbp-k2j4_9x1.npz.tmp",                       # an older fastbp's: recent
+            tmp_path / "unrelated.npz.tmp"]
+    old = [tmp_path / ".fastbp-1-fedcba9876543210-elsewhere.npz.tmp",
+           tmp_path / ".fastbp-q8w7e6r5.npz.tmp"]
+    for f in live + old:
+        f.write_bytes(b"partial")
+    day_ago = time.time() - 24 * 3600 - 60
+    for f in old + [live[-1]]:
+        os.utime(f, (day_ago, day_ago))
+    MODELS["mlp"]().save(tmp_path / "m.npz")
+    assert all(f.exists() for f in live) and not any(f.exists() for f in old)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_saved_files_get_the_permissions_of_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        path = MODELS["mlp"]().save(tmp_path / "m.npz")
+        fastbp.io.save_checkpoint(tmp_path / "c.npz", MODELS["mlp"](), SGD(0.1))
+    finally:
+        os.umask(old)
+    for name in ("m.npz", "c.npz"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o666 & ~umask
+    assert path == str(tmp_path / "m.npz")
+
+
+def test_saving_through_a_symlink_writes_its_target(tmp_path):
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "model.npz"
+    MODELS["mlp"](seed=1).save(target)
+    link = tmp_path / "latest.npz"
+    link.symlink_to(os.path.join("real", "model.npz"))
+    new = MODELS["mlp"](seed=2)
+    new.save(link)
+    assert link.is_symlink() and os.readlink(link) == os.path.join("real", "model.npz")
+    assert_same_model(load(target), new)
+    assert sorted(os.listdir(tmp_path)) == ["latest.npz", "real"]
+    assert os.listdir(tmp_path / "real") == ["model.npz"]

@@ -1,5 +1,11 @@
 """Optimizers: each rule against updates worked out by hand, in-place and
 all-or-nothing updates, and bad arguments named."""
+import os
+import signal
+import sys
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -201,3 +207,154 @@ def test_underflow_is_silent(recwarn):
     with np.errstate(all="raise"):
         Adam(lr=1e-300).step(params, [np.array([1e-300])])
     assert not recwarn.list
+
+
+# -- saving and resuming -------------------------------------------------------
+@pytest.mark.parametrize("make", [lambda: SGD(0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+                                  lambda: SGD(0.1), lambda: Adam(0.01, betas=(0.8, 0.99))],
+                         ids=["nesterov", "sgd", "adam"])
+def test_resumed_optimizer_equals_uninterrupted_optimizer(make):
+    rng = np.random.default_rng(0)
+    grads = [[rng.standard_normal((3, 2)), rng.standard_normal(4).astype(np.float32)]
+             for _ in range(6)]
+    start = [rng.standard_normal((3, 2)), rng.standard_normal(4).astype(np.float32)]
+    whole, params = make(), [p.copy() for p in start]
+    for g in grads:
+        whole.step(params, g)
+    first, resumed = make(), [p.copy() for p in start]
+    for g in grads[:3]:
+        first.step(resumed, g)
+    first.epoch = 2
+    saved = first.state_dict()
+    for g in grads[3:]:              # the saved state is a copy: later steps do not change it
+        first.step([p.copy() for p in resumed], g)
+    second = type(first)(lr=0.5)     # other hyperparameters: load_state_dict restores them
+    second.load_state_dict(saved)
+    assert (second.t, second.epoch, repr(second)) == (3, 2, repr(make()))
+    for g in grads[3:]:
+        second.step(resumed, g)
+    for p, q in zip(params, resumed):
+        np.testing.assert_array_equal(p, q)
+    assert second.state_dict()["t"] == whole.t == 6
+
+
+@pytest.mark.parametrize("change, exc, match", [
+    (lambda sd: sd.update(t=-1), ValueError, r"state_dict\['t'\]"),
+    (lambda sd: sd.update(epoch=1.5), ValueError, r"state_dict\['epoch'\]"),
+    (lambda sd: sd.update({"class": "SGD"}), ValueError, "holds the state of 'SGD'"),
+    (lambda sd: sd["hyper"].update(lr=-1.0), ValueError, "lr"),
+    (lambda sd: sd["hyper"].pop("eps"), ValueError, r"state_dict\['hyper'\]"),
+    (lambda sd: sd["state"][1].pop(), ValueError, r"state_dict\['state'\]\[1\]: expected a list of 2"),
+    (lambda sd: sd["state"][0][1].__setitem__(0, np.nan), ValueError, r"\[0\]\[1\]: contains NaN"),
+    (lambda sd: sd["state"][0].__setitem__(0, np.zeros(3, int)), TypeError, r"\[0\]\[0\]: expected a float"),
+    (lambda sd: sd["state"][0].__setitem__(1, np.zeros(2)), ValueError, r"\[0\]\[1\]: expected shape \(3,\)"),
+    (lambda sd: sd.update(state=None), ValueError, "no step taken"),
+    (lambda sd: sd.pop("epoch"), ValueError, "expected the keys"),
+])
+def test_bad_optimizer_state_dicts_are_named_and_change_nothing(change, exc, match):
+    source = Adam(0.01)
+    source.step([np.ones(3), np.ones(2)], [np.ones(3), np.ones(2)])
+    sd = source.state_dict()
+    change(sd)
+    target = Adam(0.2)
+    target.step([np.ones(3), np.ones(2)], [np.full(3, 2.0), np.full(2, 2.0)])
+    before = target.state_dict()
+    with pytest.raises(exc, match=match):
+        target.load_state_dict(sd)
+    after = target.state_dict()
+    assert {k: after[k] for k in ("class", "hyper", "t", "epoch")} == \
+        {k: before[k] for k in ("class", "hyper", "t", "epoch")}
+    for a, b in zip(after["state"], before["state"]):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+
+
+# -- Ctrl-C --------------------------------------------------------------------------
+def test_ctrl_c_during_a_step_applies_all_of_it_or_none():
+    """SIGINT from a timer thread at random points of many steps: afterwards the
+    parameters and t are either all as before or all as after the step."""
+    rng = np.random.default_rng(1)
+    start = [rng.standard_normal(500) for _ in range(200)]
+    grads = [rng.standard_normal(500) for _ in range(200)]
+    opt0 = Adam(0.01)
+    opt0.step([p.copy() for p in start], grads)
+    before_sd = opt0.state_dict()
+    expected = [p.copy() for p in start]
+    reference = Adam(0.01)
+    reference.load_state_dict(before_sd)
+    reference.step(expected, grads)
+    began = time.perf_counter()
+    reference.step([p.copy() for p in expected], grads)
+    duration = time.perf_counter() - began
+    outcomes = set()
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)      # let the timer thread take the GIL mid-step
+    try:
+        _ctrl_c_trials(start, grads, before_sd, expected, duration, rng, outcomes)
+    finally:
+        sys.setswitchinterval(switch)
+    assert "inside" in outcomes      # some Ctrl-Cs did land while step ran
+
+
+def _ctrl_c_trials(start, grads, before_sd, expected, duration, rng, outcomes):
+    for trial in range(120):
+        params = [p.copy() for p in start]
+        opt = Adam(0.01)
+        opt.load_state_dict(before_sd)
+        timer = threading.Timer(rng.uniform(0, 1.3 * duration), os.kill, (os.getpid(), signal.SIGINT))
+        returned = False
+        try:
+            timer.start()
+            opt.step(params, grads)
+            returned = True
+            timer.join()
+            for _ in range(10000):     # the handler runs between bytecodes: let it run here
+                pass
+        except KeyboardInterrupt:
+            if not returned:
+                outcomes.add("inside")
+        finally:
+            timer.join()
+        done = [np.array_equal(p, q) for p, q in zip(params, expected)]
+        kept = [np.array_equal(p, q) for p, q in zip(params, start)]
+        if opt.t == 2:
+            assert all(done), f"trial {trial}: t advanced but {done.count(False)} arrays not updated"
+            outcomes.add("all")
+        else:
+            assert opt.t == 1 and all(kept), f"trial {trial}: {kept.count(False)} arrays updated, t not"
+            outcomes.add("none")
+
+
+@pytest.mark.parametrize("handler", ["python", "custom", "ignore"])
+def test_ctrl_c_held_during_a_step_reaches_the_handler_in_place_after_it(monkeypatch, handler):
+    """SIGINT raised inside the update of the first array: the handler that was
+    in place sees it once the whole step, t included, is committed."""
+    params = [np.ones(3), np.ones(2)]
+    seen = []
+    real_update = SGD._update
+
+    def update(self, p, g, state, t, a, b):
+        if p is params[0]:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):       # the handler would run here, between bytecodes
+                pass
+        real_update(self, p, g, state, t, a, b)
+    monkeypatch.setattr(SGD, "_update", update)
+    opt = SGD(0.5)
+    previous = signal.getsignal(signal.SIGINT)
+    if handler == "custom":
+        signal.signal(signal.SIGINT, lambda signum, frame: seen.append((opt.t, params[1][0])))
+    elif handler == "ignore":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        if handler == "python":
+            with pytest.raises(KeyboardInterrupt):
+                opt.step(params, [np.ones(3), np.ones(2)])
+        else:
+            opt.step(params, [np.ones(3), np.ones(2)])
+        installed = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert opt.t == 1 and params[0][0] == params[1][0] == 0.5
+    assert seen == ([(1, 0.5)] if handler == "custom" else [])
+    assert installed is not None and (handler != "ignore" or installed == signal.SIG_IGN)

@@ -5,6 +5,7 @@ as after the last completed step."""
 import os
 import signal
 import sys
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from fastbp.lstm import LSTM
 from fastbp.mlp import MLP
 from fastbp.optim import SGD, Adam
 from fastbp.rnn import RNN
-from fastbp.training import History
+from fastbp.training import History, shuffle_order
 
 
 # -- small problems ------------------------------------------------------------
@@ -129,9 +130,10 @@ def test_shuffled_fit_visits_batches_in_the_seeded_order():
     X, y = blobs(40)
     a, b = MLP([4, 6, 3], dtype="float64", seed=2), MLP([4, 6, 3], dtype="float64", seed=2)
     a.fit(X, y, epochs=2, batch_size=10, optimizer=SGD(0.1), seed=7, progress=False)
-    rng, opt = np.random.default_rng(7), SGD(0.1)
-    for _ in range(2):
-        order = rng.permutation(40)
+    opt = SGD(0.1)
+    for epoch in (1, 2):    # epoch e's order is drawn from (seed, e) alone
+        order = np.random.default_rng(np.random.SeedSequence(7, spawn_key=(epoch,))).permutation(40)
+        np.testing.assert_array_equal(order, shuffle_order(40, 7, epoch))
         for start in range(0, 40, 10):
             idx = order[start:start + 10]
             _, grads = b.loss_and_grad(X[idx], y[idx])
@@ -340,6 +342,7 @@ def test_no_output_without_progress(capsys):
     (dict(optimizer="rmsprop"), TypeError, "optimizer"),
     (dict(clip_norm=0.0), ValueError, "clip_norm"),
     (dict(seed=1.5), TypeError, "seed"),
+    (dict(seed=-1), ValueError, "seed: expected an integer >= 0 or None, got -1"),
     (dict(validation_data=np.zeros(3)), TypeError, "validation_data"),
 ])
 def test_bad_fit_arguments_are_named(kwargs, exc, match):
@@ -372,3 +375,85 @@ def test_bad_data_is_named_before_training():
         rnn.fit(Xs, Ys[:-1], progress=False)
     with pytest.raises(ValueError, match=r"validation_data\[1\]"):
         rnn.fit(Xs, Ys, validation_data=(Xs, Ys[:, :2]), progress=False)
+
+
+# -- data with nothing to score; BPTT(k1, k2) with k2 beyond T ---------------------------
+@pytest.mark.parametrize("where", ["fit", "validation", "evaluate"])
+def test_data_with_no_step_to_score_is_refused_by_name_before_training(where):
+    X, Y = sequences(T=5, N=4)
+    rnn = seq_model(RNN)
+    before = params_of(rnn)
+    zero = np.zeros(4, dtype=int)
+    with pytest.raises(ValueError, match=r"(lengths|validation_data\[2\] \(lengths_val\)): every "
+                                         r"length is 0, there is no step to score"):
+        if where == "fit":
+            rnn.fit(X, Y, lengths=zero, progress=False)
+        elif where == "validation":
+            rnn.fit(X, Y, validation_data=(X, Y, zero), progress=False)
+        else:
+            rnn.evaluate(X, Y, lengths=zero)
+    assert_same_params(before, params_of(rnn))
+    with pytest.raises(ValueError, match=r"burn_in: expected fewer steps than the sequences' T = 5"):
+        rnn.fit(X, Y, bptt=(2, 2), burn_in=5, progress=False)
+    many_to_one = seq_model(RNN, many_to_one=True)         # scores the state at step 0: allowed
+    many_to_one.fit(X, Y[-1], lengths=zero, epochs=1, progress=False)
+
+
+@pytest.mark.parametrize("cls", [RNN, LSTM])
+def test_bptt_k2_beyond_the_sequence_costs_the_memory_of_the_sequence(cls):
+    X, Y = sequences(T=4, N=6)
+    a, b = seq_model(cls), seq_model(cls)
+    a.fit(X, Y, epochs=2, batch_size=3, bptt=(2, 4), seed=0, progress=False)
+    tracemalloc.start()
+    try:
+        b.fit(X, Y, epochs=2, batch_size=3, bptt=(2, 10 ** 6), seed=0, progress=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert_same_params(a, b)
+    assert peak < 1 << 20, f"{peak} bytes for a T=4 batch"
+
+
+# -- Ctrl-C: the history's lists stay the same length --------------------------------------
+@pytest.mark.parametrize("classifier", [True, False])
+def test_history_lists_have_one_entry_per_epoch_wherever_ctrl_c_lands(monkeypatch, classifier):
+    X, y = blobs(30)
+    if not classifier:
+        y = np.eye(3)[y]
+    make = (lambda: MLP([4, 5, 3], seed=1) if classifier else
+            MLP([4, 5, 3], output="identity", loss="mse", seed=1))
+    calls_per_epoch = 3 + 2        # 3 training batches, then 2 validation batches
+    for n in range(1, 3 * calls_per_epoch + 1):
+        net = make()
+        with monkeypatch.context() as m:
+            _fail_on_call(m, net, "loss_and_grad", n, KeyboardInterrupt())
+            history = net.fit(X, y, epochs=3, batch_size=10, optimizer=SGD(0.1), progress=False,
+                              validation_data=(X[:20], y[:20]))
+        assert history.interrupted
+        epochs = len(history["epoch"])
+        assert {len(v) for v in history.values()} == {epochs}, (n, history)
+        in_validation = (n - 1) % calls_per_epoch >= 3
+        assert epochs == (n - 1) // calls_per_epoch + in_validation, n
+        if in_validation:           # trained, but its validation was cut short
+            assert np.isnan(history["val_loss"][-1]) and np.isfinite(history["loss"][-1])
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or sys.platform == "win32",
+                    reason="needs POSIX signals")
+def test_ctrl_c_during_load_state_dict_sets_every_parameter_or_none(monkeypatch):
+    net, source = MLP([4, 6, 5, 3], seed=1), MLP([4, 6, 5, 3], seed=2)
+    real_copyto, calls = np.copyto, []
+
+    def copyto(dst, src, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):       # the handler would run here, between bytecodes
+                pass
+        return real_copyto(dst, src, *args, **kwargs)
+    monkeypatch.setattr(np, "copyto", copyto)
+    with pytest.raises(KeyboardInterrupt):
+        net.load_state_dict(source.state_dict())
+    monkeypatch.setattr(np, "copyto", real_copyto)
+    assert len(calls) == 6
+    assert_same_params(net, source)

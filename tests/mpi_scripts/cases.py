@@ -10,6 +10,7 @@ import numpy as np
 
 import fastbp
 from fastbp.optim import SGD, Adam
+from fastbp.training import shuffle_order
 
 
 def mlp():
@@ -104,10 +105,9 @@ class Recorder:
 
 def local_parts(n, batch_size, epochs, seed, shuffle, rank, size):
     """The sample indices rank ``rank`` of ``size`` must read, batch by batch."""
-    rng = np.random.default_rng(seed)
     parts = []
-    for _ in range(epochs):
-        order = rng.permutation(n) if shuffle else np.arange(n)
+    for epoch in range(1, epochs + 1):
+        order = shuffle_order(n, seed, epoch) if shuffle else np.arange(n)
         for start in range(0, n, batch_size):
             batch = order[start:start + batch_size]
             m = len(batch)
