@@ -6,6 +6,7 @@ Race tests run for a bounded time (about a second) and pass on a
 deterministic criterion: every call either returns exactly the serial result
 or raises a ValueError naming the argument, and the interpreter survives.
 """
+import re
 import threading
 import time
 
@@ -16,6 +17,7 @@ import fastbp
 from fastbp import functional
 from fastbp._sequence import Layout
 from fastbp.lstm import lstm_backward, lstm_forward, lstm_stack_backward, lstm_stack_forward
+from fastbp.tbptt import Stream
 from fastbp.rnn import rnn_backward, rnn_forward, rnn_stack_backward, rnn_stack_forward
 
 RACE_SECONDS = 0.6
@@ -255,3 +257,156 @@ def _state_buffers(cache):
     if hasattr(cache, "runs"):
         return [run[k] for layer in cache.runs for run in layer for k in ("hs", "cs") if k in run]
     return [cache.hs] + ([cache.cs] if hasattr(cache, "cs") else [])
+
+
+# ---- parameters: tampered ones refused by name at every entry -------------------
+
+def _tampered(model, name):
+    """Ways to break a model's parameter array behind set_params' back."""
+    p = model.params[name]
+    yield "wrong shape", np.zeros((1, 1), model.dtype), ValueError
+    yield "wrong dtype", p.astype(np.float32), TypeError
+    yield "not contiguous", np.repeat(p, 2, axis=-1)[..., ::2], ValueError
+    yield "not an array", p.tolist(), TypeError
+    reshaped = p.copy()
+    reshaped.shape = (p.size,) if p.ndim == 2 else (1, p.size)
+    yield "reshaped in place", reshaped, ValueError
+
+
+@pytest.mark.parametrize("cls", [fastbp.RNN, fastbp.LSTM])
+@pytest.mark.parametrize("name", ["weight_ih", "weight_hh", "bias_hh", "weight_out"])
+def test_tampered_parameters_are_refused_by_name_by_every_entry_point(cls, name):
+    model = cls(3, 4, 2, seed=0)
+    rng = np.random.default_rng(8)
+    X, Y = rng.standard_normal((6, 2, 3)), rng.standard_normal((6, 2, 2))
+    stream = Stream(model, 3, 3, batch=2)
+    good = model.params[name]
+    calls = {"forward": lambda: model.forward(X), "predict": lambda: model.predict(X),
+             "loss_and_grad": lambda: model.loss_and_grad(X, Y),
+             "evaluate": lambda: model.evaluate(X, Y),
+             "fit": lambda: model.fit(X, Y, epochs=1, progress=False),
+             "Stream": lambda: Stream(model, 3, 3, batch=2),
+             "Stream.step": lambda: stream.step(X[:3], Y[:3]),
+             "Stream.advance": lambda: stream.advance(X[:3])}
+    for how, bad, err in _tampered(model, name):
+        model.params[name] = bad
+        for call_name, call in calls.items():
+            with pytest.raises(err, match=f"params\\[{name!r}\\]"):
+                call()
+    model.params[name] = good
+    for call in calls.values():
+        call()
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass")
+@pytest.mark.parametrize("cls", [fastbp.RNN, fastbp.LSTM])
+def test_set_params_keeps_copies_never_views_of_the_callers_arrays(cls, tmp_path):
+    model = cls(3, 4, 2, seed=0)
+    rng = np.random.default_rng(9)
+    X, Y = rng.standard_normal((5, 2, 3)), rng.standard_normal((5, 2, 2))
+    W = model.params["weight_hh"].copy()
+    path = tmp_path / "w.npy"
+    np.save(path, W)
+    rw = np.load(path, mmap_mode="r+")
+    model.set_params({"weight_hh": rw})
+    model.fit(X, Y, epochs=2, progress=False, optimizer="sgd")
+    rw.flush()
+    np.testing.assert_array_equal(np.load(path), W)              # the file is the caller's
+    assert not np.shares_memory(model.params["weight_hh"], rw)
+    ro = np.load(path, mmap_mode="r")
+    model.set_params({"weight_hh": ro})
+    model.fit(X, Y, epochs=1, progress=False)                    # a read-only source trains
+    m = np.matrix(W)
+    model.set_params({"weight_hh": m})
+    m[0, 0] = 1e3
+    assert model.params["weight_hh"][0, 0] == W[0, 0]
+    assert type(model.params["weight_hh"]) is np.ndarray
+
+
+@pytest.mark.parametrize("cls", [fastbp.RNN, fastbp.LSTM])
+def test_set_params_during_fit_in_another_thread_is_refused(cls):
+    model = cls(3, 4, 2, seed=0)
+    rng = np.random.default_rng(10)
+    X, Y = rng.standard_normal((5, 4, 3)), rng.standard_normal((5, 4, 2))
+    in_step, release = threading.Event(), threading.Event()
+
+    class Blocking(fastbp.optim.SGD):
+        def step(self, params, grads):
+            in_step.set()
+            release.wait(5)
+            return super().step(params, grads)
+
+    errors = []
+    fit = threading.Thread(target=lambda: errors.append(
+        model.fit(X, Y, epochs=1, batch_size=4, optimizer=Blocking(), progress=False)))
+    fit.start()
+    try:
+        assert in_step.wait(5)
+        before = model.params["weight_hh"].copy()
+        with pytest.raises(RuntimeError, match="set_params: .*fit"):
+            model.set_params({"weight_hh": np.zeros_like(before)})
+    finally:
+        release.set()
+        fit.join()
+    model.set_params({"weight_hh": np.zeros_like(before)})       # after fit: accepted
+    assert not model.params["weight_hh"].any()
+
+
+# ---- MLP out= buffers -----------------------------------------------------------
+
+def test_mlp_out_buffers_that_overlap_inputs_parameters_or_each_other_are_refused_by_name():
+    net = fastbp.MLP([4, 4, 4], dtype="float64", loss="mse", output="identity", seed=0)
+    rng = np.random.default_rng(11)
+    X, y = rng.standard_normal((4, 4)), rng.standard_normal((4, 4))
+    loss, grads = net.loss_and_grad(X, y)
+    fresh = lambda: [(np.empty_like(W), np.empty_like(b)) for W, b in net.params]  # noqa: E731
+    cases = []
+    out = fresh(); out[0] = (X, out[0][1]); cases.append((out, "out[0][0]", "X"))  # noqa: E702
+    out = fresh(); out[1] = (y, out[1][1]); cases.append((out, "out[1][0]", "y"))  # noqa: E702
+    out = fresh(); out[0] = (net.params[0][0], out[0][1])  # noqa: E702
+    cases.append((out, "out[0][0]", "params[0][0]"))
+    out = fresh(); out[1] = (out[0][0], out[1][1]); cases.append((out, "out[1][0]", "out[0][0]"))  # noqa: E702,E501
+    out = fresh(); out[0] = (out[0][0], out[0][0][0]); cases.append((out, "out[0][1]", "out[0][0]"))  # noqa: E702,E501
+    for out, name, other in cases:
+        X0, y0, P0 = X.copy(), y.copy(), [(W.copy(), b.copy()) for W, b in net.params]
+        with pytest.raises(ValueError, match=rf"{re_escape(name)}: overlaps {re_escape(other)}"):
+            net.loss_and_grad(X, y, out=out)
+        np.testing.assert_array_equal(X, X0)
+        np.testing.assert_array_equal(y, y0)
+        for (W, b), (W0, b0) in zip(net.params, P0):
+            np.testing.assert_array_equal(W, W0)
+            np.testing.assert_array_equal(b, b0)
+    flat = np.empty(sum(W.size + b.size for W, b in net.params))   # one flat buffer, split
+    out, k = [], 0
+    for W, b in net.params:
+        dW = flat[k:k + W.size].reshape(W.shape); k += W.size  # noqa: E702
+        db = flat[k:k + b.size]; k += b.size  # noqa: E702
+        out.append((dW, db))
+    loss2, grads2 = net.loss_and_grad(X, y, out=out)
+    assert loss2 == loss and all(np.array_equal(a, b) for p, q in zip(grads, grads2)
+                                 for a, b in zip(p, q))
+
+
+def re_escape(s):
+    return re.escape(s)
+
+
+# ---- torch tensors that record gradients ---------------------------------------
+
+def test_tensors_that_require_grad_are_read_through_detach_everywhere():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(12)
+    logits = rng.standard_normal((3, 4))
+    t = torch.tensor(logits, requires_grad=True)
+    ref = functional.softmax_cross_entropy(logits, [0, 1, 2])
+    got = functional.softmax_cross_entropy(t, [0, 1, 2])
+    assert got[0] == ref[0] and np.array_equal(got[1], ref[1])
+    net = fastbp.MLP([4, 3], dtype="float64", seed=0)
+    np.testing.assert_array_equal(net.forward(t), net.forward(logits))
+    net.params = [(torch.zeros((3, 4), requires_grad=True), torch.ones(3, requires_grad=True))]
+    model = fastbp.RNN(2, 3, 2, seed=0)
+    model.set_params({"weight_hh": torch.zeros((3, 3), dtype=torch.float64, requires_grad=True)})
+    assert not model.params["weight_hh"].any()
+    x = rng.standard_normal((4, 2, 2))
+    out = model.forward(torch.tensor(x, requires_grad=True))[0]
+    np.testing.assert_array_equal(out, model.forward(x)[0])
