@@ -31,6 +31,33 @@ from .training import SequenceTrainable, _models_in_fit   # the models fit is tr
 LOSSES = ("mse", "cross_entropy")
 
 
+class _Params(dict):
+    """A sequence model's parameters by name: a dict whose assignments go
+    through the model's set_params (validated, copied, refused during fit) and
+    whose names are fixed."""
+
+    __slots__ = ("_model",)
+
+    def __init__(self, model, params):
+        super().__init__(params)
+        self._model = model
+
+    def __setitem__(self, name, value):
+        self._model.set_params({name: value})
+
+    def update(self, *args, **kwargs):
+        self._model.set_params(dict(*args, **kwargs))
+
+    def _fixed(self, *args, **kwargs):
+        raise TypeError("params: the parameter names of a model are fixed (assign values "
+                        "with model.params[name] = value or set_params)")
+
+    __delitem__ = pop = popitem = clear = setdefault = _fixed
+
+    def __reduce__(self):
+        return dict, (dict(self),)
+
+
 class SequenceModel(SequenceTrainable):
     """Base class of the sequence models; not used directly.
 
@@ -75,6 +102,7 @@ class SequenceModel(SequenceTrainable):
         self._params["bias_out"] = rng.uniform(-bound, bound, self.output_size).astype(self.dtype)
         # every parameter's shape, for good: what each call checks its arrays against
         self._shapes = {name: p.shape for name, p in self._params.items()}
+        self._params = _Params(self, self._params)
 
     # -- stacks ----------------------------------------------------------------
     @property
@@ -136,7 +164,10 @@ class SequenceModel(SequenceTrainable):
     # -- parameters ---------------------------------------------------------
     @property
     def params(self):
-        """The parameters by name (the model's own arrays: modify with care)."""
+        """The parameters by name (the model's own arrays: modify with care).
+
+        ``model.params[name] = value`` is :meth:`set_params` (validated, copied,
+        refused during fit); names cannot be added or removed."""
         return self._params
 
     def set_params(self, new_params):
@@ -161,7 +192,7 @@ class SequenceModel(SequenceTrainable):
                                f"(expected one of {', '.join(self._shapes)})")
             value = float_array(value, name, dtype=self.dtype, shape=self._shapes[name])
             checked[name] = np.array(value, order="C", copy=True)   # the model's own
-        self._params.update(checked)
+        dict.update(self._params, checked)
 
     def _checked_params(self):
         """Refuse, by name, a parameter that was replaced (``model.params[name] =

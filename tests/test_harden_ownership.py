@@ -289,13 +289,24 @@ def test_tampered_parameters_are_refused_by_name_by_every_entry_point(cls, name)
              "Stream.step": lambda: stream.step(X[:3], Y[:3]),
              "Stream.advance": lambda: stream.advance(X[:3])}
     for how, bad, err in _tampered(model, name):
-        model.params[name] = bad
+        if how == "wrong shape":         # assignment is set_params: validated by name
+            with pytest.raises(ValueError, match=name):
+                model.params[name] = bad
+        elif how != "reshaped in place":  # ... and converted into a copy of the model's own
+            model.params[name] = bad
+            p = model.params[name]
+            assert type(p) is np.ndarray and p.dtype == model.dtype and p.flags.c_contiguous
+        dict.__setitem__(model.params, name, bad)      # past it, or changed in place
         for call_name, call in calls.items():
             with pytest.raises(err, match=f"params\\[{name!r}\\]"):
                 call()
-    model.params[name] = good
+    dict.__setitem__(model.params, name, good)
     for call in calls.values():
         call()
+    with pytest.raises(TypeError, match="fixed"):
+        del model.params[name]
+    model.params[name] = good * 2                      # a valid assignment: a copy is kept
+    assert not np.shares_memory(model.params[name], good)
 
 
 @pytest.mark.filterwarnings("ignore:the matrix subclass")
