@@ -421,3 +421,38 @@ def test_tensors_that_require_grad_are_read_through_detach_everywhere():
     x = rng.standard_normal((4, 2, 2))
     out = model.forward(torch.tensor(x, requires_grad=True))[0]
     np.testing.assert_array_equal(out, model.forward(x)[0])
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+def test_a_cache_consumed_by_overwrite_goes_to_exactly_one_of_two_threads(stacked):
+    rng = np.random.default_rng(13)
+    T, B, I, H = 6, 3, 2, 4
+    x = rng.standard_normal((T, B, I))
+    W = lambda *s: rng.standard_normal(s) * 0.5  # noqa: E731
+    if stacked:
+        params = {"weight_ih_l0": W(4 * H, I), "weight_hh_l0": W(4 * H, H),
+                  "bias_ih_l0": W(4 * H), "bias_hh_l0": W(4 * H)}
+        _, _, cache = lstm_stack_forward(x, params)
+        run = lambda: lstm_stack_backward(np.ones((T, B, H)), None, None, cache,  # noqa: E731
+                                          overwrite_cache=True)
+    else:
+        _, _, cache = lstm_forward(x, None, None, W(4 * H, I), W(4 * H, H), W(4 * H), W(4 * H))
+        run = lambda: lstm_backward(np.ones((T, B, H)), None, None, cache,  # noqa: E731
+                                    overwrite_cache=True)
+    start = threading.Barrier(2)
+    outcomes = []
+
+    def worker():
+        start.wait()
+        try:
+            outcomes.append(run())
+        except RuntimeError as e:
+            outcomes.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    errors = [o for o in outcomes if isinstance(o, RuntimeError)]
+    assert len(outcomes) == 2 and len(errors) == 1 and "consumed" in str(errors[0])
