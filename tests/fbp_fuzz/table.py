@@ -735,9 +735,9 @@ def _seq_evaluate():
                  dtype_from=lambda ex: ex.o["dtype"])
 
 
-STREAM_OPTIONS = dict(SEQ_OPTIONS, many_to_one=(False,), varlen=(False,),
-                      method=("step", "advance", "reset+step"), k2_extra=(0, 2), k1=("T",),
-                      **TAMPER_OPTIONS)
+STREAM_OPTIONS = dict({k: v for k, v in SEQ_OPTIONS.items() if k != "varlen"},   # full length
+                      many_to_one=(False,), method=("step", "advance", "reset+step"),
+                      k2_extra=(0, 2), k1=("T",), **TAMPER_OPTIONS)
 
 
 def _stream():
@@ -779,7 +779,8 @@ def _stream():
         return dict(out, **{f"state{i}": s for i, s in enumerate(final)})
 
     def args(o):      # advance() takes no targets
-        return [a for a in _seq_args(o) if not (o["method"] == "advance" and a.name == "Y")]
+        return [a for a in _seq_args(dict(o, varlen=False))
+                if not (o["method"] == "advance" and a.name == "Y")]
     return Entry("tbptt.Stream", args, call, reference, dims=SEQ_MODEL_DIMS,
                  options=STREAM_OPTIONS,
                  bad_options=dict({"k1": (0, -1, 2.5, "3", True)}, **TAMPER_BAD),
