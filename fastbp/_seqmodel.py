@@ -23,10 +23,10 @@ import numpy as np
 from . import functional
 from ._linalg import matmul, sum_of_squares
 from ._validate import (as_array, check_shape, choice, float_array, label_array, nonnegative_float,
-                        positive_int, resolve_dtype)
+                        positive_int, readable, resolve_dtype)
 from ._sequence import Layout, lengths_array, reset_array
 from ._stack import model_param_name, stack_config
-from .training import SequenceTrainable, _models_in_fit   # the models fit is training
+from .training import SeqData, SequenceTrainable, _models_in_fit   # the models fit is training
 
 LOSSES = ("mse", "cross_entropy")
 
@@ -233,6 +233,11 @@ class SequenceModel(SequenceTrainable):
         return chunks
 
     # -- validation -----------------------------------------------------------
+    def _fit_layout(self, X, y, xname, yname):
+        # fit/evaluate(comm=...): what NumPy cannot read (a ragged list) is refused by name
+        X = X._replace(X=readable(X.X, xname)) if isinstance(X, SeqData) else readable(X, xname)
+        return super()._fit_layout(X, readable(y, yname), xname, yname)
+
     def _check_X(self, X):
         X = float_array(X, "X", dtype=self.dtype, ndim=3, shape=(None, None, self.input_size))
         if X.shape[0] == 0 or X.shape[1] == 0:

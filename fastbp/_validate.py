@@ -53,6 +53,16 @@ def as_array(x, name):
         raise err(f"{name}: cannot be read as an array: {e}") from e
 
 
+def readable(a, name):
+    """``a`` itself when it is an ndarray or can be indexed lazily (shape,
+    ndim, dtype and __getitem__: a memory map, an HDF5 dataset), else
+    ``as_array(a, name)``: what NumPy cannot read is refused by name."""
+    if isinstance(a, np.ndarray) or all(hasattr(a, k) for k in ("shape", "ndim", "dtype",
+                                                                  "__getitem__")):
+        return a
+    return as_array(a, name)
+
+
 def _native_float(dtype):
     """float32/float64 in native byte order for any float32/float64 dtype, else None."""
     if dtype.kind == "f" and dtype.itemsize in (4, 8):

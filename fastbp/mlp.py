@@ -56,7 +56,7 @@ import numpy as np
 
 from . import _core
 from ._validate import (as_array, check_shape, choice, float_array, nonnegative_float,
-                        positive_int, resolve_dtype)
+                        positive_int, readable, resolve_dtype)
 from .functional import activation_code
 from .training import MLPTrainable
 
@@ -226,6 +226,10 @@ class MLP(MLPTrainable):
             np.copyto(b_old, b)
 
     # ---- inputs -------------------------------------------------------------
+    def _fit_layout(self, X, y, xname, yname):
+        # fit/evaluate(comm=...): what NumPy cannot read (a ragged list) is refused by name
+        return super()._fit_layout(readable(X, xname), readable(y, yname), xname, yname)
+
     def _input(self, X):
         """X as a C-contiguous (B, n_0) array of the model dtype (finite values
         are checked in the compiled call)."""

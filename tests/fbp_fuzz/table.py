@@ -412,17 +412,6 @@ def _data_parallel(entry):
     e = copy.copy(entry)
     e.id = "DataParallel(FakeComm):" + entry.id
 
-    def args(o):
-        out = []
-        for a in entry.args(o):
-            a = copy.copy(a)
-            if a.name in ("X", "y"):
-                # fit/evaluate(comm=...) read X and y through training._unread, whose
-                # bare np.asarray names neither for a ragged list (fastbp/training.py)
-                a.pending = a.pending | {"ragged"}
-            out.append(a)
-        return out
-    e._args = args
     e.options = dict(entry.options, comm=("fake",))
     e.bad_options = dict(entry.bad_options, comm=("not a comm", 3, object()))
     return e
