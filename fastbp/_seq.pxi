@@ -23,12 +23,12 @@ cdef extern from "seq.h":
                            const int *lengths, const fbp_seq *seq, int T, int B, int D, int block,
                            int reverse, int accumulate) noexcept nogil
 
-def _frozen(a, dtype=_np.int32):
+def _frozen(a):
     """An int32 copy of `a` that nobody can write: the kernels read a
     Schedule's arrays without the GIL, after it checked them once. (An array
     over a bytes object cannot be made writeable again.)"""
-    a = _np.ascontiguousarray(a, dtype=dtype)
-    return _np.frombuffer(a.tobytes(), dtype=dtype).reshape(a.shape)
+    a = _np.ascontiguousarray(a, dtype=_np.int32)
+    return _np.frombuffer(a.tobytes(), dtype=_np.int32).reshape(a.shape)
 
 
 cdef class Schedule:
@@ -98,7 +98,8 @@ cdef class Schedule:
         self.events = events
         n = self.rows if self.rows is not None else np.full(T, B, dtype=np.int32)
         blocks = np.concatenate(([B], n)).astype(np.int64)    # m_t, t = 0..T
-        self.starts = _frozen(np.concatenate(([0], np.cumsum(blocks[:T]))), _np.int64)
+        self.starts = np.concatenate(([0], np.cumsum(blocks[:T])))
+        self.starts.flags.writeable = False      # (read by Python only, never by C)
         self.slots = int(self.starts[T])
         self.state_rows = self.slots + (int(blocks[T]) if T else B)
 

@@ -199,7 +199,17 @@ class SequenceModel(SequenceTrainable):
         ...``) or changed in place since it was set: every call that computes
         checks the model's arrays first (the compiled glue checks sizes again,
         so nothing changed meanwhile is read out of bounds either)."""
-        P = self._params
+        P, dt = self._params, self.dtype
+        for name, shape in self._shapes.items():     # the common case, quickly
+            p = P.get(name)
+            if type(p) is not np.ndarray or p.shape != shape or p.dtype != dt:
+                break
+            flags = p.flags
+            if not (flags.c_contiguous and flags.aligned):
+                break
+        else:
+            if len(P) == len(self._shapes):
+                return P
         if P.keys() != self._shapes.keys():
             missing = [n for n in self._shapes if n not in P]
             extra = [n for n in P if n not in self._shapes]

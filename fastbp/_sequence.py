@@ -46,10 +46,11 @@ class ReadOnly:
     refused, never read out of bounds.)"""
 
     __slots__ = ()
+    _viewed = ()        # attributes that may hold the caller's arrays: kept as views
 
     def _set(self, **attrs):
         for name, value in attrs.items():
-            if isinstance(value, np.ndarray):
+            if name in self._viewed and value is not None:
                 value = value.view()
             object.__setattr__(self, name, value)
 

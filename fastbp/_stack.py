@@ -131,6 +131,7 @@ class StackCache(ReadOnly):
 
     __slots__ = ("x", "y", "layout", "num_layers", "num_directions", "hidden_size", "weights",
                  "runs", "cell", "consumed")
+    _viewed = ("x",)
 
     def __init__(self, x, y, layout, num_layers, D, H, weights, runs, cell):
         self._set(x=x, y=y, layout=layout, num_layers=num_layers, num_directions=D,
@@ -151,10 +152,8 @@ class StackCache(ReadOnly):
 
 def _frozen_layers(layers):
     """[[dict per direction] per layer] -> the same as tuples of read-only
-    mappings of the cache's own views of the arrays."""
-    return tuple(tuple(MappingProxyType({k: v.view() if isinstance(v, np.ndarray) else v
-                                         for k, v in d.items()}) for d in layer)
-                 for layer in layers)
+    mappings (the dicts are the cache's own: forward built them)."""
+    return tuple(tuple(MappingProxyType(d) for d in layer) for layer in layers)
 
 
 def has_resets(layout, D):

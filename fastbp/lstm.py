@@ -88,6 +88,7 @@ class LSTMCache(ReadOnly):
 
     __slots__ = ("x", "weight_ih", "weight_hh", "peepholes", "hs", "cs", "_gates", "_peep",
                  "layout", "_xs", "_y", "reset")
+    _viewed = ("x", "_xs", "weight_ih", "weight_hh")
 
     def __init__(self, x, xs, weight_ih, weight_hh, peep, hs, cs, gates, layout, y, reset):
         self._set(x=x, _xs=xs,                # _xs: x in the slot layout (x itself when plain)

@@ -78,6 +78,7 @@ class RNNCache(ReadOnly):
 
     __slots__ = ("x", "hs", "weight_ih", "weight_hh", "nonlinearity", "act",
                  "layout", "_xs", "_y")
+    _viewed = ("x", "_xs", "weight_ih", "weight_hh")
 
     def __init__(self, x, xs, hs, weight_ih, weight_hh, nonlinearity, act, layout, y):
         self._set(x=x, _xs=xs,            # _xs: x in the slot layout (x itself when plain)

@@ -117,12 +117,14 @@ def test_lengths_and_resets_rewritten_by_another_thread_cannot_crash(kind):
 def test_a_schedule_cannot_be_rewritten_after_its_check():
     layout = Layout(5, 3, np.array([5, 2, 4]), np.eye(5, 3, k=-1, dtype=bool))
     sched = layout.sched
-    for name in ("order", "lengths", "rows", "reset_ptr", "reset_rows", "starts"):
+    for name in ("order", "lengths", "rows", "reset_ptr", "reset_rows"):   # what C reads
         arr = getattr(sched, name)
         with pytest.raises(ValueError):
             arr[0] = 1 << 30
         with pytest.raises(ValueError):
             arr.flags.writeable = True
+    with pytest.raises(ValueError):
+        sched.starts[0] = 1 << 30
 
 
 # ---- caches: read-only, and what backward reads is checked ----------------------
