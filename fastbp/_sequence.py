@@ -39,8 +39,9 @@ _swap_lock = threading.Lock()
 class ReadOnly:
     """Base of the caches a forward returns for its backward: attributes cannot
     be assigned or deleted once built (the backward reads what the forward
-    stored, nothing else), and the arrays they hold are the cache's own views,
-    so reshaping the caller's array in place does not reshape the cache's.
+    stored, nothing else), and the arrays a caller may also hold (``_viewed``:
+    the input, the weights) are kept as the cache's own views, so reshaping
+    the caller's array in place does not reshape the cache's.
     (The compiled glue also checks every buffer it hands to C against the
     sizes it passes: a cache tampered with through its private names is
     refused, never read out of bounds.)"""
