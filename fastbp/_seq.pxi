@@ -98,8 +98,7 @@ cdef class Schedule:
         self.events = events
         n = self.rows if self.rows is not None else np.full(T, B, dtype=np.int32)
         blocks = np.concatenate(([B], n)).astype(np.int64)    # m_t, t = 0..T
-        self.starts = np.concatenate(([0], np.cumsum(blocks[:T])))
-        self.starts.flags.writeable = False      # (read by Python only, never by C)
+        self.starts = np.concatenate(([0], np.cumsum(blocks[:T])))   # (Python reads it, C never)
         self.slots = int(self.starts[T])
         self.state_rows = self.slots + (int(blocks[T]) if T else B)
 
