@@ -57,6 +57,25 @@ cdef int check_status(int status) except -1:
     raise RuntimeError(f"fastbp._core: kernel failed with status {status}")
 
 
+# Every buffer a kernel reads or writes is checked here, in the glue, against
+# the sizes passed to C, whatever the Python layer has validated before: an
+# array replaced or reshaped in a cache or a model between the two is refused,
+# never read out of bounds.
+cdef int _check_matrix(arr, Py_ssize_t rows, Py_ssize_t cols, str name) except -1:
+    if arr is None or arr.shape[0] != rows or arr.shape[1] != cols:
+        raise ValueError(f"{name}: expected shape ({rows}, {cols}), got "
+                         f"{None if arr is None else tuple(arr.shape)}")
+    return 0
+
+
+cdef int _check_vector(arr, Py_ssize_t n, str name) except -1:
+    if arr is None or arr.shape[0] != n:
+        raise ValueError(f"{name}: expected shape ({n},), got "
+                         f"{None if arr is None else tuple(arr.shape)}")
+    return 0
+
+
+
 def _fill_blas_table():
     """Point the C kernels at SciPy's BLAS (sgemm, dgemm, sgemv, dgemv, sger, dger)."""
     fbp_blas.sgemm = cython_blas.sgemm

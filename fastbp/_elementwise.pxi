@@ -33,6 +33,7 @@ def activation_forward(floating[:, ::1] a, const floating[:, ::1] z, int act):
     """a(rows, cols) = f(z) for the activation code `act`."""
     cdef Py_ssize_t rows = z.shape[0], cols = z.shape[1]
     cdef int st = FBP_OK
+    _check_matrix(a, rows, cols, "a")
     if rows == 0 or cols == 0:
         return
     with nogil:
@@ -47,6 +48,8 @@ def activation_backward(floating[:, ::1] dz, const floating[:, ::1] a, const flo
     """dz(rows, cols) = da ⊙ f'(·) from the forward output a (softmax: JVP)."""
     cdef Py_ssize_t rows = a.shape[0], cols = a.shape[1]
     cdef int st = FBP_OK
+    _check_matrix(dz, rows, cols, "dz")
+    _check_matrix(da, rows, cols, "da")
     if rows == 0 or cols == 0:
         return
     with nogil:
@@ -63,6 +66,8 @@ def softmax_xent_labels(floating[:, ::1] dlogits, const floating[:, ::1] logits,
     cdef Py_ssize_t rows = logits.shape[0], cols = logits.shape[1]
     cdef double loss = 0.0
     cdef int st = FBP_OK
+    _check_matrix(dlogits, rows, cols, "dlogits")
+    _check_vector(labels, rows, "labels")
     if rows == 0:
         return 0.0
     with nogil:
@@ -80,6 +85,8 @@ def softmax_xent_probs(floating[:, ::1] dlogits, const floating[:, ::1] logits,
     cdef Py_ssize_t rows = logits.shape[0], cols = logits.shape[1]
     cdef double loss = 0.0
     cdef int st = FBP_OK
+    _check_matrix(dlogits, rows, cols, "dlogits")
+    _check_matrix(target, rows, cols, "target")
     if rows == 0:
         return 0.0
     with nogil:
@@ -97,6 +104,8 @@ def squared_error(floating[:, ::1] dpred, const floating[:, ::1] pred,
     cdef Py_ssize_t rows = pred.shape[0], cols = pred.shape[1]
     cdef double loss = 0.0
     cdef int st = FBP_OK
+    _check_matrix(dpred, rows, cols, "dpred")
+    _check_matrix(target, rows, cols, "target")
     if rows == 0 or cols == 0:
         return 0.0
     with nogil:

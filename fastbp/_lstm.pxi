@@ -102,6 +102,11 @@ def lstm_forward(floating[:, ::1] hs, floating[:, ::1] cs, floating[:, ::1] gate
     cdef int st
     _check_pack(pack, H, floating is double)
     _check_lstm_buffers(sched, hs, cs, gates, x, None, work, I, H, False)
+    _check_matrix(weight_ih, 4 * H, I, "weight_ih")
+    _check_matrix(weight_hh, 4 * H, H, "weight_hh")
+    _check_vector(bias, 4 * H, "bias")
+    if peep:
+        _check_matrix(peepholes, 3, H, "peepholes")
     if T == 0 or B == 0:
         return
     with nogil:
@@ -152,8 +157,16 @@ def lstm_backward(floating[:, ::1] dG, floating[:, ::1] dx, floating[:, ::1] dwe
     _check_rows(dG, sched.slots, 4 * H, "dG")
     if want_dx:
         _check_rows(dx, sched.slots, I, "dx")
-    if dh.shape[0] != B or dh.shape[1] != H or dc.shape[0] != B or dc.shape[1] != H:
-        raise ValueError(f"dh, dc: expected ({B}, {H})")
+    _check_matrix(dh, B, H, "dh")
+    _check_matrix(dc, B, H, "dc")
+    _check_matrix(weight_ih, 4 * H, I, "weight_ih")
+    _check_matrix(weight_hh, 4 * H, H, "weight_hh")
+    _check_matrix(dweight_ih, 4 * H, I, "dweight_ih")
+    _check_matrix(dweight_hh, 4 * H, H, "dweight_hh")
+    _check_vector(dbias, 4 * H, "dbias")
+    if peep:
+        _check_matrix(peepholes, 3, H, "peepholes")
+        _check_matrix(dpeepholes, 3, H, "dpeepholes")
     if T == 0 or B == 0:
         return
     with nogil:

@@ -264,6 +264,9 @@ cdef class MLPCore:
             raise ValueError("X: the batch is empty")
         x_ptr = _data_ptr(X, 2, batch, n_in, self.fmt, False, "X")
         if loss_code == FBP_MLP_XENT_LABELS:
+            # checked and then used without the GIL: our own copy, which no
+            # other thread can rewrite in between (labels index memory)
+            y = _np.array(y, copy=True) if isinstance(y, _np.ndarray) else y
             labels = <const int64_t *>_data_ptr(y, 1, batch, 0, b'q', False, "y")
         elif loss_code == FBP_MLP_XENT_PROBS or loss_code == FBP_MLP_SQUARED:
             target = _data_ptr(y, 2, batch, n_out, self.fmt, False, "y")

@@ -88,6 +88,10 @@ def rnn_forward(floating[:, ::1] hs, floating[:, ::1] pre, floating[::1] work,
     cdef const fbp_seq *seq = _seq_ptr(sched)
     _check_rnn_pack(pack, H, floating is double)
     _check_rnn_buffers(sched, hs, x, work, I, H, False)
+    _check_matrix(weight_ih, H, I, "weight_ih")
+    _check_matrix(weight_hh, H, H, "weight_hh")
+    _check_vector(bias_ih, H, "bias_ih")
+    _check_vector(bias_hh, H, "bias_hh")
     if has_pre:
         _check_rows(pre, sched.slots, H, "pre")
     elif sched.has_lengths:
@@ -136,6 +140,11 @@ def rnn_backward(floating[:, ::1] dh0, floating[:, ::1] dweight_ih, floating[:, 
     cdef const fbp_seq *seq = _seq_ptr(sched)
     _check_rnn_pack(pack, H, floating is double)
     _check_rnn_buffers(sched, hs, x, work, I, H, True)
+    _check_matrix(weight_ih, H, I, "weight_ih")
+    _check_matrix(weight_hh, H, H, "weight_hh")
+    _check_matrix(dweight_ih, H, I, "dweight_ih")
+    _check_matrix(dweight_hh, H, H, "dweight_hh")
+    _check_vector(dbias, H, "dbias")
     _check_rows(delta, sched.slots, H, "delta")
     if has_dy:
         _check_rows(dy, sched.slots, H, "dy")

@@ -23,6 +23,14 @@ cdef extern from "seq.h":
                            const int *lengths, const fbp_seq *seq, int T, int B, int D, int block,
                            int reverse, int accumulate) noexcept nogil
 
+def _frozen(a):
+    """An int32 copy of `a` that nobody can write: the kernels read a
+    Schedule's arrays without the GIL, after it checked them once. (An array
+    over a bytes object cannot be made writeable again.)"""
+    a = _np.ascontiguousarray(a, dtype=_np.int32)
+    return _np.frombuffer(a.tobytes(), dtype=_np.int32).reshape(a.shape)
+
+
 cdef class Schedule:
     """Which rows run at each step, in the kernels' sorted row order.
 
@@ -42,7 +50,7 @@ cdef class Schedule:
     cdef readonly int T, B
     cdef readonly Py_ssize_t slots, state_rows, events
     cdef readonly object order, lengths, rows, reset_ptr, reset_rows, starts
-    cdef int[::1] _order, _lengths, _rows, _ptr, _ev
+    cdef const int[::1] _order, _lengths, _rows, _ptr, _ev
 
     def __cinit__(self, int T, int B, order=None, lengths=None, reset_ptr=None, reset_rows=None):
         import numpy as np
@@ -55,8 +63,8 @@ cdef class Schedule:
         if (order is None) != (lengths is None):
             raise ValueError("Schedule: order and lengths go together")
         if order is not None:
-            self.order = np.ascontiguousarray(order, dtype=np.int32)
-            self.lengths = np.ascontiguousarray(lengths, dtype=np.int32)
+            self.order = _frozen(order)
+            self.lengths = _frozen(lengths)
             if self.order.shape != (B,) or self.lengths.shape != (B,):
                 raise ValueError(f"Schedule: order and lengths must have shape ({B},)")
             if B and (not np.array_equal(np.sort(self.order), np.arange(B))
@@ -65,16 +73,15 @@ cdef class Schedule:
                 raise ValueError("Schedule: order must be a permutation and lengths "
                                  f"non-increasing in [0, {T}]")
             # n_t = number of rows with length > t (-lengths is sorted ascending)
-            self.rows = np.ascontiguousarray(
-                np.searchsorted(-self.lengths, -np.arange(T), side="left"), dtype=np.int32)
+            self.rows = _frozen(np.searchsorted(-self.lengths, -np.arange(T), side="left"))
             self._order, self._lengths, self._rows = self.order, self.lengths, self.rows
             if T:
                 self.seq.rows = &self._rows[0]
         if (reset_ptr is None) != (reset_rows is None):
             raise ValueError("Schedule: reset_ptr and reset_rows go together")
         if reset_ptr is not None:
-            self.reset_ptr = np.ascontiguousarray(reset_ptr, dtype=np.int32)
-            self.reset_rows = np.ascontiguousarray(reset_rows, dtype=np.int32)
+            self.reset_ptr = _frozen(reset_ptr)
+            self.reset_rows = _frozen(reset_rows)
             if self.reset_ptr.shape != (T + 1,) or self.reset_rows.ndim != 1:
                 raise ValueError(f"Schedule: reset_ptr must have shape ({T + 1},)")
             if self.reset_ptr[T] > self.reset_rows.shape[0]:
@@ -91,7 +98,7 @@ cdef class Schedule:
         self.events = events
         n = self.rows if self.rows is not None else np.full(T, B, dtype=np.int32)
         blocks = np.concatenate(([B], n)).astype(np.int64)    # m_t, t = 0..T
-        self.starts = np.concatenate(([0], np.cumsum(blocks[:T])))
+        self.starts = np.concatenate(([0], np.cumsum(blocks[:T])))   # (Python reads it, C never)
         self.slots = int(self.starts[T])
         self.state_rows = self.slots + (int(blocks[T]) if T else B)
 
@@ -142,20 +149,6 @@ cdef int _check_directions(tuple dirs, int width, Schedule sched, Schedule sched
                 or (sched.has_lengths and not (sched_r.rows == sched.rows).all())):
             raise ValueError("sched_r: expected the forward schedule's rows (only the reset "
                              "events may differ)")
-    return 0
-
-
-cdef int _check_matrix(arr, Py_ssize_t rows, Py_ssize_t cols, str name) except -1:
-    if arr is None or arr.shape[0] != rows or arr.shape[1] != cols:
-        raise ValueError(f"{name}: expected shape ({rows}, {cols}), got "
-                         f"{None if arr is None else tuple(arr.shape)}")
-    return 0
-
-
-cdef int _check_vector(arr, Py_ssize_t n, str name) except -1:
-    if arr is None or arr.shape[0] != n:
-        raise ValueError(f"{name}: expected shape ({n},), got "
-                         f"{None if arr is None else tuple(arr.shape)}")
     return 0
 
 

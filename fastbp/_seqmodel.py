@@ -23,12 +23,39 @@ import numpy as np
 from . import functional
 from ._linalg import matmul, sum_of_squares
 from ._validate import (as_array, check_shape, choice, float_array, label_array, nonnegative_float,
-                        positive_int, resolve_dtype)
+                        positive_int, readable, resolve_dtype)
 from ._sequence import Layout, lengths_array, reset_array
 from ._stack import model_param_name, stack_config
-from .training import SequenceTrainable
+from .training import SeqData, SequenceTrainable, _models_in_fit   # the models fit is training
 
 LOSSES = ("mse", "cross_entropy")
+
+
+class _Params(dict):
+    """A sequence model's parameters by name: a dict whose assignments go
+    through the model's set_params (validated, copied, refused during fit) and
+    whose names are fixed."""
+
+    __slots__ = ("_model",)
+
+    def __init__(self, model, params):
+        super().__init__(params)
+        self._model = model
+
+    def __setitem__(self, name, value):
+        self._model.set_params({name: value})
+
+    def update(self, *args, **kwargs):
+        self._model.set_params(dict(*args, **kwargs))
+
+    def _fixed(self, *args, **kwargs):
+        raise TypeError("params: the parameter names of a model are fixed (assign values "
+                        "with model.params[name] = value or set_params)")
+
+    __delitem__ = pop = popitem = clear = setdefault = _fixed
+
+    def __reduce__(self):
+        return dict, (dict(self),)
 
 
 class SequenceModel(SequenceTrainable):
@@ -73,6 +100,9 @@ class SequenceModel(SequenceTrainable):
         self._params["weight_out"] = rng.uniform(
             -bound, bound, (self.output_size, self._features)).astype(self.dtype)
         self._params["bias_out"] = rng.uniform(-bound, bound, self.output_size).astype(self.dtype)
+        # every parameter's shape, for good: what each call checks its arrays against
+        self._shapes = {name: p.shape for name, p in self._params.items()}
+        self._params = _Params(self, self._params)
 
     # -- stacks ----------------------------------------------------------------
     @property
@@ -134,19 +164,72 @@ class SequenceModel(SequenceTrainable):
     # -- parameters ---------------------------------------------------------
     @property
     def params(self):
-        """The parameters by name (the model's own arrays: modify with care)."""
+        """The parameters by name (the model's own arrays: modify with care).
+
+        ``model.params[name] = value`` is :meth:`set_params` (validated, copied,
+        refused during fit); names cannot be added or removed."""
         return self._params
 
     def set_params(self, new_params):
-        """Replace parameters by name, all validated before any is changed."""
+        """Replace parameters by name, all validated before any is changed.
+
+        The model keeps copies (never views of the caller's arrays: a
+        memory-mapped file, an ``np.matrix`` or a read-only array given here
+        stays the caller's). Refused with RuntimeError while ``fit`` trains the
+        model (in another thread): the optimizer updates the arrays it started
+        with, so a replaced one would silently stop training. (``load_state_dict``
+        writes into the model's arrays in place.)"""
+        if id(self) in _models_in_fit:
+            raise RuntimeError(f"set_params: {type(self).__name__}.fit is training this model "
+                               "(in another thread); set parameters before or after fit")
+        if not hasattr(new_params, "items"):
+            raise TypeError(f"new_params: expected a mapping of parameter names to arrays, got "
+                            f"{type(new_params).__name__}")
         checked = {}
         for name, value in new_params.items():
-            if name not in self._params:
+            if name not in self._shapes:
                 raise KeyError(f"{name!r}: not a parameter of {type(self).__name__} "
-                               f"(expected one of {', '.join(self._params)})")
-            checked[name] = float_array(value, name, dtype=self.dtype, shape=self._params[name].shape)
-        for name, value in checked.items():
-            self._params[name] = value.copy() if value is new_params[name] else value
+                               f"(expected one of {', '.join(self._shapes)})")
+            value = float_array(value, name, dtype=self.dtype, shape=self._shapes[name])
+            checked[name] = np.array(value, order="C", copy=True)   # the model's own
+        dict.update(self._params, checked)
+
+    def _checked_params(self):
+        """Refuse, by name, a parameter that was replaced (``model.params[name] =
+        ...``) or changed in place since it was set: every call that computes
+        checks the model's arrays first (the compiled glue checks sizes again,
+        so nothing changed meanwhile is read out of bounds either)."""
+        P, dt = self._params, self.dtype
+        for name, shape in self._shapes.items():     # the common case, quickly
+            p = P.get(name)
+            if type(p) is not np.ndarray or p.shape != shape or p.dtype != dt:
+                break
+            flags = p.flags
+            if not (flags.c_contiguous and flags.aligned):
+                break
+        else:
+            if len(P) == len(self._shapes):
+                return P
+        if P.keys() != self._shapes.keys():
+            missing = [n for n in self._shapes if n not in P]
+            extra = [n for n in P if n not in self._shapes]
+            raise ValueError(f"params: expected exactly {list(self._shapes)}"
+                             + (f"; missing {missing}" if missing else "")
+                             + (f"; unexpected {extra}" if extra else ""))
+        for name, shape in self._shapes.items():
+            p = P[name]
+            if not isinstance(p, np.ndarray):
+                raise TypeError(f"params[{name!r}]: expected a NumPy array of {self.dtype}, got "
+                                f"{type(p).__name__} (assign parameters with set_params)")
+            if p.dtype != self.dtype:
+                raise TypeError(f"params[{name!r}]: expected dtype {self.dtype}, got {p.dtype} "
+                                "(assign parameters with set_params, which converts)")
+            if p.shape != shape:
+                raise ValueError(f"params[{name!r}]: expected shape {shape}, got {p.shape}")
+            if not (p.flags.c_contiguous and p.flags.aligned):
+                raise ValueError(f"params[{name!r}]: expected a C-contiguous, aligned array "
+                                 "(assign parameters with set_params, which copies)")
+        return P
 
     def _chunks(self, T, bptt):
         """Truncated BPTT's chunks (fastbp.training); refused when a reverse
@@ -160,6 +243,11 @@ class SequenceModel(SequenceTrainable):
         return chunks
 
     # -- validation -----------------------------------------------------------
+    def _fit_layout(self, X, y, xname, yname):
+        # fit/evaluate(comm=...): what NumPy cannot read (a ragged list) is refused by name
+        X = X._replace(X=readable(X.X, xname)) if isinstance(X, SeqData) else readable(X, xname)
+        return super()._fit_layout(X, readable(y, yname), xname, yname)
+
     def _check_X(self, X):
         X = float_array(X, "X", dtype=self.dtype, ndim=3, shape=(None, None, self.input_size))
         if X.shape[0] == 0 or X.shape[1] == 0:
@@ -202,6 +290,7 @@ class SequenceModel(SequenceTrainable):
         return out
 
     def _forward(self, X, states, lengths=None, reset=None):
+        self._checked_params()
         X = self._check_X(X)
         T, B, _ = X.shape
         states = tuple(self._check_state(s, n + "0", B) for s, n in zip(states, self._state_names))

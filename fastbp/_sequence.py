@@ -9,6 +9,8 @@ builds that schedule once per call and moves arrays between the caller's
 equal to T) the slot layout is the caller's own layout, and every move is a
 free reshape.
 """
+import threading
+
 import numpy as np
 
 from . import _core
@@ -31,8 +33,51 @@ from ._validate import as_array
 PACKED_MAX_MACS = 1 << 25
 
 
+_swap_lock = threading.Lock()
+
+
+class ReadOnly:
+    """Base of the caches a forward returns for its backward: attributes cannot
+    be assigned or deleted once built (the backward reads what the forward
+    stored, nothing else), and the arrays a caller may also hold (``_viewed``:
+    the input, the weights) are kept as the cache's own views, so reshaping
+    the caller's array in place does not reshape the cache's.
+    (The compiled glue also checks every buffer it hands to C against the
+    sizes it passes: a cache tampered with through its private names is
+    refused, never read out of bounds.)"""
+
+    __slots__ = ()
+    _viewed = ()        # attributes that may hold the caller's arrays: kept as views
+
+    def _set(self, **attrs):
+        for name, value in attrs.items():
+            if name in self._viewed and value is not None:
+                value = value.view()
+            object.__setattr__(self, name, value)
+
+    def _swap(self, name, value):
+        """Set an internal attribute and return its old value, atomically (a
+        backward with overwrite_cache=True consuming the cache: of two threads,
+        exactly one gets the buffers)."""
+        with _swap_lock:
+            old = getattr(self, name)
+            object.__setattr__(self, name, value)
+        return old
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"{type(self).__name__}.{name}: a cache is read-only "
+                             "(run the forward again for another one)")
+
+    def __delattr__(self, name):
+        raise AttributeError(f"{type(self).__name__}.{name}: a cache is read-only")
+
+
 def lengths_array(lengths, T, B, name="lengths"):
-    """Validated lengths as int64 (B,), or None for full-length rows."""
+    """Validated lengths as int64 (B,), or None for full-length rows.
+
+    Lengths size the kernels' loops: they are copied (converted) first and the
+    copy is checked, so no other thread can change what was checked. The same
+    holds for reset_array."""
     if lengths is None:
         return None
     arr = as_array(lengths, name)
@@ -55,8 +100,9 @@ def reset_array(reset, T, B, name="reset"):
     if arr.shape != (T, B):           # before any conversion: a huge array is not copied
         raise ValueError(f"{name}: expected shape ({T}, {B}), got {arr.shape}")
     if arr.dtype.kind == "b":
-        pass
+        arr = np.array(arr, copy=True)
     elif arr.dtype.kind in "iu":
+        arr = np.array(arr, copy=True)
         if arr.size and not np.isin(arr, (0, 1)).all():
             raise ValueError(f"{name}: expected booleans (or 0/1), got other integers")
         arr = arr.astype(bool)

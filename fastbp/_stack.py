@@ -30,12 +30,17 @@ direction without lengths reads the previous layer's state buffer directly.
 A *cell* (``fastbp.lstm._LSTMCell``, ``fastbp.rnn._RNNCell``) supplies the
 per-layer calls; this module owns the loop, the plumbing and the naming.
 """
+from types import MappingProxyType
+
 import numpy as np
 
+from ._sequence import ReadOnly
 from ._validate import float_array, positive_int
 from .training import _as_numpy      # CPU torch tensors as NumPy, without importing torch
 
 REVERSE_SUFFIX = "_reverse"
+_CONSUMED = ("cache: already consumed by a backward pass with overwrite_cache=True; "
+             "run the forward again")
 
 
 def stack_config(num_layers, bidirectional):
@@ -116,21 +121,22 @@ def split_states(s, name, num_layers, D, B, H, dtype):
     return [[s[l * D + d] for d in range(D)] for l in range(num_layers)]
 
 
-class StackCache:
+class StackCache(ReadOnly):
     """What a stacked forward keeps for its backward (kernels' layouts, sorted
-    rows; do not modify). Attributes: ``x`` (T, B, I), ``y`` (T, B, D·H),
-    ``layout``, ``num_layers``, ``num_directions``, ``hidden_size``,
+    rows; read-only: attributes cannot be assigned, and the containers are
+    tuples and read-only mappings). Attributes: ``x`` (T, B, I), ``y`` (T, B,
+    D·H), ``layout``, ``num_layers``, ``num_directions``, ``hidden_size``,
     ``weights[l][d]`` and ``runs[l][d]`` (the cell's buffers of each layer and
     direction), ``consumed`` (the gate buffers were reused by a backward pass)."""
 
     __slots__ = ("x", "y", "layout", "num_layers", "num_directions", "hidden_size", "weights",
                  "runs", "cell", "consumed")
+    _viewed = ("x",)
 
     def __init__(self, x, y, layout, num_layers, D, H, weights, runs, cell):
-        self.x, self.y, self.layout = x, y, layout
-        self.num_layers, self.num_directions, self.hidden_size = num_layers, D, H
-        self.weights, self.runs, self.cell = weights, runs, cell
-        self.consumed = False
+        self._set(x=x, y=y, layout=layout, num_layers=num_layers, num_directions=D,
+                  hidden_size=H, weights=_frozen_layers(weights), runs=_frozen_layers(runs),
+                  cell=cell, consumed=False)
 
     @property
     def lengths(self):
@@ -142,6 +148,17 @@ class StackCache:
                 f"H={self.hidden_size}, num_layers={self.num_layers}, "
                 f"bidirectional={self.num_directions == 2}, dtype={self.x.dtype}, "
                 f"lengths={self.lengths is not None}, consumed={self.consumed})")
+
+
+def _frozen_layers(layers):
+    """[[dict per direction] per layer] -> the same as tuples of read-only
+    mappings (the dicts are the cache's own: forward built them)."""
+    return tuple(tuple(MappingProxyType(d) for d in layer) for layer in layers)
+
+
+def has_resets(layout, D):
+    """Whether the kernels swap reset rows in a layer's state buffers (either direction)."""
+    return layout.sched.has_resets or (D == 2 and layout.reverse_sched.has_resets)
 
 
 def _work(layout, D, H, cells, backward, dtype):
@@ -203,8 +220,7 @@ def backward(cache, dy, dfinal, want_dx, overwrite):
     Returns (dx (T, B, I) or None, grads[l][d]: dict by kind, dinit[l][d]: a
     tuple of (B, H) gradients of the initial states, caller order)."""
     if cache.consumed:
-        raise RuntimeError("cache: already consumed by a backward pass with "
-                           "overwrite_cache=True; run the forward again")
+        raise RuntimeError(_CONSUMED)
     cell, layout = cache.cell, cache.layout
     L, D, H = cache.num_layers, cache.num_directions, cache.hidden_size
     T, B, I = cache.x.shape
@@ -219,8 +235,8 @@ def backward(cache, dy, dfinal, want_dx, overwrite):
     work = _work(layout, D, H, cell.cells, True, dt)
     grads, dinit = [None] * L, [None] * L
     dx = None
-    if overwrite:
-        cache.consumed = True
+    if overwrite and cache._swap("consumed", True):   # another thread consumed it first
+        raise RuntimeError(_CONSUMED)
     for l in reversed(range(L)):
         need_dx = l > 0 or want_dx
         grads[l], dxs, dinit[l] = cell.backward_layer(layout, cache.runs[l], cache.weights[l],

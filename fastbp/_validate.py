@@ -36,13 +36,31 @@ def resolve_dtype(dtype, name="dtype"):
 
 def as_array(x, name):
     """``np.asarray(x)``, with NumPy's own complaints (a ragged nested list, an
-    object whose ``__array__`` fails) turned into errors that name the argument."""
+    object whose ``__array__`` fails) turned into errors that name the argument.
+
+    Every array argument of every entry point comes through here. A tensor that
+    records gradients (torch's ``requires_grad=True``) is read through its
+    ``detach()``: its values, as for any other array-like (fastbp computes its
+    own gradients and never writes into an argument)."""
     if isinstance(x, np.ndarray):
         return x
+    if getattr(x, "requires_grad", False) is True and callable(getattr(x, "detach", None)):
+        x = x.detach()
     try:
         return np.asarray(x)
-    except (ValueError, TypeError) as e:
-        raise type(e)(f"{name}: cannot be read as an array: {e}") from e
+    except (ValueError, TypeError, RuntimeError) as e:
+        err = TypeError if isinstance(e, RuntimeError) else type(e)
+        raise err(f"{name}: cannot be read as an array: {e}") from e
+
+
+def readable(a, name):
+    """``a`` itself when it is an ndarray or can be indexed lazily (shape,
+    ndim, dtype and __getitem__: a memory map, an HDF5 dataset), else
+    ``as_array(a, name)``: what NumPy cannot read is refused by name."""
+    if isinstance(a, np.ndarray) or all(hasattr(a, k) for k in ("shape", "ndim", "dtype",
+                                                                  "__getitem__")):
+        return a
+    return as_array(a, name)
 
 
 def _native_float(dtype):
@@ -93,14 +111,18 @@ def float_array(x, name, dtype=None, ndim=None, shape=None, finite=True):
 
 
 def label_array(y, name, n_classes, shape=None):
-    """Integer class labels as an aligned, C-contiguous int64 array in [0, n_classes)."""
+    """Integer class labels as an aligned, C-contiguous int64 array in [0, n_classes).
+
+    Always a copy, made before the range is checked: labels index memory in
+    the kernels, which read them without the GIL, so the array checked must
+    be one that no other thread can rewrite (fastbp's own)."""
     arr = as_array(y, name)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected integer class labels, got dtype {arr.dtype}")
     if shape is not None:
         check_shape(arr, name, shape)
     check_blas_size(arr, name)
-    arr = _kernel_ready(arr, np.dtype(np.int64))
+    arr = np.array(arr, dtype=np.int64, order="C", copy=True)
     if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
         raise ValueError(f"{name}: class labels must lie in [0, {n_classes}), "
                          f"got values in [{arr.min()}, {arr.max()}]")

@@ -37,7 +37,7 @@ import numpy as np
 from . import _core, _stack
 from ._seqmodel import SequenceModel
 from . import _sequence
-from ._sequence import Layout, lengths_array, reset_array
+from ._sequence import Layout, ReadOnly, lengths_array, reset_array
 from ._validate import float_array
 
 __all__ = ["LSTM", "LSTMCache", "lstm_forward", "lstm_backward", "lstm_stack_forward",
@@ -61,8 +61,11 @@ def _pack_workspace(B, H, dtype):
     return np.empty(_core.lstm_pack_size(H, dtype == np.float64), dtype=dtype)
 
 
-class LSTMCache:
+class LSTMCache(ReadOnly):
     """What :func:`lstm_forward` keeps for :func:`lstm_backward`, open to the user.
+
+    Read-only: attributes cannot be assigned, and :func:`lstm_backward` leaves
+    the cache unchanged unless ``overwrite_cache=True`` consumes it.
 
     Attributes (computation dtype, caller's row order; do not modify them
     before backward)
@@ -85,20 +88,15 @@ class LSTMCache:
 
     __slots__ = ("x", "weight_ih", "weight_hh", "peepholes", "hs", "cs", "_gates", "_peep",
                  "layout", "_xs", "_y", "reset")
+    _viewed = ("x", "_xs", "weight_ih", "weight_hh")
 
     def __init__(self, x, xs, weight_ih, weight_hh, peep, hs, cs, gates, layout, y, reset):
-        self.x = x
-        self._xs = xs                         # x in the slot layout (x itself when plain)
-        self.weight_ih = weight_ih
-        self.weight_hh = weight_hh
-        self._peep = peep                     # (3, H) contiguous, or None
-        self.peepholes = None if peep is None else (peep[0], peep[1], peep[2])
-        self.hs = hs
-        self.cs = cs
-        self._gates = gates
-        self.layout = layout
-        self._y = y
-        self.reset = reset
+        self._set(x=x, _xs=xs,                # _xs: x in the slot layout (x itself when plain)
+                  weight_ih=weight_ih, weight_hh=weight_hh,
+                  _peep=peep,                 # (3, H) contiguous, or None
+                  hs=hs, cs=cs, _gates=gates, layout=layout, _y=y, reset=reset)
+        self._set(peepholes=None if peep is None else (self._peep[0], self._peep[1],
+                                                       self._peep[2]))
 
     @property
     def lengths(self):
@@ -241,7 +239,7 @@ def _forward(x, h0, c0, weight_ih, weight_hh, bias, peep, layout):
         hs, cs = hs.reshape(T + 1, B, H), cs.reshape(T + 1, B, H)
         gates = gates.reshape(T, B, 4 * H)
     cache = LSTMCache(x, xs, weight_ih, weight_hh, peep, hs, cs, gates, layout, y, None)
-    return y, final, cache
+    return cache.y, final, cache
 
 
 def _work(sched, H, dt, backward):
@@ -284,8 +282,7 @@ def lstm_backward(dy, dh_n, dc_n, cache, overwrite_cache=False):
         raise TypeError(f"cache: expected the LSTMCache returned by fastbp.lstm.lstm_forward, "
                         f"got {type(cache).__name__}{hint}")
     if cache.consumed:
-        raise RuntimeError("cache: already consumed by lstm_backward(..., overwrite_cache=True); "
-                           "run lstm_forward again")
+        raise RuntimeError(_CONSUMED)
     T, B, _ = cache.x.shape
     H = cache.H
     dt = cache.hs.dtype
@@ -294,6 +291,10 @@ def lstm_backward(dy, dh_n, dc_n, cache, overwrite_cache=False):
     dh = _state_grad(dh_n, "dh_n", B, H, dt)
     dc = _state_grad(dc_n, "dc_n", B, H, dt)
     return _backward(dy, dh, dc, cache, overwrite_cache)
+
+
+_CONSUMED = ("cache: already consumed by lstm_backward(..., overwrite_cache=True); "
+             "run lstm_forward again")
 
 
 def _state_grad(g, name, B, H, dt):
@@ -313,11 +314,17 @@ def _backward(dy, dh, dc, cache, overwrite_cache):
     H = W_hh.shape[1]
     dt = x.dtype
     sched = layout.sched
-    gates = cache._gates.reshape(-1, 4 * H)
     if overwrite_cache:     # δ_t overwrite the gates in place: no second gate-sized buffer
+        gates = cache._swap("_gates", None)
+        if gates is None:   # another thread consumed it first
+            raise RuntimeError(_CONSUMED)
+        gates = gates.reshape(-1, 4 * H)
         dG = gates
-        cache._gates = None
     else:
+        gates = cache._gates
+        if gates is None:
+            raise RuntimeError(_CONSUMED)
+        gates = gates.reshape(-1, 4 * H)
         dG = np.empty_like(gates)
     dxs = np.empty((sched.slots, I), dtype=dt)
     dW_ih = np.zeros((4 * H, I), dtype=dt)
@@ -326,9 +333,14 @@ def _backward(dy, dh, dc, cache, overwrite_cache):
     dpeep = None if peep is None else np.zeros((3, H), dtype=dt)
     dys = None if dy is None else layout.slots(dy)
     dh, dc = layout.to_sorted(dh), layout.to_sorted(dc)
+    hs, cs = cache.hs.reshape(-1, H), cache.cs.reshape(-1, H)
+    if sched.has_resets and not overwrite_cache:
+        # the kernel swaps the reset rows of hs and cs in place: a call that
+        # leaves the cache intact (and may share it between threads) passes copies
+        hs, cs = hs.copy(), cs.copy()
     if T and B:
         _core.lstm_backward(dG, dxs, dW_ih, dW_hh, db, dpeep, dh, dc, _work(sched, H, dt, True),
-                            gates, dys, cache.hs.reshape(-1, H), cache.cs.reshape(-1, H),
+                            gates, dys, hs, cs,
                             cache._xs, W_ih, W_hh, peep, _pack_workspace(B, H, dt), sched)
     else:
         dxs.fill(0)
@@ -378,6 +390,9 @@ class _LSTMCell:
         dt = runs[0]["hs"].dtype
         B, slots = layout.B, layout.sched.slots
         dirs, grads, dxs, dstates = [], [], [], []
+        # the kernels swap the reset rows of hs and cs in place: unless the
+        # caller gave the cache up (overwrite), they get copies
+        private = not overwrite and _stack.has_resets(layout, len(runs))
         for run, w, dy, (dh_n, dc_n) in zip(runs, weights, dys, dfinal):
             I = run["x"].shape[1]
             gates = run["gates"]
@@ -388,8 +403,9 @@ class _LSTMCell:
             dpeep = None if w["peep"] is None else np.zeros((3, H), dt)
             dh = np.zeros((B, H), dt) if dh_n is None else layout.to_sorted(dh_n)
             dc = np.zeros((B, H), dt) if dc_n is None else layout.to_sorted(dc_n)
+            hs, cs = (run["hs"].copy(), run["cs"].copy()) if private else (run["hs"], run["cs"])
             dirs.append((dG, dx, g["weight_ih"], g["weight_hh"], g["bias_ih"], dpeep, dh, dc,
-                         gates, dy, run["hs"], run["cs"], run["x"], w["weight_ih"],
+                         gates, dy, hs, cs, run["x"], w["weight_ih"],
                          w["weight_hh"], w["peep"]))
             if dpeep is not None:
                 g.update(zip(PEEPHOLE_NAMES, dpeep))

@@ -56,7 +56,7 @@ import numpy as np
 
 from . import _core
 from ._validate import (as_array, check_shape, choice, float_array, nonnegative_float,
-                        positive_int, resolve_dtype)
+                        positive_int, readable, resolve_dtype)
 from .functional import activation_code
 from .training import MLPTrainable
 
@@ -226,6 +226,10 @@ class MLP(MLPTrainable):
             np.copyto(b_old, b)
 
     # ---- inputs -------------------------------------------------------------
+    def _fit_layout(self, X, y, xname, yname):
+        # fit/evaluate(comm=...): what NumPy cannot read (a ragged list) is refused by name
+        return super()._fit_layout(readable(X, xname), readable(y, yname), xname, yname)
+
     def _input(self, X):
         """X as a C-contiguous (B, n_0) array of the model dtype (finite values
         are checked in the compiled call)."""
@@ -299,6 +303,7 @@ class MLP(MLPTrainable):
             Naming ``X``, ``y`` or ``out``: wrong shape or dtype, an empty
             batch, NaN/inf, a class label outside ``[0, n_L)``.
         """
+        X_in, y_in = X, y
         X = self._input(X)
         batch = X.shape[0]
         if batch == 0:
@@ -307,7 +312,29 @@ class MLP(MLPTrainable):
         scale = 1.0 / batch
         if self._target_code is not None and self._mse_form == "half_mean":
             scale = 0.5 / (batch * self._sizes[-1])
+        if out is not None:
+            self._check_out_apart(out, (("X", X_in), ("X", X), ("y", y_in), ("y", y)))
         return self._core.loss_and_grad(X, y, code, scale, self._l2, out)
+
+    def _check_out_apart(self, out, inputs):
+        """ValueError naming the buffer when an ``out`` array may overlap an
+        input, a parameter or another ``out`` array: the kernel writes the
+        gradients while it still reads the others."""
+        if not isinstance(out, list):
+            return                  # the compiled call names the wrong structure
+        bufs = []
+        for l, pair in enumerate(out):
+            if isinstance(pair, tuple) and len(pair) == 2:
+                bufs += [(f"out[{l}][{k}]", a) for k, a in enumerate(pair)
+                         if isinstance(a, np.ndarray)]
+        others = [(name, a) for name, a in inputs if isinstance(a, np.ndarray)]
+        others += [(f"params[{l}][{k}]", a) for l, pair in enumerate(self._params)
+                   for k, a in enumerate(pair)]
+        for i, (name, a) in enumerate(bufs):
+            for other, b in others + bufs[:i]:
+                if np.may_share_memory(a, b):
+                    raise ValueError(f"{name}: overlaps {other} in memory; the gradients need "
+                                     "buffers of their own (separate arrays)")
 
     def forward(self, X):
         """The network's output ``A^(L)`` (B, n_L) as a new array, after the

@@ -30,7 +30,7 @@ import numpy as np
 from . import _core, _stack
 from ._seqmodel import SequenceModel
 from . import _sequence
-from ._sequence import Layout, lengths_array, reset_array
+from ._sequence import Layout, ReadOnly, lengths_array, reset_array
 from ._validate import choice, float_array
 
 __all__ = ["RNN_NONLINEARITIES", "RNNCache", "rnn_forward", "rnn_backward", "RNN",
@@ -52,14 +52,16 @@ def _pack_workspace(B, H, dtype):
     return np.empty(_core.rnn_pack_size(H, dtype == np.float64), dtype)
 
 
-class RNNCache:
-    """What :func:`rnn_backward` needs from :func:`rnn_forward`.
+class RNNCache(ReadOnly):
+    """What :func:`rnn_backward` needs from :func:`rnn_forward` (read-only: its
+    attributes cannot be assigned, and :func:`rnn_backward` never changes it).
 
     Attributes
     ----------
     x : ndarray, shape (T, B, I)
-        The input (the caller's array when it was already C-contiguous in the
-        computation dtype: do not modify it before the backward).
+        The input (a view of the caller's array when it was already
+        C-contiguous in the computation dtype: do not modify it before the
+        backward).
     hs : ndarray
         The kernels' state buffer: shape (T+1, B, H) with ``hs[0] = h0``
         (zeros when None was given), ``hs[t] = h_t`` for full-length rows;
@@ -69,25 +71,19 @@ class RNNCache:
         state used and each row's final state (B, H), in the caller's order.
     lengths : (B,) int64 or None
     weight_ih, weight_hh : ndarray
-        The weights used (references to the caller's arrays where possible:
+        The weights used (views of the caller's arrays where possible:
         update them only after the backward, as an optimizer step does).
     nonlinearity : str
     """
 
-    __slots__ = ("x", "hs", "weight_ih", "weight_hh", "nonlinearity", "act", "pack",
+    __slots__ = ("x", "hs", "weight_ih", "weight_hh", "nonlinearity", "act",
                  "layout", "_xs", "_y")
+    _viewed = ("x", "_xs", "weight_ih", "weight_hh")
 
-    def __init__(self, x, xs, hs, weight_ih, weight_hh, nonlinearity, act, pack, layout, y):
-        self.x = x
-        self._xs = xs           # x in the slot layout (x itself when plain)
-        self.hs = hs
-        self.weight_ih = weight_ih
-        self.weight_hh = weight_hh
-        self.nonlinearity = nonlinearity
-        self.act = act
-        self.pack = pack        # packing workspace (or None), reused by the backward
-        self.layout = layout
-        self._y = y
+    def __init__(self, x, xs, hs, weight_ih, weight_hh, nonlinearity, act, layout, y):
+        self._set(x=x, _xs=xs,            # _xs: x in the slot layout (x itself when plain)
+                  hs=hs, weight_ih=weight_ih, weight_hh=weight_hh, nonlinearity=nonlinearity,
+                  act=act, layout=layout, _y=y)
 
     @property
     def lengths(self):
@@ -196,7 +192,7 @@ def _forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity, act, l
     y = layout.outputs(hs, H)
     if not layout.varlen:
         hs = hs.reshape(T + 1, B, H)
-    return RNNCache(x, xs, hs, weight_ih, weight_hh, nonlinearity, act, pack, layout, y)
+    return RNNCache(x, xs, hs, weight_ih, weight_hh, nonlinearity, act, layout, y)
 
 
 def _work(sched, H, dt, backward):
@@ -258,11 +254,16 @@ def _backward(cache, dy, dh_n, want_dx):
         dxs = np.empty((sched.slots, I), dt) if want_dx else None
         dh0 = np.empty((B, H), dt)
         delta = np.empty((sched.slots, H), dt)
+        # the kernel swaps the reset rows of hs in place for its dW_hh GEMM: a
+        # private copy leaves the cache untouched, so threads may share it
+        hs = cache._states()
+        if sched.has_resets:
+            hs = hs.copy()
         _core.rnn_backward(dh0, dW_ih, dW_hh, db, delta, dxs, _work(sched, H, dt, True),
                            None if dy is None else layout.slots(dy),
                            None if dh_n is None else layout.to_sorted(dh_n),
-                           cache._states(), cache._xs, cache.weight_ih, cache.weight_hh,
-                           cache.pack, sched, cache.act)
+                           hs, cache._xs, cache.weight_ih, cache.weight_hh,
+                           _pack_workspace(B, H, dt), sched, cache.act)
         dh0 = layout.to_caller(dh0)
         if want_dx:
             dx = layout.unslot(dxs, I)
@@ -315,6 +316,9 @@ class _RNNCell:
         dt = runs[0]["hs"].dtype
         B, slots = layout.B, layout.sched.slots
         dirs, grads, dxs, dstates = [], [], [], []
+        # the kernels swap the reset rows of hs in place for the dW_hh GEMM:
+        # unless the caller gave the cache up (overwrite), they get a copy
+        private = not overwrite and _stack.has_resets(layout, len(runs))
         for run, w, dy, (dh_n,) in zip(runs, weights, dys, dfinal):
             I = run["x"].shape[1]
             dx = np.empty((slots, I), dt) if want_dx else None
@@ -325,7 +329,8 @@ class _RNNCell:
             if layout.T == 0:      # no step: ∂L/∂h_0 = ∂L/∂h_n
                 dh0[...] = 0 if dh_n is None else dh_n
             dirs.append((dh0, g["weight_ih"], g["weight_hh"], g["bias_ih"],
-                         np.empty((slots, H), dt), dx, dy, dh_n, run["hs"], run["x"],
+                         np.empty((slots, H), dt), dx, dy, dh_n,
+                         run["hs"].copy() if private else run["hs"], run["x"],
                          w["weight_ih"], w["weight_hh"]))
             grads.append(g)
             dxs.append(dx)

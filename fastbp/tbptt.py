@@ -76,6 +76,7 @@ class Stream:
         if getattr(model, "bidirectional", False):
             raise ValueError("model: truncated BPTT(k1, k2) streams forward in time: "
                              "bidirectional=True cannot be streamed")
+        model._checked_params()
         self.model = model
         self.L = getattr(model, "num_layers", 1)
         # parameter names of layer l (forward direction): "weight_ih", "weight_ih_l1", ...
@@ -163,6 +164,7 @@ class Stream:
     # -- internals --------------------------------------------------------------------
     def _check_X(self, X):
         m = self.model
+        m._checked_params()          # replaced or reshaped since: refused by name
         X = float_array(X, "X", dtype=m.dtype, ndim=3, shape=(None, self.B, m.input_size))
         if not 1 <= X.shape[0] <= self.k1:
             raise ValueError(f"X: expected 1 to k1 = {self.k1} steps, got {X.shape[0]}")

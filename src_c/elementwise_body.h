@@ -108,14 +108,19 @@ int FN(fbp_softmax_xent_labels)(double *loss, REAL *dlogits, const REAL *logits,
         if (labels[r] < 0 || labels[r] >= cols) return FBP_ERR_LABEL;
     double total = 0;
     for (ptrdiff_t r = 0; r < rows; r++) {
+        /* each label is read once and checked again where it is used: the
+         * labels are the caller layer's own copy, and an index stays in bounds
+         * even if that promise were broken */
+        const int64_t k = labels[r];
+        if (k < 0 || k >= cols) return FBP_ERR_LABEL;
         const REAL *x = logits + r * cols;
         REAL *d = dlogits ? dlogits + r * cols : NULL;
         REAL m = FN(row_max)(x, cols);
-        double gap = (double)m - (double)x[labels[r]];   /* read before d may overwrite x */
+        double gap = (double)m - (double)x[k];   /* read before d may overwrite x */
         total += gap + FN(row_log_sum_exp)(d, x, m, cols);
         if (d) {   /* ∂L/∂a = scale (ŷ − z) */
             FN(scale_to_softmax)(d, cols, scale);
-            d[labels[r]] -= (REAL)scale;
+            d[k] -= (REAL)scale;
         }
     }
     *loss = scale * total;

@@ -14,7 +14,7 @@ from fastbp import reference as R
 from fastbp.mlp import MLP
 from fastbp.optim import SGD
 from fbp_fuzz.spec import blame_all, plain_example, shape_of
-from fbp_fuzz.table import ENTRIES
+from fbp_fuzz.table import ENTRIES, FakeComm
 
 HUGE = 2**31            # one more than the largest 32-bit BLAS index
 MiB = 1 << 20
@@ -228,3 +228,20 @@ def test_gradcheck_and_optimizer_name_their_arguments():
     np.testing.assert_array_equal(p, [-0.1, 0, -0.1])
     with pytest.raises(TypeError, match=r"grads\[0\]"):
         SGD(0.1).step([p], [np.zeros(3, np.longdouble)])
+
+
+@pytest.mark.parametrize("make", [lambda: MLP([2, 3], dtype="float64"),
+                                  lambda: fastbp.RNN(2, 3, 2), lambda: fastbp.LSTM(2, 3, 2)],
+                         ids=["MLP", "RNN", "LSTM"])
+def test_fit_and_evaluate_with_a_communicator_name_an_argument_numpy_cannot_read(make):
+    """fit/evaluate(comm=...) read X and y lazily; a ragged list is still
+    refused naming it (it went to a bare np.asarray)."""
+    model = make()
+    ragged = [[0.0, 1.0], [0.0]]
+    good_X = np.zeros((4, 2)) if isinstance(model, MLP) else np.zeros((3, 4, 2))
+    good_y = np.zeros(4, dtype=np.int64) if isinstance(model, MLP) else np.zeros((3, 4, 2))
+    for X, y, name in ((ragged, good_y, "X"), (good_X, ragged, "y")):
+        for call in (lambda: model.fit(X, y, epochs=1, progress=False, comm=FakeComm()),
+                     lambda: model.evaluate(X, y, comm=FakeComm())):
+            with pytest.raises(ValueError, match=f"^{name}: cannot be read as an array"):
+                call()

@@ -5,6 +5,10 @@ kind), its other arguments (valid and refused values), how to call fastbp and
 how to compute the same with fastbp.reference. See spec.Arg and spec.Entry;
 the package docstring shows how to add an argument or a function.
 """
+import copy
+import importlib.util
+import os
+
 import numpy as np
 
 import fastbp
@@ -15,6 +19,7 @@ from fastbp.lstm import LSTM, lstm_backward, lstm_forward
 from fastbp.mlp import MLP
 from fastbp.optim import SGD, Adam
 from fastbp.rnn import RNN, rnn_backward, rnn_forward
+from fastbp.tbptt import Stream
 
 from .spec import EXTREME_REGIMES, REGIMES, Arg, Entry
 
@@ -355,7 +360,89 @@ def _fit_kwargs(ex, lr=0.1):
               shuffle=False, progress=False, clip_norm=ex.o["clip_norm"])
     if "bptt" in ex.o:
         kw["bptt"] = ex.o["bptt"]
+    if "comm" in ex.o:
+        kw["comm"] = _comm(ex)
     return kw
+
+
+# ---- fastbp.distributed: DataParallel over an in-process communicator -----------------------
+class FakeComm:
+    """One MPI rank in this process: the mpi4py methods fastbp.distributed calls
+    (Get_rank, Get_size, Allreduce, Bcast, allgather, bcast). A sum or a
+    broadcast over one rank leaves the buffer as it is, so fit and evaluate
+    through DataParallel must equal the plain calls."""
+
+    def Get_rank(self):
+        return 0
+
+    def Get_size(self):
+        return 1
+
+    def Allreduce(self, sendbuf, recvbuf=None, op=None):
+        if recvbuf is not None and not isinstance(sendbuf, np.ndarray):
+            return                                  # MPI.IN_PLACE: recvbuf holds the sum
+        if recvbuf is not None:
+            np.copyto(recvbuf, sendbuf)
+
+    def Bcast(self, buf, root=0):
+        assert root == 0
+
+    def allgather(self, obj):
+        return [obj]
+
+    def bcast(self, obj, root=0):
+        return obj
+
+
+def _comm(ex):
+    """fit's / evaluate's comm: a FakeComm, or the bad value drawn."""
+    c = ex.o.get("comm")
+    return FakeComm() if c == "fake" else c
+
+
+# the collective calls take mpi4py's constants (MPI.IN_PLACE, MPI.SUM): the
+# DataParallel entries run where mpi4py is installed (CI installs it)
+HAVE_MPI4PY = (importlib.util.find_spec("mpi4py") is not None
+               or os.environ.get("FASTBP_REQUIRE_MPI") == "1")
+
+
+def _data_parallel(entry):
+    """The same entry through fit(comm=...)/evaluate(comm=...) with a FakeComm;
+    a comm that is not a communicator is refused by name."""
+    e = copy.copy(entry)
+    e.id = "DataParallel(FakeComm):" + entry.id
+
+    e.options = dict(entry.options, comm=("fake",))
+    e.bad_options = dict(entry.bad_options, comm=("not a comm", 3, object()))
+    return e
+
+
+# ---- parameters tampered with behind set_params' back ----------------------------------------
+# model.params[name] replaced through dict.__setitem__ (past the mapping's own
+# validation), or the model's array reshaped in place: every entry that
+# computes must refuse it, naming params[name], and change nothing.
+TAMPER_OPTIONS = {"params": ("intact",)}
+TAMPER_BAD = {"params": tuple(f"{how}:{name}" for how in ("shape", "dtype", "strided", "reshaped")
+                              for name in ("weight_ih", "weight_hh", "bias_hh", "weight_out"))}
+
+
+def _tamper(ex):
+    """Apply ex.o["params"] to ex.model (after ex.params0 was taken)."""
+    how, _, name = ex.o.get("params", "intact").partition(":")
+    if how == "intact":
+        return
+    P = ex.model.params
+    p = P[name]
+    if how == "shape":
+        bad = np.zeros(tuple(n + 1 for n in p.shape), p.dtype)
+    elif how == "dtype":
+        bad = p.astype(np.float32 if p.dtype == np.float64 else np.float64)
+    elif how == "strided":
+        bad = np.repeat(p, 2, axis=-1)[..., ::2]
+    else:                                            # the model's own array, reshaped in place
+        p.shape = (p.size,) if p.ndim == 2 else (1, p.size)
+        return
+    dict.__setitem__(P, name, bad)
 
 
 def _mlp_fit():
@@ -385,7 +472,8 @@ def _mlp_fit():
 
 def _mlp_evaluate():
     def call(ex):
-        loss, acc = ex.model.evaluate(ex.a["X"], ex.a["y"], batch_size=ex.o["batch_size"])
+        loss, acc = ex.model.evaluate(ex.a["X"], ex.a["y"], batch_size=ex.o["batch_size"],
+                                      comm=_comm(ex))
         if ex.model.loss == "cross_entropy":
             y = np.asarray(ex.a["y"])
             labels = y if y.ndim == 1 else y.argmax(axis=1)
@@ -439,6 +527,7 @@ def _seq_setup(ex):
         ex.model = LSTM(d["I"], d["H"], d["O"], peepholes=o["variant"] == 1,
                         forget_bias=None if o["variant"] == 2 else 1.0, **common)
     ex.params0 = {k: v.copy() for k, v in ex.model.params.items()}
+    _tamper(ex)
 
 
 def _states(ex, src):
@@ -509,7 +598,8 @@ def _seq_loss_and_grad():
                                            **_varlen(ex, ex.c))
         return {"loss": loss, **_keyed("grad:", grads), **{f"state{i}": s for i, s in enumerate(final)}}
     return Entry("RNN|LSTM.loss_and_grad", _seq_args, call, reference, dims=SEQ_MODEL_DIMS,
-                 options=SEQ_OPTIONS, setup=_seq_setup, dtype_from=lambda ex: ex.o["dtype"])
+                 options=dict(SEQ_OPTIONS, **TAMPER_OPTIONS), bad_options=TAMPER_BAD,
+                 setup=_seq_setup, dtype_from=lambda ex: ex.o["dtype"])
 
 
 def _seq_forward():
@@ -531,8 +621,8 @@ def _seq_forward():
             out[~_valid_rows(*Hs.shape[:2], v.get("lengths")).reshape(Hs.shape[:2])] = 0
         return {"out": out, **{f"state{i}": s for i, s in enumerate(final)}}
     return Entry("RNN|LSTM.forward/predict", lambda o: [a for a in _seq_args(o) if a.name != "Y"], call,
-                 reference, dims=SEQ_MODEL_DIMS, options=SEQ_OPTIONS, setup=_seq_setup,
-                 dtype_from=lambda ex: ex.o["dtype"])
+                 reference, dims=SEQ_MODEL_DIMS, options=dict(SEQ_OPTIONS, **TAMPER_OPTIONS),
+                 bad_options=TAMPER_BAD, setup=_seq_setup, dtype_from=lambda ex: ex.o["dtype"])
 
 
 def _chunks(T, k, many_to_one):
@@ -606,8 +696,10 @@ def _seq_fit():
         return {"loss": total / rows_total, **_keyed("param:", p)}
     return Entry("RNN|LSTM.fit", lambda o: _seq_args(o, states=False, target="y"), call, reference,
                  dims=dict(SEQ_MODEL_DIMS, B=(1, 5)),
-                 options=dict(SEQ_OPTIONS, bptt=(None, 1, 2, 3, (2, 2)), **SEQ_FIT_OPTIONS),
-                 bad_options=dict(FIT_BAD, bptt=(0, -1, 1.5, "2", (3, 2))), setup=_seq_setup,
+                 options=dict(SEQ_OPTIONS, bptt=(None, 1, 2, 3, (2, 2)), **SEQ_FIT_OPTIONS,
+                              **TAMPER_OPTIONS),
+                 bad_options=dict(FIT_BAD, bptt=(0, -1, 1.5, "2", (3, 2)), **TAMPER_BAD),
+                 setup=_seq_setup,
                  dtype_from=lambda ex: ex.o["dtype"], model_mutates=True,
                  regimes=("normal", "small", "large"))
 
@@ -616,7 +708,7 @@ def _seq_evaluate():
     def call(ex):
         bptt = None if ex.o["varlen"] and ex.corruption != ("bptt", "option") else ex.o["bptt"]
         loss, acc = ex.model.evaluate(ex.a["X"], ex.a["y"], batch_size=ex.o["batch_size"], bptt=bptt,
-                                      **_varlen(ex, ex.a))
+                                      comm=_comm(ex), **_varlen(ex, ex.a))
         assert (acc is None) == (ex.model.loss != "cross_entropy")
         return {"loss": loss}
 
@@ -625,9 +717,63 @@ def _seq_evaluate():
         return {"loss": seq_reference(ex.model, ex.params0, ex.c["X"], ex.c["y"], states,
                                       **_varlen(ex, ex.c))[0]}
     return Entry("RNN|LSTM.evaluate", lambda o: _seq_args(o, states=False, target="y"), call, reference,
-                 dims=SEQ_MODEL_DIMS, options=dict(SEQ_OPTIONS, batch_size=(1, 3, 256), bptt=(None, 2)),
-                 bad_options={"batch_size": (0, None), "bptt": (0, 2.0)}, setup=_seq_setup,
+                 dims=SEQ_MODEL_DIMS, options=dict(SEQ_OPTIONS, batch_size=(1, 3, 256), bptt=(None, 2),
+                                                   **TAMPER_OPTIONS),
+                 bad_options=dict({"batch_size": (0, None), "bptt": (0, 2.0)}, **TAMPER_BAD),
+                 setup=_seq_setup,
                  dtype_from=lambda ex: ex.o["dtype"])
+
+
+STREAM_OPTIONS = dict({k: v for k, v in SEQ_OPTIONS.items() if k != "varlen"},   # full length
+                      many_to_one=(False,), method=("step", "advance", "reset+step"),
+                      k2_extra=(0, 2), k1=("T",), **TAMPER_OPTIONS)
+
+
+def _stream():
+    """tbptt.Stream: built, then one chunk of T <= k1 steps from h0 (and c0):
+    step() backpropagates the whole chunk (k2 >= T), so it equals
+    loss_and_grad over the chunk; advance() moves the state as forward does;
+    reset() after a chunk starts over. Construction, step, advance and reset
+    all see tampered parameters and bad arguments."""
+    def call(ex):
+        T, B = ex.d["T"], ex.d["B"]
+        k1 = T if ex.o["k1"] == "T" else ex.o["k1"]
+        states = _states(ex, ex.a)
+        kw = dict(zip(("h0", "c0"), states))
+        if ex.o["method"] == "reset+step":
+            stream = Stream(ex.model, k1, k2=T + ex.o["k2_extra"], batch=B)
+            stream.advance(np.ones((1, B, ex.d["I"])))
+            stream.reset(**kw)
+        else:
+            stream = Stream(ex.model, k1, k2=T + ex.o["k2_extra"], batch=B, **kw)
+        if ex.o["method"] == "advance":
+            stream.advance(ex.a["X"])
+            out = {}
+        else:
+            loss, grads = stream.step(ex.a["X"], ex.a["Y"])
+            out = {"loss": loss, **_keyed("grad:", grads)}
+        state = stream.state
+        state = state if isinstance(state, tuple) else (state,)
+        assert stream.steps == len(ex.a["X"])
+        return dict(out, **{f"state{i}": s for i, s in enumerate(state)})
+
+    def reference(ex):
+        if ex.o["method"] == "advance":
+            _, final, _ = _model_layer(ex.model, ex.params0, ex.c["X"], _states(ex, ex.c), None, None)
+            out = {}
+        else:
+            loss, grads, final = seq_reference(ex.model, ex.params0, ex.c["X"], ex.c["Y"],
+                                               _states(ex, ex.c))
+            out = {"loss": loss, **_keyed("grad:", grads)}
+        return dict(out, **{f"state{i}": s for i, s in enumerate(final)})
+
+    def args(o):      # advance() takes no targets
+        return [a for a in _seq_args(dict(o, varlen=False))
+                if not (o["method"] == "advance" and a.name == "Y")]
+    return Entry("tbptt.Stream", args, call, reference, dims=SEQ_MODEL_DIMS,
+                 options=STREAM_OPTIONS,
+                 bad_options=dict({"k1": (0, -1, 2.5, "3", True)}, **TAMPER_BAD),
+                 setup=_seq_setup, dtype_from=lambda ex: ex.o["dtype"])
 
 
 def _rnn_set_params():
@@ -741,5 +887,8 @@ ENTRIES = [
     _rnn_forward(), _rnn_backward(), _lstm_forward(), _lstm_backward(),
     _mlp_loss_and_grad(), _mlp_forward(), _mlp_params_setter(), _mlp_fit(), _mlp_evaluate(),
     _seq_loss_and_grad(), _seq_forward(), _seq_fit(), _seq_evaluate(), _rnn_set_params(),
-    _lstm_load_state_dict(), _optimizer_step(), _clip(), _gradcheck(),
+    _lstm_load_state_dict(), _optimizer_step(), _clip(), _gradcheck(), _stream(),
 ]
+if HAVE_MPI4PY:
+    ENTRIES += [_data_parallel(e) for e in ENTRIES
+                if e.id in ("MLP.fit", "MLP.evaluate", "RNN|LSTM.fit", "RNN|LSTM.evaluate")]
