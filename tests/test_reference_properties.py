@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from fastbp import reference as ref
@@ -39,9 +39,14 @@ def lstm_inputs(rng, T, B, I, H, peep, dtype=np.float64):
 
 
 def assert_tracks(lo, hi, rel=1e-4, name=""):
-    """float32 result `lo` agrees with float64 `hi` to `rel` (normwise, max norm)."""
+    """float32 result `lo` agrees with float64 `hi` to `rel` (normwise, max norm).
+
+    The scale has a floor of 1e-2: every result is a sum of O(1) terms (the
+    inputs and weights are), so float32 rounding leaves an absolute error of a
+    few 1e-8 even where the sum itself nearly cancels (hypothesis found an LSTM
+    c_n of 1e-3 off by 1.2e-7: T=4, B=1, I=4, H=1, seed=10871)."""
     assert lo.dtype == np.float32, (name, lo.dtype)
-    scale = max(float(np.max(np.abs(hi), initial=0.0)), 1e-3)
+    scale = max(float(np.max(np.abs(hi), initial=0.0)), 1e-2)
     err = float(np.max(np.abs(lo.astype(np.float64) - hi), initial=0.0))
     assert err <= rel * scale, "%s: float32 off by %.3g relative" % (name, err / scale)
 
@@ -217,6 +222,7 @@ def test_rnn_float32_tracks_float64(T, B, I, H, seed, phi):
 
 @SETTINGS
 @given(T=dims, B=dims, I=dims, H=dims, seed=seeds, peep=st.booleans())
+@example(T=4, B=1, I=4, H=1, seed=10871, peep=False)     # a nearly cancelling c_n
 def test_lstm_float32_tracks_float64(T, B, I, H, seed, peep):
     rng = np.random.default_rng(seed)
     a32, pp32 = lstm_inputs(rng, T, B, I, H, peep, dtype=np.float32)
