@@ -5,7 +5,9 @@
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <dlfcn.h>
-#define FBP_HAVE_DLADDR 1
+#include <pthread.h>
+#define FBP_HAVE_DLADDR 1       /* and with it the thread control, so the lock below */
+#define FBP_HAVE_PTHREAD 1
 #endif
 
 fbp_blas_table fbp_blas = {0};
@@ -62,26 +64,50 @@ int fbp_blas_find_thread_control(void)
  * loop. Whole training steps with default threads (T=100, H=256, another job
  * on the second core) were 4-7x slower than with one thread before this rule
  * (RNN B=16: 101-136 against 22 ms) and level with it after.
- * Concurrent callers: the setting is process-wide. A caller lowers it only
- * from above 1 and restores what it saw; one that finds it already lowered
- * changes nothing and restores nothing: the user's setting is never raised,
- * and the last restore returns it to what it was. Meanwhile a BLAS call of
- * the user's own in another thread may run on one thread (speed only). */
-int fbp_blas_threads_enter(void)
+ * Concurrent callers: the setting is process-wide, so it is counted, not
+ * saved per call. The first product to start (no other in flight) saves the
+ * setting and lowers it to 1; the last to finish restores it. In between,
+ * every product of every thread runs on one thread: a per-call save/restore
+ * would let one thread restore 2 just before another's product started
+ * (caught by tests/test_harden_threads.py as parallel training that differed
+ * from serial). Meanwhile a BLAS call of the user's own in another thread
+ * runs on one thread too (speed only), and a setting the user changes while
+ * fastbp computes is replaced by the saved one when fastbp is done. */
+#ifdef FBP_HAVE_PTHREAD
+static pthread_mutex_t blas_threads_lock = PTHREAD_MUTEX_INITIALIZER;
+#endif
+static int blas_threads_users = 0;      /* fastbp products in flight, all threads */
+static int blas_threads_saved = 0;      /* BLAS's setting before the first of them */
+
+void fbp_blas_threads_enter(void)
 {
     if (!fbp_blas.get_threads || !fbp_blas.set_threads)
-        return 0;
-    int current = fbp_blas.get_threads();
-    if (current <= 1)
-        return 0;
-    fbp_blas.set_threads(1);
-    return current;
+        return;
+#ifdef FBP_HAVE_PTHREAD
+    pthread_mutex_lock(&blas_threads_lock);
+#endif
+    if (blas_threads_users++ == 0) {
+        blas_threads_saved = fbp_blas.get_threads();
+        if (blas_threads_saved > 1)
+            fbp_blas.set_threads(1);
+    }
+#ifdef FBP_HAVE_PTHREAD
+    pthread_mutex_unlock(&blas_threads_lock);
+#endif
 }
 
-void fbp_blas_threads_leave(int saved)
+void fbp_blas_threads_leave(void)
 {
-    if (saved > 1)
-        fbp_blas.set_threads(saved);
+    if (!fbp_blas.get_threads || !fbp_blas.set_threads)
+        return;
+#ifdef FBP_HAVE_PTHREAD
+    pthread_mutex_lock(&blas_threads_lock);
+#endif
+    if (--blas_threads_users == 0 && blas_threads_saved > 1)
+        fbp_blas.set_threads(blas_threads_saved);
+#ifdef FBP_HAVE_PTHREAD
+    pthread_mutex_unlock(&blas_threads_lock);
+#endif
 }
 
 #define REAL float

@@ -11,10 +11,10 @@ int FN(fbp_gemm)(REAL *C, int ldc, const REAL *A, int lda, const REAL *B, int ld
     char tb = trans_b ? 'T' : 'N';
     char ta = trans_a ? 'T' : 'N';
     int ldb_ = ldb > 1 ? ldb : 1, lda_ = lda > 1 ? lda : 1, ldc_ = ldc > 1 ? ldc : 1;
-    int saved = fbp_blas_threads_enter();
+    fbp_blas_threads_enter();
     BLAS_GEMM(&tb, &ta, &N, &M, &K, &alpha, (REAL *)B, &ldb_, (REAL *)A, &lda_,
               &beta, C, &ldc_);
-    fbp_blas_threads_leave(saved);
+    fbp_blas_threads_leave();
     return FBP_OK;
 }
 
@@ -32,9 +32,9 @@ int FN(fbp_gemv)(REAL *y, const REAL *A, int lda, const REAL *x, int M, int N,
     /* Row-major A(M,N) is column-major Aᵀ(N,M): A x is a 'T' product there. */
     char t = trans_a ? 'N' : 'T';
     int one = 1, lda_ = lda > 1 ? lda : 1;
-    int saved = fbp_blas_threads_enter();
+    fbp_blas_threads_enter();
     BLAS_GEMV(&t, &N, &M, &alpha, (REAL *)A, &lda_, (REAL *)x, &one, &beta, y, &one);
-    fbp_blas_threads_leave(saved);
+    fbp_blas_threads_leave();
     return FBP_OK;
 }
 
@@ -45,8 +45,8 @@ int FN(fbp_ger)(REAL *A, int lda, const REAL *x, const REAL *y, int M, int N, RE
     if (M == 0 || N == 0) return FBP_OK;
     /* Column-major Aᵀ(N,M) += alpha y xᵀ. */
     int one = 1, lda_ = lda > 1 ? lda : 1;
-    int saved = fbp_blas_threads_enter();
+    fbp_blas_threads_enter();
     BLAS_GER(&N, &M, &alpha, (REAL *)y, &one, (REAL *)x, &one, A, &lda_);
-    fbp_blas_threads_leave(saved);
+    fbp_blas_threads_leave();
     return FBP_OK;
 }

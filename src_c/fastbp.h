@@ -105,10 +105,10 @@ int fbp_blas_find_thread_control(void);
  * a core, and each threaded call leaves a worker spinning for ~0.1 s beside
  * fastbp's time loop). The second core is fastbp's own to schedule. So a
  * result never depends on the BLAS thread count.
- * fbp_blas_threads_enter returns the setting to restore afterwards with
- * fbp_blas_threads_leave (0: nothing was changed). */
-int fbp_blas_threads_enter(void);
-void fbp_blas_threads_leave(int saved);
+ * Around each product: fbp_blas_threads_enter before, fbp_blas_threads_leave
+ * after (thread-safe; blas.c says how concurrent callers share the setting). */
+void fbp_blas_threads_enter(void);
+void fbp_blas_threads_leave(void);
 
 /* ---- Row-major BLAS helpers (src_c/blas.c) ---------------------------------
  * C(M,N) = alpha * op(A) @ op(B) + beta * C, all row-major.

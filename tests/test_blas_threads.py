@@ -260,3 +260,34 @@ def test_blas_threads_of_parallel_callers_are_restored():
             t.join()
         assert not errors
         assert lib.num_threads == 2
+
+
+def test_parallel_callers_keep_every_product_on_one_blas_thread():
+    """Threads calling fastbp at once, BLAS allowed 2 threads: every product
+    still runs on one, so each call's result equals the serial one bit for
+    bit (OpenBLAS on 2 threads sums some float32 entries in another order)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    rng = np.random.default_rng(6)
+    nets = [fastbp.MLP([96, 128, 10], dtype="float32", seed=s) for s in range(4)]
+    X = rng.standard_normal((192, 96)).astype(np.float32)
+    y = rng.integers(0, 10, 192)
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        want = [[g.tobytes() for pair in net.loss_and_grad(X, y)[1] for g in pair] for net in nets]
+    mismatches, errors = [], []
+
+    def work(k):
+        try:
+            for _ in range(40):
+                got = [g.tobytes() for pair in nets[k].loss_and_grad(X, y)[1] for g in pair]
+                if got != want[k]:
+                    mismatches.append(k)
+        except Exception as e:               # reported below
+            errors.append(e)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors
+    assert not mismatches, f"{len(mismatches)} of 160 calls differed from serial"
