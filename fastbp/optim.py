@@ -51,7 +51,11 @@ def _real(value, name, low, high=None, low_open=False):
     """A Python float in [low, high) (or (low, high) with low_open), else ValueError/TypeError."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:       # an integer beyond any float (its repr may be too long to print)
+        raise ValueError(f"{name}: expected a finite number, got an integer of "
+                         f"{int(value).bit_length()} bits") from None
     if not np.isfinite(v) or v < low or (low_open and v == low) or (high is not None and v >= high):
         lo = "(" if low_open else "["
         hi = f"{high})" if high is not None else "∞)"

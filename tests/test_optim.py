@@ -142,6 +142,8 @@ def test_state_for_other_parameters_refused():
     (lambda: Adam(betas=0.9), TypeError, "betas"),
     (lambda: Adam(eps=0.0), ValueError, "eps"),
     (lambda: Adam(lr=float("nan")), ValueError, "lr"),
+    (lambda: SGD(lr=10 ** 400), ValueError, "lr"),              # beyond any float
+    (lambda: Adam(betas=(0.9, -10 ** 5000)), ValueError, r"betas\[1\]"),
 ])
 def test_bad_hyperparameters_are_named(make, exc, match):
     with pytest.raises(exc, match=match):
@@ -243,6 +245,7 @@ def test_resumed_optimizer_equals_uninterrupted_optimizer(make):
     (lambda sd: sd.update(epoch=1.5), ValueError, r"state_dict\['epoch'\]"),
     (lambda sd: sd.update({"class": "SGD"}), ValueError, "holds the state of 'SGD'"),
     (lambda sd: sd["hyper"].update(lr=-1.0), ValueError, "lr"),
+    (lambda sd: sd["hyper"].update(lr=10 ** 400), ValueError, "lr"),
     (lambda sd: sd["hyper"].pop("eps"), ValueError, r"state_dict\['hyper'\]"),
     (lambda sd: sd["state"][1].pop(), ValueError, r"state_dict\['state'\]\[1\]: expected a list of 2"),
     (lambda sd: sd["state"][0][1].__setitem__(0, np.nan), ValueError, r"\[0\]\[1\]: contains NaN"),
