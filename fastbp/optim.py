@@ -73,6 +73,8 @@ class Optimizer:
     The base class calls it only once every parameter has passed the checks.
     """
 
+    _NONNEGATIVE_SLOTS = ()     # state slots that can never hold a negative value
+
     def __init__(self, lr, weight_decay=0.0):
         self.lr = _real(lr, "lr", 0.0, low_open=True)
         self.weight_decay = _real(weight_decay, "weight_decay", 0.0)
@@ -198,6 +200,9 @@ class Optimizer:
                                            else type(a).__name__))
                     if not np.isfinite(a).all():
                         raise ValueError(f"{where}: contains NaN or infinity")
+                    if j in self._NONNEGATIVE_SLOTS and (a < 0).any():
+                        raise ValueError(f"{where}: contains negative values; "
+                                         f"{type(self).__name__}'s slot {j} is a sum of squares")
                     if j and (a.shape != st[0].shape or a.dtype != st[0].dtype):
                         raise ValueError(f"{where}: expected shape {st[0].shape} and dtype "
                                          f"{st[0].dtype} (as [{i}][0]), got {a.shape} {a.dtype}")
@@ -245,6 +250,8 @@ class SGD(Optimizer):
 
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
         self.momentum = _real(momentum, "momentum", 0.0, 1.0)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"nesterov: expected True or False, got {nesterov!r:.80}")
         self.nesterov = bool(nesterov)
         if self.nesterov and self.momentum == 0.0:
             raise ValueError("nesterov: Nesterov momentum needs momentum > 0")
@@ -297,6 +304,8 @@ class Adam(Optimizer):
         self.betas = (_real(b1, "betas[0]", 0.0, 1.0), _real(b2, "betas[1]", 0.0, 1.0))
         self.eps = _real(eps, "eps", 0.0, low_open=True)
         super().__init__(lr, weight_decay)
+
+    _NONNEGATIVE_SLOTS = (1,)   # v, whose square root each step takes
 
     def _hyper(self):
         return dict(lr=self.lr, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay)

@@ -143,6 +143,7 @@ def test_state_for_other_parameters_refused():
     (lambda: Adam(eps=0.0), ValueError, "eps"),
     (lambda: Adam(lr=float("nan")), ValueError, "lr"),
     (lambda: SGD(lr=10 ** 400), ValueError, "lr"),              # beyond any float
+    (lambda: SGD(lr=0.1, momentum=0.9, nesterov="no"), TypeError, "nesterov"),   # not read as True
     (lambda: Adam(betas=(0.9, -10 ** 5000)), ValueError, r"betas\[1\]"),
 ])
 def test_bad_hyperparameters_are_named(make, exc, match):
@@ -249,6 +250,7 @@ def test_resumed_optimizer_equals_uninterrupted_optimizer(make):
     (lambda sd: sd["hyper"].pop("eps"), ValueError, r"state_dict\['hyper'\]"),
     (lambda sd: sd["state"][1].pop(), ValueError, r"state_dict\['state'\]\[1\]: expected a list of 2"),
     (lambda sd: sd["state"][0][1].__setitem__(0, np.nan), ValueError, r"\[0\]\[1\]: contains NaN"),
+    (lambda sd: sd["state"][1][1].__setitem__(0, -1e-3), ValueError, r"\[1\]\[1\]: contains negative"),
     (lambda sd: sd["state"][0].__setitem__(0, np.zeros(3, int)), TypeError, r"\[0\]\[0\]: expected a float"),
     (lambda sd: sd["state"][0].__setitem__(1, np.zeros(2)), ValueError, r"\[0\]\[1\]: expected shape \(3,\)"),
     (lambda sd: sd.update(state=None), ValueError, "no step taken"),
