@@ -230,7 +230,7 @@ def save_checkpoint(path, model, optimizer, *, epoch=None, seed=None, rng=None, 
     """
     path = os.fspath(path)
     arrays = _model_arrays(model)
-    if not hasattr(optimizer, "state_dict"):
+    if isinstance(optimizer, type) or not hasattr(optimizer, "state_dict"):
         raise TypeError(f"optimizer: expected a fastbp.optim Optimizer, got {type(optimizer).__name__}")
     sd = optimizer.state_dict()
     state = sd["state"] or []
@@ -240,28 +240,63 @@ def save_checkpoint(path, model, optimizer, *, epoch=None, seed=None, rng=None, 
     for i, st in enumerate(state):
         for j, a in enumerate(st):
             arrays[f"{_OPT_PREFIX}{i}/{j}"] = a
+    # everything written is what load_checkpoint reads back: checked against its bounds here
     epoch = sd["epoch"] if epoch is None else epoch
-    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
-        raise ValueError(f"epoch: expected an integer >= 0 or None, got {epoch!r}")
+    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or not 0 <= epoch < _MAX_COUNT:
+        raise ValueError(f"epoch: expected an integer in [0, 2**62) or None, got {_show(epoch)}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
-                             or seed < 0):
-        raise ValueError(f"seed: expected an integer >= 0 or None, got {seed!r}")
+                             or not 0 <= seed < _SEED_LIMIT):
+        raise ValueError(f"seed: expected an integer in [0, 2**128) or None, got {_show(seed)}")
     if rng is not None and not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng: expected a numpy.random.Generator or None, got {type(rng).__name__}")
+    if settings is not None and not isinstance(settings, dict):
+        raise TypeError(f"settings: expected a dict or None, got {type(settings).__name__}")
     training = dict(epoch=int(epoch), seed=None if seed is None else int(seed),
                     rng=None if rng is None else _plain(rng.bit_generator.state),
                     settings=settings)
     try:
-        arrays["training"] = np.array(json.dumps(training, allow_nan=False))
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"settings: expected a JSON-able dict of finite values: {e}") from e
+        arrays["training"] = np.array(_readable_json(training))
+    except (TypeError, ValueError, RecursionError) as e:
+        raise TypeError(f"settings: expected a JSON-able dict of finite values, at most "
+                        f"{_MAX_DEPTH - 1} levels of dicts and lists deep: {e}") from None
+    if history is not None and not isinstance(history, dict):
+        raise TypeError(f"history: expected a dict of lists of numbers or None, got "
+                        f"{type(history).__name__}")
     for key, values in (history or {}).items():
         if not isinstance(key, str) or "/" in key:
             raise ValueError(f"history: keys must be plain names, got {key!r}")
-        arrays[_HISTORY_PREFIX + key] = np.array([np.nan if v is None else v for v in values],
-                                                 dtype=np.float64)
+        try:
+            column = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+            if column.ndim != 1:
+                raise ValueError(f"shape {column.shape}")
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"history[{key!r}]: expected a list of numbers (or None), got "
+                            f"{type(values).__name__} ({e})") from None
+        arrays[_HISTORY_PREFIX + key] = column
     _write(path, arrays)
     return path
+
+
+_MAX_COUNT = 2 ** 62            # epochs and steps a checkpoint holds
+_SEED_LIMIT = 2 ** 128          # seeds a checkpoint holds (SeedSequence().entropy is 128 bits)
+
+
+def _show(value):
+    """repr(value) for a message, cut short (an int too long for repr included)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"an integer of {int(value).bit_length()} bits"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _readable_json(value):
+    """json.dumps(value), refused (ValueError) unless :func:`_json` reads it back."""
+    text = json.dumps(value, allow_nan=False)
+    if len(text) > _MAX_JSON:
+        raise ValueError(f"{len(text)} characters, more than {_MAX_JSON}")
+    _check_depth(json.loads(text), _MAX_DEPTH)
+    return text
 
 
 def _plain(value):
@@ -613,10 +648,10 @@ def load_checkpoint(path, expected=None):
             raise ValueError(f"expected the keys epoch, seed, rng, settings, got "
                              f"{sorted(training)!r:.200}")
         epoch, seed = training["epoch"], training["seed"]
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < 2 ** 62:
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < _MAX_COUNT:
             raise ValueError(f"epoch: expected an integer >= 0, got {epoch!r:.40}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0
-                                 or seed.bit_length() > 128):
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                                 or not 0 <= seed < _SEED_LIMIT):
             raise ValueError(f"seed: expected an integer >= 0 or null, got {seed!r:.40}")
         rng = None if training["rng"] is None else _generator(training["rng"])
         settings = training["settings"]

@@ -177,6 +177,9 @@ class Trainable:
             raise TypeError(f"checkpoint: expected a path (str or os.PathLike) or None, got "
                             f"{type(checkpoint).__name__}")
         checkpoint = None if checkpoint is None else os.fspath(checkpoint)
+        if checkpoint is not None and seed is not None and seed >= _io._SEED_LIMIT:
+            raise ValueError(f"seed: expected an integer in [0, 2**128) with a checkpoint (which "
+                             f"holds the seed), got {_io._show(seed)}")
         opt = get_optimizer(optimizer)
         dp = _data_parallel(self, comm)
         # on many ranks, only the shapes now: each rank validates its rows batch by batch

@@ -253,3 +253,51 @@ def test_bad_checkpoints_are_refused_by_name(tmp_path, change, match):
     _rewrite(path, change)
     with pytest.raises(ValueError, match=r"c\.npz: .*" + match):
         load_checkpoint(path)
+
+
+def _nested(levels):
+    value = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("args, exc, match", [
+    (dict(seed=2 ** 128), ValueError, r"seed: expected an integer in \[0, 2\*\*128\)"),
+    (dict(seed=10 ** 5000), ValueError, "seed: .* an integer of 16610 bits"),
+    (dict(epoch=2 ** 62), ValueError, r"epoch: expected an integer in \[0, 2\*\*62\)"),
+    (dict(settings=[1, 2]), TypeError, "settings: expected a dict or None, got list"),
+    (dict(settings={"a": _nested(7)}), TypeError, "settings: .* at most 7 levels"),
+    (dict(settings={"a": "x" * (1 << 20)}), TypeError, "settings: .* more than 1048576"),
+    (dict(settings={"a": 10 ** 5000}), TypeError, "settings: expected a JSON-able"),
+    (dict(history=[1.0]), TypeError, "history: expected a dict"),
+    (dict(history={"loss": 1.0}), TypeError, r"history\['loss'\]: expected a list of numbers"),
+    (dict(history={"loss": [[1.0, 2.0]]}), TypeError, r"history\['loss'\]: .*shape \(1, 2\)"),
+    (dict(history={"loss": ["x"]}), TypeError, r"history\['loss'\]"),
+])
+def test_save_checkpoint_refuses_what_load_checkpoint_could_not_read(tmp_path, args, exc, match):
+    model, opt = MLP([3, 4, 2], seed=2), Adam()
+    path = tmp_path / "c.npz"
+    with pytest.raises(exc, match=match):
+        save_checkpoint(path, model, opt, **args)
+    assert not path.exists() and not list(tmp_path.iterdir())
+    # the largest values accepted are read back as written
+    save_checkpoint(path, model, opt, epoch=2 ** 62 - 1, seed=2 ** 128 - 1,
+                    settings={"a": _nested(6)}, history={"loss": [1.0, None]})
+    back = load_checkpoint(path)
+    assert (back.epoch, back.seed, back.settings) == (2 ** 62 - 1, 2 ** 128 - 1, {"a": _nested(6)})
+    assert back.history["loss"][0] == 1.0 and np.isnan(back.history["loss"][1])
+
+
+def test_fit_with_a_checkpoint_refuses_an_unsavable_seed_before_training(tmp_path):
+    make, X, y, kw = CASES["mlp"]()
+    model = make()
+    with pytest.raises(ValueError, match=r"seed: expected an integer in \[0, 2\*\*128\) with a "
+                                         r"checkpoint"):
+        model.fit(X, y, epochs=1, seed=2 ** 200, progress=False, checkpoint=tmp_path / "c.npz",
+                  **kw)
+    np.testing.assert_array_equal(model.params[0][0], make().params[0][0])     # untrained
+    assert not list(tmp_path.iterdir())
+    h = make().fit(X, y, epochs=1, seed=2 ** 128 - 1, progress=False,
+                   checkpoint=tmp_path / "c.npz", **kw)
+    assert load_checkpoint(tmp_path / "c.npz").seed == 2 ** 128 - 1 and h["epoch"] == [1]
