@@ -320,6 +320,7 @@ class Trainable:
         if mismatch:
             raise ValueError(f"checkpoint: {path} is the state of another run; it differs in "
                              + "; ".join(mismatch))
+        _check_fit_history(ck, path)        # before anything is restored
         self.load_state_dict(ck.model.state_dict())
         opt.load_state_dict(saved_opt)
         return ck.seed, dict(ck.history)
@@ -781,6 +782,26 @@ def _even(history):
     for key, values in history.items():
         del values[n:]
         values.extend([math.nan] * (n - len(values)))
+
+
+def _check_fit_history(ck, path):
+    """A checkpoint of fit holds one history entry per epoch, numbered up to the
+    optimizer's epoch, which is the checkpoint's: else ValueError naming it."""
+    epochs, problem = ck.history.get("epoch"), None
+    if ck.epoch != ck.optimizer.epoch:
+        problem = f"it holds epoch {ck.epoch} but an optimizer at epoch {ck.optimizer.epoch}"
+    elif epochs is None:
+        if any(k != "step_loss" for k in ck.history):   # lists that could not be aligned
+            problem = "its history has no 'epoch' list (not written by fit)"
+    elif epochs != list(range(ck.epoch - len(epochs) + 1, ck.epoch + 1)):
+        problem = (f"its history numbers {len(epochs)} epochs {epochs[:3]}... where the epochs "
+                   f"up to {ck.epoch} were expected")
+    else:
+        uneven = [k for k, v in ck.history.items() if k != "step_loss" and len(v) != len(epochs)]
+        if uneven:
+            problem = f"its history lists {uneven[:5]} do not have one entry per epoch"
+    if problem is not None:
+        raise ValueError(f"checkpoint: {path} is not the state of a fit run: {problem}")
 
 
 def _nonnegative_int(value, name):

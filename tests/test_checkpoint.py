@@ -301,3 +301,42 @@ def test_fit_with_a_checkpoint_refuses_an_unsavable_seed_before_training(tmp_pat
     h = make().fit(X, y, epochs=1, seed=2 ** 128 - 1, progress=False,
                    checkpoint=tmp_path / "c.npz", **kw)
     assert load_checkpoint(tmp_path / "c.npz").seed == 2 ** 128 - 1 and h["epoch"] == [1]
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda e: e.update({"history/epoch": np.array([np.nan, 2.0])}), "history numbers 2 epochs"),
+    (lambda e: e.update({"history/epoch": np.array([np.inf, 2.0])}), "history numbers 2 epochs"),
+    (lambda e: e.update({"history/epoch": np.array([1.0, 3.0])}), "history numbers 2 epochs"),
+    (lambda e: e.update({"history/epoch": np.arange(100.0)}), "history numbers 100 epochs"),
+    (lambda e: e.pop("history/epoch"), "no 'epoch' list"),
+    (lambda e: e.update({"history/loss": np.ones(3)}), r"lists \['loss'\] do not have one entry"),
+    (lambda e: e.update(optimizer=np.array(json.dumps(
+        dict(json.loads(e["optimizer"].item()), epoch=1000)))), "optimizer at epoch 1000"),
+])
+def test_fit_resumes_only_from_a_consistent_history_and_changes_nothing_otherwise(
+        tmp_path, change, match):
+    make, X, y, kw = CASES["mlp"]()
+    path = tmp_path / "ck.npz"
+    make().fit(X, y, epochs=2, optimizer=Adam(0.01), seed=3, progress=False, checkpoint=path, **kw)
+    _rewrite(path, change)
+    model, opt = make(), Adam(0.01)
+    with pytest.raises(ValueError, match=r"checkpoint: .*ck\.npz is not the state of a fit run: "
+                                         r".*" + match):
+        model.fit(X, y, epochs=3, optimizer=opt, seed=3, progress=False, checkpoint=path, **kw)
+    np.testing.assert_array_equal(model.params[0][0], make().params[0][0])
+    assert (opt.t, opt.epoch, opt.state) == (0, 0, None)
+
+
+def test_fit_resumes_from_a_checkpoint_without_history(tmp_path):
+    make, X, y, kw = CASES["mlp"]()
+    whole, path = make(), tmp_path / "ck.npz"
+    ha = whole.fit(X, y, epochs=2, optimizer=Adam(0.01), seed=3, progress=False, **kw)
+    first, opt = make(), Adam(0.01)
+    first.fit(X, y, epochs=1, optimizer=opt, seed=3, progress=False, **kw)
+    save_checkpoint(path, first, opt, seed=3, settings=dict(
+        samples=len(X), batch_size=kw["batch_size"], shuffle=True, bptt=None,
+        clip_norm=kw["clip_norm"]))
+    resumed = make()
+    hb = resumed.fit(X, y, epochs=2, optimizer=Adam(0.01), progress=False, checkpoint=path, **kw)
+    assert hb["epoch"] == [2] and hb["loss"] == ha["loss"][1:]
+    np.testing.assert_array_equal(resumed.params[0][0], whole.params[0][0])
