@@ -33,6 +33,7 @@ link's target), then the folder fsynced. Temporary files left by writers that
 were killed (their process is gone), or left for a day, are removed by the
 next save into that folder.
 """
+import errno
 import inspect
 import json
 import math
@@ -165,20 +166,60 @@ def _fsync_folder(folder):
         os.close(fd)
 
 
-def _write(path, arrays):
-    """np.savez(arrays) to path: temp file (umask permissions), fsync, rename, fsync folder."""
-    path = os.fspath(path)
-    target = os.path.realpath(path) if os.path.islink(path) else path
-    folder = os.path.dirname(os.path.abspath(target))
-    _remove_stale(folder)
+def _target(path):
+    """The file a save to ``path`` replaces: ``path``, or through a symlink the
+    file it leads to (created when missing). The OSError opening it would raise
+    for an empty path or a symlink loop (which a rename would replace)."""
+    if not path:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+    if not os.path.islink(path):
+        return path
+    try:
+        return os.path.realpath(path, strict=True)
+    except FileNotFoundError:
+        return os.path.realpath(path)       # a dangling link: its target is created
+    except OSError as e:                    # a loop (ELOOP): no file to write through it
+        raise OSError(e.errno, e.strerror, path) from None
+
+
+def _open_temp(folder):
+    """(descriptor, name) of a new temporary file in ``folder`` (umask permissions)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
         tmp = os.path.join(folder, f".fastbp-{os.getpid()}-{secrets.token_hex(8)}-{_host()}.npz.tmp")
         try:
-            fd = os.open(tmp, flags, 0o666)     # the umask applies, as for any new file
-            break
+            return os.open(tmp, flags, 0o666), tmp     # the umask applies, as for any new file
         except FileExistsError:
             continue
+
+
+def check_writable(path, name="path"):
+    """Raise the OSError a save to ``path`` would raise (a missing or read-only
+    folder, a directory, an empty path, a symlink loop), naming ``name``,
+    without writing ``path``: ``fit(checkpoint=...)`` checks before training."""
+    path = os.fspath(path)
+    if "\0" in path:
+        raise ValueError(f"{name}: a path cannot hold a null character, got {path!r:.200}")
+    try:
+        target = _target(path)
+        if os.path.isdir(target):
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+        fd, tmp = _open_temp(os.path.dirname(os.path.abspath(target)))
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        if e.errno is None:
+            raise
+        raise type(e)(e.errno, f"{name}: cannot write {path!r}: {e.strerror}") from None
+
+
+def _write(path, arrays):
+    """np.savez(arrays) to path: temp file (umask permissions), fsync, rename, fsync folder."""
+    path = os.fspath(path)
+    target = _target(path)
+    folder = os.path.dirname(os.path.abspath(target))
+    _remove_stale(folder)
+    fd, tmp = _open_temp(folder)
     try:
         f = os.fdopen(fd, "wb")
     except BaseException:

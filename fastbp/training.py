@@ -141,7 +141,9 @@ class Trainable:
             checkpoint of another model configuration, optimizer, seed, batch
             size, shuffling, clipping, bptt or sample count is refused
             (ValueError naming what differs). A run stopped mid-epoch resumes at
-            the start of that epoch.
+            the start of that epoch. A path that could not be written (missing
+            or read-only folder, a directory, a symlink loop) raises its OSError
+            before training.
 
         Exceptions raised during training propagate and leave the parameters as
         after the last completed step (a step is all or nothing). Ctrl-C
@@ -301,7 +303,9 @@ class Trainable:
 
     def _restore(self, path, opt, seed_given, seed, settings):
         """None when there is no checkpoint at ``path``; else load it into the
-        model and ``opt`` (after checking it all) and return (seed, history)."""
+        model and ``opt`` (after checking it all) and return (seed, history).
+        First, the OSError that writing ``path`` after the first epoch would raise."""
+        _io.check_writable(path, "checkpoint")
         if not os.path.exists(path):
             return None
         ck = _io.load_checkpoint(path, expected=type(self))

@@ -3,6 +3,7 @@ restart mid-epoch) and resumed from its checkpoint equals the uninterrupted run
 bit for bit, for fit and for custom loops; a checkpoint of another run is
 refused by name."""
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -340,3 +341,22 @@ def test_fit_resumes_from_a_checkpoint_without_history(tmp_path):
     hb = resumed.fit(X, y, epochs=2, optimizer=Adam(0.01), progress=False, checkpoint=path, **kw)
     assert hb["epoch"] == [2] and hb["loss"] == ha["loss"][1:]
     np.testing.assert_array_equal(resumed.params[0][0], whole.params[0][0])
+
+
+def test_fit_refuses_a_checkpoint_path_it_could_not_write_before_training(tmp_path):
+    make, X, y, kw = CASES["mlp"]()
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "loop.npz").symlink_to("loop.npz")
+    for path, exc, match in [
+            (tmp_path / "absent" / "ck.npz", FileNotFoundError, "absent"),
+            (tmp_path / "folder", IsADirectoryError, "Is a directory"),
+            (tmp_path / "loop.npz", OSError, "symbolic links"),
+            ("", FileNotFoundError, "''"),
+            (str(tmp_path / "a\0b.npz"), ValueError, "null character")]:
+        model, opt = make(), Adam(0.01)
+        with pytest.raises(exc, match="checkpoint: .*" + match):
+            model.fit(X, y, epochs=1, optimizer=opt, seed=3, progress=False, checkpoint=path, **kw)
+        np.testing.assert_array_equal(model.params[0][0], make().params[0][0])     # untrained
+        assert opt.t == 0
+    assert sorted(os.listdir(tmp_path)) == ["folder", "loop.npz"]
+    assert os.listdir(tmp_path / "folder") == []

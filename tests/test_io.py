@@ -1,6 +1,7 @@
 """save/load and state_dict: exact round trips for every model, PyTorch's
 names and layouts, and every kind of bad file or dict refused without a
 half-loaded model."""
+import errno
 import io
 import json
 import os
@@ -461,6 +462,18 @@ def test_saved_files_get_the_permissions_of_the_umask(tmp_path, umask):
     for name in ("m.npz", "c.npz"):
         assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o666 & ~umask
     assert path == str(tmp_path / "m.npz")
+
+
+def test_saving_to_a_symlink_loop_fails_and_keeps_the_link(tmp_path):
+    loop = tmp_path / "loop.npz"
+    loop.symlink_to("loop.npz")
+    for save in (lambda: MODELS["mlp"]().save(loop),
+                 lambda: fastbp.io.save_checkpoint(loop, MODELS["mlp"](), SGD(0.1))):
+        with pytest.raises(OSError, match="loop.npz") as info:
+            save()
+        assert info.value.errno == errno.ELOOP
+    assert loop.is_symlink() and os.readlink(loop) == "loop.npz"
+    assert os.listdir(tmp_path) == ["loop.npz"]
 
 
 def test_saving_through_a_symlink_writes_its_target(tmp_path):
