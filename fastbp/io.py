@@ -416,6 +416,18 @@ def _entries(zf, size):
             raise _Refused(f"corrupted or truncated model file: entry {key[:80]!r} declares "
                            f"{info.file_size} bytes, more than the file can hold")
         arrays[key] = None
+    # each entry's bytes (local header, name, data) in a part of the file of its own: entries
+    # whose data ran through the others' would each allocate up to the file's size
+    end = 0
+    for info in sorted(infos, key=lambda i: i.header_offset):
+        if info.header_offset < end:
+            raise _Refused(f"corrupted or truncated model file: entry "
+                           f"{info.filename[:-4][:80]!r} overlaps another entry's bytes")
+        try:
+            name = len(info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437"))
+        except UnicodeEncodeError:
+            name = 0
+        end = info.header_offset + 30 + name + info.compress_size
     for info in infos:
         arrays[info.filename[:-4]] = _array(zf, info)
     return arrays

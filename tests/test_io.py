@@ -8,11 +8,13 @@ import os
 import pickle
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import time
 import tracemalloc
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -320,6 +322,45 @@ def test_crafted_files_are_refused_by_name_before_allocating(tmp_path, change, m
     finally:
         tracemalloc.stop()
     assert peak < 4 << 20, f"{peak} bytes allocated to refuse a {bad.stat().st_size}-byte file"
+
+
+def _overlapping_zip(target, n, tail):
+    """n stored entries, each a valid .npy of uint8 whose bytes run to the end of
+    the file, through every later entry (the "overlapped files" zip bomb): each
+    declares about the file's size, n of them n times it."""
+    def header(nbytes):
+        text = f"{{'descr': '|u1', 'fortran_order': False, 'shape': ({nbytes},), }}".encode()
+        text += b" " * (63 - (10 + len(text)) % 64) + b"\n"
+        return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text
+    rest, records = b"\0" * tail, []
+    for i in reversed(range(n)):
+        name = f"e{i:04d}.npy".encode()
+        data = header(len(rest)) + rest
+        local = struct.pack("<4s5H3I2H", b"PK\x03\x04", 20, 0, 0, 0, 0, zlib.crc32(data),
+                            len(data), len(data), len(name), 0) + name
+        records.append((name, zlib.crc32(data), len(data), len(local + data)))
+        rest = local + data
+    body, central = rest, b""
+    for name, crc, size, span in reversed(records):
+        central += struct.pack("<4s6H3I5H2I", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, crc, size,
+                               size, len(name), 0, 0, 0, 0, 0, len(body) - span) + name
+    target.write_bytes(body + central + struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, n, n,
+                                                    len(central), len(body), 0))
+    return target
+
+
+def test_entries_sharing_bytes_are_refused_before_allocating(tmp_path):
+    bad = _overlapping_zip(tmp_path / "bad.npz", 40, 100_000)
+    with zipfile.ZipFile(bad) as z:     # a zip Python reads: every entry checks out
+        assert len(z.read("e0039.npy")) > 100_000 and len(z.read("e0000.npy")) > 100_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"bad\.npz: .*entry 'e0001' overlaps another"):
+            load(bad)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < bad.stat().st_size, f"{peak} bytes allocated to refuse a {bad.stat().st_size}-byte file"
 
 
 @pytest.mark.parametrize("num_layers", [2 ** 31 - 1, 2 ** 31, 200])
