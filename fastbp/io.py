@@ -27,8 +27,8 @@ ValueError naming the file and the problem (FileNotFoundError for a missing
 one), never returns a half-loaded model.
 
 Writing is atomic and durable: a temporary file in the target's folder
-(created with the umask's permissions, named after the writer's host and
-process), fsynced, renamed over the target (through a symlink: over the
+(created with the umask's permissions, or those of the file it replaces; named
+after the writer's host and process), fsynced, renamed over the target (through a symlink: over the
 link's target), then the folder fsynced. Temporary files left by writers that
 were killed (their process is gone), or left for a day, are removed by the
 next save into that folder.
@@ -193,6 +193,18 @@ def _open_temp(folder):
             continue
 
 
+def _keep_mode(fd, target):
+    """A file replaced keeps its permission bits (a private 0600 checkpoint stays
+    private); a new one has the umask's."""
+    if not hasattr(os, "fchmod"):
+        return
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        return          # no file there yet
+    os.fchmod(fd, mode & 0o777)
+
+
 def check_writable(path, name="path"):
     """Raise the OSError a save to ``path`` would raise (a missing or read-only
     folder, a directory, an empty path, a symlink loop), naming ``name``,
@@ -221,6 +233,7 @@ def _write(path, arrays):
     _remove_stale(folder)
     fd, tmp = _open_temp(folder)
     try:
+        _keep_mode(fd, target)
         f = os.fdopen(fd, "wb")
     except BaseException:
         os.close(fd)

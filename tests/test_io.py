@@ -505,6 +505,25 @@ def test_saved_files_get_the_permissions_of_the_umask(tmp_path, umask):
     assert path == str(tmp_path / "m.npz")
 
 
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o444])
+def test_a_replaced_file_keeps_its_permissions(tmp_path, mode):
+    old = os.umask(0o022)
+    try:
+        for name, save in (("m.npz", lambda p: MODELS["mlp"]().save(p)),
+                           ("c.npz", lambda p: fastbp.io.save_checkpoint(p, MODELS["mlp"](), SGD(0.1)))):
+            path = tmp_path / name
+            save(path)
+            os.chmod(path, mode)
+            save(path)
+            assert stat.S_IMODE(os.stat(path).st_mode) == mode
+            link = tmp_path / ("link-" + name)      # through a symlink: its target's
+            link.symlink_to(name)
+            save(link)
+            assert stat.S_IMODE(os.stat(path).st_mode) == mode and link.is_symlink()
+    finally:
+        os.umask(old)
+
+
 def test_saving_to_a_symlink_loop_fails_and_keeps_the_link(tmp_path):
     loop = tmp_path / "loop.npz"
     loop.symlink_to("loop.npz")
