@@ -198,11 +198,12 @@ class Optimizer:
                         raise TypeError(f"{where}: expected a float32 or float64 numpy array, got "
                                         + (f"dtype {a.dtype}" if isinstance(a, np.ndarray)
                                            else type(a).__name__))
-                    if not np.isfinite(a).all():
+                    if j in self._NONNEGATIVE_SLOTS:     # +inf: a square that overflowed, as
+                        if np.isnan(a).any() or (a < 0).any():   # step can leave it
+                            raise ValueError(f"{where}: contains NaN or negative values; "
+                                             f"{type(self).__name__}'s slot {j} is a sum of squares")
+                    elif not np.isfinite(a).all():
                         raise ValueError(f"{where}: contains NaN or infinity")
-                    if j in self._NONNEGATIVE_SLOTS and (a < 0).any():
-                        raise ValueError(f"{where}: contains negative values; "
-                                         f"{type(self).__name__}'s slot {j} is a sum of squares")
                     if j and (a.shape != st[0].shape or a.dtype != st[0].dtype):
                         raise ValueError(f"{where}: expected shape {st[0].shape} and dtype "
                                          f"{st[0].dtype} (as [{i}][0]), got {a.shape} {a.dtype}")
