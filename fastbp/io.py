@@ -89,6 +89,9 @@ def _model_arrays(model):
               "model": np.array(name),
               "config": np.array(json.dumps(model._config(), sort_keys=True))}
     for pname, p in model._named_params():
+        if not np.isfinite(p).all():        # load refuses such a file: not written
+            raise ValueError(f"model: parameter {pname!r} contains NaN or infinity (the training "
+                             f"diverged); a file holding it could not be loaded")
         arrays[_PARAM_PREFIX + pname] = p
     return arrays
 
@@ -284,10 +287,21 @@ def save_checkpoint(path, model, optimizer, *, epoch=None, seed=None, rng=None, 
     """
     path = os.fspath(path)
     arrays = _model_arrays(model)
-    if isinstance(optimizer, type) or not hasattr(optimizer, "state_dict"):
-        raise TypeError(f"optimizer: expected a fastbp.optim Optimizer, got {type(optimizer).__name__}")
+    if type(optimizer) not in OPTIMIZER_CLASSES.values():     # the classes a file may name
+        raise TypeError(f"optimizer: expected a fastbp.optim SGD or Adam, got "
+                        f"{type(optimizer).__name__}")
     sd = optimizer.state_dict()
     state = sd["state"] or []
+    params = [p for _, p in model._named_params()]
+    if state and (len(state) != len(params) or any(a.shape != p.shape or a.dtype != p.dtype
+                                                   for p, row in zip(params, state) for a in row)):
+        raise ValueError(f"optimizer: its state is for other parameters ({len(state)} arrays) than "
+                         f"the model's ({len(params)}); step it with the model's parameters, "
+                         f"or reset() it")
+    try:
+        type(optimizer)(**sd["hyper"]).load_state_dict(sd)     # load_checkpoint's own checks
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"optimizer: its state could not be read back: {e}") from None
     arrays["optimizer"] = np.array(json.dumps(dict(
         {k: sd[k] for k in ("class", "hyper", "t", "epoch")},
         slots=len(state[0]) if state else 0, params=len(state))))

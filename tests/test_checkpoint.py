@@ -360,3 +360,49 @@ def test_fit_refuses_a_checkpoint_path_it_could_not_write_before_training(tmp_pa
         assert opt.t == 0
     assert sorted(os.listdir(tmp_path)) == ["folder", "loop.npz"]
     assert os.listdir(tmp_path / "folder") == []
+
+
+class _MyAdam(Adam):
+    pass
+
+
+def _stepped(opt, params):
+    opt.step(params, [np.ones_like(p) for p in params])
+    return opt
+
+
+@pytest.mark.parametrize("make_opt, exc, match", [
+    (lambda ps: _stepped(SGD(0.1, momentum=0.5), [np.ones(3)]), ValueError,
+     r"optimizer: its state is for other parameters \(1 arrays\) than the model's \(4\)"),
+    (lambda ps: _stepped(Adam(), [p.astype(np.float64) for p in ps]), ValueError,
+     "optimizer: its state is for other parameters"),
+    (lambda ps: _MyAdam(), TypeError, "optimizer: expected a fastbp.optim SGD or Adam, got _MyAdam"),
+    (lambda ps: Adam, TypeError, "optimizer: expected a fastbp.optim SGD or Adam, got type"),
+])
+def test_save_checkpoint_refuses_an_optimizer_load_checkpoint_could_not_restore(
+        tmp_path, make_opt, exc, match):
+    model = MLP([3, 4, 2], seed=2)
+    with pytest.raises(exc, match=match):
+        save_checkpoint(tmp_path / "c.npz", model, make_opt([p for _, p in model._named_params()]))
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_diverged_model_is_not_written_to_a_file_load_would_refuse(tmp_path):
+    model = MLP([3, 4, 2], seed=2)
+    model.params[1][1][0] = np.inf
+    with pytest.raises(ValueError, match=r"model: parameter '2.bias' contains NaN or infinity"):
+        model.save(tmp_path / "m.npz")
+    with pytest.raises(ValueError, match=r"model: parameter '2.bias'"):
+        save_checkpoint(tmp_path / "c.npz", model, Adam())
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_checkpoint_with_an_overflowed_adam_moment_loads_back(tmp_path):
+    model = MLP([3, 4, 2], seed=2)
+    params = [p for _, p in model._named_params()]
+    opt = Adam()
+    with pytest.warns(RuntimeWarning, match="overflow"):
+        opt.step(params, [np.full_like(p, 1e25) for p in params])     # v = inf in float32
+    assert np.isinf(opt.state[0][1]).all()
+    save_checkpoint(tmp_path / "c.npz", model, opt)
+    assert_same_optimizer(load_checkpoint(tmp_path / "c.npz").optimizer, opt)
