@@ -59,7 +59,7 @@ from ._linalg import sum_of_squares
 from ._sequence import lengths_array, reset_array
 from .tbptt import Stream, parse_bptt
 from ._validate import as_array, float_array, label_array, positive_int
-from .optim import clip_grad_norm, get_optimizer, sigint_held
+from .optim import OPTIMIZER_CLASSES, clip_grad_norm, get_optimizer, sigint_held
 
 
 class History(dict):
@@ -183,6 +183,9 @@ class Trainable:
             raise ValueError(f"seed: expected an integer in [0, 2**128) with a checkpoint (which "
                              f"holds the seed), got {_io._show(seed)}")
         opt = get_optimizer(optimizer)
+        if checkpoint is not None and type(opt) not in OPTIMIZER_CLASSES.values():
+            raise TypeError(f"optimizer: a checkpoint holds the state of fastbp.optim SGD or "
+                            f"Adam, got {type(opt).__name__}")
         dp = _data_parallel(self, comm)
         # on many ranks, only the shapes now: each rank validates its rows batch by batch
         prepare = self._fit_data if dp is None else self._fit_layout

@@ -406,3 +406,14 @@ def test_a_checkpoint_with_an_overflowed_adam_moment_loads_back(tmp_path):
     assert np.isinf(opt.state[0][1]).all()
     save_checkpoint(tmp_path / "c.npz", model, opt)
     assert_same_optimizer(load_checkpoint(tmp_path / "c.npz").optimizer, opt)
+
+
+def test_fit_refuses_an_optimizer_a_checkpoint_cannot_hold_before_training(tmp_path):
+    make, X, y, kw = CASES["mlp"]()
+    model = make()
+    with pytest.raises(TypeError, match="optimizer: a checkpoint holds the state of fastbp.optim "
+                                        "SGD or Adam, got _MyAdam"):
+        model.fit(X, y, epochs=1, optimizer=_MyAdam(0.01), seed=3, progress=False,
+                  checkpoint=tmp_path / "c.npz", **kw)
+    np.testing.assert_array_equal(model.params[0][0], make().params[0][0])
+    assert not list(tmp_path.iterdir())
