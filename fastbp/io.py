@@ -42,6 +42,7 @@ import os
 import re
 import secrets
 import socket
+import stat
 import time
 import zipfile
 from collections import namedtuple
@@ -382,14 +383,18 @@ def _plain(value):
 def _read(path):
     """Every array of the .npz at ``path``, each entry's metadata and header
     checked before its bytes are read; ValueError naming the file otherwise."""
-    try:
-        fh = open(path, "rb")
+    try:    # non-blocking: opening a FIFO (or a device) waits for no writer
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         raise
-    except OSError as e:
+    except (OSError, ValueError) as e:      # a directory, no permission, a null character
         raise ValueError(f"{path}: not a fastbp model file (.npz): {e}") from e
-    with fh:
-        size = os.fstat(fh.fileno()).st_size
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise ValueError(f"{path}: not a fastbp model file (.npz): not a regular file")
+    with open(fd, "rb") as fh:
+        size = st.st_size
         try:
             zf = zipfile.ZipFile(fh)
         except MemoryError:

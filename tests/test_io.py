@@ -204,6 +204,25 @@ def test_not_an_npz(tmp_path):
         load(pickled)
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_a_path_that_is_not_a_regular_file_is_refused_without_waiting(tmp_path):
+    fifo = tmp_path / "model.npz"
+    os.mkfifo(fifo)
+    code = ("import sys, fastbp\n"
+            "for path in sys.argv[1:]:\n"
+            "    try:\n"
+            "        fastbp.load(path)\n"
+            "    except ValueError as e:\n"
+            "        print(e)\n")
+    # a subprocess, so that a load waiting for a FIFO's writer fails the test, not hangs it
+    out = subprocess.run([sys.executable, "-c", code, str(fifo), str(tmp_path), os.devnull],
+                         capture_output=True, text=True, timeout=60,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [f"{p}: not a fastbp model file (.npz): not a regular file"
+                                       for p in (fifo, tmp_path, os.devnull)]
+
+
 def test_pickled_arrays_are_never_loaded(saved, tmp_path):
     def add_object_array(a):
         a["param/readout.bias"] = np.array([object()], dtype=object)
