@@ -328,8 +328,9 @@ class Trainable:
             raise ValueError(f"checkpoint: {path} is the state of another run; it differs in "
                              + "; ".join(mismatch))
         _check_fit_history(ck, path)        # before anything is restored
-        self.load_state_dict(ck.model.state_dict())
-        opt.load_state_dict(saved_opt)
+        with sigint_held():                 # the model and its optimizer both, Ctrl-C included
+            self.load_state_dict(ck.model.state_dict())
+            opt.load_state_dict(saved_opt)
         return ck.seed, dict(ck.history)
 
     def _save_checkpoint(self, path, opt, seed, settings, history, dp):

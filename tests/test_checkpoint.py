@@ -4,6 +4,7 @@ bit for bit, for fit and for custom loops; a checkpoint of another run is
 refused by name."""
 import json
 import os
+import signal
 import zipfile
 
 import numpy as np
@@ -417,3 +418,22 @@ def test_fit_refuses_an_optimizer_a_checkpoint_cannot_hold_before_training(tmp_p
                   checkpoint=tmp_path / "c.npz", **kw)
     np.testing.assert_array_equal(model.params[0][0], make().params[0][0])
     assert not list(tmp_path.iterdir())
+
+
+def test_ctrl_c_while_resuming_restores_the_model_and_its_optimizer_together(tmp_path, monkeypatch):
+    make, X, y, kw = CASES["mlp"]()
+    path = tmp_path / "ck.npz"
+    trained, opt = make(), Adam(0.01)
+    trained.fit(X, y, epochs=1, optimizer=opt, seed=3, progress=False, checkpoint=path, **kw)
+    real = Adam.load_state_dict
+
+    def interrupted(self, sd):      # Ctrl-C between the model's restore and the optimizer's
+        if self is resumed:
+            os.kill(os.getpid(), signal.SIGINT)
+        real(self, sd)
+    monkeypatch.setattr(Adam, "load_state_dict", interrupted)
+    model, resumed = make(), Adam(0.01)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, y, epochs=2, optimizer=resumed, seed=3, progress=False, checkpoint=path, **kw)
+    np.testing.assert_array_equal(model.params[0][0], trained.params[0][0])
+    assert_same_optimizer(resumed, opt)
