@@ -561,6 +561,9 @@ def _check_config(cls, kind, config, path):
         raise ValueError(f"{path}: the saved configuration does not build a {kind}: unknown "
                          f"argument(s) {unknown[:5]!r:.200}")
     for k, v in config.items():
+        if isinstance(keys[k], bool) and not isinstance(v, bool):   # flags: true or false only
+            raise ValueError(f"{path}: the saved configuration does not build a {kind}: {k}: "
+                             f"expected true or false, got {v!r:.80}")
         items = v if isinstance(v, list) else [v]
         if len(items) > 4096 or not all(x is None or isinstance(x, (bool, int, float, str))
                                         and (not isinstance(x, str) or len(x) <= 64)

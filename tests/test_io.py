@@ -382,6 +382,20 @@ def test_entries_sharing_bytes_are_refused_before_allocating(tmp_path):
     assert peak < bad.stat().st_size, f"{peak} bytes allocated to refuse a {bad.stat().st_size}-byte file"
 
 
+@pytest.mark.parametrize("key, value", [("many_to_one", "no"), ("many_to_one", 0),
+                                        ("peepholes", 1), ("bidirectional", None)])
+def test_a_saved_flag_that_is_not_true_or_false_is_refused(tmp_path, key, value):
+    LSTM(3, 4, 2, seed=0).save(tmp_path / "good.npz")
+    entries = _entries_of(tmp_path / "good.npz")
+    with zipfile.ZipFile(tmp_path / "good.npz") as z, z.open("config.npy") as f:
+        config = json.loads(str(np.lib.format.read_array(f)))
+    config[key] = value         # the constructor reads any value as bool(value): "no" as True
+    entries["config"] = _array_bytes(np.array(json.dumps(config)))
+    with pytest.raises(ValueError, match=rf"bad\.npz: .*{key}: expected true or false, got "
+                                         rf"{value!r}"):
+        load(_zip(tmp_path / "bad.npz", entries))
+
+
 @pytest.mark.parametrize("num_layers", [2 ** 31 - 1, 2 ** 31, 200])
 def test_a_configuration_larger_than_its_arrays_is_refused_before_building(tmp_path, num_layers):
     RNN(5, 6, 3, num_layers=2, seed=0).save(tmp_path / "good.npz")
