@@ -300,7 +300,7 @@ def save_checkpoint(path, model, optimizer, *, epoch=None, seed=None, rng=None, 
                          f"the model's ({len(params)}); step it with the model's parameters, "
                          f"or reset() it")
     try:
-        type(optimizer)(**sd["hyper"]).load_state_dict(sd)     # load_checkpoint's own checks
+        optimizer._checked(sd, copy=False)      # load_checkpoint's own checks, no copy
     except (TypeError, ValueError) as e:
         raise ValueError(f"optimizer: its state could not be read back: {e}") from None
     arrays["optimizer"] = np.array(json.dumps(dict(

@@ -158,6 +158,16 @@ class Optimizer:
         before anything is set; a bad entry raises ValueError/TypeError naming it
         and leaves the optimizer unchanged. The arrays' shapes are checked
         against the parameters at the next :meth:`step`."""
+        fresh, counts, arrays = self._checked(state_dict)
+        with sigint_held():
+            for k, v in vars(fresh).items():
+                if k not in ("state", "t", "epoch", "_scratch"):
+                    setattr(self, k, v)
+            self.state, self.t, self.epoch = arrays, counts["t"], counts["epoch"]
+
+    def _checked(self, state_dict, copy=True):
+        """load_state_dict's checks: (an optimizer of the hyperparameters, {"t", "epoch"},
+        the per-parameter arrays as tuples: copies, or the given arrays with copy=False)."""
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict: expected a dict from Optimizer.state_dict(), got "
                             f"{type(state_dict).__name__}")
@@ -207,18 +217,14 @@ class Optimizer:
                     if j and (a.shape != st[0].shape or a.dtype != st[0].dtype):
                         raise ValueError(f"{where}: expected shape {st[0].shape} and dtype "
                                          f"{st[0].dtype} (as [{i}][0]), got {a.shape} {a.dtype}")
-                    row.append(np.array(a, order="C", copy=True))
+                    row.append(np.array(a, order="C", copy=True) if copy else a)
                 checked.append(tuple(row))
             if counts["t"] == 0:
                 raise ValueError("state_dict['t']: 0 steps but per-parameter state is given")
             arrays = checked
         elif counts["t"] != 0:
             raise ValueError(f"state_dict['state']: None (no step taken) but t = {counts['t']}")
-        with sigint_held():
-            for k, v in vars(fresh).items():
-                if k not in ("state", "t", "epoch", "_scratch"):
-                    setattr(self, k, v)
-            self.state, self.t, self.epoch = arrays, counts["t"], counts["epoch"]
+        return fresh, counts, arrays
 
     def _decayed(self, p, g, out):
         """g + λθ written into ``out``, or g itself when there is no weight decay."""
