@@ -581,7 +581,7 @@ class SequenceTrainable(Trainable):
             if lengths is not None or reset is not None:
                 raise ValueError("bptt=(k1, k2) streams full-length sequences: lengths and "
                                  "reset are not supported with it (use bptt=k)")
-            Stream(self, bptt[0], bptt[0], batch=1)   # refuses unsupported models, by name
+            Stream(self, 1, 1, batch=1)     # refuses unsupported models, by name (small buffers)
             bptt = bptt + (burn_in,)
         elif burn_in:
             raise ValueError("burn_in: needs bptt=(k1, k2)")
@@ -722,9 +722,9 @@ class SequenceTrainable(Trainable):
         """BPTT(k1, k2) over a batch of sequences: the first burn_in steps
         forward only, then one optimizer step per k1 steps."""
         T, B = X.shape[0], X.shape[1]
-        # a window never reaches further back than the batch's T steps: buffers for
-        # min(k2, T) steps (at least k1) give the same gradients as k2's
-        stream = Stream(self, k1, max(k1, min(k2, T)), batch=B)
+        # a chunk never holds more than the batch's T steps, nor a window reaches further
+        # back: buffers for min(k1, T) and min(k2, T) steps give the same gradients
+        stream = Stream(self, min(k1, T), min(k2, T), batch=B)
         for t0 in range(0, min(burn_in, T), k1):
             stream.advance(X[t0:min(t0 + k1, burn_in, T)])
         for t0 in range(min(burn_in, T), T, k1):
