@@ -71,8 +71,10 @@ _SLACK = 64                     # parameters a configuration may name beyond the
 
 def register_model(cls):
     """Make ``cls`` (fastbp.MLP, RNN or LSTM; fastbp.training registers every
-    Trainable) the class that files naming it are loaded as."""
-    if cls.__name__ in _KINDS:
+    Trainable) the class that files naming it are loaded as. Only fastbp's own:
+    a user's subclass of the same name (``class MLP(fastbp.MLP)``) leaves the
+    registry alone (it made every fastbp.MLP unsavable and files load as it)."""
+    if cls.__name__ in _KINDS and cls.__module__.split(".")[0] == __name__.split(".")[0]:
         _CLASSES[cls.__name__] = cls
     return cls
 

@@ -557,6 +557,20 @@ def test_a_replaced_file_keeps_its_permissions(tmp_path, mode):
         os.umask(old)
 
 
+def test_a_user_subclass_named_like_a_fastbp_model_leaves_save_and_load_alone(tmp_path, monkeypatch):
+    monkeypatch.setattr(fastbp.io, "_CLASSES", dict(fastbp.io._CLASSES))   # whatever happens
+    model = MODELS["mlp"](seed=1)
+
+    class MLP(fastbp.MLP):      # noqa: F811 (the name is the point)
+        pass
+    model.save(tmp_path / "m.npz")
+    back = fastbp.MLP.load(tmp_path / "m.npz")
+    assert type(back) is fastbp.MLP and type(load(tmp_path / "m.npz")) is fastbp.MLP
+    assert_same_model(back, model)
+    MLP([4, 3]).save(tmp_path / "sub.npz")         # a subclass is saved as its fastbp class
+    assert type(load(tmp_path / "sub.npz")) is fastbp.MLP
+
+
 def test_saving_to_a_symlink_loop_fails_and_keeps_the_link(tmp_path):
     loop = tmp_path / "loop.npz"
     loop.symlink_to("loop.npz")
