@@ -186,6 +186,8 @@ class Trainable:
         if checkpoint is not None and type(opt) not in OPTIMIZER_CLASSES.values():
             raise TypeError(f"optimizer: a checkpoint holds the state of fastbp.optim SGD or "
                             f"Adam, got {type(opt).__name__}")
+        if checkpoint is not None:
+            _io._model_arrays(self)     # a model a file cannot hold: refused before training
         dp = _data_parallel(self, comm)
         # on many ranks, only the shapes now: each rank validates its rows batch by batch
         prepare = self._fit_data if dp is None else self._fit_layout
