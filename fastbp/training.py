@@ -186,8 +186,6 @@ class Trainable:
         if checkpoint is not None and type(opt) not in OPTIMIZER_CLASSES.values():
             raise TypeError(f"optimizer: a checkpoint holds the state of fastbp.optim SGD or "
                             f"Adam, got {type(opt).__name__}")
-        if checkpoint is not None:
-            _io._model_arrays(self)     # a model a file cannot hold: refused before training
         dp = _data_parallel(self, comm)
         # on many ranks, only the shapes now: each rank validates its rows batch by batch
         prepare = self._fit_data if dp is None else self._fit_layout
@@ -309,7 +307,9 @@ class Trainable:
     def _restore(self, path, opt, seed_given, seed, settings):
         """None when there is no checkpoint at ``path``; else load it into the
         model and ``opt`` (after checking it all) and return (seed, history).
-        First, the OSError that writing ``path`` after the first epoch would raise."""
+        First, what saving after the first epoch would raise: a model no file can hold
+        (TypeError, ValueError), a path that cannot be written (OSError)."""
+        _io._model_arrays(self)     # a model a file cannot hold (rank root's under comm)
         _io.check_writable(path, "checkpoint")
         if not os.path.exists(path):
             return None
