@@ -320,10 +320,17 @@ def save_checkpoint(path, model, optimizer, *, epoch=None, seed=None, rng=None, 
         raise ValueError(f"seed: expected an integer in [0, 2**128) or None, got {_show(seed)}")
     if rng is not None and not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng: expected a numpy.random.Generator or None, got {type(rng).__name__}")
+    rng_state = None if rng is None else _plain(rng.bit_generator.state)
+    if rng_state is not None:
+        try:
+            _generator(rng_state)           # what load_checkpoint rebuilds it from
+        except ValueError as e:
+            raise TypeError(f"rng: a checkpoint holds a Generator over numpy's "
+                            f"{', '.join(_BIT_GENERATORS)}: {e}") from None
     if settings is not None and not isinstance(settings, dict):
         raise TypeError(f"settings: expected a dict or None, got {type(settings).__name__}")
     training = dict(epoch=int(epoch), seed=None if seed is None else int(seed),
-                    rng=None if rng is None else _plain(rng.bit_generator.state),
+                    rng=rng_state,
                     settings=settings)
     try:
         arrays["training"] = np.array(_readable_json(training))

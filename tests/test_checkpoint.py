@@ -449,3 +449,16 @@ def test_fit_refuses_a_model_a_checkpoint_cannot_hold_before_training(tmp_path):
         model.fit(X, y, epochs=1, seed=3, progress=False, checkpoint=tmp_path / "c.npz", **kw)
     np.testing.assert_array_equal(model.params[0][0], before)
     assert not list(tmp_path.iterdir())
+
+
+def test_save_checkpoint_refuses_a_generator_load_checkpoint_could_not_rebuild(tmp_path):
+    class Foreign(np.random.Generator):     # as over a bit generator numpy does not ship
+        @property
+        def bit_generator(self):
+            return type("Xoshiro256", (), {"state": {"bit_generator": "Xoshiro256",
+                                                     "state": {"s": [1, 2, 3, 4]}}})()
+    with pytest.raises(TypeError, match="rng: a checkpoint holds a Generator over numpy's "
+                                        "PCG64, .*unknown bit generator 'Xoshiro256'"):
+        save_checkpoint(tmp_path / "c.npz", MLP([2, 2]), SGD(0.1),
+                        rng=Foreign(np.random.PCG64(1)))
+    assert not list(tmp_path.iterdir())
