@@ -341,8 +341,9 @@ def save_checkpoint(path, model, optimizer, *, epoch=None, seed=None, rng=None, 
         raise TypeError(f"history: expected a dict of lists of numbers or None, got "
                         f"{type(history).__name__}")
     for key, values in (history or {}).items():
-        if not isinstance(key, str) or "/" in key:
-            raise ValueError(f"history: keys must be plain names, got {key!r}")
+        if not _plain_name(key):     # the zip entry's name: a null ends it, "/" nests it
+            raise ValueError(f"history: keys must be plain names (1 to 200 bytes of UTF-8, no "
+                             f"'/' or null character), got {key!r:.80}")
         try:
             column = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
             if column.ndim != 1:
@@ -357,6 +358,14 @@ def save_checkpoint(path, model, optimizer, *, epoch=None, seed=None, rng=None, 
 
 _MAX_COUNT = 2 ** 62            # epochs and steps a checkpoint holds
 _SEED_LIMIT = 2 ** 128          # seeds a checkpoint holds (SeedSequence().entropy is 128 bits)
+
+
+def _plain_name(key):
+    try:
+        return (isinstance(key, str) and 0 < len(key.encode("utf-8")) <= 200
+                and "/" not in key and "\0" not in key)
+    except UnicodeEncodeError:      # a lone surrogate
+        return False
 
 
 def _show(value):

@@ -276,6 +276,11 @@ def _nested(levels):
     (dict(history={"loss": 1.0}), TypeError, r"history\['loss'\]: expected a list of numbers"),
     (dict(history={"loss": [[1.0, 2.0]]}), TypeError, r"history\['loss'\]: .*shape \(1, 2\)"),
     (dict(history={"loss": ["x"]}), TypeError, r"history\['loss'\]"),
+    (dict(history={"a\0b": [1.0]}), ValueError, "history: keys must be plain names"),
+    (dict(history={"x" * 70000: [1.0]}), ValueError, "history: keys must be plain names"),
+    (dict(history={"loss\udcff": [1.0]}), ValueError, "history: keys must be plain names"),
+    (dict(history={"": [1.0]}), ValueError, "history: keys must be plain names"),
+    (dict(history={3: [1.0]}), ValueError, "history: keys must be plain names"),
 ])
 def test_save_checkpoint_refuses_what_load_checkpoint_could_not_read(tmp_path, args, exc, match):
     model, opt = MLP([3, 4, 2], seed=2), Adam()
