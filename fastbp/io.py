@@ -69,6 +69,15 @@ _DEFLATE_RATIO = 1100           # deflate expands at most ~1032 times
 _SLACK = 64                     # parameters a configuration may name beyond the file's (reported by name)
 
 
+def _fspath(path, name="path"):
+    """``path`` as a str (bytes decoded as the file system does), else TypeError naming it."""
+    try:
+        return os.fsdecode(os.fspath(path))
+    except TypeError:
+        raise TypeError(f"{name}: expected a str, bytes or os.PathLike path, got "
+                        f"{type(path).__name__}") from None
+
+
 def register_model(cls):
     """Make ``cls`` (fastbp.MLP, RNN or LSTM; fastbp.training registers every
     Trainable) the class that files naming it are loaded as. Only fastbp's own:
@@ -106,7 +115,7 @@ def save(model, path):
     part-way leaves any previous file at ``path`` intact, and a power loss
     after ``save`` returned keeps the new file.
     """
-    path = os.fspath(path)
+    path = _fspath(path)
     _write(path, _model_arrays(model))
     return path
 
@@ -215,7 +224,7 @@ def check_writable(path, name="path"):
     """Raise the OSError a save to ``path`` would raise (a missing or read-only
     folder, a directory, an empty path, a symlink loop), naming ``name``,
     without writing ``path``: ``fit(checkpoint=...)`` checks before training."""
-    path = os.fspath(path)
+    path = _fspath(path, name)
     if "\0" in path:
         raise ValueError(f"{name}: a path cannot hold a null character, got {path!r:.200}")
     try:
@@ -233,7 +242,7 @@ def check_writable(path, name="path"):
 
 def _write(path, arrays):
     """np.savez(arrays) to path: temp file (umask permissions), fsync, rename, fsync folder."""
-    path = os.fspath(path)
+    path = _fspath(path)
     target = _target(path)
     folder = os.path.dirname(os.path.abspath(target))
     _remove_stale(folder)
@@ -288,7 +297,7 @@ def save_checkpoint(path, model, optimizer, *, epoch=None, seed=None, rng=None, 
     :func:`load_checkpoint`: given the same data and loop, the resumed run
     equals the uninterrupted one bit for bit.
     """
-    path = os.fspath(path)
+    path = _fspath(path)
     arrays = _model_arrays(model)
     if type(optimizer) not in OPTIMIZER_CLASSES.values():     # the classes a file may name
         raise TypeError(f"optimizer: expected a fastbp.optim SGD or Adam, got "
@@ -691,7 +700,7 @@ def load(path, expected=None):
     Raises FileNotFoundError for a missing file and ValueError, naming the file
     and the problem, for anything else wrong with it.
     """
-    path = os.fspath(path)
+    path = _fspath(path)
     return _model_from(_read(path), path, expected)
 
 
@@ -708,7 +717,7 @@ def load_checkpoint(path, expected=None):
     optimizer's arrays against the model's parameters included; a model file
     without the training state, like any bad file, raises ValueError naming the file.
     """
-    path = os.fspath(path)
+    path = _fspath(path)
     arrays = _read(path)
     model = _model_from(arrays, path, expected)
     if "optimizer" not in arrays or "training" not in arrays:

@@ -571,6 +571,21 @@ def test_a_user_subclass_named_like_a_fastbp_model_leaves_save_and_load_alone(tm
     assert type(load(tmp_path / "sub.npz")) is fastbp.MLP
 
 
+def test_paths_may_be_bytes_and_anything_else_is_named(tmp_path):
+    model = MODELS["mlp"](seed=1)
+    raw = os.fsencode(tmp_path / "m.npz")
+    assert model.save(raw) == str(tmp_path / "m.npz")
+    assert_same_model(load(raw), model)
+    fastbp.io.save_checkpoint(os.fsencode(tmp_path / "c.npz"), model, SGD(0.1))
+    assert_same_model(fastbp.io.load_checkpoint(os.fsencode(tmp_path / "c.npz")).model, model)
+    for call in (lambda: model.save(3), lambda: load(None),
+                 lambda: fastbp.io.save_checkpoint(1.5, model, SGD(0.1)),
+                 lambda: fastbp.io.load_checkpoint([])):
+        with pytest.raises(TypeError, match="path: expected a str, bytes or os.PathLike path"):
+            call()
+    assert sorted(os.listdir(tmp_path)) == ["c.npz", "m.npz"]
+
+
 def test_saving_to_a_symlink_loop_fails_and_keeps_the_link(tmp_path):
     loop = tmp_path / "loop.npz"
     loop.symlink_to("loop.npz")
