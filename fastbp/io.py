@@ -232,8 +232,10 @@ def check_writable(path, name="path"):
         if os.path.isdir(target):
             raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
         fd, tmp = _open_temp(os.path.dirname(os.path.abspath(target)))
-        os.close(fd)
-        os.unlink(tmp)
+        try:
+            os.close(fd)
+        finally:
+            os.unlink(tmp)
     except OSError as e:
         if e.errno is None:
             raise
