@@ -803,7 +803,7 @@ def _check_fit_history(ck, path):
     elif epochs is None:
         if any(k != "step_loss" for k in ck.history):   # lists that could not be aligned
             problem = "its history has no 'epoch' list (not written by fit)"
-    elif epochs != list(range(ck.epoch - len(epochs) + 1, ck.epoch + 1)):
+    elif len(epochs) > ck.epoch or epochs != list(range(ck.epoch - len(epochs) + 1, ck.epoch + 1)):
         problem = (f"its history numbers {len(epochs)} epochs {epochs[:3]}... where the epochs "
                    f"up to {ck.epoch} were expected")
     else:

@@ -315,6 +315,8 @@ def test_fit_with_a_checkpoint_refuses_an_unsavable_seed_before_training(tmp_pat
     (lambda e: e.update({"history/epoch": np.array([np.inf, 2.0])}), "history numbers 2 epochs"),
     (lambda e: e.update({"history/epoch": np.array([1.0, 3.0])}), "history numbers 2 epochs"),
     (lambda e: e.update({"history/epoch": np.arange(100.0)}), "history numbers 100 epochs"),
+    (lambda e: e.update({"history/epoch": np.arange(3.0), "history/loss": np.ones(3),
+                         "history/time": np.ones(3)}), "history numbers 3 epochs"),   # from 0
     (lambda e: e.pop("history/epoch"), "no 'epoch' list"),
     (lambda e: e.update({"history/loss": np.ones(3)}), r"lists \['loss'\] do not have one entry"),
     (lambda e: e.update(optimizer=np.array(json.dumps(
