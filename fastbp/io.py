@@ -66,6 +66,8 @@ _MAX_JSON = 1 << 20             # characters of a JSON entry
 _MAX_DEPTH = 8                  # nesting of a JSON entry
 _MAX_SIZE = 2 ** 31 - 1         # a layer width or an input size
 _DEFLATE_RATIO = 1100           # deflate expands at most ~1032 times
+_MAX_EXPANSION = 64             # bytes a file's arrays may declare per byte of the file...
+_EXPANSION_SLACK = 64 << 20     # ... plus these (a small compressed file of zeros)
 _SLACK = 64                     # parameters a configuration may name beyond the file's (reported by name)
 
 
@@ -477,6 +479,12 @@ def _entries(zf, size):
             raise _Refused(f"corrupted or truncated model file: entry {key[:80]!r} declares "
                            f"{info.file_size} bytes, more than the file can hold")
         arrays[key] = None
+    # deflate may expand 1032 times: a 100 MB file of zeros would ask for 100 GB. fastbp writes
+    # stored (uncompressed) entries; a compressed file may hold 64 times its size (+ 64 MiB)
+    declared = sum(info.file_size for info in infos)
+    if declared > _MAX_EXPANSION * size + _EXPANSION_SLACK:
+        raise _Refused(f"not a fastbp model file: its entries declare {declared} bytes, more "
+                       f"than {_MAX_EXPANSION} times the file's {size} (+ {_EXPANSION_SLACK})")
     # each entry's bytes (local header, name, data) in a part of the file of its own: entries
     # whose data ran through the others' would each allocate up to the file's size
     end = 0

@@ -368,6 +368,33 @@ def _overlapping_zip(target, n, tail):
     return target
 
 
+def test_a_compressed_file_declaring_far_more_than_it_holds_is_refused_before_allocating(tmp_path):
+    MODELS["mlp"]().save(tmp_path / "good.npz")
+    entries = _entries_of(tmp_path / "good.npz")
+    zeros = np.zeros((80 << 20) // 8)      # 80 MiB of zeros: deflated to about 80 KiB
+    entries["param/extra"] = _array_bytes(zeros)
+    bad = tmp_path / "bad.npz"
+    with zipfile.ZipFile(bad, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name, payload in entries.items():
+            z.writestr(name + ".npy", payload)
+    del zeros, entries
+    assert bad.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"bad\.npz: .*declare \d+ bytes, more than 64 times"):
+            load(bad)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20
+    small = tmp_path / "small.npz"         # compressed, within the bound: read as ever
+    with zipfile.ZipFile(tmp_path / "good.npz") as src, \
+            zipfile.ZipFile(small, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for info in src.infolist():
+            z.writestr(info.filename, src.read(info))
+    assert_same_model(load(small), MODELS["mlp"]())
+
+
 def test_entries_sharing_bytes_are_refused_before_allocating(tmp_path):
     bad = _overlapping_zip(tmp_path / "bad.npz", 40, 100_000)
     with zipfile.ZipFile(bad) as z:     # a zip Python reads: every entry checks out
