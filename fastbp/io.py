@@ -300,6 +300,12 @@ def save_checkpoint(path, model, optimizer, *, epoch=None, seed=None, rng=None, 
     In a custom loop, save at the end of each epoch and resume from
     :func:`load_checkpoint`: given the same data and loop, the resumed run
     equals the uninterrupted one bit for bit.
+
+    Only what :func:`load_checkpoint` reads back is written: a model with NaN or
+    infinite parameters, an optimizer other than fastbp's SGD and Adam or with
+    state for other parameters, a seed of 2**128 or more, an epoch of 2**62 or
+    more, settings beyond the JSON bounds and history keys that are not plain
+    names are refused (ValueError/TypeError naming them) before anything is written.
     """
     path = _fspath(path)
     arrays = _model_arrays(model)
