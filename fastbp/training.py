@@ -412,6 +412,8 @@ class Trainable:
         The file is written exactly at ``path`` (no suffix added), via a temporary
         file renamed into place, so an interrupted save never leaves a truncated
         file behind. Read it back with ``fastbp.load(path)``. Returns ``path``.
+        A model with NaN or infinite parameters (diverged training), which load
+        would refuse, is not written (ValueError naming the parameter).
         """
         return _io.save(self, path)
 
