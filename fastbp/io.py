@@ -189,6 +189,9 @@ def _target(path):
     for an empty path or a symlink loop (which a rename would replace)."""
     if not path:
         raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+    if path.endswith((os.sep, os.altsep or os.sep)):    # names a folder: no file to replace
+        raise IsADirectoryError(errno.EISDIR, "Is a directory (the path ends in a separator)",
+                                path)
     if not os.path.islink(path):
         return path
     try:
