@@ -225,6 +225,18 @@ def _keep_mode(fd, target):
     os.fchmod(fd, mode & 0o777)
 
 
+def _check_name_length(folder, target):
+    """OSError(ENAMETOOLONG) for a file name or path the folder's file system refuses."""
+    for key, value in (("PC_NAME_MAX", os.path.basename(target)),
+                       ("PC_PATH_MAX", os.path.abspath(target))):
+        try:
+            limit = os.pathconf(folder, key)
+        except (AttributeError, ValueError, OSError):   # not POSIX, or no limit known
+            continue
+        if limit is not None and limit > 0 and len(os.fsencode(value)) > limit:
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), target)
+
+
 def check_writable(path, name="path"):
     """Raise the OSError a save to ``path`` would raise (a missing or read-only
     folder, a directory, an empty path, a symlink loop), naming ``name``,
@@ -236,11 +248,13 @@ def check_writable(path, name="path"):
         target = _target(path)
         if os.path.isdir(target):
             raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
-        fd, tmp = _open_temp(os.path.dirname(os.path.abspath(target)))
+        folder = os.path.dirname(os.path.abspath(target))
+        fd, tmp = _open_temp(folder)
         try:
             os.close(fd)
         finally:
             os.unlink(tmp)
+        _check_name_length(folder, target)      # the rename's, which the probe's name is not
     except OSError as e:
         if e.errno is None:
             raise

@@ -361,6 +361,7 @@ def test_fit_refuses_a_checkpoint_path_it_could_not_write_before_training(tmp_pa
             (tmp_path / "loop.npz", OSError, "symbolic links"),
             ("", FileNotFoundError, "''"),
             (str(tmp_path / "ck.npz") + os.sep, IsADirectoryError, "ends in a separator"),
+            (tmp_path / ("x" * 300 + ".npz"), OSError, "too long"),
             (str(tmp_path / "a\0b.npz"), ValueError, "null character")]:
         model, opt = make(), Adam(0.01)
         with pytest.raises(exc, match="checkpoint: .*" + match):
