@@ -290,6 +290,14 @@ class DataParallel:
         unless the slice's start and stop are given and not negative, with a
         positive step (it then must not run past the end)."""
         if isinstance(batch, slice):
+            for what in ("start", "stop", "step"):
+                v = getattr(batch, what)
+                if v is not None and (isinstance(v, (bool, np.bool_))
+                                      or not isinstance(v, numbers.Integral)):
+                    raise TypeError(f"batch: a slice's {what} must be an integer or None, "
+                                    f"got {v!r:.80}")
+            if batch.step == 0:
+                raise ValueError(f"batch: a slice's step cannot be zero, got {batch}")
             if n is None:
                 simple = (batch.step is None or batch.step > 0) and all(
                     v is not None and v >= 0 for v in (batch.start, batch.stop))
@@ -298,16 +306,20 @@ class DataParallel:
                                      f"or stop, with negative bounds or a negative step)")
                 n = batch.stop
             r = range(_count(n, "n"))[batch]
-            lo, hi = self._bounds(len(r))
+            # len(r) overflows past sys.maxsize: the count from the range's ends
+            count = max(0, (r.stop - r.start + r.step - (1 if r.step > 0 else -1)) // r.step)
+            lo, hi = self._bounds(count)
             part = r[lo:hi]
             if not part:
                 return slice(0, 0)
-            stop = part.start + len(part) * part.step
+            stop = part.start + (hi - lo) * part.step
             return slice(part.start, stop if stop >= 0 else None, part.step)
         idx = np.asarray(batch)
         if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
             raise TypeError(f"batch: expected a 1-D integer index array or a slice, got "
                             f"dtype {idx.dtype} shape {idx.shape}")
+        if not idx.size:
+            idx = idx.astype(np.intp)       # np.asarray([]) is float: no index array
         lo, hi = self._bounds(len(idx))
         return idx[lo:hi]
 

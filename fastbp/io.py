@@ -27,12 +27,13 @@ ValueError naming the file and the problem (FileNotFoundError for a missing
 one), never returns a half-loaded model.
 
 Writing is atomic and durable: a temporary file in the target's folder
-(created with the umask's permissions, named after the writer's host and
-process), fsynced, renamed over the target (through a symlink: over the
+(created with the umask's permissions, or those of the file it replaces; named
+after the writer's host and process), fsynced, renamed over the target (through a symlink: over the
 link's target), then the folder fsynced. Temporary files left by writers that
 were killed (their process is gone), or left for a day, are removed by the
 next save into that folder.
 """
+import errno
 import inspect
 import json
 import math
@@ -41,6 +42,7 @@ import os
 import re
 import secrets
 import socket
+import stat
 import time
 import zipfile
 from collections import namedtuple
@@ -64,13 +66,26 @@ _MAX_JSON = 1 << 20             # characters of a JSON entry
 _MAX_DEPTH = 8                  # nesting of a JSON entry
 _MAX_SIZE = 2 ** 31 - 1         # a layer width or an input size
 _DEFLATE_RATIO = 1100           # deflate expands at most ~1032 times
+_MAX_EXPANSION = 64             # bytes a file's arrays may declare per byte of the file...
+_EXPANSION_SLACK = 64 << 20     # ... plus these (a small compressed file of zeros)
 _SLACK = 64                     # parameters a configuration may name beyond the file's (reported by name)
+
+
+def _fspath(path, name="path"):
+    """``path`` as a str (bytes decoded as the file system does), else TypeError naming it."""
+    try:
+        return os.fsdecode(os.fspath(path))
+    except TypeError:
+        raise TypeError(f"{name}: expected a str, bytes or os.PathLike path, got "
+                        f"{type(path).__name__}") from None
 
 
 def register_model(cls):
     """Make ``cls`` (fastbp.MLP, RNN or LSTM; fastbp.training registers every
-    Trainable) the class that files naming it are loaded as."""
-    if cls.__name__ in _KINDS:
+    Trainable) the class that files naming it are loaded as. Only fastbp's own:
+    a user's subclass of the same name (``class MLP(fastbp.MLP)``) leaves the
+    registry alone (it made every fastbp.MLP unsavable and files load as it)."""
+    if cls.__name__ in _KINDS and cls.__module__.split(".")[0] == __name__.split(".")[0]:
         _CLASSES[cls.__name__] = cls
     return cls
 
@@ -88,6 +103,9 @@ def _model_arrays(model):
               "model": np.array(name),
               "config": np.array(json.dumps(model._config(), sort_keys=True))}
     for pname, p in model._named_params():
+        if not np.isfinite(p).all():        # load refuses such a file: not written
+            raise ValueError(f"model: parameter {pname!r} contains NaN or infinity (the training "
+                             f"diverged); a file holding it could not be loaded")
         arrays[_PARAM_PREFIX + pname] = p
     return arrays
 
@@ -99,7 +117,7 @@ def save(model, path):
     part-way leaves any previous file at ``path`` intact, and a power loss
     after ``save`` returned keeps the new file.
     """
-    path = os.fspath(path)
+    path = _fspath(path)
     _write(path, _model_arrays(model))
     return path
 
@@ -165,21 +183,93 @@ def _fsync_folder(folder):
         os.close(fd)
 
 
-def _write(path, arrays):
-    """np.savez(arrays) to path: temp file (umask permissions), fsync, rename, fsync folder."""
-    path = os.fspath(path)
-    target = os.path.realpath(path) if os.path.islink(path) else path
-    folder = os.path.dirname(os.path.abspath(target))
-    _remove_stale(folder)
+def _target(path):
+    """The file a save to ``path`` replaces: ``path``, or through a symlink the
+    file it leads to (created when missing). The OSError opening it would raise
+    for an empty path or a symlink loop (which a rename would replace)."""
+    if not path:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+    if path.endswith((os.sep, os.altsep or os.sep)):    # names a folder: no file to replace
+        raise IsADirectoryError(errno.EISDIR, "Is a directory (the path ends in a separator)",
+                                path)
+    if not os.path.islink(path):
+        return path
+    try:
+        return os.path.realpath(path, strict=True)
+    except FileNotFoundError:
+        return os.path.realpath(path)       # a dangling link: its target is created
+    except OSError as e:                    # a loop (ELOOP): no file to write through it
+        raise OSError(e.errno, e.strerror, path) from None
+
+
+def _open_temp(folder):
+    """(descriptor, name) of a new temporary file in ``folder`` (umask permissions)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
         tmp = os.path.join(folder, f".fastbp-{os.getpid()}-{secrets.token_hex(8)}-{_host()}.npz.tmp")
         try:
-            fd = os.open(tmp, flags, 0o666)     # the umask applies, as for any new file
-            break
+            return os.open(tmp, flags, 0o666), tmp     # the umask applies, as for any new file
         except FileExistsError:
             continue
+
+
+def _keep_mode(fd, target):
+    """A file replaced keeps its permission bits (a private 0600 checkpoint stays
+    private); a new one has the umask's."""
+    if not hasattr(os, "fchmod"):
+        return
     try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        return          # no file there yet
+    os.fchmod(fd, mode & 0o777)
+
+
+def _check_name_length(folder, target):
+    """OSError(ENAMETOOLONG) for a file name or path the folder's file system refuses."""
+    for key, value in (("PC_NAME_MAX", os.path.basename(target)),
+                       ("PC_PATH_MAX", os.path.abspath(target))):
+        try:
+            limit = os.pathconf(folder, key)
+        except (AttributeError, ValueError, OSError):   # not POSIX, or no limit known
+            continue
+        if limit is not None and limit > 0 and len(os.fsencode(value)) > limit:
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), target)
+
+
+def check_writable(path, name="path"):
+    """Raise the OSError a save to ``path`` would raise (a missing or read-only
+    folder, a directory, an empty path, a symlink loop), naming ``name``,
+    without writing ``path``: ``fit(checkpoint=...)`` checks before training."""
+    path = _fspath(path, name)
+    if "\0" in path:
+        raise ValueError(f"{name}: a path cannot hold a null character, got {path!r:.200}")
+    try:
+        target = _target(path)
+        if os.path.isdir(target):
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+        folder = os.path.dirname(os.path.abspath(target))
+        fd, tmp = _open_temp(folder)
+        try:
+            os.close(fd)
+        finally:
+            os.unlink(tmp)
+        _check_name_length(folder, target)      # the rename's, which the probe's name is not
+    except OSError as e:
+        if e.errno is None:
+            raise
+        raise type(e)(e.errno, f"{name}: cannot write {path!r}: {e.strerror}") from None
+
+
+def _write(path, arrays):
+    """np.savez(arrays) to path: temp file (umask permissions), fsync, rename, fsync folder."""
+    path = _fspath(path)
+    target = _target(path)
+    folder = os.path.dirname(os.path.abspath(target))
+    _remove_stale(folder)
+    fd, tmp = _open_temp(folder)
+    try:
+        _keep_mode(fd, target)
         f = os.fdopen(fd, "wb")
     except BaseException:
         os.close(fd)
@@ -227,41 +317,109 @@ def save_checkpoint(path, model, optimizer, *, epoch=None, seed=None, rng=None, 
     In a custom loop, save at the end of each epoch and resume from
     :func:`load_checkpoint`: given the same data and loop, the resumed run
     equals the uninterrupted one bit for bit.
+
+    Only what :func:`load_checkpoint` reads back is written: a model with NaN or
+    infinite parameters, an optimizer other than fastbp's SGD and Adam or with
+    state for other parameters, a seed of 2**128 or more, an epoch of 2**62 or
+    more, settings beyond the JSON bounds and history keys that are not plain
+    names are refused (ValueError/TypeError naming them) before anything is written.
     """
-    path = os.fspath(path)
+    path = _fspath(path)
     arrays = _model_arrays(model)
-    if not hasattr(optimizer, "state_dict"):
-        raise TypeError(f"optimizer: expected a fastbp.optim Optimizer, got {type(optimizer).__name__}")
+    if type(optimizer) not in OPTIMIZER_CLASSES.values():     # the classes a file may name
+        raise TypeError(f"optimizer: expected a fastbp.optim SGD or Adam, got "
+                        f"{type(optimizer).__name__}")
     sd = optimizer.state_dict()
     state = sd["state"] or []
+    params = [p for _, p in model._named_params()]
+    if state and (len(state) != len(params) or any(a.shape != p.shape or a.dtype != p.dtype
+                                                   for p, row in zip(params, state) for a in row)):
+        raise ValueError(f"optimizer: its state is for other parameters ({len(state)} arrays) than "
+                         f"the model's ({len(params)}); step it with the model's parameters, "
+                         f"or reset() it")
+    try:
+        optimizer._checked(sd, copy=False)      # load_checkpoint's own checks, no copy
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"optimizer: its state could not be read back: {e}") from None
     arrays["optimizer"] = np.array(json.dumps(dict(
         {k: sd[k] for k in ("class", "hyper", "t", "epoch")},
         slots=len(state[0]) if state else 0, params=len(state))))
     for i, st in enumerate(state):
         for j, a in enumerate(st):
             arrays[f"{_OPT_PREFIX}{i}/{j}"] = a
+    # everything written is what load_checkpoint reads back: checked against its bounds here
     epoch = sd["epoch"] if epoch is None else epoch
-    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
-        raise ValueError(f"epoch: expected an integer >= 0 or None, got {epoch!r}")
+    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or not 0 <= epoch < _MAX_COUNT:
+        raise ValueError(f"epoch: expected an integer in [0, 2**62) or None, got {_show(epoch)}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
-                             or seed < 0):
-        raise ValueError(f"seed: expected an integer >= 0 or None, got {seed!r}")
+                             or not 0 <= seed < _SEED_LIMIT):
+        raise ValueError(f"seed: expected an integer in [0, 2**128) or None, got {_show(seed)}")
     if rng is not None and not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng: expected a numpy.random.Generator or None, got {type(rng).__name__}")
+    rng_state = None if rng is None else _plain(rng.bit_generator.state)
+    if rng_state is not None:
+        try:
+            _generator(rng_state)           # what load_checkpoint rebuilds it from
+        except ValueError as e:
+            raise TypeError(f"rng: a checkpoint holds a Generator over numpy's "
+                            f"{', '.join(_BIT_GENERATORS)}: {e}") from None
+    if settings is not None and not isinstance(settings, dict):
+        raise TypeError(f"settings: expected a dict or None, got {type(settings).__name__}")
     training = dict(epoch=int(epoch), seed=None if seed is None else int(seed),
-                    rng=None if rng is None else _plain(rng.bit_generator.state),
+                    rng=rng_state,
                     settings=settings)
     try:
-        arrays["training"] = np.array(json.dumps(training, allow_nan=False))
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"settings: expected a JSON-able dict of finite values: {e}") from e
+        arrays["training"] = np.array(_readable_json(training))
+    except (TypeError, ValueError, RecursionError) as e:
+        raise TypeError(f"settings: expected a JSON-able dict of finite values, at most "
+                        f"{_MAX_DEPTH - 1} levels of dicts and lists deep: {e}") from None
+    if history is not None and not isinstance(history, dict):
+        raise TypeError(f"history: expected a dict of lists of numbers or None, got "
+                        f"{type(history).__name__}")
     for key, values in (history or {}).items():
-        if not isinstance(key, str) or "/" in key:
-            raise ValueError(f"history: keys must be plain names, got {key!r}")
-        arrays[_HISTORY_PREFIX + key] = np.array([np.nan if v is None else v for v in values],
-                                                 dtype=np.float64)
+        if not _plain_name(key):     # the zip entry's name: a null ends it, "/" nests it
+            raise ValueError(f"history: keys must be plain names (1 to 200 bytes of UTF-8, no "
+                             f"'/' or null character), got {key!r:.80}")
+        try:
+            column = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+            if column.ndim != 1:
+                raise ValueError(f"shape {column.shape}")
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"history[{key!r}]: expected a list of numbers (or None), got "
+                            f"{type(values).__name__} ({e})") from None
+        arrays[_HISTORY_PREFIX + key] = column
     _write(path, arrays)
     return path
+
+
+_MAX_COUNT = 2 ** 62            # epochs and steps a checkpoint holds
+_SEED_LIMIT = 2 ** 128          # seeds a checkpoint holds (SeedSequence().entropy is 128 bits)
+
+
+def _plain_name(key):
+    try:
+        return (isinstance(key, str) and 0 < len(key.encode("utf-8")) <= 200
+                and "/" not in key and "\0" not in key)
+    except UnicodeEncodeError:      # a lone surrogate
+        return False
+
+
+def _show(value):
+    """repr(value) for a message, cut short (an int too long for repr included)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"an integer of {int(value).bit_length()} bits"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _readable_json(value):
+    """json.dumps(value), refused (ValueError) unless :func:`_json` reads it back."""
+    text = json.dumps(value, allow_nan=False)
+    if len(text) > _MAX_JSON:
+        raise ValueError(f"{len(text)} characters, more than {_MAX_JSON}")
+    _check_depth(json.loads(text), _MAX_DEPTH)
+    return text
 
 
 def _plain(value):
@@ -279,14 +437,18 @@ def _plain(value):
 def _read(path):
     """Every array of the .npz at ``path``, each entry's metadata and header
     checked before its bytes are read; ValueError naming the file otherwise."""
-    try:
-        fh = open(path, "rb")
+    try:    # non-blocking: opening a FIFO (or a device) waits for no writer
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         raise
-    except OSError as e:
+    except (OSError, ValueError) as e:      # a directory, no permission, a null character
         raise ValueError(f"{path}: not a fastbp model file (.npz): {e}") from e
-    with fh:
-        size = os.fstat(fh.fileno()).st_size
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise ValueError(f"{path}: not a fastbp model file (.npz): not a regular file")
+    with open(fd, "rb") as fh:
+        size = st.st_size
         try:
             zf = zipfile.ZipFile(fh)
         except MemoryError:
@@ -340,6 +502,24 @@ def _entries(zf, size):
             raise _Refused(f"corrupted or truncated model file: entry {key[:80]!r} declares "
                            f"{info.file_size} bytes, more than the file can hold")
         arrays[key] = None
+    # deflate may expand 1032 times: a 100 MB file of zeros would ask for 100 GB. fastbp writes
+    # stored (uncompressed) entries; a compressed file may hold 64 times its size (+ 64 MiB)
+    declared = sum(info.file_size for info in infos)
+    if declared > _MAX_EXPANSION * size + _EXPANSION_SLACK:
+        raise _Refused(f"not a fastbp model file: its entries declare {declared} bytes, more "
+                       f"than {_MAX_EXPANSION} times the file's {size} (+ {_EXPANSION_SLACK})")
+    # each entry's bytes (local header, name, data) in a part of the file of its own: entries
+    # whose data ran through the others' would each allocate up to the file's size
+    end = 0
+    for info in sorted(infos, key=lambda i: i.header_offset):
+        if info.header_offset < end:
+            raise _Refused(f"corrupted or truncated model file: entry "
+                           f"{info.filename[:-4][:80]!r} overlaps another entry's bytes")
+        try:
+            name = len(info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437"))
+        except UnicodeEncodeError:
+            name = 0
+        end = info.header_offset + 30 + name + info.compress_size
     for info in infos:
         arrays[info.filename[:-4]] = _array(zf, info)
     return arrays
@@ -441,6 +621,9 @@ def _check_config(cls, kind, config, path):
         raise ValueError(f"{path}: the saved configuration does not build a {kind}: unknown "
                          f"argument(s) {unknown[:5]!r:.200}")
     for k, v in config.items():
+        if isinstance(keys[k], bool) and not isinstance(v, bool):   # flags: true or false only
+            raise ValueError(f"{path}: the saved configuration does not build a {kind}: {k}: "
+                             f"expected true or false, got {v!r:.80}")
         items = v if isinstance(v, list) else [v]
         if len(items) > 4096 or not all(x is None or isinstance(x, (bool, int, float, str))
                                         and (not isinstance(x, str) or len(x) <= 64)
@@ -550,7 +733,7 @@ def load(path, expected=None):
     Raises FileNotFoundError for a missing file and ValueError, naming the file
     and the problem, for anything else wrong with it.
     """
-    path = os.fspath(path)
+    path = _fspath(path)
     return _model_from(_read(path), path, expected)
 
 
@@ -567,7 +750,7 @@ def load_checkpoint(path, expected=None):
     optimizer's arrays against the model's parameters included; a model file
     without the training state, like any bad file, raises ValueError naming the file.
     """
-    path = os.fspath(path)
+    path = _fspath(path)
     arrays = _read(path)
     model = _model_from(arrays, path, expected)
     if "optimizer" not in arrays or "training" not in arrays:
@@ -613,10 +796,10 @@ def load_checkpoint(path, expected=None):
             raise ValueError(f"expected the keys epoch, seed, rng, settings, got "
                              f"{sorted(training)!r:.200}")
         epoch, seed = training["epoch"], training["seed"]
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < 2 ** 62:
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < _MAX_COUNT:
             raise ValueError(f"epoch: expected an integer >= 0, got {epoch!r:.40}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0
-                                 or seed.bit_length() > 128):
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                                 or not 0 <= seed < _SEED_LIMIT):
             raise ValueError(f"seed: expected an integer >= 0 or null, got {seed!r:.40}")
         rng = None if training["rng"] is None else _generator(training["rng"])
         settings = training["settings"]

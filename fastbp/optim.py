@@ -51,7 +51,11 @@ def _real(value, name, low, high=None, low_open=False):
     """A Python float in [low, high) (or (low, high) with low_open), else ValueError/TypeError."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:       # an integer beyond any float (its repr may be too long to print)
+        raise ValueError(f"{name}: expected a finite number, got an integer of "
+                         f"{int(value).bit_length()} bits") from None
     if not np.isfinite(v) or v < low or (low_open and v == low) or (high is not None and v >= high):
         lo = "(" if low_open else "["
         hi = f"{high})" if high is not None else "∞)"
@@ -68,6 +72,8 @@ class Optimizer:
     and ``b`` (p's shape and dtype) for intermediate values, never writing ``g``.
     The base class calls it only once every parameter has passed the checks.
     """
+
+    _NONNEGATIVE_SLOTS = ()     # state slots that can never hold a negative value
 
     def __init__(self, lr, weight_decay=0.0):
         self.lr = _real(lr, "lr", 0.0, low_open=True)
@@ -152,6 +158,16 @@ class Optimizer:
         before anything is set; a bad entry raises ValueError/TypeError naming it
         and leaves the optimizer unchanged. The arrays' shapes are checked
         against the parameters at the next :meth:`step`."""
+        fresh, counts, arrays = self._checked(state_dict)
+        with sigint_held():
+            for k, v in vars(fresh).items():
+                if k not in ("state", "t", "epoch", "_scratch"):
+                    setattr(self, k, v)
+            self.state, self.t, self.epoch = arrays, counts["t"], counts["epoch"]
+
+    def _checked(self, state_dict, copy=True):
+        """load_state_dict's checks: (an optimizer of the hyperparameters, {"t", "epoch"},
+        the per-parameter arrays as tuples: copies, or the given arrays with copy=False)."""
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict: expected a dict from Optimizer.state_dict(), got "
                             f"{type(state_dict).__name__}")
@@ -192,23 +208,23 @@ class Optimizer:
                         raise TypeError(f"{where}: expected a float32 or float64 numpy array, got "
                                         + (f"dtype {a.dtype}" if isinstance(a, np.ndarray)
                                            else type(a).__name__))
-                    if not np.isfinite(a).all():
+                    if j in self._NONNEGATIVE_SLOTS:     # +inf: a square that overflowed, as
+                        if np.isnan(a).any() or (a < 0).any():   # step can leave it
+                            raise ValueError(f"{where}: contains NaN or negative values; "
+                                             f"{type(self).__name__}'s slot {j} is a sum of squares")
+                    elif not np.isfinite(a).all():
                         raise ValueError(f"{where}: contains NaN or infinity")
                     if j and (a.shape != st[0].shape or a.dtype != st[0].dtype):
                         raise ValueError(f"{where}: expected shape {st[0].shape} and dtype "
                                          f"{st[0].dtype} (as [{i}][0]), got {a.shape} {a.dtype}")
-                    row.append(np.array(a, order="C", copy=True))
+                    row.append(np.array(a, order="C", copy=True) if copy else a)
                 checked.append(tuple(row))
             if counts["t"] == 0:
                 raise ValueError("state_dict['t']: 0 steps but per-parameter state is given")
             arrays = checked
         elif counts["t"] != 0:
             raise ValueError(f"state_dict['state']: None (no step taken) but t = {counts['t']}")
-        with sigint_held():
-            for k, v in vars(fresh).items():
-                if k not in ("state", "t", "epoch", "_scratch"):
-                    setattr(self, k, v)
-            self.state, self.t, self.epoch = arrays, counts["t"], counts["epoch"]
+        return fresh, counts, arrays
 
     def _decayed(self, p, g, out):
         """g + λθ written into ``out``, or g itself when there is no weight decay."""
@@ -241,6 +257,8 @@ class SGD(Optimizer):
 
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
         self.momentum = _real(momentum, "momentum", 0.0, 1.0)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"nesterov: expected True or False, got {nesterov!r:.80}")
         self.nesterov = bool(nesterov)
         if self.nesterov and self.momentum == 0.0:
             raise ValueError("nesterov: Nesterov momentum needs momentum > 0")
@@ -293,6 +311,8 @@ class Adam(Optimizer):
         self.betas = (_real(b1, "betas[0]", 0.0, 1.0), _real(b2, "betas[1]", 0.0, 1.0))
         self.eps = _real(eps, "eps", 0.0, low_open=True)
         super().__init__(lr, weight_decay)
+
+    _NONNEGATIVE_SLOTS = (1,)   # v, whose square root each step takes
 
     def _hyper(self):
         return dict(lr=self.lr, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay)

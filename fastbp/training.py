@@ -59,7 +59,7 @@ from ._linalg import sum_of_squares
 from ._sequence import lengths_array, reset_array
 from .tbptt import Stream, parse_bptt
 from ._validate import as_array, float_array, label_array, positive_int
-from .optim import clip_grad_norm, get_optimizer, sigint_held
+from .optim import OPTIMIZER_CLASSES, clip_grad_norm, get_optimizer, sigint_held
 
 
 class History(dict):
@@ -141,7 +141,9 @@ class Trainable:
             checkpoint of another model configuration, optimizer, seed, batch
             size, shuffling, clipping, bptt or sample count is refused
             (ValueError naming what differs). A run stopped mid-epoch resumes at
-            the start of that epoch.
+            the start of that epoch. A path that could not be written (missing
+            or read-only folder, a directory, a symlink loop) raises its OSError
+            before training.
 
         Exceptions raised during training propagate and leave the parameters as
         after the last completed step (a step is all or nothing). Ctrl-C
@@ -177,7 +179,13 @@ class Trainable:
             raise TypeError(f"checkpoint: expected a path (str or os.PathLike) or None, got "
                             f"{type(checkpoint).__name__}")
         checkpoint = None if checkpoint is None else os.fspath(checkpoint)
+        if checkpoint is not None and seed is not None and seed >= _io._SEED_LIMIT:
+            raise ValueError(f"seed: expected an integer in [0, 2**128) with a checkpoint (which "
+                             f"holds the seed), got {_io._show(seed)}")
         opt = get_optimizer(optimizer)
+        if checkpoint is not None and type(opt) not in OPTIMIZER_CLASSES.values():
+            raise TypeError(f"optimizer: a checkpoint holds the state of fastbp.optim SGD or "
+                            f"Adam, got {type(opt).__name__}")
         dp = _data_parallel(self, comm)
         # on many ranks, only the shapes now: each rank validates its rows batch by batch
         prepare = self._fit_data if dp is None else self._fit_layout
@@ -298,7 +306,11 @@ class Trainable:
 
     def _restore(self, path, opt, seed_given, seed, settings):
         """None when there is no checkpoint at ``path``; else load it into the
-        model and ``opt`` (after checking it all) and return (seed, history)."""
+        model and ``opt`` (after checking it all) and return (seed, history).
+        First, what saving after the first epoch would raise: a model no file can hold
+        (TypeError, ValueError), a path that cannot be written (OSError)."""
+        _io._model_arrays(self)     # a model a file cannot hold (rank root's under comm)
+        _io.check_writable(path, "checkpoint")
         if not os.path.exists(path):
             return None
         ck = _io.load_checkpoint(path, expected=type(self))
@@ -317,8 +329,10 @@ class Trainable:
         if mismatch:
             raise ValueError(f"checkpoint: {path} is the state of another run; it differs in "
                              + "; ".join(mismatch))
-        self.load_state_dict(ck.model.state_dict())
-        opt.load_state_dict(saved_opt)
+        _check_fit_history(ck, path)        # before anything is restored
+        with sigint_held():                 # the model and its optimizer both, Ctrl-C included
+            self.load_state_dict(ck.model.state_dict())
+            opt.load_state_dict(saved_opt)
         return ck.seed, dict(ck.history)
 
     def _save_checkpoint(self, path, opt, seed, settings, history, dp):
@@ -398,6 +412,8 @@ class Trainable:
         The file is written exactly at ``path`` (no suffix added), via a temporary
         file renamed into place, so an interrupted save never leaves a truncated
         file behind. Read it back with ``fastbp.load(path)``. Returns ``path``.
+        A model with NaN or infinite parameters (diverged training), which load
+        would refuse, is not written (ValueError naming the parameter).
         """
         return _io.save(self, path)
 
@@ -569,7 +585,7 @@ class SequenceTrainable(Trainable):
             if lengths is not None or reset is not None:
                 raise ValueError("bptt=(k1, k2) streams full-length sequences: lengths and "
                                  "reset are not supported with it (use bptt=k)")
-            Stream(self, bptt[0], bptt[0], batch=1)   # refuses unsupported models, by name
+            Stream(self, 1, 1, batch=1)     # refuses unsupported models, by name (small buffers)
             bptt = bptt + (burn_in,)
         elif burn_in:
             raise ValueError("burn_in: needs bptt=(k1, k2)")
@@ -710,9 +726,9 @@ class SequenceTrainable(Trainable):
         """BPTT(k1, k2) over a batch of sequences: the first burn_in steps
         forward only, then one optimizer step per k1 steps."""
         T, B = X.shape[0], X.shape[1]
-        # a window never reaches further back than the batch's T steps: buffers for
-        # min(k2, T) steps (at least k1) give the same gradients as k2's
-        stream = Stream(self, k1, max(k1, min(k2, T)), batch=B)
+        # a chunk never holds more than the batch's T steps, nor a window reaches further
+        # back: buffers for min(k1, T) and min(k2, T) steps give the same gradients
+        stream = Stream(self, min(k1, T), min(k2, T), batch=B)
         for t0 in range(0, min(burn_in, T), k1):
             stream.advance(X[t0:min(t0 + k1, burn_in, T)])
         for t0 in range(min(burn_in, T), T, k1):
@@ -778,6 +794,26 @@ def _even(history):
     for key, values in history.items():
         del values[n:]
         values.extend([math.nan] * (n - len(values)))
+
+
+def _check_fit_history(ck, path):
+    """A checkpoint of fit holds one history entry per epoch, numbered up to the
+    optimizer's epoch, which is the checkpoint's: else ValueError naming it."""
+    epochs, problem = ck.history.get("epoch"), None
+    if ck.epoch != ck.optimizer.epoch:
+        problem = f"it holds epoch {ck.epoch} but an optimizer at epoch {ck.optimizer.epoch}"
+    elif epochs is None:
+        if any(k != "step_loss" for k in ck.history):   # lists that could not be aligned
+            problem = "its history has no 'epoch' list (not written by fit)"
+    elif len(epochs) > ck.epoch or epochs != list(range(ck.epoch - len(epochs) + 1, ck.epoch + 1)):
+        problem = (f"its history numbers {len(epochs)} epochs {epochs[:3]}... where the epochs "
+                   f"up to {ck.epoch} were expected")
+    else:
+        uneven = [k for k, v in ck.history.items() if k != "step_loss" and len(v) != len(epochs)]
+        if uneven:
+            problem = f"its history lists {uneven[:5]} do not have one entry per epoch"
+    if problem is not None:
+        raise ValueError(f"checkpoint: {path} is not the state of a fit run: {problem}")
 
 
 def _nonnegative_int(value, name):

@@ -3,6 +3,8 @@ restart mid-epoch) and resumed from its checkpoint equals the uninterrupted run
 bit for bit, for fit and for custom loops; a checkpoint of another run is
 refused by name."""
 import json
+import os
+import signal
 import zipfile
 
 import numpy as np
@@ -253,3 +255,219 @@ def test_bad_checkpoints_are_refused_by_name(tmp_path, change, match):
     _rewrite(path, change)
     with pytest.raises(ValueError, match=r"c\.npz: .*" + match):
         load_checkpoint(path)
+
+
+def _nested(levels):
+    value = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("args, exc, match", [
+    (dict(seed=2 ** 128), ValueError, r"seed: expected an integer in \[0, 2\*\*128\)"),
+    (dict(seed=10 ** 5000), ValueError, "seed: .* an integer of 16610 bits"),
+    (dict(epoch=2 ** 62), ValueError, r"epoch: expected an integer in \[0, 2\*\*62\)"),
+    (dict(settings=[1, 2]), TypeError, "settings: expected a dict or None, got list"),
+    (dict(settings={"a": _nested(7)}), TypeError, "settings: .* at most 7 levels"),
+    (dict(settings={"a": "x" * (1 << 20)}), TypeError, "settings: .* more than 1048576"),
+    (dict(settings={"a": 10 ** 5000}), TypeError, "settings: expected a JSON-able"),
+    (dict(history=[1.0]), TypeError, "history: expected a dict"),
+    (dict(history={"loss": 1.0}), TypeError, r"history\['loss'\]: expected a list of numbers"),
+    (dict(history={"loss": [[1.0, 2.0]]}), TypeError, r"history\['loss'\]: .*shape \(1, 2\)"),
+    (dict(history={"loss": ["x"]}), TypeError, r"history\['loss'\]"),
+    (dict(history={"a\0b": [1.0]}), ValueError, "history: keys must be plain names"),
+    (dict(history={"x" * 70000: [1.0]}), ValueError, "history: keys must be plain names"),
+    (dict(history={"loss\udcff": [1.0]}), ValueError, "history: keys must be plain names"),
+    (dict(history={"": [1.0]}), ValueError, "history: keys must be plain names"),
+    (dict(history={3: [1.0]}), ValueError, "history: keys must be plain names"),
+])
+def test_save_checkpoint_refuses_what_load_checkpoint_could_not_read(tmp_path, args, exc, match):
+    model, opt = MLP([3, 4, 2], seed=2), Adam()
+    path = tmp_path / "c.npz"
+    with pytest.raises(exc, match=match):
+        save_checkpoint(path, model, opt, **args)
+    assert not path.exists() and not list(tmp_path.iterdir())
+    # the largest values accepted are read back as written
+    save_checkpoint(path, model, opt, epoch=2 ** 62 - 1, seed=2 ** 128 - 1,
+                    settings={"a": _nested(6)}, history={"loss": [1.0, None]})
+    back = load_checkpoint(path)
+    assert (back.epoch, back.seed, back.settings) == (2 ** 62 - 1, 2 ** 128 - 1, {"a": _nested(6)})
+    assert back.history["loss"][0] == 1.0 and np.isnan(back.history["loss"][1])
+
+
+def test_fit_with_a_checkpoint_refuses_an_unsavable_seed_before_training(tmp_path):
+    make, X, y, kw = CASES["mlp"]()
+    model = make()
+    with pytest.raises(ValueError, match=r"seed: expected an integer in \[0, 2\*\*128\) with a "
+                                         r"checkpoint"):
+        model.fit(X, y, epochs=1, seed=2 ** 200, progress=False, checkpoint=tmp_path / "c.npz",
+                  **kw)
+    np.testing.assert_array_equal(model.params[0][0], make().params[0][0])     # untrained
+    assert not list(tmp_path.iterdir())
+    h = make().fit(X, y, epochs=1, seed=2 ** 128 - 1, progress=False,
+                   checkpoint=tmp_path / "c.npz", **kw)
+    assert load_checkpoint(tmp_path / "c.npz").seed == 2 ** 128 - 1 and h["epoch"] == [1]
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda e: e.update({"history/epoch": np.array([np.nan, 2.0])}), "history numbers 2 epochs"),
+    (lambda e: e.update({"history/epoch": np.array([np.inf, 2.0])}), "history numbers 2 epochs"),
+    (lambda e: e.update({"history/epoch": np.array([1.0, 3.0])}), "history numbers 2 epochs"),
+    (lambda e: e.update({"history/epoch": np.arange(100.0)}), "history numbers 100 epochs"),
+    (lambda e: e.update({"history/epoch": np.arange(3.0), "history/loss": np.ones(3),
+                         "history/time": np.ones(3)}), "history numbers 3 epochs"),   # from 0
+    (lambda e: e.pop("history/epoch"), "no 'epoch' list"),
+    (lambda e: e.update({"history/loss": np.ones(3)}), r"lists \['loss'\] do not have one entry"),
+    (lambda e: e.update(optimizer=np.array(json.dumps(
+        dict(json.loads(e["optimizer"].item()), epoch=1000)))), "optimizer at epoch 1000"),
+])
+def test_fit_resumes_only_from_a_consistent_history_and_changes_nothing_otherwise(
+        tmp_path, change, match):
+    make, X, y, kw = CASES["mlp"]()
+    path = tmp_path / "ck.npz"
+    make().fit(X, y, epochs=2, optimizer=Adam(0.01), seed=3, progress=False, checkpoint=path, **kw)
+    _rewrite(path, change)
+    model, opt = make(), Adam(0.01)
+    with pytest.raises(ValueError, match=r"checkpoint: .*ck\.npz is not the state of a fit run: "
+                                         r".*" + match):
+        model.fit(X, y, epochs=3, optimizer=opt, seed=3, progress=False, checkpoint=path, **kw)
+    np.testing.assert_array_equal(model.params[0][0], make().params[0][0])
+    assert (opt.t, opt.epoch, opt.state) == (0, 0, None)
+
+
+def test_fit_resumes_from_a_checkpoint_without_history(tmp_path):
+    make, X, y, kw = CASES["mlp"]()
+    whole, path = make(), tmp_path / "ck.npz"
+    ha = whole.fit(X, y, epochs=2, optimizer=Adam(0.01), seed=3, progress=False, **kw)
+    first, opt = make(), Adam(0.01)
+    first.fit(X, y, epochs=1, optimizer=opt, seed=3, progress=False, **kw)
+    save_checkpoint(path, first, opt, seed=3, settings=dict(
+        samples=len(X), batch_size=kw["batch_size"], shuffle=True, bptt=None,
+        clip_norm=kw["clip_norm"]))
+    resumed = make()
+    hb = resumed.fit(X, y, epochs=2, optimizer=Adam(0.01), progress=False, checkpoint=path, **kw)
+    assert hb["epoch"] == [2] and hb["loss"] == ha["loss"][1:]
+    np.testing.assert_array_equal(resumed.params[0][0], whole.params[0][0])
+
+
+def test_fit_refuses_a_checkpoint_path_it_could_not_write_before_training(tmp_path):
+    make, X, y, kw = CASES["mlp"]()
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "loop.npz").symlink_to("loop.npz")
+    for path, exc, match in [
+            (tmp_path / "absent" / "ck.npz", FileNotFoundError, "absent"),
+            (tmp_path / "folder", IsADirectoryError, "Is a directory"),
+            (tmp_path / "loop.npz", OSError, "symbolic links"),
+            ("", FileNotFoundError, "''"),
+            (str(tmp_path / "ck.npz") + os.sep, IsADirectoryError, "ends in a separator"),
+            (tmp_path / ("x" * 300 + ".npz"), OSError, "too long"),
+            (str(tmp_path / "a\0b.npz"), ValueError, "null character")]:
+        model, opt = make(), Adam(0.01)
+        with pytest.raises(exc, match="checkpoint: .*" + match):
+            model.fit(X, y, epochs=1, optimizer=opt, seed=3, progress=False, checkpoint=path, **kw)
+        np.testing.assert_array_equal(model.params[0][0], make().params[0][0])     # untrained
+        assert opt.t == 0
+    assert sorted(os.listdir(tmp_path)) == ["folder", "loop.npz"]
+    assert os.listdir(tmp_path / "folder") == []
+
+
+class _MyAdam(Adam):
+    pass
+
+
+def _stepped(opt, params):
+    opt.step(params, [np.ones_like(p) for p in params])
+    return opt
+
+
+@pytest.mark.parametrize("make_opt, exc, match", [
+    (lambda ps: _stepped(SGD(0.1, momentum=0.5), [np.ones(3)]), ValueError,
+     r"optimizer: its state is for other parameters \(1 arrays\) than the model's \(4\)"),
+    (lambda ps: _stepped(Adam(), [p.astype(np.float64) for p in ps]), ValueError,
+     "optimizer: its state is for other parameters"),
+    (lambda ps: _MyAdam(), TypeError, "optimizer: expected a fastbp.optim SGD or Adam, got _MyAdam"),
+    (lambda ps: Adam, TypeError, "optimizer: expected a fastbp.optim SGD or Adam, got type"),
+])
+def test_save_checkpoint_refuses_an_optimizer_load_checkpoint_could_not_restore(
+        tmp_path, make_opt, exc, match):
+    model = MLP([3, 4, 2], seed=2)
+    with pytest.raises(exc, match=match):
+        save_checkpoint(tmp_path / "c.npz", model, make_opt([p for _, p in model._named_params()]))
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_diverged_model_is_not_written_to_a_file_load_would_refuse(tmp_path):
+    model = MLP([3, 4, 2], seed=2)
+    model.params[1][1][0] = np.inf
+    with pytest.raises(ValueError, match=r"model: parameter '2.bias' contains NaN or infinity"):
+        model.save(tmp_path / "m.npz")
+    with pytest.raises(ValueError, match=r"model: parameter '2.bias'"):
+        save_checkpoint(tmp_path / "c.npz", model, Adam())
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_checkpoint_with_an_overflowed_adam_moment_loads_back(tmp_path):
+    model = MLP([3, 4, 2], seed=2)
+    params = [p for _, p in model._named_params()]
+    opt = Adam()
+    with pytest.warns(RuntimeWarning, match="overflow"):
+        opt.step(params, [np.full_like(p, 1e25) for p in params])     # v = inf in float32
+    assert np.isinf(opt.state[0][1]).all()
+    save_checkpoint(tmp_path / "c.npz", model, opt)
+    assert_same_optimizer(load_checkpoint(tmp_path / "c.npz").optimizer, opt)
+
+
+def test_fit_refuses_an_optimizer_a_checkpoint_cannot_hold_before_training(tmp_path):
+    make, X, y, kw = CASES["mlp"]()
+    model = make()
+    with pytest.raises(TypeError, match="optimizer: a checkpoint holds the state of fastbp.optim "
+                                        "SGD or Adam, got _MyAdam"):
+        model.fit(X, y, epochs=1, optimizer=_MyAdam(0.01), seed=3, progress=False,
+                  checkpoint=tmp_path / "c.npz", **kw)
+    np.testing.assert_array_equal(model.params[0][0], make().params[0][0])
+    assert not list(tmp_path.iterdir())
+
+
+def test_ctrl_c_while_resuming_restores_the_model_and_its_optimizer_together(tmp_path, monkeypatch):
+    make, X, y, kw = CASES["mlp"]()
+    path = tmp_path / "ck.npz"
+    trained, opt = make(), Adam(0.01)
+    trained.fit(X, y, epochs=1, optimizer=opt, seed=3, progress=False, checkpoint=path, **kw)
+    real = Adam.load_state_dict
+
+    def interrupted(self, sd):      # Ctrl-C between the model's restore and the optimizer's
+        if self is resumed:
+            os.kill(os.getpid(), signal.SIGINT)
+        real(self, sd)
+    monkeypatch.setattr(Adam, "load_state_dict", interrupted)
+    model, resumed = make(), Adam(0.01)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, y, epochs=2, optimizer=resumed, seed=3, progress=False, checkpoint=path, **kw)
+    np.testing.assert_array_equal(model.params[0][0], trained.params[0][0])
+    assert_same_optimizer(resumed, opt)
+
+
+def test_fit_refuses_a_model_a_checkpoint_cannot_hold_before_training(tmp_path):
+    class MyMLP(MLP):
+        pass
+    _, X, y, kw = CASES["mlp"]()
+    model = MyMLP([4, 8, 3], dtype="float32", seed=1)
+    before = model.params[0][0].copy()
+    with pytest.raises(TypeError, match="model: expected a fastbp MLP, RNN or LSTM, got MyMLP"):
+        model.fit(X, y, epochs=1, seed=3, progress=False, checkpoint=tmp_path / "c.npz", **kw)
+    np.testing.assert_array_equal(model.params[0][0], before)
+    assert not list(tmp_path.iterdir())
+
+
+def test_save_checkpoint_refuses_a_generator_load_checkpoint_could_not_rebuild(tmp_path):
+    class Foreign(np.random.Generator):     # as over a bit generator numpy does not ship
+        @property
+        def bit_generator(self):
+            return type("Xoshiro256", (), {"state": {"bit_generator": "Xoshiro256",
+                                                     "state": {"s": [1, 2, 3, 4]}}})()
+    with pytest.raises(TypeError, match="rng: a checkpoint holds a Generator over numpy's "
+                                        "PCG64, .*unknown bit generator 'Xoshiro256'"):
+        save_checkpoint(tmp_path / "c.npz", MLP([2, 2]), SGD(0.1),
+                        rng=Foreign(np.random.PCG64(1)))
+    assert not list(tmp_path.iterdir())

@@ -324,6 +324,41 @@ def test_the_ranks_parts_of_a_slice_partition_it_in_order(batch, n, size):
     assert max(map(len, parts)) - min(map(len, parts)) <= 1
 
 
+@pytest.mark.parametrize("batch", [slice(None), slice(None, None, -7), slice(5, None, 3)])
+def test_the_ranks_parts_of_a_slice_of_more_samples_than_sys_maxsize_partition_it(batch):
+    n, size = 10 ** 30, 3
+    model = fastbp.MLP([2, 2])
+    parts = [distributed.DataParallel(model, _Ranks(r, size), abort_on_exception=False)
+             .local_indices(batch, n) for r in range(size)]
+    whole = range(n)[batch]
+    assert parts[0].start == whole.start and whole[-1] in range(n)[parts[-1]]
+    for a, b in zip(parts, parts[1:]):
+        assert a.stop == b.start and a.step == b.step == whole.step
+    counts = [(p.stop - p.start) // p.step if p.stop is not None else None for p in parts[:-1]]
+    assert max(counts) - min(counts) <= 1 and min(counts) > 10 ** 28
+
+
+@pytest.mark.parametrize("batch, exc, match", [
+    (slice(0.0, 9.0), TypeError, "batch: a slice's start must be an integer or None, got 0.0"),
+    (slice(0, "9"), TypeError, "batch: a slice's stop must be an integer or None"),
+    (slice(0, 9, True), TypeError, "batch: a slice's step must be an integer or None, got True"),
+    (slice(0, 9, 0), ValueError, "batch: a slice's step cannot be zero"),
+])
+def test_local_indices_names_a_slice_that_is_not_of_integers(batch, exc, match):
+    dp = distributed.DataParallel(fastbp.MLP([2, 2]), _Ranks(0, 2), abort_on_exception=False)
+    for n in (None, 10):
+        with pytest.raises(exc, match=match):
+            dp.local_indices(batch, n)
+
+
+def test_an_empty_batch_gives_an_empty_integer_index_array():
+    dp = distributed.DataParallel(fastbp.MLP([2, 2]), _Ranks(1, 2), abort_on_exception=False)
+    for batch in ([], np.array([]), np.zeros(0, np.float32)):
+        local = dp.local_indices(batch)
+        assert local.dtype.kind == "i" and local.size == 0
+        assert np.zeros((4, 2))[local].shape == (0, 2)
+
+
 def test_shard_and_local_indices_refuse_what_is_not_a_sample_count(MPI):
     dp = distributed.DataParallel(fastbp.MLP([2, 2]), MPI.COMM_SELF)
     with pytest.raises(ValueError, match="n: expected an integer >= 0, got -5"):

@@ -1,17 +1,20 @@
 """save/load and state_dict: exact round trips for every model, PyTorch's
 names and layouts, and every kind of bad file or dict refused without a
 half-loaded model."""
+import errno
 import io
 import json
 import os
 import pickle
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import time
 import tracemalloc
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -201,6 +204,25 @@ def test_not_an_npz(tmp_path):
         load(pickled)
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_a_path_that_is_not_a_regular_file_is_refused_without_waiting(tmp_path):
+    fifo = tmp_path / "model.npz"
+    os.mkfifo(fifo)
+    code = ("import sys, fastbp\n"
+            "for path in sys.argv[1:]:\n"
+            "    try:\n"
+            "        fastbp.load(path)\n"
+            "    except ValueError as e:\n"
+            "        print(e)\n")
+    # a subprocess, so that a load waiting for a FIFO's writer fails the test, not hangs it
+    out = subprocess.run([sys.executable, "-c", code, str(fifo), str(tmp_path), os.devnull],
+                         capture_output=True, text=True, timeout=60,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [f"{p}: not a fastbp model file (.npz): not a regular file"
+                                       for p in (fifo, tmp_path, os.devnull)]
+
+
 def test_pickled_arrays_are_never_loaded(saved, tmp_path):
     def add_object_array(a):
         a["param/readout.bias"] = np.array([object()], dtype=object)
@@ -319,6 +341,86 @@ def test_crafted_files_are_refused_by_name_before_allocating(tmp_path, change, m
     finally:
         tracemalloc.stop()
     assert peak < 4 << 20, f"{peak} bytes allocated to refuse a {bad.stat().st_size}-byte file"
+
+
+def _overlapping_zip(target, n, tail):
+    """n stored entries, each a valid .npy of uint8 whose bytes run to the end of
+    the file, through every later entry (the "overlapped files" zip bomb): each
+    declares about the file's size, n of them n times it."""
+    def header(nbytes):
+        text = f"{{'descr': '|u1', 'fortran_order': False, 'shape': ({nbytes},), }}".encode()
+        text += b" " * (63 - (10 + len(text)) % 64) + b"\n"
+        return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text
+    rest, records = b"\0" * tail, []
+    for i in reversed(range(n)):
+        name = f"e{i:04d}.npy".encode()
+        data = header(len(rest)) + rest
+        local = struct.pack("<4s5H3I2H", b"PK\x03\x04", 20, 0, 0, 0, 0, zlib.crc32(data),
+                            len(data), len(data), len(name), 0) + name
+        records.append((name, zlib.crc32(data), len(data), len(local + data)))
+        rest = local + data
+    body, central = rest, b""
+    for name, crc, size, span in reversed(records):
+        central += struct.pack("<4s6H3I5H2I", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, crc, size,
+                               size, len(name), 0, 0, 0, 0, 0, len(body) - span) + name
+    target.write_bytes(body + central + struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, n, n,
+                                                    len(central), len(body), 0))
+    return target
+
+
+def test_a_compressed_file_declaring_far_more_than_it_holds_is_refused_before_allocating(tmp_path):
+    MODELS["mlp"]().save(tmp_path / "good.npz")
+    entries = _entries_of(tmp_path / "good.npz")
+    zeros = np.zeros((80 << 20) // 8)      # 80 MiB of zeros: deflated to about 80 KiB
+    entries["param/extra"] = _array_bytes(zeros)
+    bad = tmp_path / "bad.npz"
+    with zipfile.ZipFile(bad, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name, payload in entries.items():
+            z.writestr(name + ".npy", payload)
+    del zeros, entries
+    assert bad.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"bad\.npz: .*declare \d+ bytes, more than 64 times"):
+            load(bad)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20
+    small = tmp_path / "small.npz"         # compressed, within the bound: read as ever
+    with zipfile.ZipFile(tmp_path / "good.npz") as src, \
+            zipfile.ZipFile(small, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for info in src.infolist():
+            z.writestr(info.filename, src.read(info))
+    assert_same_model(load(small), MODELS["mlp"]())
+
+
+def test_entries_sharing_bytes_are_refused_before_allocating(tmp_path):
+    bad = _overlapping_zip(tmp_path / "bad.npz", 40, 100_000)
+    with zipfile.ZipFile(bad) as z:     # a zip Python reads: every entry checks out
+        assert len(z.read("e0039.npy")) > 100_000 and len(z.read("e0000.npy")) > 100_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"bad\.npz: .*entry 'e0001' overlaps another"):
+            load(bad)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < bad.stat().st_size, f"{peak} bytes allocated to refuse a {bad.stat().st_size}-byte file"
+
+
+@pytest.mark.parametrize("key, value", [("many_to_one", "no"), ("many_to_one", 0),
+                                        ("peepholes", 1), ("bidirectional", None)])
+def test_a_saved_flag_that_is_not_true_or_false_is_refused(tmp_path, key, value):
+    LSTM(3, 4, 2, seed=0).save(tmp_path / "good.npz")
+    entries = _entries_of(tmp_path / "good.npz")
+    with zipfile.ZipFile(tmp_path / "good.npz") as z, z.open("config.npy") as f:
+        config = json.loads(str(np.lib.format.read_array(f)))
+    config[key] = value         # the constructor reads any value as bool(value): "no" as True
+    entries["config"] = _array_bytes(np.array(json.dumps(config)))
+    with pytest.raises(ValueError, match=rf"bad\.npz: .*{key}: expected true or false, got "
+                                         rf"{value!r}"):
+        load(_zip(tmp_path / "bad.npz", entries))
 
 
 @pytest.mark.parametrize("num_layers", [2 ** 31 - 1, 2 ** 31, 200])
@@ -461,6 +563,66 @@ def test_saved_files_get_the_permissions_of_the_umask(tmp_path, umask):
     for name in ("m.npz", "c.npz"):
         assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o666 & ~umask
     assert path == str(tmp_path / "m.npz")
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o444])
+def test_a_replaced_file_keeps_its_permissions(tmp_path, mode):
+    old = os.umask(0o022)
+    try:
+        for name, save in (("m.npz", lambda p: MODELS["mlp"]().save(p)),
+                           ("c.npz", lambda p: fastbp.io.save_checkpoint(p, MODELS["mlp"](), SGD(0.1)))):
+            path = tmp_path / name
+            save(path)
+            os.chmod(path, mode)
+            save(path)
+            assert stat.S_IMODE(os.stat(path).st_mode) == mode
+            link = tmp_path / ("link-" + name)      # through a symlink: its target's
+            link.symlink_to(name)
+            save(link)
+            assert stat.S_IMODE(os.stat(path).st_mode) == mode and link.is_symlink()
+    finally:
+        os.umask(old)
+
+
+def test_a_user_subclass_named_like_a_fastbp_model_leaves_save_and_load_alone(tmp_path, monkeypatch):
+    monkeypatch.setattr(fastbp.io, "_CLASSES", dict(fastbp.io._CLASSES))   # whatever happens
+    model = MODELS["mlp"](seed=1)
+
+    class MLP(fastbp.MLP):      # noqa: F811 (the name is the point)
+        pass
+    model.save(tmp_path / "m.npz")
+    back = fastbp.MLP.load(tmp_path / "m.npz")
+    assert type(back) is fastbp.MLP and type(load(tmp_path / "m.npz")) is fastbp.MLP
+    assert_same_model(back, model)
+    MLP([4, 3]).save(tmp_path / "sub.npz")         # a subclass is saved as its fastbp class
+    assert type(load(tmp_path / "sub.npz")) is fastbp.MLP
+
+
+def test_paths_may_be_bytes_and_anything_else_is_named(tmp_path):
+    model = MODELS["mlp"](seed=1)
+    raw = os.fsencode(tmp_path / "m.npz")
+    assert model.save(raw) == str(tmp_path / "m.npz")
+    assert_same_model(load(raw), model)
+    fastbp.io.save_checkpoint(os.fsencode(tmp_path / "c.npz"), model, SGD(0.1))
+    assert_same_model(fastbp.io.load_checkpoint(os.fsencode(tmp_path / "c.npz")).model, model)
+    for call in (lambda: model.save(3), lambda: load(None),
+                 lambda: fastbp.io.save_checkpoint(1.5, model, SGD(0.1)),
+                 lambda: fastbp.io.load_checkpoint([])):
+        with pytest.raises(TypeError, match="path: expected a str, bytes or os.PathLike path"):
+            call()
+    assert sorted(os.listdir(tmp_path)) == ["c.npz", "m.npz"]
+
+
+def test_saving_to_a_symlink_loop_fails_and_keeps_the_link(tmp_path):
+    loop = tmp_path / "loop.npz"
+    loop.symlink_to("loop.npz")
+    for save in (lambda: MODELS["mlp"]().save(loop),
+                 lambda: fastbp.io.save_checkpoint(loop, MODELS["mlp"](), SGD(0.1))):
+        with pytest.raises(OSError, match="loop.npz") as info:
+            save()
+        assert info.value.errno == errno.ELOOP
+    assert loop.is_symlink() and os.readlink(loop) == "loop.npz"
+    assert os.listdir(tmp_path) == ["loop.npz"]
 
 
 def test_saving_through_a_symlink_writes_its_target(tmp_path):

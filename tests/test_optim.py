@@ -142,6 +142,9 @@ def test_state_for_other_parameters_refused():
     (lambda: Adam(betas=0.9), TypeError, "betas"),
     (lambda: Adam(eps=0.0), ValueError, "eps"),
     (lambda: Adam(lr=float("nan")), ValueError, "lr"),
+    (lambda: SGD(lr=10 ** 400), ValueError, "lr"),              # beyond any float
+    (lambda: SGD(lr=0.1, momentum=0.9, nesterov="no"), TypeError, "nesterov"),   # not read as True
+    (lambda: Adam(betas=(0.9, -10 ** 5000)), ValueError, r"betas\[1\]"),
 ])
 def test_bad_hyperparameters_are_named(make, exc, match):
     with pytest.raises(exc, match=match):
@@ -238,14 +241,31 @@ def test_resumed_optimizer_equals_uninterrupted_optimizer(make):
     assert second.state_dict()["t"] == whole.t == 6
 
 
+def test_a_state_with_an_overflowed_second_moment_loads_back():
+    p = np.ones(3, np.float32)
+    opt = Adam(0.1)
+    with pytest.warns(RuntimeWarning, match="overflow"):
+        opt.step([p], [np.array([1e25, 1.0, 0.0], np.float32)])    # v[0] = (1e25)² = inf
+    assert np.isinf(opt.state[0][1][0]) and np.isfinite(p).all()
+    back = Adam(0.1)
+    back.load_state_dict(opt.state_dict())
+    q = p.copy()
+    g = np.ones(3, np.float32)
+    opt.step([p], [g])
+    back.step([q], [g])
+    np.testing.assert_array_equal(p, q)
+
+
 @pytest.mark.parametrize("change, exc, match", [
     (lambda sd: sd.update(t=-1), ValueError, r"state_dict\['t'\]"),
     (lambda sd: sd.update(epoch=1.5), ValueError, r"state_dict\['epoch'\]"),
     (lambda sd: sd.update({"class": "SGD"}), ValueError, "holds the state of 'SGD'"),
     (lambda sd: sd["hyper"].update(lr=-1.0), ValueError, "lr"),
+    (lambda sd: sd["hyper"].update(lr=10 ** 400), ValueError, "lr"),
     (lambda sd: sd["hyper"].pop("eps"), ValueError, r"state_dict\['hyper'\]"),
     (lambda sd: sd["state"][1].pop(), ValueError, r"state_dict\['state'\]\[1\]: expected a list of 2"),
     (lambda sd: sd["state"][0][1].__setitem__(0, np.nan), ValueError, r"\[0\]\[1\]: contains NaN"),
+    (lambda sd: sd["state"][1][1].__setitem__(0, -1e-3), ValueError, r"\[1\]\[1\]: contains NaN or negative"),
     (lambda sd: sd["state"][0].__setitem__(0, np.zeros(3, int)), TypeError, r"\[0\]\[0\]: expected a float"),
     (lambda sd: sd["state"][0].__setitem__(1, np.zeros(2)), ValueError, r"\[0\]\[1\]: expected shape \(3,\)"),
     (lambda sd: sd.update(state=None), ValueError, "no step taken"),

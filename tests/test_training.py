@@ -414,6 +414,23 @@ def test_bptt_k2_beyond_the_sequence_costs_the_memory_of_the_sequence(cls):
     assert peak < 1 << 20, f"{peak} bytes for a T=4 batch"
 
 
+@pytest.mark.parametrize("cls", [RNN, LSTM])
+@pytest.mark.parametrize("burn_in", [0, 1])
+def test_bptt_k1_beyond_the_sequence_costs_the_memory_of_the_sequence(cls, burn_in):
+    X, Y = sequences(T=4, N=6)
+    a, b = seq_model(cls), seq_model(cls)
+    a.fit(X, Y, epochs=2, batch_size=3, bptt=(4, 4), burn_in=burn_in, seed=0, progress=False)
+    tracemalloc.start()
+    try:
+        b.fit(X, Y, epochs=2, batch_size=3, bptt=(10 ** 6, 10 ** 6), burn_in=burn_in, seed=0,
+              progress=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert_same_params(a, b)
+    assert peak < 1 << 20, f"{peak} bytes for a T=4 batch"
+
+
 # -- Ctrl-C: the history's lists stay the same length --------------------------------------
 @pytest.mark.parametrize("classifier", [True, False])
 def test_history_lists_have_one_entry_per_epoch_wherever_ctrl_c_lands(monkeypatch, classifier):
