@@ -75,6 +75,11 @@ int fbp_blas_find_thread_control(void)
  * fastbp computes is replaced by the saved one when fastbp is done. */
 #ifdef FBP_HAVE_PTHREAD
 static pthread_mutex_t blas_threads_lock = PTHREAD_MUTEX_INITIALIZER;
+static void blas_threads_lock_take(void) { pthread_mutex_lock(&blas_threads_lock); }
+static void blas_threads_lock_give(void) { pthread_mutex_unlock(&blas_threads_lock); }
+#else   /* no thread control without dladdr: these guard nothing */
+static void blas_threads_lock_take(void) {}
+static void blas_threads_lock_give(void) {}
 #endif
 static int blas_threads_users = 0;      /* fastbp products in flight, all threads */
 static int blas_threads_saved = 0;      /* BLAS's setting before the first of them */
@@ -83,31 +88,23 @@ void fbp_blas_threads_enter(void)
 {
     if (!fbp_blas.get_threads || !fbp_blas.set_threads)
         return;
-#ifdef FBP_HAVE_PTHREAD
-    pthread_mutex_lock(&blas_threads_lock);
-#endif
+    blas_threads_lock_take();
     if (blas_threads_users++ == 0) {
         blas_threads_saved = fbp_blas.get_threads();
         if (blas_threads_saved > 1)
             fbp_blas.set_threads(1);
     }
-#ifdef FBP_HAVE_PTHREAD
-    pthread_mutex_unlock(&blas_threads_lock);
-#endif
+    blas_threads_lock_give();
 }
 
 void fbp_blas_threads_leave(void)
 {
     if (!fbp_blas.get_threads || !fbp_blas.set_threads)
         return;
-#ifdef FBP_HAVE_PTHREAD
-    pthread_mutex_lock(&blas_threads_lock);
-#endif
+    blas_threads_lock_take();
     if (--blas_threads_users == 0 && blas_threads_saved > 1)
         fbp_blas.set_threads(blas_threads_saved);
-#ifdef FBP_HAVE_PTHREAD
-    pthread_mutex_unlock(&blas_threads_lock);
-#endif
+    blas_threads_lock_give();
 }
 
 #define REAL float

@@ -13,6 +13,7 @@ import pytest
 
 import fastbp
 from fastbp import _core
+from fastbp.bench.harness import other_threads_cpu_ticks
 
 PACKAGE = os.path.dirname(os.path.abspath(fastbp.__file__))
 # the NumPy reference and the benchmark's peers use NumPy's products on purpose
@@ -171,22 +172,6 @@ def _scipy_blas(threadpoolctl):
     return libs[0]
 
 
-def _worker_cpu_ticks():
-    """CPU time (clock ticks) of every thread of this process but the caller."""
-    me = threading.get_native_id()
-    ticks = 0
-    for tid in os.listdir("/proc/self/task"):
-        if int(tid) == me:
-            continue
-        try:
-            with open(f"/proc/self/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:                       # the thread ended meanwhile
-            continue
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task") or (os.cpu_count() or 1) < 2,
                     reason="needs Linux's per-thread CPU times and 2 cores (BLAS threads only then)")
 def test_fastbp_leaves_blas_worker_threads_idle():
@@ -207,17 +192,17 @@ def test_fastbp_leaves_blas_worker_threads_idle():
         assert lib.num_threads == 2
         net.loss_and_grad(X, Y)
         time.sleep(0.5)                       # any spinning from before has ended
-        before = _worker_cpu_ticks()
+        before = other_threads_cpu_ticks()
         for _ in range(5):
             net.loss_and_grad(X, Y)
         time.sleep(0.3)                       # a woken worker would spin through this
-        fastbp_ticks = _worker_cpu_ticks() - before
+        fastbp_ticks = other_threads_cpu_ticks() - before
         assert lib.num_threads == 2           # the user's setting, restored
-        before = _worker_cpu_ticks()
+        before = other_threads_cpu_ticks()
         for _ in range(5):
             blas.sgemm(1.0, a, a)
         time.sleep(0.3)
-        control_ticks = _worker_cpu_ticks() - before
+        control_ticks = other_threads_cpu_ticks() - before
     assert control_ticks >= 5, f"the control did not wake BLAS's workers ({control_ticks} ticks)"
     assert fastbp_ticks <= 2, f"BLAS's workers used {fastbp_ticks} ticks during fastbp's calls"
 

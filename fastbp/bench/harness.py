@@ -72,7 +72,7 @@ def calibrate(step, min_time, clock=time.perf_counter):
     return inner, estimate
 
 
-def _other_threads_cpu_ticks():
+def other_threads_cpu_ticks():
     """CPU clock ticks used so far by every thread of this process but the
     caller (Linux's /proc), or None where that cannot be read."""
     me = threading.get_native_id()
@@ -99,10 +99,10 @@ def settle(pause, window=0.05, max_wait=2.0):
     ``max_wait`` in all. Returns the seconds slept."""
     t0 = time.perf_counter()
     time.sleep(pause)
-    before = _other_threads_cpu_ticks()
+    before = other_threads_cpu_ticks()
     while before is not None and time.perf_counter() - t0 < max_wait:
         time.sleep(window)
-        now = _other_threads_cpu_ticks()
+        now = other_threads_cpu_ticks()
         if now == before:
             break
         before = now

@@ -27,7 +27,8 @@ differ (in the n block), so they are two arrays.
 
 import numpy as np
 
-from .activations import _float_dtype, activation_forward
+from ._cell_inputs import cell_inputs
+from .activations import activation_forward
 
 __all__ = ["gru_forward", "gru_backward"]
 
@@ -62,28 +63,9 @@ def gru_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
         ``"weight_hh"``, ``"y"``, ``"gates"`` (T, B, 3H): r, z, n after their
         nonlinearities, and ``"m"`` (T, B, H): ``h_{t-1} W_hnT + b_hn``.
     """
-    dt = _float_dtype(x, h0, weight_ih, weight_hh, bias_ih, bias_hh)
-    x = np.asarray(x, dtype=dt)
-    W_ih = np.asarray(weight_ih, dtype=dt)
-    W_hh = np.asarray(weight_hh, dtype=dt)
-    b_ih = np.asarray(bias_ih, dtype=dt)
-    b_hh = np.asarray(bias_hh, dtype=dt)
-    if x.ndim != 3:
-        raise ValueError("gru: x must have shape (T, B, I), got %s" % (x.shape,))
+    dt, x, (h0,), W_ih, W_hh, b_ih, b_hh, H = cell_inputs(
+        "gru", 3, x, {"h0": h0}, weight_ih, weight_hh, bias_ih, bias_hh)
     T, B, I = x.shape
-    if W_ih.ndim != 2 or W_ih.shape[1] != I or W_ih.shape[0] % 3:
-        raise ValueError("gru: weight_ih must have shape (3H, %d), got %s" % (I, W_ih.shape))
-    H = W_ih.shape[0] // 3
-    for name, arr, shape in (("weight_hh", W_hh, (3 * H, H)), ("bias_ih", b_ih, (3 * H,)),
-                             ("bias_hh", b_hh, (3 * H,))):
-        if arr.shape != shape:
-            raise ValueError("gru: %s must have shape %s, got %s" % (name, shape, arr.shape))
-    if h0 is None:
-        h0 = np.zeros((B, H), dtype=dt)
-    else:
-        h0 = np.asarray(h0, dtype=dt)
-        if h0.shape != (B, H):
-            raise ValueError("gru: h0 must have shape %s, got %s" % ((B, H), h0.shape))
 
     # input side of every step at once: x_t W_ihT + b_ih, blocks r, z, n
     a_in = (x.reshape(T * B, I) @ W_ih.T + b_ih).reshape(T, B, 3 * H)

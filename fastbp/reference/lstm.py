@@ -29,7 +29,8 @@ gradients are ``sum_t sum_rows delta_i_t * c_{t-1}`` (likewise f) and
 
 import numpy as np
 
-from .activations import _float_dtype, activation_forward
+from ._cell_inputs import cell_inputs
+from .activations import activation_forward
 
 __all__ = ["lstm_forward", "lstm_backward"]
 
@@ -73,33 +74,10 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, peepholes=No
         ``[i_t, f_t, g_t, o_t]`` stacked along the last axis. Computation dtype
         throughout.
     """
-    dt = _float_dtype(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh,
-                      *(peepholes if peepholes is not None else ()))
-    x = np.asarray(x, dtype=dt)
-    W_ih = np.asarray(weight_ih, dtype=dt)
-    W_hh = np.asarray(weight_hh, dtype=dt)
-    b_ih = np.asarray(bias_ih, dtype=dt)
-    b_hh = np.asarray(bias_hh, dtype=dt)
-    if x.ndim != 3:
-        raise ValueError("lstm: x must have shape (T, B, I), got %s" % (x.shape,))
+    dt, x, (h0, c0), W_ih, W_hh, b_ih, b_hh, H = cell_inputs(
+        "lstm", 4, x, {"h0": h0, "c0": c0}, weight_ih, weight_hh, bias_ih, bias_hh,
+        extra=peepholes if peepholes is not None else ())
     T, B, I = x.shape
-    if W_ih.ndim != 2 or W_ih.shape[1] != I or W_ih.shape[0] % 4:
-        raise ValueError("lstm: weight_ih must have shape (4H, %d), got %s" % (I, W_ih.shape))
-    H = W_ih.shape[0] // 4
-    for name, arr, shape in (("weight_hh", W_hh, (4 * H, H)), ("bias_ih", b_ih, (4 * H,)),
-                             ("bias_hh", b_hh, (4 * H,))):
-        if arr.shape != shape:
-            raise ValueError("lstm: %s must have shape %s, got %s" % (name, shape, arr.shape))
-    states = []
-    for name, s in (("h0", h0), ("c0", c0)):
-        if s is None:
-            s = np.zeros((B, H), dtype=dt)
-        else:
-            s = np.asarray(s, dtype=dt)
-            if s.shape != (B, H):
-                raise ValueError("lstm: %s must have shape %s, got %s" % (name, (B, H), s.shape))
-        states.append(s)
-    h0, c0 = states
     if peepholes is not None:
         if len(peepholes) != 3:
             raise ValueError("lstm: peepholes must be a tuple (p_i, p_f, p_o) or None")

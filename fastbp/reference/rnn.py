@@ -22,7 +22,8 @@ The sums over t are single products over the stacked ``(T*B, .)`` arrays.
 
 import numpy as np
 
-from .activations import _float_dtype, activation_backward, activation_forward
+from ._cell_inputs import cell_inputs
+from .activations import activation_backward, activation_forward
 
 __all__ = ["RNN_NONLINEARITIES", "rnn_forward", "rnn_backward"]
 
@@ -62,28 +63,9 @@ def rnn_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity="tan
             "unknown nonlinearity %r; expected one of %s"
             % (nonlinearity, ", ".join(RNN_NONLINEARITIES))
         )
-    dt = _float_dtype(x, h0, weight_ih, weight_hh, bias_ih, bias_hh)
-    x = np.asarray(x, dtype=dt)
-    W_ih = np.asarray(weight_ih, dtype=dt)
-    W_hh = np.asarray(weight_hh, dtype=dt)
-    b_ih = np.asarray(bias_ih, dtype=dt)
-    b_hh = np.asarray(bias_hh, dtype=dt)
-    if x.ndim != 3:
-        raise ValueError("rnn: x must have shape (T, B, I), got %s" % (x.shape,))
+    dt, x, (h0,), W_ih, W_hh, b_ih, b_hh, H = cell_inputs(
+        "rnn", 1, x, {"h0": h0}, weight_ih, weight_hh, bias_ih, bias_hh)
     T, B, I = x.shape
-    if W_ih.ndim != 2 or W_ih.shape[1] != I:
-        raise ValueError("rnn: weight_ih must have shape (H, %d), got %s" % (I, W_ih.shape))
-    H = W_ih.shape[0]
-    for name, arr, shape in (("weight_hh", W_hh, (H, H)), ("bias_ih", b_ih, (H,)),
-                             ("bias_hh", b_hh, (H,))):
-        if arr.shape != shape:
-            raise ValueError("rnn: %s must have shape %s, got %s" % (name, shape, arr.shape))
-    if h0 is None:
-        h0 = np.zeros((B, H), dtype=dt)
-    else:
-        h0 = np.asarray(h0, dtype=dt)
-        if h0.shape != (B, H):
-            raise ValueError("rnn: h0 must have shape %s, got %s" % ((B, H), h0.shape))
 
     # input side for all T*B rows at once: x_t W_ihT + b_ih (+ b_hh)
     a_in = (x.reshape(T * B, I) @ W_ih.T + b_ih + b_hh).reshape(T, B, H)
