@@ -158,6 +158,41 @@ def test_caches_refuse_assignment_to_their_attributes():
         sc.weights[0][0]["weight_hh"] = np.zeros((1, 1))
 
 
+def test_a_caches_layout_and_lengths_cannot_be_changed_after_its_forward():
+    """The backward reads the row order, lengths and resets from the cache's
+    Layout: neither its attributes nor its arrays can be changed (a reversed
+    row order gave silently wrong gradients)."""
+    rng = np.random.default_rng(14)
+    T, B, I, H = 5, 3, 2, 4
+    x = rng.standard_normal((T, B, I))
+    W_ih, W_hh, b = rng.standard_normal((H, I)), 0.3 * rng.standard_normal((H, H)), np.zeros(H)
+    lengths = np.array([5, 2, 4])
+    reset = np.eye(T, B, k=-1, dtype=bool)
+    params = {"weight_ih_l0": W_ih, "weight_hh_l0": W_hh, "bias_ih_l0": b, "bias_hh_l0": b,
+              "weight_ih_l0_reverse": W_ih, "weight_hh_l0_reverse": W_hh,
+              "bias_ih_l0_reverse": b, "bias_hh_l0_reverse": b}
+    y, _, rc = rnn_forward(x, None, W_ih, W_hh, b, b, lengths=lengths, reset=reset)
+    ys, _, sc = rnn_stack_forward(x, params, bidirectional=True, lengths=lengths, reset=reset)
+    sc.layout.reverse_sched                          # built lazily, read-only too
+    expected = rnn_backward(np.ones_like(y), None, rc)
+    for cache in (rc, sc):
+        layout = cache.layout
+        for name in ("sched", "order", "lengths", "varlen", "T", "_rsched"):
+            with pytest.raises(AttributeError, match="read-only"):
+                setattr(layout, name, None)
+        with pytest.raises(AttributeError, match="read-only"):
+            del layout.order
+        for arr in (cache.lengths, layout.order, layout._sorted, layout._events):
+            with pytest.raises(ValueError, match="read-only"):
+                arr[...] = 0
+            with pytest.raises(ValueError):
+                arr.flags.writeable = True
+    got = rnn_backward(np.ones_like(y), None, rc)
+    for k in expected:
+        assert np.array_equal(got[k], expected[k])
+    rnn_stack_backward(np.ones_like(ys), None, sc)
+
+
 def test_tampered_caches_are_refused_by_backward_never_read_out_of_bounds():
     rng = np.random.default_rng(5)
     rc, lc = _caches(rng)
