@@ -161,6 +161,7 @@ class MLP(MLPTrainable):
             for n_in, n_out, act in zip(sizes[:-1], sizes[1:], self._activations)]
         self._core = _core.MLPCore(sizes, [activation_code(a) for a in self._activations],
                                    self._params, self._dtype)
+        self._params = list(self._core.params)   # the core's arrays (pinned storage)
         if loss == "cross_entropy":
             self._target_code = None   # labels or probabilities, decided per call
         else:

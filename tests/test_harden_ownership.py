@@ -491,3 +491,52 @@ def test_a_cache_consumed_by_overwrite_goes_to_exactly_one_of_two_threads(stacke
         t.join()
     errors = [o for o in outcomes if isinstance(o, RuntimeError)]
     assert len(outcomes) == 2 and len(errors) == 1 and "consumed" in str(errors[0])
+
+
+_REPLACED_BUFFER_SCRIPT = r"""
+import threading, numpy as np, fastbp
+net = fastbp.MLP([256, 512, 10], dtype="float64", seed=0)
+X = np.random.default_rng(0).standard_normal((64, 256)); y = np.arange(64) % 10
+loss0, _ = net.loss_and_grad(X, y)
+W = net.params[0][0]
+for call in (lambda: W.resize((1, 1), refcheck=False), lambda: W.resize((1, 1))):
+    try:
+        call(); print("RESIZED")
+    except ValueError:
+        pass
+# another thread moves every parameter's buffer while calls run without the GIL
+stop = threading.Event()
+def mover():
+    while not stop.is_set():
+        for pair in net.params:
+            for a in pair:
+                a.__setstate__(a.__reduce__()[2])
+                junk = np.full(a.shape, 1e300)    # the old buffer's memory, reused
+t = threading.Thread(target=mover); t.start()
+refused = 0
+try:
+    for _ in range(300):
+        try:
+            net.loss_and_grad(X, y); net.forward(X)
+        except ValueError as e:
+            assert "params[" in str(e) and "buffer was replaced" in str(e), e
+            refused += 1
+finally:
+    stop.set(); t.join()
+print("REFUSED", refused)
+"""
+
+
+def test_moving_an_mlp_parameters_buffer_in_place_cannot_crash_it():
+    """The MLP's compiled core keeps pointers into the model's parameter
+    arrays: ``W.__setstate__`` (or ``W.resize(refcheck=False)``) would move
+    the array's data and free the buffer the core reads (a crash, even in one
+    thread). The arrays view storage the core pins: they cannot be resized,
+    a replaced buffer frees nothing, and a call refuses the array by name."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", _REPLACED_BUFFER_SCRIPT], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "RESIZED" not in out.stdout
+    assert int(out.stdout.split("REFUSED")[1]) > 0
