@@ -335,7 +335,10 @@ def test_tampered_parameters_are_refused_by_name_by_every_entry_point(cls, name)
         for call_name, call in calls.items():
             with pytest.raises(err, match=f"params\\[{name!r}\\]"):
                 call()
-    dict.__setitem__(model.params, name, good)
+    dict.__setitem__(model.params, name, good)   # even a valid array, put in behind set_params
+    with pytest.raises(ValueError, match=f"params\\[{name!r}\\]: not the model's own"):
+        model.forward(X)
+    model.params[name] = good
     for call in calls.values():
         call()
     with pytest.raises(TypeError, match="fixed"):
@@ -540,3 +543,57 @@ def test_moving_an_mlp_parameters_buffer_in_place_cannot_crash_it():
     assert out.returncode == 0, out.stderr[-2000:]
     assert "RESIZED" not in out.stdout
     assert int(out.stdout.split("REFUSED")[1]) > 0
+
+
+_MOVED_SEQ_PARAMS_SCRIPT = r"""
+import sys, threading, numpy as np, fastbp
+cls = {"rnn": fastbp.RNN, "lstm": fastbp.LSTM}[sys.argv[1]]
+m = cls(64, 256, 4, dtype="float64", seed=0)
+rng = np.random.default_rng(0)
+X = rng.standard_normal((40, 8, 64)); Y = rng.standard_normal((40, 8, 4))
+expected = m.loss_and_grad(X, Y)[0]
+W = m.params["weight_hh"]
+try:
+    W.resize((1, 1), refcheck=False); print("RESIZED")
+except ValueError:
+    pass
+stop = threading.Event()
+def mover():        # moves every parameter's buffer, then gives the model fresh ones
+    while not stop.is_set():
+        arrays = dict(m.params)
+        for a in arrays.values():
+            a.__setstate__(a.__reduce__()[2])
+            junk = np.full(a.shape, 1e300)     # the old buffer's memory, reused
+        m.set_params(arrays)
+t = threading.Thread(target=mover); t.start()
+ok = refused = 0
+try:
+    for _ in range(150):
+        try:
+            loss = m.loss_and_grad(X, Y)[0]
+            assert loss == expected, (loss, expected)
+            ok += 1
+        except ValueError as e:
+            assert "params[" in str(e) and "not the model's own" in str(e), e
+            refused += 1
+finally:
+    stop.set(); t.join()
+print("DONE", ok, refused)
+"""
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_moving_a_sequence_models_parameter_buffers_cannot_crash_it(kind):
+    """NumPy moves an array's data in place (``a.__setstate__``) and frees the
+    old buffer, even while a kernel reads it without the GIL (a crash in
+    another thread). The model's arrays view storage the model pins, its
+    kernels read private views of it, and a call refuses an array whose
+    buffer was replaced, by name; a call that runs gives the serial result."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", _MOVED_SEQ_PARAMS_SCRIPT, kind],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "RESIZED" not in out.stdout
+    ok, refused = map(int, out.stdout.split("DONE")[1].split())
+    assert ok + refused == 150 and refused > 0
