@@ -103,15 +103,33 @@ class SequenceModel(SequenceTrainable):
         self._params["bias_out"] = rng.uniform(-bound, bound, self.output_size).astype(self.dtype)
         # every parameter's shape, for good: what each call checks its arrays against
         self._shapes = {name: p.shape for name, p in self._params.items()}
-        # The model's arrays over storage it pins (fastbp._validate.pinned_copy):
-        # params hands out the public arrays, every computation reads the
-        # private views (_kernel) of the same memory, so no buffer a kernel
-        # reads without the GIL can be freed or moved meanwhile.
-        owned = {name: pinned_copy(p, self.dtype) for name, p in self._params.items()}
+        self._own(self._params)
+
+    def _own(self, params):
+        """Make the model's arrays from `params` (name -> array of its dtype)
+        over storage it pins (fastbp._validate.pinned_copy): ``params`` hands
+        out the public arrays, every computation reads the private views
+        (_kernel) of the same memory, so no buffer a kernel reads without the
+        GIL can be freed or moved meanwhile."""
+        owned = {name: pinned_copy(p, self.dtype) for name, p in params.items()}
         self._kernel = {name: private for name, (_, private, _) in owned.items()}
         self._bases = {name: public.base for name, (public, _, _) in owned.items()}
         self._pins = {name: pin for name, (_, _, pin) in owned.items()}
         self._params = _Params(self, {name: public for name, (public, _, _) in owned.items()})
+
+    def __getstate__(self):
+        """Pickling and copy.deepcopy: the parameters as plain arrays (the
+        pinned storage is rebuilt by __setstate__)."""
+        state = self.__dict__.copy()
+        for private in ("_kernel", "_bases", "_pins"):
+            state.pop(private, None)
+        state["_params"] = {name: np.array(p) for name, p in self._params.items()}
+        return state
+
+    def __setstate__(self, state):
+        params = state.pop("_params")
+        self.__dict__.update(state)
+        self._own(params)
 
     # -- stacks ----------------------------------------------------------------
     @property

@@ -597,3 +597,25 @@ def test_moving_a_sequence_models_parameter_buffers_cannot_crash_it(kind):
     assert "RESIZED" not in out.stdout
     ok, refused = map(int, out.stdout.split("DONE")[1].split())
     assert ok + refused == 150 and refused > 0
+
+
+@pytest.mark.parametrize("cls", [fastbp.RNN, fastbp.LSTM])
+def test_pickled_and_deep_copied_sequence_models_own_their_parameters(cls):
+    """A model's pinned storage is rebuilt by unpickling and copy.deepcopy: the
+    copy computes the same, owns its arrays (none shared with the original),
+    and guards them like any model."""
+    import copy
+    import pickle
+    model = cls(2, 3, 2, num_layers=2, seed=1)
+    X = np.random.default_rng(15).standard_normal((4, 2, 2))
+    expected = model.forward(X)[0]
+    for twin in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        assert np.array_equal(twin.forward(X)[0], expected)
+        assert not any(np.shares_memory(twin.params[k], model.params[k]) for k in model.params)
+        twin.params["weight_hh"] = np.zeros_like(model.params["weight_hh"])
+        assert np.array_equal(model.forward(X)[0], expected)
+        with pytest.raises(ValueError):
+            twin.params["weight_hh"].resize((1, 1), refcheck=False)
+        dict.__setitem__(twin.params, "weight_hh", model.params["weight_hh"])
+        with pytest.raises(ValueError, match="not the model's own"):
+            twin.forward(X)
