@@ -150,6 +150,7 @@ cdef class MLPCore:
     cdef readonly tuple shapes   # ((n_{l+1}, n_l), (n_{l+1},)) per layer, for the grads
     cdef tuple out_names         # ("out[l][0]", "out[l][1]") per layer, for error messages
     cdef readonly tuple params   # ((W, b) per layer): the model's arrays, views of pinned storage
+    cdef tuple flat              # the arrays of params, W and b of each layer in turn
     cdef tuple bases             # each array's base when made: another one means a new buffer
     cdef tuple pins              # a memoryview of each array's bytearray: never freed nor resized
     cdef dict workspaces
@@ -191,7 +192,8 @@ cdef class MLPCore:
             owned.append(tuple(made))
         self.params = tuple(owned)
         self.pins = tuple(pins)
-        self.bases = tuple(a.base for pair in self.params for a in pair)
+        self.flat = tuple(a for pair in self.params for a in pair)
+        self.bases = tuple(a.base for a in self.flat)
         for l in range(L):
             W, b = self.params[l]
             self.W_ptrs[l] = _data_ptr(W, 2, sizes[l + 1], sizes[l], self.fmt, False, f"params[{l}][0]")
@@ -214,13 +216,13 @@ cdef class MLPCore:
         """ValueError naming a parameter array whose buffer was replaced in place
         (``W.__setstate__``): it no longer views the storage the kernels read,
         so updates to it would silently not reach the model."""
-        cdef Py_ssize_t l, k
-        for l in range(self.n_layers):
-            for k in range(2):
-                if self.params[l][k].base is not self.bases[2 * l + k]:
-                    raise ValueError(f"params[{l}][{k}]: its buffer was replaced in place (not by "
-                                     "fastbp): it is no longer the model's parameter; assign "
-                                     "values with net.params = ... or write into the arrays")
+        cdef Py_ssize_t i
+        cdef tuple flat = self.flat, bases = self.bases
+        for i in range(2 * self.n_layers):
+            if flat[i].base is not bases[i]:
+                raise ValueError(f"params[{i // 2}][{i % 2}]: its buffer was replaced in place "
+                                 "(not by fastbp): it is no longer the model's parameter; assign "
+                                 "values with net.params = ... or write into the arrays")
         return 0
 
     cdef _MLPWorkspace _workspace(self, int batch):
