@@ -1,9 +1,14 @@
 # The MLP (src_c/mlp.c): one compiled call per training step.
 #
-# MLPCore holds what stays fixed for a model: the layer sizes, activation codes
-# and C arrays of pointers into the model's parameter arrays (fastbp.mlp.MLP
-# keeps those arrays for its whole life and copies new values into them, so the
-# pointers never go stale). Per batch size it caches an _MLPWorkspace: the
+# MLPCore holds what stays fixed for a model: the layer sizes, activation codes,
+# the parameter arrays themselves and C arrays of pointers into them. It makes
+# those arrays (copies of the initial values it is given) over bytearrays it
+# pins with memoryviews of its own: NumPy can move an array's data in place
+# (``W.__setstate__``, ``W.resize(refcheck=False)``) and free the old buffer,
+# but an array that views pinned memory cannot be resized, and replacing its
+# buffer frees nothing, so the pointers never go stale (fastbp.mlp.MLP hands
+# out these arrays and copies new values into them). Every call checks that
+# each array still views its storage. Per batch size it caches an _MLPWorkspace: the
 # activation buffers and their pointer array, built once and reused, so a call
 # costs one buffer lookup per argument and no allocation but the returned arrays.
 #
@@ -131,8 +136,8 @@ cdef class MLPCore:
     """The compiled half of fastbp.mlp.MLP (see the module comment above).
 
     sizes: layer widths n_0 .. n_L; acts: L activation codes; params: list of
-    (W (n_{l+1}, n_l), b (n_{l+1},)) C-contiguous arrays of `dtype`, owned by the
-    model and never reallocated while this core lives.
+    (W (n_{l+1}, n_l), b (n_{l+1},)) arrays of `dtype`: their values are copied
+    into the core's own arrays, ``core.params``, which the model hands out.
     """
     cdef readonly int n_layers
     cdef readonly object dtype
@@ -144,7 +149,10 @@ cdef class MLPCore:
     cdef void **b_ptrs
     cdef readonly tuple shapes   # ((n_{l+1}, n_l), (n_{l+1},)) per layer, for the grads
     cdef tuple out_names         # ("out[l][0]", "out[l][1]") per layer, for error messages
-    cdef list params             # keeps the parameter arrays alive
+    cdef readonly tuple params   # ((W, b) per layer): the model's arrays, views of pinned storage
+    cdef tuple flat              # the arrays of params, W and b of each layer in turn
+    cdef tuple bases             # each array's base when made: another one means a new buffer
+    cdef tuple pins              # a memoryview of each array's bytearray: never freed nor resized
     cdef dict workspaces
     cdef list spares             # up to 2 tuples of gradient arrays handed out before
     cdef bint recycle
@@ -171,7 +179,21 @@ cdef class MLPCore:
             self.sizes[l] = sizes[l]
         for l in range(L):
             self.acts[l] = acts[l]
-        self.params = [(W, b) for W, b in params]
+        owned, pins = [], []
+        for pair in params:
+            made = []
+            for a in pair:
+                a = _np.asarray(a, dtype=self.dtype)
+                store = bytearray(max(a.nbytes, 1))
+                pins.append(memoryview(store))
+                arr = _np.frombuffer(store, self.dtype, count=a.size).reshape(a.shape)
+                arr[...] = a
+                made.append(arr)
+            owned.append(tuple(made))
+        self.params = tuple(owned)
+        self.pins = tuple(pins)
+        self.flat = tuple(a for pair in self.params for a in pair)
+        self.bases = tuple(a.base for a in self.flat)
         for l in range(L):
             W, b = self.params[l]
             self.W_ptrs[l] = _data_ptr(W, 2, sizes[l + 1], sizes[l], self.fmt, False, f"params[{l}][0]")
@@ -189,6 +211,19 @@ cdef class MLPCore:
         PyMem_Free(self.acts)
         PyMem_Free(self.W_ptrs)
         PyMem_Free(self.b_ptrs)
+
+    cdef int _check_params(self) except -1:
+        """ValueError naming a parameter array whose buffer was replaced in place
+        (``W.__setstate__``): it no longer views the storage the kernels read,
+        so updates to it would silently not reach the model."""
+        cdef Py_ssize_t i
+        cdef tuple flat = self.flat, bases = self.bases
+        for i in range(2 * self.n_layers):
+            if flat[i].base is not bases[i]:
+                raise ValueError(f"params[{i // 2}][{i % 2}]: its buffer was replaced in place "
+                                 "(not by fastbp): it is no longer the model's parameter; assign "
+                                 "values with net.params = ... or write into the arrays")
+        return 0
 
     cdef _MLPWorkspace _workspace(self, int batch):
         ws = self.workspaces.get(batch)
@@ -262,6 +297,7 @@ cdef class MLPCore:
         batch = len(X)
         if batch < 1:
             raise ValueError("X: the batch is empty")
+        self._check_params()
         x_ptr = _data_ptr(X, 2, batch, n_in, self.fmt, False, "X")
         if loss_code == FBP_MLP_XENT_LABELS:
             # checked and then used without the GIL: our own copy, which no
@@ -338,6 +374,7 @@ cdef class MLPCore:
         cdef char *out_ptr
         cdef size_t item = 8 if self.is_double else 4
         cdef _MLPWorkspace ws
+        self._check_params()
         out = _np.empty((batch, n_out), self.dtype)
         if batch == 0:
             return out

@@ -23,9 +23,10 @@ import numpy as np
 from . import functional
 from ._linalg import matmul, sum_of_squares
 from ._validate import (as_array, check_shape, choice, float_array, label_array, nonnegative_float,
-                        positive_int, readable, resolve_dtype)
+                        pinned_copy, positive_int, readable, resolve_dtype)
 from ._sequence import Layout, lengths_array, reset_array
 from ._stack import model_param_name, stack_config
+from .optim import sigint_held
 from .training import SeqData, SequenceTrainable, _models_in_fit   # the models fit is training
 
 LOSSES = ("mse", "cross_entropy")
@@ -102,7 +103,33 @@ class SequenceModel(SequenceTrainable):
         self._params["bias_out"] = rng.uniform(-bound, bound, self.output_size).astype(self.dtype)
         # every parameter's shape, for good: what each call checks its arrays against
         self._shapes = {name: p.shape for name, p in self._params.items()}
-        self._params = _Params(self, self._params)
+        self._own(self._params)
+
+    def _own(self, params):
+        """Make the model's arrays from `params` (name -> array of its dtype)
+        over storage it pins (fastbp._validate.pinned_copy): ``params`` hands
+        out the public arrays, every computation reads the private views
+        (_kernel) of the same memory, so no buffer a kernel reads without the
+        GIL can be freed or moved meanwhile."""
+        owned = {name: pinned_copy(p, self.dtype) for name, p in params.items()}
+        self._kernel = {name: private for name, (_, private, _) in owned.items()}
+        self._bases = {name: public.base for name, (public, _, _) in owned.items()}
+        self._pins = {name: pin for name, (_, _, pin) in owned.items()}
+        self._params = _Params(self, {name: public for name, (public, _, _) in owned.items()})
+
+    def __getstate__(self):
+        """Pickling and copy.deepcopy: the parameters as plain arrays (the
+        pinned storage is rebuilt by __setstate__)."""
+        state = self.__dict__.copy()
+        for private in ("_kernel", "_bases", "_pins"):
+            state.pop(private, None)
+        state["_params"] = {name: np.array(p) for name, p in self._params.items()}
+        return state
+
+    def __setstate__(self, state):
+        params = state.pop("_params")
+        self.__dict__.update(state)
+        self._own(params)
 
     # -- stacks ----------------------------------------------------------------
     @property
@@ -121,8 +148,8 @@ class SequenceModel(SequenceTrainable):
 
     def _layer_params(self, kinds):
         """weights[l][d]: each layer direction's arrays by kind (those it has)."""
-        return [[{k: self._params[model_param_name(k, l, d)] for k in kinds
-                  if model_param_name(k, l, d) in self._params}
+        return [[{k: self._kernel[model_param_name(k, l, d)] for k in kinds
+                  if model_param_name(k, l, d) in self._kernel}
                  for d in range(self.num_directions)] for l in range(self.num_layers)]
 
     def _layer_grads(self, grads):
@@ -191,18 +218,26 @@ class SequenceModel(SequenceTrainable):
                 raise KeyError(f"{name!r}: not a parameter of {type(self).__name__} "
                                f"(expected one of {', '.join(self._shapes)})")
             value = float_array(value, name, dtype=self.dtype, shape=self._shapes[name])
-            checked[name] = np.array(value, order="C", copy=True)   # the model's own
-        dict.update(self._params, checked)
+            checked[name] = pinned_copy(value, self.dtype)     # the model's own
+        # all or none, Ctrl-C included; an old private view keeps its storage
+        # alive while a call still reads it
+        with sigint_held():
+            self._kernel.update({name: private for name, (_, private, _) in checked.items()})
+            self._bases.update({name: public.base for name, (public, _, _) in checked.items()})
+            self._pins.update({name: pin for name, (_, _, pin) in checked.items()})
+            dict.update(self._params, {name: public for name, (public, _, _) in checked.items()})
 
     def _checked_params(self):
         """Refuse, by name, a parameter that was replaced (``model.params[name] =
         ...``) or changed in place since it was set: every call that computes
         checks the model's arrays first (the compiled glue checks sizes again,
         so nothing changed meanwhile is read out of bounds either)."""
-        P, dt = self._params, self.dtype
+        P, dt, bases = self._params, self.dtype, self._bases
         for name, shape in self._shapes.items():     # the common case, quickly
             p = P.get(name)
-            if type(p) is not np.ndarray or p.shape != shape or p.dtype != dt:
+            if type(p) is not np.ndarray or p.base is not bases[name]:
+                break
+            if p.shape != shape or p.dtype != dt:
                 break
             flags = p.flags
             if not (flags.c_contiguous and flags.aligned):
@@ -229,6 +264,11 @@ class SequenceModel(SequenceTrainable):
             if not (p.flags.c_contiguous and p.flags.aligned):
                 raise ValueError(f"params[{name!r}]: expected a C-contiguous, aligned array "
                                  "(assign parameters with set_params, which copies)")
+            if p.base is not self._bases[name]:
+                raise ValueError(f"params[{name!r}]: not the model's own array (put in behind "
+                                 "set_params, or its buffer was replaced in place): its values "
+                                 "would not be the ones computed with (assign parameters with "
+                                 "set_params, or write into the arrays)")
         return P
 
     def _chunks(self, T, bptt):
@@ -285,8 +325,8 @@ class SequenceModel(SequenceTrainable):
     # -- forward, loss, backward --------------------------------------------
     def _readout(self, Hrows):
         """O(rows,O) = H(rows,H) W_outᵀ + b_out: one GEMM for every step."""
-        out = matmul(Hrows, self._params["weight_out"], trans_b=True)
-        out += self._params["bias_out"]
+        out = matmul(Hrows, self._kernel["weight_out"], trans_b=True)
+        out += self._kernel["bias_out"]
         return out
 
     def _forward(self, X, states, lengths=None, reset=None):
@@ -327,12 +367,12 @@ class SequenceModel(SequenceTrainable):
             loss, dout = functional.squared_error(out, Yrows, self.mse_form)
         grads = {"weight_out": matmul(dout, Hrows, trans_a=True),   # dW_out(O,F) = dO(rows,O)ᵀ H(rows,F)
                  "bias_out": dout.sum(axis=0)}
-        return loss, grads, matmul(dout, self._params["weight_out"])   # dH(rows,F) = dO W_out(O,F)
+        return loss, grads, matmul(dout, self._kernel["weight_out"])   # dH(rows,F) = dO W_out(O,F)
 
     def _regularize(self, loss, grads):
         """Add the L2 term to a data loss and its gradients; the params' order."""
         if self.l2:
-            for name, W in self._params.items():
+            for name, W in self._kernel.items():
                 if name.startswith("weight"):
                     loss += 0.5 * self.l2 * sum_of_squares(W)
                     grads[name] = grads[name] + self.l2 * W

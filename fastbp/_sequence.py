@@ -121,6 +121,12 @@ def _events_csr(events):
     return np.searchsorted(t_idx, np.arange(events.shape[0] + 1), side="left"), rows
 
 
+def _frozen(a):
+    """A copy of `a` that nobody can write, nor make writeable again (it views
+    a bytes object)."""
+    return np.frombuffer(a.tobytes(), dtype=a.dtype).reshape(a.shape)
+
+
 class Layout:
     """The kernels' view of one batch: row order, lengths, reset events.
 
@@ -133,30 +139,46 @@ class Layout:
     __slots__ = ("T", "B", "sched", "varlen", "lengths", "order", "_sorted", "_events", "_rsched")
 
     def __init__(self, T, B, lengths=None, reset=None):
-        self.T, self.B = T, B
-        self.lengths = lengths
+        # Read-only once built, arrays included: a cache keeps its Layout, and
+        # the backward reads the row order and lengths from it (lengths: the
+        # caller's copy from lengths_array, fastbp's own).
+        put = object.__setattr__
+        if lengths is not None:
+            lengths = _frozen(lengths)
+        put(self, "T", T)
+        put(self, "B", B)
+        put(self, "lengths", lengths)
         if lengths is not None and bool((lengths == T).all()):
             lengths = None                         # nothing to skip: the plain layout
-        self.varlen = lengths is not None
-        if self.varlen:
+        varlen = lengths is not None
+        put(self, "varlen", varlen)
+        if varlen:
             order = np.argsort(-lengths, kind="stable").astype(np.int32)
-            self._sorted = lengths[order]
+            order, sorted_ = _frozen(order), _frozen(lengths[order])
         else:
-            order, self._sorted = None, None
-        self.order = order
+            order = sorted_ = None
+        put(self, "order", order)
+        put(self, "_sorted", sorted_)
         ptr = rows = None
-        self._events = None                        # (T, B) bool, sorted order, or None
-        self._rsched = None
+        kept = None                                # (T, B) bool, sorted order, or None
         if reset is not None and T > 1:
             events = reset if order is None else reset[:, order]
             events = events.copy()
             events[0] = False                      # step 0 starts from h0 anyway
-            if self.varlen:                        # only rows still running
-                events &= self._sorted[None, :] > np.arange(T)[:, None]
+            if varlen:                             # only rows still running
+                events &= sorted_[None, :] > np.arange(T)[:, None]
             ptr, rows = _events_csr(events)
             if ptr is not None:
-                self._events = events
-        self.sched = _core.Schedule(T, B, order, self._sorted, ptr, rows)
+                kept = _frozen(events)
+        put(self, "_events", kept)
+        put(self, "_rsched", None)
+        put(self, "sched", _core.Schedule(T, B, order, sorted_, ptr, rows))
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"Layout.{name}: a layout is read-only (a cache's backward reads it)")
+
+    def __delattr__(self, name):
+        raise AttributeError(f"Layout.{name}: a layout is read-only")
 
     @property
     def reverse_sched(self):
@@ -176,7 +198,8 @@ class Layout:
             events = np.zeros((T, B), dtype=bool)
             events[t_idx, r_idx] = self._events[L[r_idx] - t_idx, r_idx]
             ptr, rows = _events_csr(events)
-            self._rsched = _core.Schedule(T, B, self.order, self._sorted, ptr, rows)
+            object.__setattr__(self, "_rsched",
+                               _core.Schedule(T, B, self.order, self._sorted, ptr, rows))
         return self._rsched
 
     # -- caller layout <-> slot layout ----------------------------------------

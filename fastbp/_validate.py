@@ -171,3 +171,23 @@ def choice(value, name, options):
 
 def _fmt(shape):
     return "(" + ", ".join("any" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+
+def pinned_copy(a, dtype):
+    """(public, private, pin): two C-contiguous arrays of `dtype` over one
+    bytearray holding a copy of the array `a`, and a memoryview of it (the
+    pin). A model hands out `public`, gives its kernels `private` and keeps
+    the pin: NumPy can move an array's data in place (``a.__setstate__``,
+    ``a.resize(refcheck=False)``) and free the old buffer, even while a kernel
+    reads it without the GIL. Neither array can be resized (they do not own
+    their data), moving `public`'s data detaches it from the storage without
+    freeing anything, and while the pin lives the storage is never freed nor
+    resized."""
+    dtype = np.dtype(dtype)
+    store = bytearray(max(a.size * dtype.itemsize, 1))
+    pin = memoryview(store)
+    public = np.frombuffer(store, dtype, count=a.size).reshape(a.shape)
+    public[...] = a
+    private = np.frombuffer(store, dtype, count=a.size).reshape(a.shape)
+    return public, private, pin

@@ -58,6 +58,7 @@ from . import _core
 from ._validate import (as_array, check_shape, choice, float_array, nonnegative_float,
                         positive_int, readable, resolve_dtype)
 from .functional import activation_code
+from .optim import sigint_held
 from .training import MLPTrainable
 
 __all__ = ["MLP", "MLP_LOSSES", "MSE_FORMS"]
@@ -161,6 +162,7 @@ class MLP(MLPTrainable):
             for n_in, n_out, act in zip(sizes[:-1], sizes[1:], self._activations)]
         self._core = _core.MLPCore(sizes, [activation_code(a) for a in self._activations],
                                    self._params, self._dtype)
+        self._params = list(self._core.params)   # the core's arrays (pinned storage)
         if loss == "cross_entropy":
             self._target_code = None   # labels or probabilities, decided per call
         else:
@@ -220,10 +222,12 @@ class MLP(MLPTrainable):
             W = float_array(pair[0], f"params[{l}][0]", dtype=self._dtype, ndim=2, shape=W_old.shape)
             b = float_array(pair[1], f"params[{l}][1]", dtype=self._dtype, ndim=1, shape=b_old.shape)
             staged.append((W, b))
-        # all valid: copy into the existing arrays, which the compiled core points at
-        for (W_old, b_old), (W, b) in zip(self._params, staged):
-            np.copyto(W_old, W)
-            np.copyto(b_old, b)
+        # all valid: copy into the existing arrays, which the compiled core points
+        # at, all or none (Ctrl-C is held until the last copy)
+        with sigint_held():
+            for (W_old, b_old), (W, b) in zip(self._params, staged):
+                np.copyto(W_old, W)
+                np.copyto(b_old, b)
 
     # ---- inputs -------------------------------------------------------------
     def _fit_layout(self, X, y, xname, yname):

@@ -248,7 +248,7 @@ class Stream:
         return grads
 
     def _layer_params(self, l):
-        P, names = self.model._params, self._names[l]
+        P, names = self.model._kernel, self._names[l]    # the model's private views
         return {kind: P[names[kind]] for kind in _KINDS if names[kind] in P}
 
     def _peepholes(self, l):

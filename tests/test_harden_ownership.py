@@ -158,6 +158,41 @@ def test_caches_refuse_assignment_to_their_attributes():
         sc.weights[0][0]["weight_hh"] = np.zeros((1, 1))
 
 
+def test_a_caches_layout_and_lengths_cannot_be_changed_after_its_forward():
+    """The backward reads the row order, lengths and resets from the cache's
+    Layout: neither its attributes nor its arrays can be changed (a reversed
+    row order gave silently wrong gradients)."""
+    rng = np.random.default_rng(14)
+    T, B, I, H = 5, 3, 2, 4
+    x = rng.standard_normal((T, B, I))
+    W_ih, W_hh, b = rng.standard_normal((H, I)), 0.3 * rng.standard_normal((H, H)), np.zeros(H)
+    lengths = np.array([5, 2, 4])
+    reset = np.eye(T, B, k=-1, dtype=bool)
+    params = {"weight_ih_l0": W_ih, "weight_hh_l0": W_hh, "bias_ih_l0": b, "bias_hh_l0": b,
+              "weight_ih_l0_reverse": W_ih, "weight_hh_l0_reverse": W_hh,
+              "bias_ih_l0_reverse": b, "bias_hh_l0_reverse": b}
+    y, _, rc = rnn_forward(x, None, W_ih, W_hh, b, b, lengths=lengths, reset=reset)
+    ys, _, sc = rnn_stack_forward(x, params, bidirectional=True, lengths=lengths, reset=reset)
+    sc.layout.reverse_sched                          # built lazily, read-only too
+    expected = rnn_backward(np.ones_like(y), None, rc)
+    for cache in (rc, sc):
+        layout = cache.layout
+        for name in ("sched", "order", "lengths", "varlen", "T", "_rsched"):
+            with pytest.raises(AttributeError, match="read-only"):
+                setattr(layout, name, None)
+        with pytest.raises(AttributeError, match="read-only"):
+            del layout.order
+        for arr in (cache.lengths, layout.order, layout._sorted, layout._events):
+            with pytest.raises(ValueError, match="read-only"):
+                arr[...] = 0
+            with pytest.raises(ValueError):
+                arr.flags.writeable = True
+    got = rnn_backward(np.ones_like(y), None, rc)
+    for k in expected:
+        assert np.array_equal(got[k], expected[k])
+    rnn_stack_backward(np.ones_like(ys), None, sc)
+
+
 def test_tampered_caches_are_refused_by_backward_never_read_out_of_bounds():
     rng = np.random.default_rng(5)
     rc, lc = _caches(rng)
@@ -300,7 +335,10 @@ def test_tampered_parameters_are_refused_by_name_by_every_entry_point(cls, name)
         for call_name, call in calls.items():
             with pytest.raises(err, match=f"params\\[{name!r}\\]"):
                 call()
-    dict.__setitem__(model.params, name, good)
+    dict.__setitem__(model.params, name, good)   # even a valid array, put in behind set_params
+    with pytest.raises(ValueError, match=f"params\\[{name!r}\\]: not the model's own"):
+        model.forward(X)
+    model.params[name] = good
     for call in calls.values():
         call()
     with pytest.raises(TypeError, match="fixed"):
@@ -456,3 +494,128 @@ def test_a_cache_consumed_by_overwrite_goes_to_exactly_one_of_two_threads(stacke
         t.join()
     errors = [o for o in outcomes if isinstance(o, RuntimeError)]
     assert len(outcomes) == 2 and len(errors) == 1 and "consumed" in str(errors[0])
+
+
+_REPLACED_BUFFER_SCRIPT = r"""
+import threading, numpy as np, fastbp
+net = fastbp.MLP([256, 512, 10], dtype="float64", seed=0)
+X = np.random.default_rng(0).standard_normal((64, 256)); y = np.arange(64) % 10
+loss0, _ = net.loss_and_grad(X, y)
+W = net.params[0][0]
+for call in (lambda: W.resize((1, 1), refcheck=False), lambda: W.resize((1, 1))):
+    try:
+        call(); print("RESIZED")
+    except ValueError:
+        pass
+# another thread moves every parameter's buffer while calls run without the GIL
+stop = threading.Event()
+def mover():
+    while not stop.is_set():
+        for pair in net.params:
+            for a in pair:
+                a.__setstate__(a.__reduce__()[2])
+                junk = np.full(a.shape, 1e300)    # the old buffer's memory, reused
+t = threading.Thread(target=mover); t.start()
+refused = 0
+try:
+    for _ in range(300):
+        try:
+            net.loss_and_grad(X, y); net.forward(X)
+        except ValueError as e:
+            assert "params[" in str(e) and "buffer was replaced" in str(e), e
+            refused += 1
+finally:
+    stop.set(); t.join()
+print("REFUSED", refused)
+"""
+
+
+def test_moving_an_mlp_parameters_buffer_in_place_cannot_crash_it():
+    """The MLP's compiled core keeps pointers into the model's parameter
+    arrays: ``W.__setstate__`` (or ``W.resize(refcheck=False)``) would move
+    the array's data and free the buffer the core reads (a crash, even in one
+    thread). The arrays view storage the core pins: they cannot be resized,
+    a replaced buffer frees nothing, and a call refuses the array by name."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", _REPLACED_BUFFER_SCRIPT], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "RESIZED" not in out.stdout
+    assert int(out.stdout.split("REFUSED")[1]) > 0
+
+
+_MOVED_SEQ_PARAMS_SCRIPT = r"""
+import sys, threading, numpy as np, fastbp
+cls = {"rnn": fastbp.RNN, "lstm": fastbp.LSTM}[sys.argv[1]]
+m = cls(64, 256, 4, dtype="float64", seed=0)
+rng = np.random.default_rng(0)
+X = rng.standard_normal((40, 8, 64)); Y = rng.standard_normal((40, 8, 4))
+expected = m.loss_and_grad(X, Y)[0]
+W = m.params["weight_hh"]
+try:
+    W.resize((1, 1), refcheck=False); print("RESIZED")
+except ValueError:
+    pass
+stop = threading.Event()
+def mover():        # moves every parameter's buffer, then gives the model fresh ones
+    while not stop.is_set():
+        arrays = dict(m.params)
+        for a in arrays.values():
+            a.__setstate__(a.__reduce__()[2])
+            junk = np.full(a.shape, 1e300)     # the old buffer's memory, reused
+        m.set_params(arrays)
+t = threading.Thread(target=mover); t.start()
+ok = refused = 0
+try:
+    for _ in range(150):
+        try:
+            loss = m.loss_and_grad(X, Y)[0]
+            assert loss == expected, (loss, expected)
+            ok += 1
+        except ValueError as e:
+            assert "params[" in str(e) and "not the model's own" in str(e), e
+            refused += 1
+finally:
+    stop.set(); t.join()
+print("DONE", ok, refused)
+"""
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_moving_a_sequence_models_parameter_buffers_cannot_crash_it(kind):
+    """NumPy moves an array's data in place (``a.__setstate__``) and frees the
+    old buffer, even while a kernel reads it without the GIL (a crash in
+    another thread). The model's arrays view storage the model pins, its
+    kernels read private views of it, and a call refuses an array whose
+    buffer was replaced, by name; a call that runs gives the serial result."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", _MOVED_SEQ_PARAMS_SCRIPT, kind],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "RESIZED" not in out.stdout
+    ok, refused = map(int, out.stdout.split("DONE")[1].split())
+    assert ok + refused == 150 and refused > 0
+
+
+@pytest.mark.parametrize("cls", [fastbp.RNN, fastbp.LSTM])
+def test_pickled_and_deep_copied_sequence_models_own_their_parameters(cls):
+    """A model's pinned storage is rebuilt by unpickling and copy.deepcopy: the
+    copy computes the same, owns its arrays (none shared with the original),
+    and guards them like any model."""
+    import copy
+    import pickle
+    model = cls(2, 3, 2, num_layers=2, seed=1)
+    X = np.random.default_rng(15).standard_normal((4, 2, 2))
+    expected = model.forward(X)[0]
+    for twin in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        assert np.array_equal(twin.forward(X)[0], expected)
+        assert not any(np.shares_memory(twin.params[k], model.params[k]) for k in model.params)
+        twin.params["weight_hh"] = np.zeros_like(model.params["weight_hh"])
+        assert np.array_equal(model.forward(X)[0], expected)
+        with pytest.raises(ValueError):
+            twin.params["weight_hh"].resize((1, 1), refcheck=False)
+        dict.__setitem__(twin.params, "weight_hh", model.params["weight_hh"])
+        with pytest.raises(ValueError, match="not the model's own"):
+            twin.forward(X)

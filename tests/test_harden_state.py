@@ -151,3 +151,73 @@ def test_a_second_ctrl_c_never_cuts_an_optimizer_update_in_half(kind):
     assert len(history.step_loss) == 3
     assert_state(model, opt, clean_opt.after[2])
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def _assign_params(model, new):
+    if isinstance(model, MLP):
+        model.params = new
+    else:
+        model.set_params(new)
+
+
+def _param_values(model):
+    if isinstance(model, MLP):
+        return [a.copy() for pair in model.params for a in pair]
+    return [a.copy() for a in model.params.values()]
+
+
+@pytest.mark.parametrize("kind", ["mlp", "rnn"])
+def test_ctrl_c_during_a_parameter_assignment_applies_all_of_it_or_none(kind):
+    """SIGINT from a timer thread at random points of ``net.params = ...`` (the
+    MLP copies layer by layer into its arrays) and ``set_params``: afterwards
+    the parameters are either all the old values or all the new ones."""
+    import threading
+    rng = np.random.default_rng(11)
+    if kind == "mlp":
+        model = MLP([200] * 41, dtype="float64", seed=0)
+        new = [(rng.standard_normal(W.shape), rng.standard_normal(b.shape))
+               for W, b in model.params]
+        new_values = [np.asarray(a) for pair in new for a in pair]
+    else:
+        model = RNN(100, 100, 3, num_layers=20, dtype="float64", seed=0)
+        new = {name: rng.standard_normal(p.shape) for name, p in model.params.items()}
+        new_values = list(new.values())
+    old_values = _param_values(model)
+    began = time.perf_counter()
+    _assign_params(model, new)
+    duration = time.perf_counter() - began
+    _assign_params(model, [(W, b) for W, b in zip(old_values[::2], old_values[1::2])]
+                   if kind == "mlp" else dict(zip(model.params, old_values)))
+    outcomes = set()
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)      # let the timer thread take the GIL mid-assignment
+    try:
+        for trial in range(60):
+            start_values = _param_values(model)
+            target = new_values if all(np.array_equal(a, b) for a, b in
+                                       zip(start_values, old_values)) else old_values
+            assign = ([(W, b) for W, b in zip(target[::2], target[1::2])] if kind == "mlp"
+                      else dict(zip(model.params, target)))
+            timer = threading.Timer(rng.uniform(0, 1.3 * duration), os.kill,
+                                    (os.getpid(), signal.SIGINT))
+            returned = False
+            try:
+                timer.start()
+                _assign_params(model, assign)
+                returned = True
+                timer.join()
+                for _ in range(10000):     # the handler runs between bytecodes
+                    pass
+            except KeyboardInterrupt:
+                if not returned:
+                    outcomes.add("inside")
+            finally:
+                timer.join()
+            now = _param_values(model)
+            done = all(np.array_equal(a, b) for a, b in zip(now, target))
+            kept = all(np.array_equal(a, b) for a, b in zip(now, start_values))
+            assert done or kept, f"trial {trial}: the assignment was applied in part"
+            outcomes.add("all" if done else "none")
+    finally:
+        sys.setswitchinterval(switch)
+    assert "inside" in outcomes      # some Ctrl-Cs did land while the assignment ran
