@@ -22,8 +22,8 @@ import numpy as np
 
 from . import functional
 from ._linalg import matmul, sum_of_squares
-from ._validate import (as_array, check_shape, choice, float_array, label_array, nonnegative_float,
-                        pinned_copy, positive_int, readable, resolve_dtype)
+from ._validate import (as_array, check_shape, choice, flag, float_array, label_array,
+                        nonnegative_float, pinned_copy, positive_int, readable, resolve_dtype)
 from ._sequence import Layout, lengths_array, reset_array
 from ._stack import model_param_name, stack_config
 from .optim import sigint_held
@@ -89,7 +89,7 @@ class SequenceModel(SequenceTrainable):
         self.bidirectional = D == 2
         self.loss = choice(loss, "loss", LOSSES)
         self.mse_form = choice(mse_form, "mse_form", functional.MSE_FORMS)
-        self.many_to_one = bool(many_to_one)
+        self.many_to_one = flag(many_to_one, "many_to_one")
         self.l2 = nonnegative_float(l2, "l2")
         self.dtype = resolve_dtype(dtype)
         self.seed = seed

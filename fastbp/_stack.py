@@ -35,7 +35,7 @@ from types import MappingProxyType
 import numpy as np
 
 from ._sequence import ReadOnly
-from ._validate import float_array, positive_int
+from ._validate import flag, float_array, positive_int
 from .training import _as_numpy      # CPU torch tensors as NumPy, without importing torch
 
 REVERSE_SUFFIX = "_reverse"
@@ -46,9 +46,7 @@ _CONSUMED = ("cache: already consumed by a backward pass with overwrite_cache=Tr
 def stack_config(num_layers, bidirectional):
     """Validated (num_layers, num_directions)."""
     L = positive_int(num_layers, "num_layers")
-    if not isinstance(bidirectional, (bool, np.bool_)):
-        raise TypeError(f"bidirectional: expected True or False, got {bidirectional!r}")
-    return L, 2 if bidirectional else 1
+    return L, 2 if flag(bidirectional, "bidirectional") else 1
 
 
 def param_name(kind, layer, direction):

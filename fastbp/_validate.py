@@ -157,6 +157,14 @@ def positive_int(n, name):
     return n
 
 
+def flag(value, name):
+    """True or False (NumPy's bool too); anything else is refused by name:
+    bool("no") is True, which is not what the caller meant."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)
+
+
 def nonnegative_float(x, name):
     if isinstance(x, bool) or not isinstance(x, numbers.Real) or not np.isfinite(x) or x < 0:
         raise ValueError(f"{name}: expected a finite number >= 0, got {x!r}")

@@ -38,7 +38,7 @@ from . import _core, _stack
 from ._seqmodel import SequenceModel
 from . import _sequence
 from ._sequence import Layout, ReadOnly, lengths_array, reset_array
-from ._validate import float_array
+from ._validate import flag, float_array
 
 __all__ = ["LSTM", "LSTMCache", "lstm_forward", "lstm_backward", "lstm_stack_forward",
            "lstm_stack_backward"]
@@ -598,7 +598,7 @@ class LSTM(SequenceModel):
     def __init__(self, input_size, hidden_size, output_size, peepholes=False, loss="mse",
                  many_to_one=False, l2=0.0, forget_bias=1.0, dtype="float64", seed=None,
                  mse_form="sum", num_layers=1, bidirectional=False):
-        self.peepholes = bool(peepholes)
+        self.peepholes = flag(peepholes, "peepholes")
         if forget_bias is not None and (isinstance(forget_bias, bool) or not isinstance(
                 forget_bias, numbers.Real) or not np.isfinite(forget_bias)):
             raise ValueError(f"forget_bias: expected a finite number or None, got {forget_bias!r}")

@@ -3,6 +3,7 @@ driven by the NumPy reference RNN so it is tested independently of any kernel.""
 import numpy as np
 import pytest
 
+import fastbp
 from fastbp import reference as ref
 from fastbp._seqmodel import SequenceModel
 from fastbp.gradcheck import gradcheck
@@ -105,3 +106,14 @@ def test_set_params_is_all_or_nothing():
         np.testing.assert_array_equal(m.params[k], before[k])
     m.set_params({"weight_ih": np.ones((4, 3))})
     np.testing.assert_array_equal(m.params["weight_ih"], 1.0)
+
+
+@pytest.mark.parametrize("cls, option", [(fastbp.RNN, "many_to_one"), (fastbp.LSTM, "many_to_one"),
+                                         (fastbp.LSTM, "peepholes"), (fastbp.RNN, "bidirectional")])
+@pytest.mark.parametrize("value", ["no", 0, 1, None, "False"])
+def test_flags_are_true_or_false_never_anything_truthy(cls, option, value):
+    """bool("no") is True: a flag that is not True or False is refused by name."""
+    with pytest.raises(TypeError, match=option):
+        cls(3, 4, 2, loss="mse", l2=0.0, dtype="float64", seed=0, **{option: value})
+    net = cls(3, 4, 2, loss="mse", l2=0.0, dtype="float64", seed=0, **{option: np.bool_(True)})
+    assert getattr(net, option) is True
