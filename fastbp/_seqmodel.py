@@ -10,7 +10,7 @@ read out, score and regularise in exactly the same way:
     O_t = h_t W_outᵀ + b_out                       (B, O) per step; h_t is the top
                                                    layer's output, (B, D·H) with
                                                    D = 2 directions when bidirectional
-    L   = mean over the T·B rows of ℓ(O_t, Y_t)    (many-to-many, EQUATIONS §2, §5;
+    L   = mean over the T·B rows of ℓ(O_t, Y_t)    (many-to-many, docs/equations.md §2, §6;
                                                    with lengths, over the valid steps only)
     L   = mean over the B rows of ℓ(O_T, Y)        (many_to_one=True)
     J   = L + (λ/2) Σ ‖W‖²_F over every weight matrix (biases and peepholes not penalised)

@@ -3,7 +3,7 @@
 Each function mirrors the one of the same name in ``fastbp.reference`` and is
 checked against it in the tests. Arrays may have any number of leading
 dimensions: activations and losses act on the last axis, and a loss is the
-mean over all leading "rows" (the batch, or T·B for a sequence), EQUATIONS §2,
+mean over all leading "rows" (the batch, or T·B for a sequence), docs/equations.md §2,
 so the loss of an empty array is undefined and refused (ValueError), as in
 the reference.
 The dtype is the first argument's (float32 or float64; other real inputs are
@@ -54,7 +54,7 @@ def activation_backward(da, a, name):
 
 
 def softmax_cross_entropy(logits, target):
-    """Mean softmax cross-entropy and its fused gradient, EQUATIONS §2.
+    """Mean softmax cross-entropy and its fused gradient, docs/equations.md §2.
 
     logits: (..., K) pre-softmax activations. target: integer labels (...) or a
     one-hot / probability array (..., K) of any real dtype (told apart by the
@@ -79,7 +79,7 @@ def softmax_cross_entropy(logits, target):
 
 
 def squared_error(pred, target, form="sum"):
-    """Squared error and its gradient, EQUATIONS §2.
+    """Squared error and its gradient, docs/equations.md §2.
 
     form="sum" (the notes): loss = (1/rows) Σ (y − ŷ)², summed over outputs and
     averaged over rows; dpred = −2 (y − ŷ)/rows. form="half_mean": ½ · the mean

@@ -1,4 +1,4 @@
-"""Gradient checking by central finite differences (EQUATIONS.md §4, §7).
+"""Gradient checking by central finite differences (docs/equations.md §4, §5).
 
 Depends on NumPy only.
 

@@ -1,4 +1,4 @@
-"""Compiled LSTM with backpropagation through time (EQUATIONS.md §6).
+"""Compiled LSTM with backpropagation through time (docs/equations.md §7).
 
 Graves' cell with optional peepholes, in ``torch.nn.LSTM``'s layout: gates
 stacked i, f, g, o in ``weight_ih (4H, I)``, ``weight_hh (4H, H)``,

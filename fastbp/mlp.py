@@ -1,4 +1,4 @@
-"""The multilayer perceptron on the compiled path (EQUATIONS.md §1–4).
+"""The multilayer perceptron on the compiled path (docs/equations.md §1–4).
 
 ``MLP.loss_and_grad`` runs a whole training step (forward, loss, backward,
 every gradient) as ONE call into C with the GIL released; the NumPy reference
@@ -11,7 +11,7 @@ Layout: PyTorch's ``nn.Linear``. Layer ``l`` has ``W (n_l, n_{l-1})`` and
 ``b (n_l,)`` and computes ``Z = A_prev Wᵀ + b``, so weights move to and from
 ``torch.nn.Linear.weight`` / ``.bias`` unchanged.
 
-Loss normalisation: the data loss is the MEAN over the batch (EQUATIONS §2),
+Loss normalisation: the data loss is the MEAN over the batch (docs/equations.md §2),
 so every gradient carries ``1/B``:
 
 - ``"cross_entropy"``: ``L = -(1/B) Σ_rows Σ_k z_k ln ŷ_k`` with ``ŷ =
@@ -25,7 +25,7 @@ so every gradient carries ``1/B``:
   F.mse_loss``).
 
 L2: ``J = L + (λ/2) Σ_l ‖W^(l)‖²_F`` and ``∂J/∂W^(l) = ∂L/∂W^(l) + λ W^(l)``
-(EQUATIONS §3, the plain λ/2 convention, NOT seed 002's λ/2m: pass ``l2=λ/m``
+(docs/equations.md §3, the plain λ/2 convention, NOT seed 002's λ/2m: pass ``l2=λ/m``
 for that). Biases are not penalised.
 
 Dtypes: the model computes in its ``dtype`` (float32 or float64). Inputs of
@@ -84,7 +84,7 @@ def _init_weight(rng, n_out, n_in, activation):
 
 
 class MLP(MLPTrainable):
-    """A multilayer perceptron trained by backpropagation (EQUATIONS.md §4).
+    """A multilayer perceptron trained by backpropagation (docs/equations.md §4).
 
     Parameters
     ----------

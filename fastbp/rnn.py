@@ -1,6 +1,6 @@
 """Compiled Elman RNN: the whole sequence forward in one call, the whole BPTT in one.
 
-Same signatures and semantics as :mod:`fastbp.reference.rnn` (EQUATIONS.md §5,
+Same signatures and semantics as :mod:`fastbp.reference.rnn` (docs/equations.md §6,
 ``torch.nn.RNN``'s layout, one layer, one direction, time-major)::
 
     a_t = x_t W_ihᵀ + h_{t−1} W_hhᵀ + b_ih + b_hh,    h_t = φ(a_t),   φ ∈ {tanh, relu, identity}

@@ -1,4 +1,4 @@
-/* LSTM forward and backpropagation through time (EQUATIONS.md §6, Graves' cell
+/* LSTM forward and backpropagation through time (docs/equations.md §7, Graves' cell
  * with optional peepholes), torch.nn.LSTM's layout: the four gate blocks stack
  * in the order i, f, g, o along the 4H axis of W_ih (4H,I), W_hh (4H,H) and the
  * bias (4H). Sequences are time-major. One call runs a whole sequence; the time

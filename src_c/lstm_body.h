@@ -1,5 +1,5 @@
 /* LSTM forward and BPTT, written once for REAL. Included by lstm.c with
- * REAL = float / double; see lstm.h for the buffers and EQUATIONS.md §6.
+ * REAL = float / double; see lstm.h for the buffers and docs/equations.md §7.
  *
  * Shape of one call (forward):
  *   one GEMM over all T·B rows for the input side of every gate,

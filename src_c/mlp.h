@@ -1,5 +1,5 @@
 /* fastbp: the multilayer perceptron, a whole training step in one call
- * (EQUATIONS.md §1–4).
+ * (docs/equations.md §1–4).
  *
  * A network of L layers has sizes n_0 .. n_L (sizes[0..L]) and per layer
  * l = 0 .. L−1 (0-based here; layer l+1 of the equations):

@@ -1,4 +1,4 @@
-/* The MLP kernels (EQUATIONS.md §1–4), written once for REAL.
+/* The MLP kernels (docs/equations.md §1–4), written once for REAL.
  * Included by mlp.c with REAL = float / double. Shapes are row-major; layer
  * sizes n_in = n_l, n_out = n_{l+1}; B is the batch. */
 
@@ -331,7 +331,7 @@ int FN(fbp_mlp_loss_grad)(double *loss, REAL *const *dW, REAL *const *db, REAL *
         if (st) return st;
     }
 
-    /* J = L + (l2/2) Σ ‖W‖² (EQUATIONS §3; biases not penalised) */
+    /* J = L + (l2/2) Σ ‖W‖² (docs/equations.md §3; biases not penalised) */
     double penalty = 0;
     if (l2 != 0) {
         for (int l = 0; l < L; l++) {

@@ -1,4 +1,4 @@
-/* fastbp: Elman RNN forward and backpropagation through time (EQUATIONS.md §5).
+/* fastbp: Elman RNN forward and backpropagation through time (docs/equations.md §6).
  *
  * Layout of torch.nn.RNN (one layer, one direction), time-major, row-major:
  *     a_t = x_t W_ihᵀ + h_{t−1} W_hhᵀ + b_ih + b_hh,    h_t = φ(a_t)

@@ -1,6 +1,6 @@
 """fastbp.mlp.MLP on the compiled path == the NumPy reference == finite differences.
 
-EQUATIONS.md §1–4. float64 results must match fastbp.reference to ~1e-10
+docs/equations.md §1–4. float64 results must match fastbp.reference to ~1e-10
 relative; float32 must track float64 to float32 precision.
 """
 import threading
@@ -560,7 +560,7 @@ def test_concurrent_calls_on_one_model():
 
 def test_gradient_descent_learns_xor():
     """End to end: plain gradient descent on the gradients fastbp returns
-    (θ ← θ − η ∇L, EQUATIONS §4) fits XOR, which no linear model can."""
+    (θ ← θ − η ∇L, docs/equations.md §4) fits XOR, which no linear model can."""
     X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
     y = np.array([0, 1, 1, 0])
     net = MLP([2, 8, 2], activation="tanh", dtype="float32", seed=0)

@@ -1,4 +1,4 @@
-"""The NumPy reference against central finite differences (EQUATIONS.md §7).
+"""The NumPy reference against central finite differences (docs/equations.md §5).
 
 Every analytic gradient of ``fastbp.reference`` is checked with
 ``fastbp.gradcheck`` in float64 to 1e-6 relative. Inputs are kept away from the
@@ -154,7 +154,7 @@ def test_mlp_backward_from_output_gradient_matches_fd(acts):
           [a for Wb in params for a in Wb], [g for dWb in grads for g in dWb])
 
 
-# --------------------------------------------------------------------------- §5
+# --------------------------------------------------------------------------- §6 RNN
 
 def make_rnn(rng, T=5, B=3, I=4, H=6, scale=0.5):
     x = away_from_zero(rng, (T, B, I), 0.1, 1.0)
@@ -217,7 +217,7 @@ def test_rnn_matches_fd(phi, with_h0, seeds):
 
 
 def test_rnn_with_output_layer_and_mean_cross_entropy_matches_fd():
-    """§5 end to end: o_t = h_t W_qhT + b_q, L = (1/T) sum_t mean_batch CE(o_t, y_t)."""
+    """§6 end to end: o_t = h_t W_qhT + b_q, L = (1/T) sum_t mean_batch CE(o_t, y_t)."""
     rng = np.random.default_rng(21)
     x, h0, W_ih, W_hh, b_ih, b_hh = make_rnn(rng, T=4, B=2, I=3, H=5)
     K = 3
@@ -240,7 +240,7 @@ def test_rnn_with_output_layer_and_mean_cross_entropy_matches_fd():
     check(lambda: forward()[0], params, {k: g[k] for k in params})
 
 
-# --------------------------------------------------------------------------- §6
+# --------------------------------------------------------------------------- §7 LSTM
 
 def make_lstm(rng, T=4, B=3, I=4, H=5, peepholes=False):
     x = rng.standard_normal((T, B, I))

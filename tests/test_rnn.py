@@ -1,4 +1,4 @@
-"""Compiled Elman RNN (fastbp.rnn) against the NumPy reference (EQUATIONS.md §5).
+"""Compiled Elman RNN (fastbp.rnn) against the NumPy reference (docs/equations.md §6).
 
 float64: equal to the reference to ~1e-10 relative; float32: tracks float64.
 Edge shapes (B = 1, T = 1, H = 1, I = 0, T = 0), non-contiguous and read-only

@@ -1,4 +1,4 @@
-"""Pure NumPy reference implementation of EQUATIONS.md: the test oracle.
+"""Pure NumPy reference implementation of docs/equations.md: the test oracle.
 
 Stateless, whole-sequence functions with the same signatures as the compiled
 path; imports nothing but NumPy. Read each module next to its section:
@@ -6,9 +6,9 @@ path; imports nothing but NumPy. Read each module next to its section:
 - :mod:`.activations` -- §1 activations and derivatives (from the forward output)
 - :mod:`.losses`      -- §2 squared error, softmax cross-entropy; §3 L2 penalty
 - :mod:`.mlp`         -- §4 multilayer perceptron
-- :mod:`.rnn`         -- §5 Elman RNN, BPTT (torch.nn.RNN layout)
-- :mod:`.lstm`        -- §6 LSTM with optional peepholes (torch.nn.LSTM layout)
-- :mod:`.gru`         -- GRU (torch.nn.GRU layout; docs/equations.md)
+- :mod:`.rnn`         -- §6 Elman RNN, BPTT (torch.nn.RNN layout)
+- :mod:`.lstm`        -- §7 LSTM with optional peepholes (torch.nn.LSTM layout)
+- :mod:`.gru`         -- §8 GRU (torch.nn.GRU layout)
 
 Everything computes in the floating dtype of its inputs (float32 or float64).
 """

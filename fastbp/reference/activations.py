@@ -1,4 +1,4 @@
-"""Activations and their derivatives (EQUATIONS.md §1).
+"""Activations and their derivatives (docs/equations.md §1).
 
 Every derivative is written from what the forward pass kept, the activated
 output ``a = f(z)``, never from ``z`` itself (DESIGN.md: "Activation derivatives
@@ -117,7 +117,7 @@ def activation_backward(da, a, name):
     dz : ndarray, shape (..., n)
         ``dL/dz``: ``da * f'(z)`` for the elementwise activations (table in
         the module docstring), and for softmax the row-wise JVP
-        ``dz = a * (da - <da, a>)`` (EQUATIONS.md §1).
+        ``dz = a * (da - <da, a>)`` (docs/equations.md §1).
 
     Raises
     ------

@@ -1,4 +1,4 @@
-"""GRU and backpropagation through time (docs/equations.md, "GRU").
+"""GRU and backpropagation through time (docs/equations.md §8).
 
 Layout and semantics of ``torch.nn.GRU`` (one layer, one direction),
 time-major; the gate blocks stack r, z, n in ``weight_ih (3H, I)``,

@@ -1,4 +1,4 @@
-"""Losses and L2 regularisation (EQUATIONS.md §2, §3).
+"""Losses and L2 regularisation (docs/equations.md §2, §3).
 
 Every loss returns ``(loss, grad)``. The last axis holds the outputs (or
 classes); every leading axis is a row, and the loss is the MEAN over
@@ -26,7 +26,7 @@ def _rows(shape):
 
 
 def squared_error(pred, target, form="sum"):
-    """Squared error, mean over rows (EQUATIONS.md §2, seed 004).
+    """Squared error, mean over rows (docs/equations.md §2, seed 004).
 
     Parameters
     ----------
@@ -85,7 +85,7 @@ def squared_error(pred, target, form="sum"):
 
 
 def softmax_cross_entropy(logits, target):
-    """Softmax cross-entropy with the fused gradient (EQUATIONS.md §2, seeds 001/002).
+    """Softmax cross-entropy with the fused gradient (docs/equations.md §2, seeds 001/002).
 
     ``y_hat = softmax(a)`` over the last axis and, per row,
     ``l = -sum_k z_k ln y_hat_k``; ``L = (1/rows) sum_rows l``. The log-softmax is
@@ -163,7 +163,7 @@ def softmax_cross_entropy(logits, target):
 
 
 def l2_penalty(weights, lam):
-    """L2 weight penalty (EQUATIONS.md §3).
+    """L2 weight penalty (docs/equations.md §3).
 
     ``s = (lam/2) sum_l ||W^(l)||_F^2`` and ``ds/dW^(l) = lam W^(l)``. Only the
     weights passed in are penalised: pass weight matrices, never biases.

@@ -1,4 +1,4 @@
-"""LSTM, forward and backward through time (EQUATIONS.md §6, Graves' formulation).
+"""LSTM, forward and backward through time (docs/equations.md §7, Graves' formulation).
 
 Layout of ``torch.nn.LSTM`` (one layer, one direction, time-major): the four
 gate blocks stack in the order i, f, g, o into ``W_ih (4H, I)``, ``W_hh (4H, H)``,
@@ -12,7 +12,7 @@ gate blocks stack in the order i, f, g, o into ``W_ih (4H, I)``, ``W_hh (4H, H)`
     o_t = sigma(x_t W_oT + h_{t-1} U_oT + b_o + p_o * c_t)         output gate (NEW state)
     h_t = o_t * tanh(c_t)                                          cell output
 
-Backward (§6), ``eps_h^t = dL/dh_t``, ``eps_c^t = dL/dc_t``::
+Backward (§7), ``eps_h^t = dL/dh_t``, ``eps_c^t = dL/dc_t``::
 
     delta_o_t = eps_h^t * tanh(c_t) * o_t (1 - o_t)
     eps_c^t   = eps_h^t * o_t * (1 - tanh^2 c_t) + eps_c^{t+1} * f_{t+1}
@@ -122,7 +122,7 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, peepholes=No
 
 
 def lstm_backward(dy, dh_n, dc_n, cache):
-    """Backpropagation through time for :func:`lstm_forward` (EQUATIONS.md §6).
+    """Backpropagation through time for :func:`lstm_forward` (docs/equations.md §7).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Multilayer perceptron, forward and backward (EQUATIONS.md §4).
+"""Multilayer perceptron, forward and backward (docs/equations.md §4).
 
 Layout follows PyTorch's ``nn.Linear``: ``W^(l)`` has shape ``(n_l, n_{l-1})``,
 a layer is ``Z^(l) = A^(l-1) W^(l)T + b^(l)``. Batches are rows.
@@ -52,7 +52,7 @@ def _check_params(x, params, activations):
 
 
 def mlp_forward(x, params, activations):
-    """Forward pass of an MLP (EQUATIONS.md §4).
+    """Forward pass of an MLP (docs/equations.md §4).
 
     Parameters
     ----------

@@ -1,15 +1,15 @@
-"""Elman RNN and backpropagation through time (EQUATIONS.md §5).
+"""Elman RNN and backpropagation through time (docs/equations.md §6).
 
 Layout and semantics of ``torch.nn.RNN`` (one layer, one direction), time-major::
 
-    a_t = x_t W_ihT + b_ih + h_{t-1} W_hhT + b_hh      (§5: W_xh = W_ih, b_h = b_ih + b_hh)
+    a_t = x_t W_ihT + b_ih + h_{t-1} W_hhT + b_hh      (§6: W_xh = W_ih, b_h = b_ih + b_hh)
     h_t = phi(a_t)                                      phi in {tanh, relu, identity}
 
 The output layer ``o_t = h_t W_qhT + b_q`` and the loss are not part of this
 module: backward takes ``dy = dL/dh_t`` from whatever sits on top (for the
-output layer of §5, ``dy_t = (dL/do_t) W_qh``) plus ``dh_n`` added at ``t = T``.
+output layer of §6, ``dy_t = (dL/do_t) W_qh``) plus ``dh_n`` added at ``t = T``.
 
-Backward (BPTT, §5), with ``eps_t = dL/dh_t`` including the recurrent term::
+Backward (BPTT, §6), with ``eps_t = dL/dh_t`` including the recurrent term::
 
     eps_T   = dy_T + dh_n
     eps_t   = dy_t + delta_{t+1} W_hh            (t < T)
