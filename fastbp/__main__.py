@@ -6,13 +6,14 @@ Subcommands:
 import argparse
 import sys
 
+from .bench import cli as bench_cli
+
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="fastbp",
         description="fastbp: fast CPU backpropagation for MLPs, Elman RNNs and LSTMs.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from .bench import cli as bench_cli
     bench = commands.add_parser(
         "bench", help="benchmark fastbp against the NumPy reference, PyTorch and JAX",
         description="Time one training step (forward + backward, every gradient) of an MLP, an "

@@ -27,7 +27,8 @@ from ._validate import (as_array, check_shape, choice, flag, float_array, label_
 from ._sequence import Layout, lengths_array, reset_array
 from ._stack import model_param_name, stack_config
 from .optim import sigint_held
-from .training import SeqData, SequenceTrainable, _models_in_fit   # the models fit is training
+from ._data import SeqData
+from .training import SequenceTrainable, _models_in_fit   # the models fit is training
 
 LOSSES = ("mse", "cross_entropy")
 

@@ -35,8 +35,7 @@ from types import MappingProxyType
 import numpy as np
 
 from ._sequence import ReadOnly
-from ._validate import flag, float_array, positive_int
-from .training import _as_numpy      # CPU torch tensors as NumPy, without importing torch
+from ._validate import as_numpy, flag, float_array, positive_int
 
 REVERSE_SUFFIX = "_reverse"
 _CONSUMED = ("cache: already consumed by a backward pass with overwrite_cache=True; "
@@ -72,7 +71,7 @@ def hidden_size(params, gates, name="params"):
     key = param_name("weight_hh", 0, 0)
     if key not in params:
         raise ValueError(f"{name}: missing {key!r}")
-    shape = np.shape(_as_numpy(params[key]))
+    shape = np.shape(as_numpy(params[key]))
     if len(shape) != 2 or shape[1] < 1 or shape[0] != gates * shape[1]:
         form = "(H, H)" if gates == 1 else f"({gates}H, H)"
         raise ValueError(f"{name}[{key!r}]: expected shape {form} with H >= 1, got {shape}")
@@ -104,7 +103,7 @@ def read_params(params, kinds, optional, shape, num_layers, D, dtype, name="para
             + f" (num_layers={num_layers}, bidirectional={D == 2}: expected {expected})")
     weights = []
     for l in range(num_layers):
-        weights.append([{k: float_array(_as_numpy(params[param_name(k, l, d)]),
+        weights.append([{k: float_array(as_numpy(params[param_name(k, l, d)]),
                                         f"{name}[{param_name(k, l, d)!r}]", dtype=dtype,
                                         shape=shape(k, l))
                          for k in kinds} for d in range(D)])

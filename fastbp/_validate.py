@@ -34,6 +34,13 @@ def resolve_dtype(dtype, name="dtype"):
     return d
 
 
+def as_numpy(value):
+    """A NumPy view of an array-like; CPU torch tensors via .numpy() (no torch import)."""
+    if not isinstance(value, np.ndarray) and hasattr(value, "detach") and hasattr(value, "numpy"):
+        value = value.detach().cpu().numpy()
+    return value
+
+
 def as_array(x, name):
     """``np.asarray(x)``, with NumPy's own complaints (a ragged nested list, an
     object whose ``__array__`` fails) turned into errors that name the argument.

@@ -78,7 +78,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import io as _io
-from .training import _in_memory
+from ._data import in_memory
 
 __all__ = ["DataParallel", "RankError", "load", "save"]
 
@@ -482,7 +482,7 @@ class DataParallel:
         if count:
             try:
                 Xb, yb = model._take(X, y, local)
-                if not _in_memory(X, y):     # fit validated in-memory arrays at once
+                if not in_memory(X, y):     # fit validated in-memory arrays at once
                     Xb, yb = model._fit_data(Xb, yb, "X", "y")
                 steps = model._train_steps(Xb, yb, bptt)
             except Exception as e:
@@ -508,7 +508,7 @@ class DataParallel:
         try:
             for start in range(part.start, part.stop, batch_size):
                 Xb, yb = model._take(X, y, slice(start, min(start + batch_size, part.stop)))
-                if not _in_memory(X, y):
+                if not in_memory(X, y):
                     Xb, yb = model._fit_data(Xb, yb, *names)
                 loss, rows, correct = model._eval_batch(Xb, yb, bptt)
                 sums[:3] += (loss, rows, correct or 0)

@@ -594,6 +594,8 @@ class LSTM(SequenceModel):
     """
 
     _state_names = ("h", "c")
+    # the per-step product rule of this cell (tbptt.Stream asks the model for it)
+    _pack_workspace = staticmethod(_pack_workspace)
 
     def __init__(self, input_size, hidden_size, output_size, peepholes=False, loss="mse",
                  many_to_one=False, l2=0.0, forget_bias=1.0, dtype="float64", seed=None,

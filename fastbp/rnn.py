@@ -474,6 +474,8 @@ class RNN(SequenceModel):
     """
 
     _state_names = ("h",)
+    # the per-step product rule of this cell (tbptt.Stream asks the model for it)
+    _pack_workspace = staticmethod(_pack_workspace)
 
     def __init__(self, input_size, hidden_size, output_size, nonlinearity="tanh", loss="mse",
                  many_to_one=False, l2=0.0, dtype="float64", seed=None, mse_form="sum",

@@ -26,7 +26,12 @@ import numbers
 import numpy as np
 
 from . import _core
+from ._stack import model_param_name
 from ._validate import float_array, positive_int
+
+# the attributes a model must have to be streamed (fastbp.RNN, fastbp.LSTM)
+_STREAMABLE = ("_state_names", "_checked_params", "_pack_workspace", "many_to_one",
+               "hidden_size", "input_size", "dtype")
 
 __all__ = ["Stream"]
 
@@ -66,9 +71,9 @@ class Stream:
     """
 
     def __init__(self, model, k1, k2=None, batch=1, h0=None, c0=None):
-        from ._stack import model_param_name
-        from ._seqmodel import SequenceModel
-        if not isinstance(model, SequenceModel):
+        # what a stream needs of a model (fastbp.RNN and fastbp.LSTM have it): a
+        # recurrent layer's state names, its parameters checked, its packing rule
+        if not all(hasattr(model, a) for a in _STREAMABLE):
             raise TypeError(f"model: expected a fastbp RNN or LSTM, got {type(model).__name__}")
         if model.many_to_one:
             raise ValueError("model: truncated BPTT(k1, k2) needs a loss at every step "
@@ -259,13 +264,7 @@ class Stream:
 
     def _pack(self):
         m = self.model
-        mod = _layer_module(self._lstm)
-        return mod._pack_workspace(self.B, m.hidden_size, np.dtype(m.dtype))
-
-
-def _layer_module(lstm):
-    from . import lstm as lstm_mod, rnn as rnn_mod
-    return lstm_mod if lstm else rnn_mod
+        return m._pack_workspace(self.B, m.hidden_size, np.dtype(m.dtype))
 
 
 def parse_bptt(bptt):

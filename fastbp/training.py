@@ -48,17 +48,19 @@ import signal
 import sys
 import threading
 import time
-from collections import OrderedDict, namedtuple
+from collections import OrderedDict
 from contextlib import contextmanager
 
 import numpy as np
 
 from . import functional
 from . import io as _io
+from ._data import SeqData, in_memory, unread
 from ._linalg import sum_of_squares
 from ._sequence import lengths_array, reset_array
 from .tbptt import Stream, parse_bptt
-from ._validate import as_array, float_array, label_array, positive_int
+from ._validate import as_array, as_numpy, float_array, label_array, positive_int
+from .distributed import DataParallel
 from .optim import OPTIMIZER_CLASSES, clip_grad_norm, get_optimizer, sigint_held
 
 
@@ -399,7 +401,7 @@ class Trainable:
                                  f"missing {missing}" if missing else "",
                                  f"unexpected {unexpected}" if unexpected else "") if part)
                              + f" (expected {expected})")
-        checked = [float_array(_as_numpy(state_dict[name]), name, dtype=p.dtype, shape=p.shape)
+        checked = [float_array(as_numpy(state_dict[name]), name, dtype=p.dtype, shape=p.shape)
                    for name, p in named]
         with sigint_held():         # all or nothing, Ctrl-C included
             for (_, p), value in zip(named, checked):
@@ -476,8 +478,8 @@ class MLPTrainable(Trainable):
         """_fit_data for in-memory arrays; for others (memory-mapped, array-likes)
         its checks from the shapes and the first sample only, X and y neither read
         nor converted: each rank validates its own rows, batch by batch."""
-        X, y = _unread(X), _unread(y)
-        if _in_memory(X, y) or X.ndim != 2 or X.shape[0] == 0:
+        X, y = unread(X), unread(y)
+        if in_memory(X, y) or X.ndim != 2 or X.shape[0] == 0:
             return self._fit_data(X, y, xname, yname)     # (a bad shape raises unread)
         if y.ndim == 0 or y.shape[0] != X.shape[0]:
             raise ValueError(f"{yname}: expected {X.shape[0]} targets (one per row of {xname}), "
@@ -529,11 +531,6 @@ _SEQ_NAMES = _SeqNames({"weight_ih": "weight_ih_l0", "weight_hh": "weight_hh_l0"
                         "peephole_i": "peephole_i_l0", "peephole_f": "peephole_f_l0",
                         "peephole_o": "peephole_o_l0",
                         "weight_out": "readout.weight", "bias_out": "readout.bias"})
-
-
-class SeqData(namedtuple("SeqData", "X lengths reset")):
-    """A sequence data set for fit: X (T, N, I), lengths (N,) or None, reset
-    (T, N) or None; a batch takes the same columns of all three."""
 
 
 class SequenceTrainable(Trainable):
@@ -636,8 +633,8 @@ class SequenceTrainable(Trainable):
         """As MLPTrainable._fit_layout, the first sequence for the sample; lengths
         and reset (small) are validated whole."""
         data = X if isinstance(X, SeqData) else SeqData(X, None, None)
-        X, y = _unread(data.X), _unread(y)
-        if _in_memory(X, y) or X.ndim != 3 or 0 in X.shape[:2]:
+        X, y = unread(data.X), unread(y)
+        if in_memory(X, y) or X.ndim != 3 or 0 in X.shape[:2]:
             return self._fit_data(data._replace(X=X), y, xname, yname)   # (a bad shape raises unread)
         T, N = X.shape[:2]
         lead = (N,) if self.many_to_one else (T, N)
@@ -823,34 +820,11 @@ def _nonnegative_int(value, name):
 
 
 def _data_parallel(model, comm):
-    """None without comm, else the DataParallel that fit uses (mpi4py imported only now)."""
+    """None without comm, else the DataParallel that fit uses (mpi4py is imported
+    only then, by fastbp.distributed)."""
     if comm is None:
         return None
-    from .distributed import DataParallel
     return DataParallel.of(model, comm)
-
-
-def _unread(a):
-    """``a`` itself when it can be indexed lazily (an ndarray, memory-mapped or
-    not, or any object with shape, ndim, dtype and __getitem__), else np.asarray(a)."""
-    if isinstance(a, np.ndarray) or all(hasattr(a, k) for k in ("shape", "ndim", "dtype",
-                                                                 "__getitem__")):
-        return a
-    return np.asarray(a)
-
-
-def _in_memory(X, y):
-    """Both plain in-memory ndarrays (not memory-mapped, not array-likes)? For
-    sequence data, X's array (lengths and reset are always validated at once)."""
-    X = X.X if isinstance(X, SeqData) else X
-    return type(X) is np.ndarray and type(y) is np.ndarray
-
-
-def _as_numpy(value):
-    """A NumPy view of an array-like; CPU torch tensors via .numpy() (no torch import)."""
-    if not isinstance(value, np.ndarray) and hasattr(value, "detach") and hasattr(value, "numpy"):
-        value = value.detach().cpu().numpy()
-    return value
 
 
 def _jsonable(value, name):

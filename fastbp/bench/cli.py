@@ -20,7 +20,7 @@ import time
 import fastbp
 
 from . import env as envmod
-from . import harness, load, report, workloads
+from . import harness, load, peers_jax, peers_torch, report, workloads
 from .workloads import CHECK_TOL, IMPLEMENTATIONS, Unavailable
 
 MODELS = ("mlp", "rnn", "lstm", "lstm_len", "lstm2bi")
@@ -233,8 +233,7 @@ def thread_control(threads, notes):
 # -- one problem: build, check, time ---------------------------------------------------
 
 def builders():
-    """Implementation name -> {workload: builder}; peers' modules import lazily inside."""
-    from . import peers_jax, peers_torch
+    """Implementation name -> {workload: builder}; the peers import their libraries lazily."""
     return {"fastbp": workloads.FASTBP, "reference": workloads.REFERENCE,
             "torch": peers_torch.BUILDERS, "jax": peers_jax.BUILDERS,
             "fastbp-padded": workloads.FASTBP_PADDED}

@@ -36,6 +36,9 @@ from typing import Callable
 
 import numpy as np
 
+from .. import functional
+from .. import reference as ref
+
 IMPLEMENTATIONS = ("fastbp", "reference", "torch", "jax", "fastbp-padded")
 NOT_INSTALLED = "not installed"
 NOT_AVAILABLE = "not available in this build"
@@ -262,7 +265,6 @@ def _mlp_grad_dict(grads):
 # -- the NumPy reference ---------------------------------------------------------
 
 def reference_mlp(p):
-    from fastbp import reference as ref
     d = p.data
     acts = ["relu"] * (len(d["params"]) - 1) + ["softmax"]
 
@@ -272,7 +274,6 @@ def reference_mlp(p):
 
 
 def reference_rnn(p):
-    from fastbp import reference as ref
     d = p.data
     zeros_h = np.zeros((p.size["batch"], p.size["hidden"]), p.dtype)
 
@@ -283,7 +284,6 @@ def reference_rnn(p):
 
 
 def reference_lstm(p):
-    from fastbp import reference as ref
     d = p.data
     zeros_h = np.zeros((p.size["batch"], p.size["hidden"]), p.dtype)
 
@@ -296,7 +296,6 @@ def reference_lstm(p):
 def _reference_stack_step(X, R, P, L):
     """The bidirectional stack composed from the NumPy reference LSTM layer by
     layer: the reverse direction runs on the time-flipped input; loss sum(y·R)."""
-    from fastbp import reference as ref
     H = P["weight_hh_l0"].shape[1]
     inp, caches = X, []
     for l in range(L):
@@ -414,7 +413,6 @@ def fastbp_rnn(p):
 
     # no model class yet: the compiled layer with the same NumPy readout the model uses
     forward, backward = _require(mod, "rnn_forward"), _require(mod, "rnn_backward")
-    from fastbp import functional
     zeros_h = np.zeros((p.size["batch"], p.size["hidden"]), p.dtype)
 
     def step():
