@@ -18,6 +18,7 @@ import pytest
 
 import fastbp
 from fastbp import distributed
+from installed_python import run_python
 
 SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mpi_scripts")
 
@@ -485,12 +486,7 @@ def test_importing_fastbp_distributed_does_not_need_mpi4py():
             "    fastbp.distributed.DataParallel(fastbp.MLP([2, 2]))\n"
             "except ImportError as e:\n"
             "    print(e)\n")
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(fastbp.__file__)))
-    env = dict(os.environ, PYTHONPATH=package_parent)
-    # run from the installed package's folder: `python -c` puts the working directory
-    # first on sys.path, and from the repository root that is the uncompiled source tree
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=60, cwd=package_parent)
+    proc = run_python(code, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "fastbp.distributed needs mpi4py and an MPI library: pip install \"fastbp[mpi]\"" in proc.stdout
 

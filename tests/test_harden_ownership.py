@@ -19,6 +19,7 @@ from fastbp._sequence import Layout
 from fastbp.lstm import lstm_backward, lstm_forward, lstm_stack_backward, lstm_stack_forward
 from fastbp.tbptt import Stream
 from fastbp.rnn import rnn_backward, rnn_forward, rnn_stack_backward, rnn_stack_forward
+from installed_python import run_python
 
 RACE_SECONDS = 0.6
 
@@ -536,10 +537,7 @@ def test_moving_an_mlp_parameters_buffer_in_place_cannot_crash_it():
     the array's data and free the buffer the core reads (a crash, even in one
     thread). The arrays view storage the core pins: they cannot be resized,
     a replaced buffer frees nothing, and a call refuses the array by name."""
-    import subprocess
-    import sys
-    out = subprocess.run([sys.executable, "-c", _REPLACED_BUFFER_SCRIPT], capture_output=True,
-                         text=True, timeout=120)
+    out = run_python(_REPLACED_BUFFER_SCRIPT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "RESIZED" not in out.stdout
     assert int(out.stdout.split("REFUSED")[1]) > 0
@@ -589,10 +587,7 @@ def test_moving_a_sequence_models_parameter_buffers_cannot_crash_it(kind):
     another thread). The model's arrays view storage the model pins, its
     kernels read private views of it, and a call refuses an array whose
     buffer was replaced, by name; a call that runs gives the serial result."""
-    import subprocess
-    import sys
-    out = subprocess.run([sys.executable, "-c", _MOVED_SEQ_PARAMS_SCRIPT, kind],
-                         capture_output=True, text=True, timeout=300)
+    out = run_python(_MOVED_SEQ_PARAMS_SCRIPT, kind, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "RESIZED" not in out.stdout
     ok, refused = map(int, out.stdout.split("DONE")[1].split())

@@ -25,6 +25,7 @@ from fastbp.io import FORMAT_VERSION, load
 from fastbp.lstm import LSTM
 from fastbp.mlp import MLP
 from fastbp.rnn import RNN
+from installed_python import run_python, start_python
 
 MODELS = {
     "mlp": lambda seed=0: MLP([5, 7, 4, 3], activation=["tanh", "relu"], seed=seed),
@@ -215,9 +216,7 @@ def test_a_path_that_is_not_a_regular_file_is_refused_without_waiting(tmp_path):
             "    except ValueError as e:\n"
             "        print(e)\n")
     # a subprocess, so that a load waiting for a FIFO's writer fails the test, not hangs it
-    out = subprocess.run([sys.executable, "-c", code, str(fifo), str(tmp_path), os.devnull],
-                         capture_output=True, text=True, timeout=60,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = run_python(code, fifo, tmp_path, os.devnull, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [f"{p}: not a fastbp model file (.npz): not a regular file"
                                        for p in (fifo, tmp_path, os.devnull)]
@@ -512,10 +511,8 @@ while True:
 
 def test_a_save_killed_mid_write_leaves_no_temporary_file_after_the_next_save(tmp_path):
     target = tmp_path / "big.npz"
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(fastbp.__file__)))
     for attempt in range(3):        # a kill between two saves leaves nothing: try again
-        proc = subprocess.Popen([sys.executable, "-c", _KILLED_SAVER, str(target)],
-                                env=dict(os.environ, PYTHONPATH=package_parent), cwd=package_parent)
+        proc = start_python(_KILLED_SAVER, target)
         try:
             deadline = time.monotonic() + 60
             while not [n for n in os.listdir(tmp_path) if n.endswith(".npz.tmp")]:
