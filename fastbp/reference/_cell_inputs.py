@@ -1,4 +1,6 @@
-"""The arguments every reference recurrent cell takes, converted and checked once.
+"""The arguments every reference recurrent cell takes, converted and checked once:
+forward's inputs and weights (:func:`cell_inputs`), backward's incoming
+gradients (:func:`incoming_grad`).
 
 A cell with G gate blocks has ``weight_ih (G·H, I)``, ``weight_hh (G·H, H)``,
 ``bias_ih``, ``bias_hh (G·H,)`` and initial states of ``(B, H)`` (``None``:
@@ -42,3 +44,14 @@ def cell_inputs(cell, gates, x, states, weight_ih, weight_hh, bias_ih, bias_hh, 
                 raise ValueError("%s: %s must have shape %s, got %s" % (cell, name, (B, H), s.shape))
         converted.append(s)
     return dt, x, converted, W_ih, W_hh, b_ih, b_hh, H
+
+
+def incoming_grad(cell, g, shape, name, dt):
+    """A gradient backward receives (``dy``, ``dh_n``, ``dc_n``): zeros for None,
+    else converted to ``dt`` and checked against ``shape``."""
+    if g is None:
+        return np.zeros(shape, dtype=dt)
+    g = np.asarray(g).astype(dt, copy=False)
+    if g.shape != shape:
+        raise ValueError("%s_backward: %s must have shape %s, got %s" % (cell, name, shape, g.shape))
+    return g

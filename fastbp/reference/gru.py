@@ -27,7 +27,7 @@ differ (in the n block), so they are two arrays.
 
 import numpy as np
 
-from ._cell_inputs import cell_inputs
+from ._cell_inputs import cell_inputs, incoming_grad
 from .activations import activation_forward
 
 __all__ = ["gru_forward", "gru_backward"]
@@ -110,12 +110,8 @@ def gru_backward(dy, dh_n, cache):
     T, B, I = x.shape
     H = h0.shape[1]
     dt = y.dtype
-    dy = np.zeros((T, B, H), dt) if dy is None else np.asarray(dy).astype(dt, copy=False)
-    dh_n = np.zeros((B, H), dt) if dh_n is None else np.asarray(dh_n).astype(dt, copy=False)
-    if dy.shape != (T, B, H):
-        raise ValueError("gru_backward: dy must have shape %s, got %s" % ((T, B, H), dy.shape))
-    if dh_n.shape != (B, H):
-        raise ValueError("gru_backward: dh_n must have shape %s, got %s" % ((B, H), dh_n.shape))
+    dy = incoming_grad("gru", dy, (T, B, H), "dy", dt)
+    dh_n = incoming_grad("gru", dh_n, (B, H), "dh_n", dt)
 
     h_prev = np.concatenate([h0[None], y], axis=0)[:T]  # h_{t-1}, t = 1..T: (T, B, H)
     d_in = np.empty((T, B, 3 * H), dtype=dt)           # [dr, dz, dn]: input-side gate gradients

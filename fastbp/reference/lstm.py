@@ -29,7 +29,7 @@ gradients are ``sum_t sum_rows delta_i_t * c_{t-1}`` (likewise f) and
 
 import numpy as np
 
-from ._cell_inputs import cell_inputs
+from ._cell_inputs import cell_inputs, incoming_grad
 from .activations import activation_forward
 
 __all__ = ["lstm_forward", "lstm_backward"]
@@ -150,17 +150,9 @@ def lstm_backward(dy, dh_n, dc_n, cache):
     H = h0.shape[1]
     dt = y.dtype
 
-    def _grad_in(g, shape, name):
-        if g is None:
-            return np.zeros(shape, dtype=dt)
-        g = np.asarray(g).astype(dt, copy=False)
-        if g.shape != shape:
-            raise ValueError("lstm_backward: %s must have shape %s, got %s" % (name, shape, g.shape))
-        return g
-
-    dy = _grad_in(dy, (T, B, H), "dy")
-    dh_n = _grad_in(dh_n, (B, H), "dh_n")
-    dc_n = _grad_in(dc_n, (B, H), "dc_n")
+    dy = incoming_grad("lstm", dy, (T, B, H), "dy", dt)
+    dh_n = incoming_grad("lstm", dh_n, (B, H), "dh_n", dt)
+    dc_n = incoming_grad("lstm", dc_n, (B, H), "dc_n", dt)
     if peepholes is not None:
         p_i, p_f, p_o = peepholes
 

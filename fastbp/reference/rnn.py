@@ -22,7 +22,7 @@ The sums over t are single products over the stacked ``(T*B, .)`` arrays.
 
 import numpy as np
 
-from ._cell_inputs import cell_inputs
+from ._cell_inputs import cell_inputs, incoming_grad
 from .activations import activation_backward, activation_forward
 
 __all__ = ["RNN_NONLINEARITIES", "rnn_forward", "rnn_backward"]
@@ -106,12 +106,8 @@ def rnn_backward(dy, dh_n, cache):
     T, B, I = x.shape
     H = h0.shape[1]
     dt = y.dtype
-    dy = np.zeros((T, B, H), dt) if dy is None else np.asarray(dy).astype(dt, copy=False)
-    dh_n = np.zeros((B, H), dt) if dh_n is None else np.asarray(dh_n).astype(dt, copy=False)
-    if dy.shape != (T, B, H):
-        raise ValueError("rnn_backward: dy must have shape %s, got %s" % ((T, B, H), dy.shape))
-    if dh_n.shape != (B, H):
-        raise ValueError("rnn_backward: dh_n must have shape %s, got %s" % ((B, H), dh_n.shape))
+    dy = incoming_grad("rnn", dy, (T, B, H), "dy", dt)
+    dh_n = incoming_grad("rnn", dh_n, (B, H), "dh_n", dt)
 
     delta = np.empty((T, B, H), dtype=dt)
     dh_rec = dh_n                                     # recurrent part of dL/dh_t (dh_n at t = T)
