@@ -9,11 +9,12 @@ NumPy transcription of the equations lives in ``fastbp.reference``.
     fastbp.{rnn,lstm}_stack_forward / _backward  stacked, bidirectional layers (torch names)
     fastbp.activation_forward / _backward, softmax_cross_entropy, squared_error
     fastbp.gradcheck, fastbp.clip_grad_norm, fastbp.optim, fastbp.load
+    fastbp.io.save_checkpoint / load_checkpoint  the whole training state (fit(checkpoint=...) too)
     fastbp.tbptt.Stream                        truncated BPTT(k1, k2) over a stream
     fastbp.distributed                         data-parallel training over MPI (mpi4py, optional)
 """
 from . import _core
-from . import distributed, optim, reference, tbptt
+from . import distributed, io, optim, reference, tbptt
 from .clip import clip_grad_norm
 from .functional import (activation_backward, activation_forward, softmax_cross_entropy,
                          squared_error)
@@ -28,5 +29,5 @@ __version__ = "0.1.0"
 __all__ = ["MLP", "RNN", "LSTM", "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
            "rnn_stack_forward", "rnn_stack_backward", "lstm_stack_forward", "lstm_stack_backward",
            "activation_forward", "activation_backward", "softmax_cross_entropy", "squared_error",
-           "gradcheck", "clip_grad_norm", "optim", "load", "reference", "tbptt",
+           "gradcheck", "clip_grad_norm", "optim", "load", "io", "reference", "tbptt",
            "distributed"]
