@@ -1,5 +1,5 @@
 """Stacked and bidirectional recurrent layers: the layer loop that fastbp.lstm
-and fastbp.rnn share (GitHub issue #10).
+and fastbp.rnn share.
 
 Semantics are those of ``torch.nn.LSTM`` / ``torch.nn.RNN`` with ``num_layers``
 = L and ``bidirectional`` (D = 2 directions, else 1):

@@ -1,5 +1,5 @@
 /* Variable sequence lengths and per-row state resets, shared by the RNN and
- * LSTM kernels (GitHub issue #9).
+ * LSTM kernels.
  *
  * Row order. Inside the kernels the batch rows are sorted by length, longest
  * first (the caller gathers them so, once per call), so the rows still active

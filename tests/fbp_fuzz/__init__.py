@@ -1,4 +1,4 @@
-"""Boundary fuzzing of every public function and model method (issue #8).
+"""Boundary fuzzing of every public function and model method.
 
 The promise: nothing a caller passes crashes the interpreter, corrupts
 memory, modifies an input, or silently gives a wrong answer. For every
@@ -16,8 +16,8 @@ Calls that must be refused (None for a required array, complex / object /
 string dtypes, ragged lists, NaN or inf where refused, class labels out of
 range, bad option values) must raise; calls that may be valid (one axis of one
 argument resized) must either raise naming an argument involved or equal the
-reference. ``tests/test_fuzz.py`` runs this per entry of ``table.ENTRIES``;
-``tests/test_harden.py`` has the targeted tests (sizes past 32-bit indices,
+reference. ``tests/fuzz/test_fuzz.py`` runs this per entry of ``table.ENTRIES``;
+``tests/robustness/`` has the targeted tests (sizes past 32-bit indices,
 leaks, threads, numerics, state).
 
 Inputs are varied over: every real dtype NumPy has (bool, int8..uint64,
@@ -29,7 +29,7 @@ NaN, ±inf, values near the dtype's limits and tiny ones.
 
 How many examples: ``FASTBP_FUZZ_EXAMPLES`` (default 25 per entry, what CI
 runs) sets the hypothesis profile "fastbp-fuzz"; e.g.
-``FASTBP_FUZZ_EXAMPLES=2000 pytest tests/test_fuzz.py`` for a long run.
+``FASTBP_FUZZ_EXAMPLES=2000 pytest tests/fuzz/test_fuzz.py`` for a long run.
 
 Adding a function or an argument: one entry (or one Arg) in ``table.py``.
 Say, rnn_forward gains ``lengths=`` (int (B,)) and ``reset=`` (bool (T, B)):

@@ -60,7 +60,7 @@ class Arg:
     limits:   False keeps values near the float limits out of this argument
               (e.g. probabilities, where 1e307 has no meaning).
     pending:  corruptions not generated for this argument because fastbp mishandles
-              them (none today: the finds so far are fixed, tests/test_harden_fixed.py).
+              them (none today: the finds so far are fixed, tests/robustness/test_sequence_validation.py).
               Empty this when that test passes.
     """
 

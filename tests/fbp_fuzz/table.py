@@ -97,7 +97,7 @@ VARLEN_ARGS = [Arg("lengths", ("B",), kind="lengths", optional=True),
 
 def layer_oracle(lstm, X, states, p, lengths=None, reset=None, nonlinearity="tanh", peep=None):
     """The recurrent layer through the reference, each row alone and split at its
-    resets (the oracle of tests/test_lengths.py): Hs (T, B, H), zero past each
+    resets (the oracle of tests/kernels/test_lengths_and_resets.py): Hs (T, B, H), zero past each
     row's length; the final states, each row's after its last step; the pieces
     [(b, a, e, last, cache)] for backward_oracle."""
     T, B, _ = X.shape

@@ -1,4 +1,4 @@
-"""Stacked and bidirectional RNN/LSTM layers (issue #10), without torch.
+"""Stacked and bidirectional RNN/LSTM layers, without torch.
 
 The oracle: every row alone, split at its resets into pieces, each piece run
 layer by layer through the NumPy reference (fastbp.reference), the reverse

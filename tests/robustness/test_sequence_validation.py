@@ -1,12 +1,13 @@
-"""Hardening (issue #8) finds in the sequence models' validation, now fixed:
-each test states the promise that failed before its fix."""
+"""The sequence models' validation names what it refuses (ragged targets,
+lengths and resets, huge resets before conversion) and accepts integer
+one-hot targets; each test states the promise and the fix behind it."""
 import numpy as np
 import pytest
 
 from fastbp.lstm import LSTM
 from fastbp.rnn import RNN, rnn_forward
 
-from test_harden_boundaries import no_big_allocation  # noqa: E402
+from memory_limits import no_big_allocation
 
 @pytest.mark.parametrize("cls", [RNN, LSTM])
 def test_a_ragged_target_is_refused_by_name(cls):

@@ -1,4 +1,4 @@
-"""Hardening (issue #8), threads: the kernels release the GIL, so separate
+"""Threads: the kernels release the GIL, so separate
 models train at once in separate threads, and every result is bit-for-bit the
 one the same calls give one after another. One model shared by threads: its
 read-only methods are safe (the MLP serialises its shared workspace with a

@@ -1,7 +1,7 @@
 """Data-parallel training over MPI (fastbp.distributed, fit(..., comm=...)).
 
 The multi-rank tests launch real processes with ``mpiexec -n 2`` (the scripts in
-tests/mpi_scripts/, one BLAS thread per rank, under a timeout) and compare them
+tests/training/mpi_scripts/, one BLAS thread per rank, under a timeout) and compare them
 with one process here. They need the ``mpi`` extra (mpi4py and an MPI library,
 ``pip install ".[mpi]"``); without it they are skipped with that reason, unless
 FASTBP_REQUIRE_MPI=1 (set by .ci/run, which installs the extra) turns the skip
@@ -493,7 +493,7 @@ def test_importing_fastbp_distributed_does_not_need_mpi4py():
 
 def test_example_mpi_digits_resumed_run_equals_uninterrupted_run(mpiexec, tmp_path):
     pytest.importorskip("sklearn")
-    example = os.path.abspath(os.path.join(os.path.dirname(SCRIPTS), "..", "examples",
+    example = os.path.abspath(os.path.join(os.path.dirname(SCRIPTS), "..", "..", "examples",
                                            "mpi_digits.py"))
     whole, cut = str(tmp_path / "whole.npz"), str(tmp_path / "cut.npz")
     runs = [run_mpi(mpiexec, example, *args) for args in (

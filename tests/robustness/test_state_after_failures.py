@@ -1,9 +1,9 @@
-"""Hardening (issue #8), state: whatever stops ``fit`` - an exception in a
+"""State after failures: whatever stops ``fit`` - an exception in a
 step, a diverging step whose gradients the optimizer refuses, Ctrl-C, a second
 Ctrl-C in the middle of an optimizer update - the model's parameters and the
 optimizer's state are exactly those after the last completed step, for every
 model, also between the chunks of truncated BPTT. (fastbp.load refusing
-pickles and newer formats: tests/test_io.py.)"""
+pickles and newer formats: tests/io/test_save_load.py.)"""
 import os
 import signal
 import sys

@@ -1,4 +1,4 @@
-"""Hardening (issue #8), numbers: extreme logits and saturating nonlinearities
+"""Numbers: extreme logits and saturating nonlinearities
 stay finite and silent, float32 LSTM training over T = 2000 with clipping
 gives no NaN, results repeat bit for bit from run to run, and BLAS threads
 change nothing in float64 and only float32 rounding (documented in the

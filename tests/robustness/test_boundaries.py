@@ -1,11 +1,6 @@
-"""Hardening (issue #8), boundaries: sizes past 32-bit indices are refused
+"""Boundaries: sizes past 32-bit indices are refused
 before anything is allocated, at every entry point; and one regression test
-for each boundary bug the fuzzing harness (tests/test_fuzz.py) found."""
-import contextlib
-import os
-import resource
-import tracemalloc
-
+for each boundary bug the fuzzing harness (tests/fuzz/test_fuzz.py) found."""
 import numpy as np
 import pytest
 
@@ -15,9 +10,9 @@ from fastbp.mlp import MLP
 from fastbp.optim import SGD
 from fbp_fuzz.spec import blame_all, plain_example, shape_of
 from fbp_fuzz.table import ENTRIES, FakeComm
+from memory_limits import no_big_allocation
 
 HUGE = 2**31            # one more than the largest 32-bit BLAS index
-MiB = 1 << 20
 
 
 def huge_view(ndim, dtype):
@@ -28,29 +23,6 @@ def huge_view(ndim, dtype):
     else:
         shape = (HUGE,) + (2,) * (ndim - 1)
     return np.broadcast_to(np.zeros((), dtype), shape)
-
-
-@contextlib.contextmanager
-def no_big_allocation(limit=64 * MiB):
-    """Fail if the block allocates more than `limit` through Python or NumPy
-    (tracemalloc sees both), and cap the address space meanwhile, so that a
-    missing check becomes a MemoryError here instead of a swapping machine."""
-    with open("/proc/self/status") as f:
-        vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    cap = vm + 2048 * MiB
-    lowered = hard == resource.RLIM_INFINITY or cap < hard
-    if lowered:
-        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
-    tracemalloc.start()
-    try:
-        yield
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-        if lowered:
-            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
-    assert peak < limit, f"{peak / MiB:.0f} MiB allocated"
 
 
 def _huge_cases():

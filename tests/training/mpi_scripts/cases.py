@@ -1,5 +1,5 @@
 """Training cases shared by the MPI scripts (run under mpiexec) and the tests
-that check them against one process (tests/test_distributed.py).
+that check them against one process (tests/training/test_distributed.py).
 
 Every case builds its model and data from fixed seeds, so every rank and the
 test process hold the same arrays. All in float64, with shard sizes that are

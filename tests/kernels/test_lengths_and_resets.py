@@ -1,4 +1,4 @@
-"""Variable lengths and per-row resets inside the RNN/LSTM kernels (issue #9).
+"""Variable lengths and per-row resets inside the RNN/LSTM kernels.
 
 The oracles: each sequence run alone (through the NumPy reference), a reset
 row run as separate pieces, torch's pack_padded_sequence + nn.LSTM/nn.RNN

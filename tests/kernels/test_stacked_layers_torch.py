@@ -1,5 +1,5 @@
 """Stacked and bidirectional layers against torch.nn.LSTM / torch.nn.RNN
-autograd on the same weights (issue #10): with and without lengths (torch on
+autograd on the same weights: with and without lengths (torch on
 pack_padded_sequence(enforce_sorted=False)), given initial states, float64
 tight and float32; state dicts both ways; the models against torch modules
 plus a Linear readout."""

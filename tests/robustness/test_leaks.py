@@ -1,4 +1,4 @@
-"""Hardening (issue #8), leaks: every compiled entry point, called thousands of
+"""No leaks: every compiled entry point, called thousands of
 times after a warm-up, keeps memory flat. Two measures: tracemalloc (every
 Python object and NumPy buffer still alive, byte-exact) and the resident set
 (/proc/self/statm, which also sees raw malloc) within a few MiB. The error
