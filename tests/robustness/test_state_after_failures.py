@@ -16,6 +16,7 @@ from fastbp.lstm import LSTM
 from fastbp.mlp import MLP
 from fastbp.optim import SGD, Adam
 from fastbp.rnn import RNN
+from ctrl_c import interrupt_during
 
 
 class Recording:
@@ -171,7 +172,6 @@ def test_ctrl_c_during_a_parameter_assignment_applies_all_of_it_or_none(kind):
     """SIGINT from a timer thread at random points of ``net.params = ...`` (the
     MLP copies layer by layer into its arrays) and ``set_params``: afterwards
     the parameters are either all the old values or all the new ones."""
-    import threading
     rng = np.random.default_rng(11)
     if kind == "mlp":
         model = MLP([200] * 41, dtype="float64", seed=0)
@@ -198,21 +198,9 @@ def test_ctrl_c_during_a_parameter_assignment_applies_all_of_it_or_none(kind):
                                        zip(start_values, old_values)) else old_values
             assign = ([(W, b) for W, b in zip(target[::2], target[1::2])] if kind == "mlp"
                       else dict(zip(model.params, target)))
-            timer = threading.Timer(rng.uniform(0, 1.3 * duration), os.kill,
-                                    (os.getpid(), signal.SIGINT))
-            returned = False
-            try:
-                timer.start()
-                _assign_params(model, assign)
-                returned = True
-                timer.join()
-                for _ in range(10000):     # the handler runs between bytecodes
-                    pass
-            except KeyboardInterrupt:
-                if not returned:
-                    outcomes.add("inside")
-            finally:
-                timer.join()
+            if interrupt_during(lambda: _assign_params(model, assign),
+                                rng.uniform(0, 1.3 * duration)) == "inside":
+                outcomes.add("inside")
             now = _param_values(model)
             done = all(np.array_equal(a, b) for a, b in zip(now, target))
             kept = all(np.array_equal(a, b) for a, b in zip(now, start_values))

@@ -3,13 +3,13 @@ all-or-nothing updates, and bad arguments named."""
 import os
 import signal
 import sys
-import threading
 import time
 
 import numpy as np
 import pytest
 
 from fastbp.optim import SGD, Adam, clip_grad_norm, get_optimizer
+from ctrl_c import interrupt_during
 
 G1 = [0.5, 0.25]     # first gradient
 G2 = [1.0, -1.0]     # second gradient
@@ -321,20 +321,9 @@ def _ctrl_c_trials(start, grads, before_sd, expected, duration, rng, outcomes):
         params = [p.copy() for p in start]
         opt = Adam(0.01)
         opt.load_state_dict(before_sd)
-        timer = threading.Timer(rng.uniform(0, 1.3 * duration), os.kill, (os.getpid(), signal.SIGINT))
-        returned = False
-        try:
-            timer.start()
-            opt.step(params, grads)
-            returned = True
-            timer.join()
-            for _ in range(10000):     # the handler runs between bytecodes: let it run here
-                pass
-        except KeyboardInterrupt:
-            if not returned:
-                outcomes.add("inside")
-        finally:
-            timer.join()
+        if interrupt_during(lambda: opt.step(params, grads), rng.uniform(0, 1.3 * duration)) \
+                == "inside":
+            outcomes.add("inside")
         done = [np.array_equal(p, q) for p, q in zip(params, expected)]
         kept = [np.array_equal(p, q) for p, q in zip(params, start)]
         if opt.t == 2:

@@ -1,0 +1,25 @@
+"""Ctrl-C at a random moment of a call: what all-or-nothing tests are made of."""
+import os
+import signal
+import threading
+
+
+def interrupt_during(call, delay):
+    """Run ``call()`` while a timer sends this process SIGINT after ``delay``
+    seconds. Returns "inside" when the KeyboardInterrupt came out of the call,
+    "after" when it arrived once the call had returned (the handler is given
+    time to run), "never" when it did not arrive at all."""
+    timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
+    returned = False
+    try:
+        timer.start()
+        call()
+        returned = True
+        timer.join()
+        for _ in range(10000):     # the handler runs between bytecodes: let it run here
+            pass
+    except KeyboardInterrupt:
+        return "after" if returned else "inside"
+    finally:
+        timer.join()
+    return "never"
