@@ -1,6 +1,6 @@
-# Variable lengths and reset events (src_c/seq.h): the Schedule the RNN and
-# LSTM kernels take, and the copies between the caller's (T, B, D) layout and
-# the kernels' slot layout. fastbp/sequences.py builds Schedules from the
+# Variable lengths and reset events (src_c/seq.h): the Schedule the recurrent
+# engine takes, and the copies between the caller's (T, B, D) layout and
+# the kernels' slot layout. fastbp/_sequence.py builds Schedules from the
 # user's `lengths` and `reset`.
 
 cdef extern from "seq.h":
@@ -9,7 +9,6 @@ cdef extern from "seq.h":
         const int *reset_ptr
         const int *reset_rows
     int fbp_seq_check(const fbp_seq *seq, int T, int B, Py_ssize_t *events) noexcept nogil
-    Py_ssize_t fbp_seq_work_size(int B, int H, Py_ssize_t events, int cells, int backward) noexcept nogil
     void fbp_seq_gather_f(float *dst, const float *src, Py_ssize_t ldc, const int *order,
                           const int *lengths, const fbp_seq *seq, int T, int B, int D, int block,
                           int reverse) noexcept nogil
@@ -113,10 +112,6 @@ cdef class Schedule:
     cdef const fbp_seq *ptr(self):
         return &self.seq
 
-    def work_size(self, int H, int cells, bint backward):
-        """Elements of the kernels' `work` buffer (0 without reset events)."""
-        return fbp_seq_work_size(self.B, H, self.events, cells, backward)
-
     def __repr__(self):
         return (f"Schedule(T={self.T}, B={self.B}, lengths={self.has_lengths}, "
                 f"events={self.events}, slots={self.slots})")
@@ -129,26 +124,6 @@ cdef inline const fbp_seq *_seq_ptr(Schedule sched):
 cdef int _check_rows(arr, Py_ssize_t need, Py_ssize_t width, str name) except -1:
     if arr.shape[0] < need or arr.shape[1] != width:
         raise ValueError(f"{name}: expected at least ({need}, {width}), got {tuple(arr.shape)}")
-    return 0
-
-
-cdef int _check_directions(tuple dirs, int width, Schedule sched, Schedule sched_r) except -1:
-    """1 or 2 directions of `width` arrays each; a reverse direction needs a
-    schedule with the same rows (its events may differ)."""
-    cdef Py_ssize_t D = len(dirs)
-    if D < 1 or D > 2:
-        raise ValueError(f"dirs: expected 1 or 2 directions, got {D}")
-    for d in range(D):
-        if not isinstance(dirs[d], tuple) or len(dirs[d]) != width:
-            raise ValueError(f"dirs[{d}]: expected a tuple of {width} arrays")
-    if D == 2:
-        if sched_r is None:
-            raise ValueError("sched_r: needed for the reverse direction")
-        if (sched_r.T != sched.T or sched_r.B != sched.B or sched_r.slots != sched.slots
-                or sched_r.has_lengths != sched.has_lengths
-                or (sched.has_lengths and not (sched_r.rows == sched.rows).all())):
-            raise ValueError("sched_r: expected the forward schedule's rows (only the reset "
-                             "events may differ)")
     return 0
 
 

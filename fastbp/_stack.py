@@ -34,7 +34,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from ._sequence import ReadOnly
+from ._sequence import Layout, ReadOnly, lengths_array, reset_array
 from ._validate import as_numpy, flag, float_array, positive_int
 
 REVERSE_SUFFIX = "_reverse"
@@ -153,19 +153,6 @@ def _frozen_layers(layers):
     return tuple(tuple(MappingProxyType(d) for d in layer) for layer in layers)
 
 
-def has_resets(layout, D):
-    """Whether the kernels swap reset rows in a layer's state buffers (either direction)."""
-    return layout.sched.has_resets or (D == 2 and layout.reverse_sched.has_resets)
-
-
-def _work(layout, D, H, cells, backward, dtype):
-    """The kernels' reset workspace for both directions (used in turn); may be empty."""
-    n = layout.sched.work_size(H, cells, backward)
-    if D == 2:
-        n = max(n, layout.reverse_sched.work_size(H, cells, backward))
-    return np.empty(n, dtype)
-
-
 def _outputs(layout, hs, H, D):
     """A layer's output (T, B, D·H) from its directions' state buffers: a view
     of hs for one direction without lengths."""
@@ -194,17 +181,17 @@ def forward(cell, x, weights, init, layout, num_layers, D, H):
     T, B, _ = x.shape
     dt = x.dtype
     xs = [layout.slots(x)] + ([layout.slots(x, reverse=True)] if D == 2 else [])
-    pack = cell.pack_workspace(B, H, dt)
-    work = _work(layout, D, H, cell.cells, False, dt)
+    scratch = cell.scratch(layout.sched, H, dt, False, cell.pack_workspace(B, H, dt),
+                           layout.reverse_sched if D == 2 else None)
     runs = []
     for l in range(num_layers):
-        runs.append(cell.forward_layer(layout, xs, weights[l], init[l], H, work, pack))
+        runs.append(cell.forward_layer(layout, xs, weights[l], init[l], H, scratch))
         if l + 1 < num_layers:
-            xs = _next_inputs(layout, [r["hs"] for r in runs[-1]], H, D)
-    y = _outputs(layout, [r["hs"] for r in runs[-1]], H, D)
-    # each direction's state after its last step (the initial state when T = 0)
-    finals = tuple(np.stack([layout.final(run[key]) for layer in runs for run in layer])
-                   for key in cell.state_buffers)
+            xs = _next_inputs(layout, [r["states"][0] for r in runs[-1]], H, D)
+    y = _outputs(layout, [r["states"][0] for r in runs[-1]], H, D)
+    # each direction's states after its last step (the initial states when T = 0)
+    finals = tuple(np.stack([layout.final(run["states"][k]) for layer in runs for run in layer])
+                   for k in range(len(cell.spec.state_names)))
     return y, finals, StackCache(x, y, layout, num_layers, D, H, weights, runs, cell)
 
 
@@ -228,8 +215,8 @@ def backward(cache, dy, dfinal, want_dx, overwrite):
         dys = [layout.slots(dy)]
     else:
         dys = [layout.slots(dy[..., :H]), layout.slots(dy[..., H:], reverse=True)]
-    pack = cell.pack_workspace(B, H, dt)
-    work = _work(layout, D, H, cell.cells, True, dt)
+    scratch = cell.scratch(layout.sched, H, dt, True, cell.pack_workspace(B, H, dt),
+                           layout.reverse_sched if D == 2 else None)
     grads, dinit = [None] * L, [None] * L
     dx = None
     if overwrite and cache._swap("consumed", True):   # another thread consumed it first
@@ -237,7 +224,7 @@ def backward(cache, dy, dfinal, want_dx, overwrite):
     for l in reversed(range(L)):
         need_dx = l > 0 or want_dx
         grads[l], dxs, dinit[l] = cell.backward_layer(layout, cache.runs[l], cache.weights[l],
-                                                      dys, dfinal[l], need_dx, H, work, pack,
+                                                      dys, dfinal[l], need_dx, H, scratch,
                                                       overwrite)
         if l > 0:
             dys = _output_grads(layout, dxs, H, D)
@@ -256,3 +243,54 @@ def _output_grads(layout, dxs, H, D):
     dY = layout.unslot(dxs[0], 2 * H, out=np.empty((layout.T, layout.B, 2 * H), dxs[0].dtype))
     layout.unslot(dxs[1], 2 * H, reverse=True, out=dY, accumulate=True)
     return [layout.slots(dY[..., :H]), layout.slots(dY[..., H:], reverse=True)]
+
+
+# ---- the public stack functions of every cell ----------------------------------
+
+def stack_forward(cell, x, params, init, num_layers, bidirectional, lengths, reset):
+    """What ``{rnn,lstm,gru}_stack_forward`` do, for any cell (a
+    fastbp._recurrent.EngineCell): validate, run, return (y, finals (one
+    (L·D, B, H) array per state), StackCache). init: one (L·D, B, H) array or
+    None per state name."""
+    spec = cell.spec
+    L, D = stack_config(num_layers, bidirectional)
+    x = float_array(x, "x", ndim=3)
+    dt = x.dtype
+    T, B, I = x.shape
+    H = hidden_size(params, spec.gates)
+    arrays = read_params(params, spec.layer_kinds, spec.optional_kinds,
+                         spec.layer_shape(I, H, D), L, D, dt)
+    weights = [[cell.engine_weights(w) for w in layer] for layer in arrays]
+    per_state = [split_states(s, name + "0", L, D, B, H, dt)
+                 for s, name in zip(init, spec.state_names)]
+    init = [[tuple(p[l][d] for p in per_state) for d in range(D)] for l in range(L)]
+    layout = Layout(T, B, lengths_array(lengths, T, B), reset_array(reset, T, B))
+    return forward(cell, x, weights, init, layout, L, D, H)
+
+
+def stack_backward(spec, dy, dfinal, cache, overwrite=False):
+    """What ``{rnn,lstm,gru}_stack_backward`` do: dfinal one (L·D, B, H) array
+    or None per state name. Returns a dict: "x", the initial states' gradients
+    ("h0", "c0": (L·D, B, H)), then every parameter's under its torch name."""
+    name = spec.name
+    if not isinstance(cache, StackCache) or cache.cell.spec is not spec:
+        raise TypeError(f"cache: expected the cache returned by {name}_stack_forward, got "
+                        f"{type(cache).__name__}")
+    T, B, _ = cache.x.shape
+    L, D, H = cache.num_layers, cache.num_directions, cache.hidden_size
+    dt = cache.x.dtype
+    if dy is not None:
+        dy = float_array(dy, "dy", dtype=dt, shape=(T, B, D * H))
+    per_state = [split_states(s, "d" + state + "_n", L, D, B, H, dt)
+                 for s, state in zip(dfinal, spec.state_names)]
+    dfinal = [[tuple(p[l][d] for p in per_state) for d in range(D)] for l in range(L)]
+    dx, grads, dinit = backward(cache, dy, dfinal, True, overwrite)
+    out = {"x": dx}
+    for k, state in enumerate(spec.state_names):
+        out[state + "0"] = np.stack([s[k] for layer in dinit for s in layer])
+    for l in range(L):
+        for d in range(D):
+            for kind in spec.layer_kinds:
+                if kind in grads[l][d]:
+                    out[param_name(kind, l, d)] = grads[l][d][kind]
+    return out

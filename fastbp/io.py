@@ -3,7 +3,7 @@
 File layout (NumPy's .npz: a zip of .npy arrays, all plain, no object arrays):
 
     "fastbp_format"   int scalar     the format version, FORMAT_VERSION (1)
-    "model"           str scalar     the class: "MLP", "RNN" or "LSTM"
+    "model"           str scalar     the class: "MLP", "RNN", "LSTM" or "GRU"
     "config"          str scalar     JSON of the constructor's keyword arguments
     "param/<name>"    arrays         the parameters under their state-dict names
                                      (see fastbp.training), in the model's dtype
@@ -58,7 +58,7 @@ _FORMAT_KEY = "fastbp_format"
 _PARAM_PREFIX = "param/"
 _OPT_PREFIX = "optimizer/"
 _HISTORY_PREFIX = "history/"
-_KINDS = ("MLP", "RNN", "LSTM")     # the model classes a file may name
+_KINDS = ("MLP", "RNN", "LSTM", "GRU")   # the model classes a file may name
 _CLASSES = {}                       # name -> class, filled by register_model (io imports no model)
 
 _MAX_ENTRIES = 1 << 16          # zip entries in a file
@@ -81,7 +81,7 @@ def _fspath(path, name="path"):
 
 
 def register_model(cls):
-    """Make ``cls`` (fastbp.MLP, RNN or LSTM; fastbp.training registers every
+    """Make ``cls`` (fastbp.MLP, RNN, LSTM or GRU; fastbp.training registers every
     Trainable) the class that files naming it are loaded as. Only fastbp's own:
     a user's subclass of the same name (``class MLP(fastbp.MLP)``) leaves the
     registry alone (it made every fastbp.MLP unsavable and files load as it)."""
@@ -98,7 +98,7 @@ def _model_classes():
 def _model_arrays(model):
     name = type(model).__name__
     if name not in _CLASSES or not isinstance(model, _CLASSES[name]):
-        raise TypeError(f"model: expected a fastbp MLP, RNN or LSTM, got {name}")
+        raise TypeError(f"model: expected a fastbp MLP, RNN, LSTM or GRU, got {name}")
     arrays = {_FORMAT_KEY: np.array(FORMAT_VERSION, dtype=np.int64),
               "model": np.array(name),
               "config": np.array(json.dumps(model._config(), sort_keys=True))}
@@ -296,7 +296,7 @@ def save_checkpoint(path, model, optimizer, *, epoch=None, seed=None, rng=None, 
 
     Parameters
     ----------
-    model : fastbp.MLP, RNN or LSTM
+    model : fastbp.MLP, RNN, LSTM or GRU
     optimizer : fastbp.optim.Optimizer
         Its :meth:`~fastbp.optim.Optimizer.state_dict`: hyperparameters, step
         count, moments.
@@ -649,13 +649,16 @@ def _expected_shapes(kind, config, path, n_params):
     I, H, O = (_size(config, k, path, kind) for k in ("input_size", "hidden_size", "output_size"))
     L = _size(dict(config, num_layers=config.get("num_layers", 1)), "num_layers", path, kind)
     D = 2 if config.get("bidirectional", False) is True else 1
-    peep = kind == "LSTM" and config.get("peepholes", False) is True
-    per = 4 + 3 * peep
+    # the recurrent models' layer arrays come from their cell description
+    cls = _model_classes()[kind]
+    spec, flag = cls._spec, cls._optional_flag
+    optional = spec.optional_kinds if flag and config.get(flag, False) is True else ()
+    per = 4 + len(optional)
     if L * D * per + 2 > n_params + _SLACK:
         raise ValueError(f"{path}: parameters do not match the saved {kind}: its configuration "
                          f"(num_layers={L}, bidirectional={D == 2}) has {L * D * per + 2} "
                          f"parameter arrays, the file {n_params}")
-    G = 4 * H if kind == "LSTM" else H
+    G = spec.gates * H
     shapes = {}
     for l in range(L):
         for d in range(D):
@@ -663,9 +666,8 @@ def _expected_shapes(kind, config, path, n_params):
             shapes["weight_ih" + sfx] = (G, I if l == 0 else D * H)
             shapes["weight_hh" + sfx] = (G, H)
             shapes["bias_ih" + sfx] = shapes["bias_hh" + sfx] = (G,)
-            if peep:
-                for gate in "ifo":
-                    shapes[f"peephole_{gate}{sfx}"] = (H,)
+            for opt in optional:
+                shapes[opt + sfx] = (H,)
     shapes["readout.weight"], shapes["readout.bias"] = (O, D * H), (O,)
     return shapes
 

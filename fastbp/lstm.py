@@ -7,11 +7,12 @@ layer of ``torch.nn.LSTM``: weights move between the two with no reshuffling.
 
 :func:`lstm_forward` and :func:`lstm_backward` have the signatures of
 ``fastbp.reference.lstm_forward`` / ``lstm_backward``; each runs a whole
-sequence in one C call (src_c/lstm_body.h) with the GIL released:
+sequence in one C call with the GIL released: the cell src_c/cell_lstm.h on
+the recurrent engine (src_c/engine_body.h):
 
 - forward: one GEMM ``X (T·B, I) @ W_ihᵀ`` for the input side of every step,
-  then per step one recurrent GEMM for the four gates together (a GEMV at
-  batch 1) and one fused elementwise pass (bias, σ, σ, tanh, σ, peepholes,
+  then per step one recurrent product for the four gates together (a GEMV at
+  batch 1) and one fused elementwise pass (biases, σ, σ, tanh, σ, peepholes,
   ``c_t``, ``h_t``);
 - backward: per step one fused pass giving all four gate gradients (and the
   cell-state gradient carried to t − 1, the bias and peephole sums) and one
@@ -27,124 +28,78 @@ gradients unless ``overwrite_cache=True`` lets it reuse the gates' buffer.
 Dtype rule: everything is computed in ``x``'s dtype (float32 or float64; other
 real inputs are computed in float64); the other arrays are converted to it.
 
-:class:`LSTM` is the model: this layer, a linear readout and a loss, on the
-shared :class:`fastbp._seqmodel.SequenceModel`.
+:class:`LSTM` is the model: this layer, a linear readout and a loss.
 """
 import numbers
 
 import numpy as np
 
-from . import _core, _stack
-from ._seqmodel import SequenceModel
-from . import _sequence
-from ._sequence import Layout, ReadOnly, lengths_array, reset_array
+from . import _layer, _stack
+from ._layer import LayerCache
+from ._recurrent import LSTM_SPEC, EngineCell
+from ._recurrent_model import RecurrentModel
+from ._sequence import Layout, lengths_array, reset_array
 from ._validate import flag, float_array
 
 __all__ = ["LSTM", "LSTMCache", "lstm_forward", "lstm_backward", "lstm_stack_forward",
            "lstm_stack_backward"]
 
-PEEPHOLE_NAMES = ("peephole_i", "peephole_f", "peephole_o")
+PEEPHOLE_NAMES = LSTM_SPEC.optional_kinds
 # the arrays of one layer and direction, in torch.nn.LSTM's state-dict order
-LAYER_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") + PEEPHOLE_NAMES
-
-# Per-step products on the packed kernel for batches in [lo, hi) (hi None: up
-# to _sequence.PACKED_MAX_MACS multiply-adds, B·4H·H), BLAS otherwise: the rule
-# and its measurements are in fastbp/_sequence.py. The tests set both paths.
-_PACKED_BATCHES = (1, None)
+LAYER_KINDS = LSTM_SPEC.layer_kinds
+_CELL = EngineCell(LSTM_SPEC)
 
 
-def _pack_workspace(B, H, dtype):
-    """Workspace for the packed recurrent product, or None to use BLAS."""
-    lo, hi = _PACKED_BATCHES
-    if B < lo or (B >= hi if hi is not None else B * 4 * H * H > _sequence.PACKED_MAX_MACS):
-        return None
-    return np.empty(_core.lstm_pack_size(H, dtype == np.float64), dtype=dtype)
-
-
-class LSTMCache(ReadOnly):
+class LSTMCache(LayerCache):
     """What :func:`lstm_forward` keeps for :func:`lstm_backward`, open to the user.
 
     Read-only: attributes cannot be assigned, and :func:`lstm_backward` leaves
     the cache unchanged unless ``overwrite_cache=True`` consumes it.
 
     Attributes (computation dtype, caller's row order; do not modify them
-    before backward)
+    before backward): those of :class:`fastbp._layer.LayerCache` (``x``,
+    ``weight_ih``, ``weight_hh``, ``lengths``, ``y``, ``h0``, ``hs``), and
     ----------
-    x : (T, B, I)           the inputs (the converted array, not a copy)
-    weight_ih : (4H, I), weight_hh : (4H, H)
     peepholes : tuple (p_i, p_f, p_o) of (H,) arrays, or None
-    lengths : (B,) int64 or None, reset : (T, B) bool or None, as given
-    y, c : (T, B, H)        every ``h_t`` and every cell state ``c_t`` (zero
-                            past each row's length)
-    h0, c0 : (B, H)         the initial states used (zeros for None)
+    c : (T, B, H)           every cell state ``c_t`` (zero past each row's length)
+    c0 : (B, H)             the initial cell state used (zeros for None)
     gates : (T, B, 4H)      the activated gates ``[i_t, f_t, g_t, o_t]`` stacked
                             along the last axis (gone after a backward pass with
                             ``overwrite_cache=True``)
     tanh_c : (T, B, H)      ``tanh(c_t)``, computed on request (not stored)
-    hs, cs                  the kernels' state buffers: ``(T+1, B, H)`` with
-                            ``hs[0] = h0``, ``hs[t] = h_t`` for full-length
-                            rows; with lengths, src_c/seq.h's slot layout
+    cs                      the engine's c buffer, laid out as ``hs``
     """
 
-    __slots__ = ("x", "weight_ih", "weight_hh", "peepholes", "hs", "cs", "_gates", "_peep",
-                 "layout", "_xs", "_y", "reset")
-    _viewed = ("x", "_xs", "weight_ih", "weight_hh")
-
-    def __init__(self, x, xs, weight_ih, weight_hh, peep, hs, cs, gates, layout, y, reset):
-        self._set(x=x, _xs=xs,                # _xs: x in the slot layout (x itself when plain)
-                  weight_ih=weight_ih, weight_hh=weight_hh,
-                  _peep=peep,                 # (3, H) contiguous, or None
-                  hs=hs, cs=cs, _gates=gates, layout=layout, _y=y, reset=reset)
-        self._set(peepholes=None if peep is None else (self._peep[0], self._peep[1],
-                                                       self._peep[2]))
+    __slots__ = ()
 
     @property
-    def lengths(self):
-        return self.layout.lengths
+    def peepholes(self):
+        peep = self._weights["peep"]
+        return None if peep is None else (peep[0], peep[1], peep[2])
 
     @property
-    def y(self):
-        return self._y
+    def cs(self):
+        return self._state_buffer(1)
 
     @property
     def c(self):
-        return self.layout.outputs(self.cs.reshape(-1, self.H), self.H)
-
-    @property
-    def H(self):
-        return self.weight_hh.shape[1]
-
-    @property
-    def h0(self):
-        return self.layout.to_caller(self.hs.reshape(-1, self.H)[:self.layout.B])
+        return self._every(1)
 
     @property
     def c0(self):
-        return self.layout.to_caller(self.cs.reshape(-1, self.H)[:self.layout.B])
+        return self._initial(1)
 
     @property
     def tanh_c(self):
         return np.tanh(self.c)
 
     @property
-    def consumed(self):
-        """True once a backward pass with ``overwrite_cache=True`` reused the gates' buffer."""
-        return self._gates is None
-
-    @property
     def gates(self):
-        if self._gates is None:
-            raise RuntimeError("cache.gates: this cache was consumed by "
-                               "lstm_backward(..., overwrite_cache=True)")
-        if self.layout.varlen:
-            return self.layout.unslot(self._gates, 4 * self.H)
-        return self._gates
+        return self._saved_gates(4 * self.H, "gates")
 
     def __repr__(self):
-        T, B, I = self.x.shape
-        return (f"LSTMCache(T={T}, B={B}, I={I}, H={self.H}, dtype={self.hs.dtype}, "
-                f"peepholes={self.peepholes is not None}, lengths={self.lengths is not None}, "
-                f"resets={self.layout.sched.events}, consumed={self.consumed})")
+        return (super().__repr__()[:-1] + f", peepholes={self.peepholes is not None}, "
+                f"consumed={self.consumed})")
 
 
 def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, peepholes=None,
@@ -193,15 +148,16 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, peepholes=No
     H4, H = weight_hh.shape
     if H < 1 or H4 != 4 * H:
         raise ValueError(f"weight_hh: expected shape (4H, H) with H >= 1, got {weight_hh.shape}")
-    weight_ih = float_array(weight_ih, "weight_ih", dtype=dt, shape=(4 * H, I))
-    bias_ih = float_array(bias_ih, "bias_ih", dtype=dt, shape=(4 * H,))
-    bias_hh = float_array(bias_hh, "bias_hh", dtype=dt, shape=(4 * H,))
+    weights = {"weight_ih": float_array(weight_ih, "weight_ih", dtype=dt, shape=(4 * H, I)),
+               "weight_hh": weight_hh,
+               "bias_ih": float_array(bias_ih, "bias_ih", dtype=dt, shape=(4 * H,)),
+               "bias_hh": float_array(bias_hh, "bias_hh", dtype=dt, shape=(4 * H,))}
     states = [None if s is None else float_array(s, name, dtype=dt, shape=(B, H))
               for s, name in ((h0, "h0"), (c0, "c0"))]
-    peep = _peephole_array(peepholes, H, dt)
+    weights["peep"] = _peephole_array(peepholes, H, dt)
     layout = Layout(T, B, lengths_array(lengths, T, B), reset_array(reset, T, B))
-    return _forward(x, states[0], states[1], weight_ih, weight_hh, bias_ih + bias_hh, peep,
-                    layout)
+    y, finals, cache = _layer.forward(_CELL, LSTMCache, x, states, weights, layout)
+    return y, finals, cache
 
 
 def _peephole_array(peepholes, H, dt):
@@ -215,37 +171,6 @@ def _peephole_array(peepholes, H, dt):
     for k, (p, name) in enumerate(zip(peepholes, ("p_i", "p_f", "p_o"))):
         peep[k] = float_array(p, f"peepholes[{k}] ({name})", dtype=dt, shape=(H,))
     return peep
-
-
-def _forward(x, h0, c0, weight_ih, weight_hh, bias, peep, layout):
-    """lstm_forward on validated arrays: x (T,B,I) sets the dtype, everything
-    else C-contiguous in it; h0, c0 (B,H) or None; bias (4H) = b_ih + b_hh;
-    peep (3,H) or None; layout: the batch's lengths and resets."""
-    T, B, I = x.shape
-    H = weight_hh.shape[1]
-    dt = x.dtype
-    sched = layout.sched
-    hs = layout.states(h0, H, dt)
-    cs = layout.states(c0, H, dt)
-    gates = np.empty((sched.slots, 4 * H), dtype=dt)
-    xs = layout.slots(x)
-    work = _work(sched, H, dt, backward=False)
-    if T and B:
-        _core.lstm_forward(hs, cs, gates, work, xs, weight_ih, weight_hh, bias, peep,
-                           _pack_workspace(B, H, dt), sched)
-    y = layout.outputs(hs, H)
-    final = (layout.final(hs), layout.final(cs))
-    if not layout.varlen:       # the familiar (T+1, B, H) and (T, B, 4H) views
-        hs, cs = hs.reshape(T + 1, B, H), cs.reshape(T + 1, B, H)
-        gates = gates.reshape(T, B, 4 * H)
-    cache = LSTMCache(x, xs, weight_ih, weight_hh, peep, hs, cs, gates, layout, y, None)
-    return cache.y, final, cache
-
-
-def _work(sched, H, dt, backward):
-    """The kernels' reset workspace, or None when there are no resets."""
-    n = sched.work_size(H, 2, backward)
-    return np.empty(n, dtype=dt) if n else None
 
 
 def lstm_backward(dy, dh_n, dc_n, cache, overwrite_cache=False):
@@ -282,166 +207,19 @@ def lstm_backward(dy, dh_n, dc_n, cache, overwrite_cache=False):
         raise TypeError(f"cache: expected the LSTMCache returned by fastbp.lstm.lstm_forward, "
                         f"got {type(cache).__name__}{hint}")
     if cache.consumed:
-        raise RuntimeError(_CONSUMED)
+        raise RuntimeError("cache: already consumed by lstm_backward(..., overwrite_cache=True); "
+                           "run lstm_forward again")
     T, B, _ = cache.x.shape
-    H = cache.H
-    dt = cache.hs.dtype
+    H, dt = cache.H, cache.dtype
     if dy is not None:
         dy = float_array(dy, "dy", dtype=dt, shape=(T, B, H))
-    dh = _state_grad(dh_n, "dh_n", B, H, dt)
-    dc = _state_grad(dc_n, "dc_n", B, H, dt)
-    return _backward(dy, dh, dc, cache, overwrite_cache)
-
-
-_CONSUMED = ("cache: already consumed by lstm_backward(..., overwrite_cache=True); "
-             "run lstm_forward again")
-
-
-def _state_grad(g, name, B, H, dt):
-    """A fresh (B, H) array the kernel may overwrite."""
-    if g is None:
-        return np.zeros((B, H), dtype=dt)
-    g = float_array(g, name, dtype=dt, shape=(B, H))
-    return g.copy()
-
-
-def _backward(dy, dh, dc, cache, overwrite_cache):
-    """lstm_backward on validated arrays: dy (T,B,H) or None; dh, dc (B,H)
-    fresh arrays (∂L/∂h, ∂L/∂c after each row's last step), replaced by
-    ∂L/∂h_0, ∂L/∂c_0."""
-    x, W_ih, W_hh, peep, layout = cache.x, cache.weight_ih, cache.weight_hh, cache._peep, cache.layout
-    T, B, I = x.shape
-    H = W_hh.shape[1]
-    dt = x.dtype
-    sched = layout.sched
-    if overwrite_cache:     # δ_t overwrite the gates in place: no second gate-sized buffer
-        gates = cache._swap("_gates", None)
-        if gates is None:   # another thread consumed it first
-            raise RuntimeError(_CONSUMED)
-        gates = gates.reshape(-1, 4 * H)
-        dG = gates
-    else:
-        gates = cache._gates
-        if gates is None:
-            raise RuntimeError(_CONSUMED)
-        gates = gates.reshape(-1, 4 * H)
-        dG = np.empty_like(gates)
-    dxs = np.empty((sched.slots, I), dtype=dt)
-    dW_ih = np.zeros((4 * H, I), dtype=dt)
-    dW_hh = np.zeros((4 * H, H), dtype=dt)
-    db = np.zeros(4 * H, dtype=dt)
-    dpeep = None if peep is None else np.zeros((3, H), dtype=dt)
-    dys = None if dy is None else layout.slots(dy)
-    dh, dc = layout.to_sorted(dh), layout.to_sorted(dc)
-    hs, cs = cache.hs.reshape(-1, H), cache.cs.reshape(-1, H)
-    if sched.has_resets and not overwrite_cache:
-        # the kernel swaps the reset rows of hs and cs in place: a call that
-        # leaves the cache intact (and may share it between threads) passes copies
-        hs, cs = hs.copy(), cs.copy()
-    if T and B:
-        _core.lstm_backward(dG, dxs, dW_ih, dW_hh, db, dpeep, dh, dc, _work(sched, H, dt, True),
-                            gates, dys, hs, cs,
-                            cache._xs, W_ih, W_hh, peep, _pack_workspace(B, H, dt), sched)
-    else:
-        dxs.fill(0)
-    grads = {"x": layout.unslot(dxs, I), "h0": layout.to_caller(dh), "c0": layout.to_caller(dc),
-             "weight_ih": dW_ih, "weight_hh": dW_hh, "bias_ih": db, "bias_hh": db.copy()}
-    if peep is not None:
-        grads.update(zip(PEEPHOLE_NAMES, dpeep))
-    return grads
+    dh_n = None if dh_n is None else float_array(dh_n, "dh_n", dtype=dt, shape=(B, H))
+    dc_n = None if dc_n is None else float_array(dc_n, "dc_n", dtype=dt, shape=(B, H))
+    return _layer.backward(cache, dy, (dh_n, dc_n), overwrite_cache=flag(overwrite_cache,
+                                                                         "overwrite_cache"))
 
 
 # ---- stacked and bidirectional layers (fastbp._stack) ------------------------
-
-class _LSTMCell:
-    """The LSTM's per-layer calls for fastbp._stack: both directions of a layer
-    in one compiled call (src_c/lstm.h fbp_lstm_forward_dirs/_backward_dirs)."""
-
-    cells = 2                      # state arrays (h, c): sizes the reset workspace
-    state_buffers = ("hs", "cs")
-
-    @staticmethod
-    def pack_workspace(B, H, dt):
-        return _pack_workspace(B, H, dt)
-
-    @staticmethod
-    def forward_layer(layout, xs, weights, init, H, work, pack):
-        """xs: each direction's input (slots, I) in its own order; weights: each
-        direction's dict (with "bias" = b_ih + b_hh and "peep" (3, H) or None);
-        init: each direction's (h0, c0). Returns each direction's buffers."""
-        dt = xs[0].dtype
-        runs, dirs = [], []
-        for x, w, (h0, c0) in zip(xs, weights, init):
-            run = {"hs": layout.states(h0, H, dt), "cs": layout.states(c0, H, dt),
-                   "gates": np.empty((layout.sched.slots, 4 * H), dt), "x": x}
-            dirs.append((run["hs"], run["cs"], run["gates"], x, w["weight_ih"], w["weight_hh"],
-                         w["bias"], w["peep"]))
-            runs.append(run)
-        _core.lstm_forward_dirs(work, tuple(dirs), pack, layout.sched,
-                                layout.reverse_sched if len(dirs) == 2 else None)
-        return runs
-
-    @staticmethod
-    def backward_layer(layout, runs, weights, dys, dfinal, want_dx, H, work, pack, overwrite):
-        """dys: each direction's ∂L/∂h_t (slots, H) or None; dfinal: each
-        direction's (∂L/∂h_n, ∂L/∂c_n) (B, H) or None, caller order. Returns
-        (grads by kind, dx (slots, I) or None, (∂L/∂h_0, ∂L/∂c_0) caller order)
-        for each direction."""
-        dt = runs[0]["hs"].dtype
-        B, slots = layout.B, layout.sched.slots
-        dirs, grads, dxs, dstates = [], [], [], []
-        # the kernels swap the reset rows of hs and cs in place: unless the
-        # caller gave the cache up (overwrite), they get copies
-        private = not overwrite and _stack.has_resets(layout, len(runs))
-        for run, w, dy, (dh_n, dc_n) in zip(runs, weights, dys, dfinal):
-            I = run["x"].shape[1]
-            gates = run["gates"]
-            dG = gates if overwrite else np.empty_like(gates)   # δ_t over the gates, in place
-            dx = np.empty((slots, I), dt) if want_dx else None
-            g = {"weight_ih": np.zeros((4 * H, I), dt), "weight_hh": np.zeros((4 * H, H), dt),
-                 "bias_ih": np.zeros(4 * H, dt)}
-            dpeep = None if w["peep"] is None else np.zeros((3, H), dt)
-            dh = np.zeros((B, H), dt) if dh_n is None else layout.to_sorted(dh_n)
-            dc = np.zeros((B, H), dt) if dc_n is None else layout.to_sorted(dc_n)
-            hs, cs = (run["hs"].copy(), run["cs"].copy()) if private else (run["hs"], run["cs"])
-            dirs.append((dG, dx, g["weight_ih"], g["weight_hh"], g["bias_ih"], dpeep, dh, dc,
-                         gates, dy, hs, cs, run["x"], w["weight_ih"],
-                         w["weight_hh"], w["peep"]))
-            if dpeep is not None:
-                g.update(zip(PEEPHOLE_NAMES, dpeep))
-            grads.append(g)
-            dxs.append(dx)
-            dstates.append((dh, dc))
-        _core.lstm_backward_dirs(work, tuple(dirs), pack, layout.sched,
-                                 layout.reverse_sched if len(dirs) == 2 else None)
-        for g in grads:
-            g["bias_hh"] = g["bias_ih"].copy()          # equal, as separate arrays
-        dstates = [(layout.to_caller(dh), layout.to_caller(dc)) for dh, dc in dstates]
-        return grads, dxs, dstates
-
-
-_LSTM_CELL = _LSTMCell()
-
-
-def _layer_weights(arrays):
-    """A layer direction's validated arrays by kind -> the cell's dict (adds the
-    summed bias and the (3, H) peepholes or None)."""
-    w = dict(arrays)
-    w["bias"] = w["bias_ih"] + w["bias_hh"]
-    w["peep"] = (np.stack([w[name] for name in PEEPHOLE_NAMES]) if PEEPHOLE_NAMES[0] in w
-                 else None)
-    return w
-
-
-def _lstm_shape(I, H, D):
-    def shape(kind, layer):
-        if kind in PEEPHOLE_NAMES:
-            return (H,)
-        if kind == "weight_ih":
-            return (4 * H, _stack.layer_input_size(I, H, layer, D))
-        return (4 * H, H) if kind == "weight_hh" else (4 * H,)
-    return shape
-
 
 def lstm_stack_forward(x, params, h0=None, c0=None, num_layers=1, bidirectional=False,
                        lengths=None, reset=None):
@@ -482,20 +260,8 @@ def lstm_stack_forward(x, params, h0=None, c0=None, num_layers=1, bidirectional=
     cache : fastbp._stack.StackCache
         For :func:`lstm_stack_backward`.
     """
-    L, D = _stack.stack_config(num_layers, bidirectional)
-    x = float_array(x, "x", ndim=3)
-    dt = x.dtype
-    T, B, I = x.shape
-    H = _stack.hidden_size(params, 4)
-    weights = _stack.read_params(params, LAYER_KINDS, PEEPHOLE_NAMES, _lstm_shape(I, H, D), L, D,
-                                 dt)
-    weights = [[_layer_weights(w) for w in layer] for layer in weights]
-    hs0 = _stack.split_states(h0, "h0", L, D, B, H, dt)
-    cs0 = _stack.split_states(c0, "c0", L, D, B, H, dt)
-    init = [list(zip(h, c)) for h, c in zip(hs0, cs0)]
-    layout = Layout(T, B, lengths_array(lengths, T, B), reset_array(reset, T, B))
-    y, finals, cache = _stack.forward(_LSTM_CELL, x, weights, init, layout, L, D, H)
-    return y, finals, cache
+    return _stack.stack_forward(_CELL, x, params, (h0, c0), num_layers, bidirectional, lengths,
+                                reset)
 
 
 def lstm_stack_backward(dy, dh_n, dc_n, cache, overwrite_cache=False):
@@ -509,37 +275,13 @@ def lstm_stack_backward(dy, dh_n, dc_n, cache, overwrite_cache=False):
     Returns a dict: ``"x"`` (T, B, I), ``"h0"``, ``"c0"`` (num_layers·D, B, H),
     then every parameter's gradient under its torch name (as in ``params``).
     """
-    cache = _stack_cache(cache, _LSTMCell, "lstm_stack_forward")
-    T, B, _ = cache.x.shape
-    L, D, H = cache.num_layers, cache.num_directions, cache.hidden_size
-    dt = cache.x.dtype
-    if dy is not None:
-        dy = float_array(dy, "dy", dtype=dt, shape=(T, B, D * H))
-    dhs = _stack.split_states(dh_n, "dh_n", L, D, B, H, dt)
-    dcs = _stack.split_states(dc_n, "dc_n", L, D, B, H, dt)
-    dfinal = [list(zip(h, c)) for h, c in zip(dhs, dcs)]
-    dx, grads, dinit = _stack.backward(cache, dy, dfinal, True, overwrite_cache)
-    out = {"x": dx,
-           "h0": np.stack([s[0] for layer in dinit for s in layer]),
-           "c0": np.stack([s[1] for layer in dinit for s in layer])}
-    for l in range(L):
-        for d in range(D):
-            for kind in LAYER_KINDS:
-                if kind in grads[l][d]:
-                    out[_stack.param_name(kind, l, d)] = grads[l][d][kind]
-    return out
-
-
-def _stack_cache(cache, cell_type, forward_name):
-    if not isinstance(cache, _stack.StackCache) or not isinstance(cache.cell, cell_type):
-        raise TypeError(f"cache: expected the cache returned by {forward_name}, got "
-                        f"{type(cache).__name__}")
-    return cache
+    return _stack.stack_backward(LSTM_SPEC, dy, (dh_n, dc_n), cache,
+                                 flag(overwrite_cache, "overwrite_cache"))
 
 
 # ---- the model ---------------------------------------------------------------
 
-class LSTM(SequenceModel):
+class LSTM(RecurrentModel):
     """An LSTM (compiled forward and BPTT; stacked and bidirectional on request)
     with a linear readout and a loss.
 
@@ -593,14 +335,15 @@ class LSTM(SequenceModel):
     layer in one direction, else (num_layers·D, B, H) as in torch (index l·D + d).
     """
 
-    _state_names = ("h", "c")
-    # the per-step product rule of this cell (tbptt.Stream asks the model for it)
-    _pack_workspace = staticmethod(_pack_workspace)
+    _spec = LSTM_SPEC
+    _cell = _CELL
+    _optional_flag = "peepholes"
 
     def __init__(self, input_size, hidden_size, output_size, peepholes=False, loss="mse",
                  many_to_one=False, l2=0.0, forget_bias=1.0, dtype="float64", seed=None,
                  mse_form="sum", num_layers=1, bidirectional=False):
         self.peepholes = flag(peepholes, "peepholes")
+        self._with_optional = self.peepholes
         if forget_bias is not None and (isinstance(forget_bias, bool) or not isinstance(
                 forget_bias, numbers.Real) or not np.isfinite(forget_bias)):
             raise ValueError(f"forget_bias: expected a finite number or None, got {forget_bias!r}")
@@ -609,36 +352,11 @@ class LSTM(SequenceModel):
                          l2=l2, dtype=dtype, seed=seed, mse_form=mse_form, num_layers=num_layers,
                          bidirectional=bidirectional)
 
-    def _init_layer(self, rng):
-        H, D = self.hidden_size, self.num_directions
-        bound = 1.0 / np.sqrt(H)
-        for l in range(self.num_layers):
-            I = _stack.layer_input_size(self.input_size, H, l, D)
-            for d in range(D):
-                def name(kind):
-                    return _stack.model_param_name(kind, l, d)
-                for kind, shape in (("weight_ih", (4 * H, I)), ("weight_hh", (4 * H, H)),
-                                    ("bias_ih", (4 * H,)), ("bias_hh", (4 * H,))):
-                    self._params[name(kind)] = rng.uniform(-bound, bound, shape).astype(self.dtype)
-                if self.forget_bias is not None:
-                    self._params[name("bias_ih")][H:2 * H] = self.forget_bias
-                    self._params[name("bias_hh")][H:2 * H] = 0
-                if self.peepholes:
-                    for kind in PEEPHOLE_NAMES:
-                        self._params[name(kind)] = rng.uniform(-bound, bound, H).astype(self.dtype)
-
-    def _layer_forward(self, X, states, layout):
-        weights = [[_layer_weights(w) for w in layer] for layer in self._layer_params(LAYER_KINDS)]
-        y, finals, cache = _stack.forward(_LSTM_CELL, X, weights, self._split_states(states),
-                                          layout, self.num_layers, self.num_directions,
-                                          self.hidden_size)
-        return y, self._join_states(finals), cache
-
-    def _layer_backward(self, dHs, dfinal, cache):
-        # the model owns this cache: the gate gradients may overwrite the gates
-        _, grads, _ = _stack.backward(cache, dHs, self._split_states(dfinal), want_dx=False,
-                                      overwrite=True)
-        return self._layer_grads(grads)
+    def _init_direction(self, names):
+        if self.forget_bias is not None:
+            H = self.hidden_size
+            self._params[names["bias_ih"]][H:2 * H] = self.forget_bias
+            self._params[names["bias_hh"]][H:2 * H] = 0
 
     # -- public API -----------------------------------------------------------
     def forward(self, X, h0=None, c0=None, lengths=None, reset=None):

@@ -5,32 +5,27 @@ Same signatures and semantics as :mod:`fastbp.reference.rnn` (docs/equations.md 
 
     a_t = x_t W_ihᵀ + h_{t−1} W_hhᵀ + b_ih + b_hh,    h_t = φ(a_t),   φ ∈ {tanh, relu, identity}
 
-How it computes (src_c/rnn_body.h): one GEMM ``X(T·B,I) W_ihᵀ`` for the input
-side of every step, then per step only the recurrent product and one fused
-pass for the biases and φ; backward, per step one fused pass
-``δ_t = ∂L/∂h_t ⊙ φ'(a_t)`` (accumulating the bias gradient) and one recurrent
-product ``δ_t W_hh``, then ``dW_ih``, ``dW_hh`` and ``dX`` as one GEMM each over
-the stacked ``(T·B, ·)`` arrays. The time loops run in C with the GIL
-released. The recurrent products run on a copy of W_hh packed once per call
-(a register-blocked kernel; a matrix-vector kernel at batch 1) or, when they
-are large, through BLAS: see PACKED_MAX_MACS.
+The cell is src_c/cell_rnn.h on the recurrent engine (src_c/engine_body.h):
+one GEMM ``X(T·B,I) W_ihᵀ`` for the input side of every step, then per step
+the recurrent product and one fused pass for the biases and φ; backward, per
+step one fused pass ``δ_t = ∂L/∂h_t ⊙ φ'(a_t)`` (accumulating the bias
+gradient) and one recurrent product ``δ_t W_hh``, then ``dW_ih``, ``dW_hh`` and
+``dX`` as one GEMM each over the stacked ``(T·B, ·)`` arrays, with the GIL
+released. The per-step products run on a copy of W_hh packed once per call or,
+when large, through BLAS (fastbp._recurrent.pack_workspace).
 
 Memory: the forward keeps one state buffer ``hs`` of shape ``(T+1, B, H)``,
 ``hs[0] = h0``; ``y = hs[1:]`` and the previous states ``hs[:-1]`` are views of
-it. The backward allocates its outputs and a ``(T, B, H)`` buffer for ``δ``:
-about ``2·T·B·H`` floats in all, besides ``x``, ``dx`` and the ``H²``-sized
-packed weight.
+it. The backward allocates its outputs and a ``(T, B, H)`` buffer for ``δ``.
 
 Dtype rule: everything is computed in ``x``'s dtype (float32 or float64;
 other real dtypes become float64); the other arrays are converted to it.
 """
-
-import numpy as np
-
-from . import _core, _stack
-from ._seqmodel import SequenceModel
-from . import _sequence
-from ._sequence import Layout, ReadOnly, lengths_array, reset_array
+from . import _core, _layer, _stack
+from ._layer import LayerCache
+from ._recurrent import RNN_SPEC, EngineCell
+from ._recurrent_model import RecurrentModel
+from ._sequence import Layout, lengths_array, reset_array
 from ._validate import choice, float_array
 
 __all__ = ["RNN_NONLINEARITIES", "RNNCache", "rnn_forward", "rnn_backward", "RNN",
@@ -38,89 +33,37 @@ __all__ = ["RNN_NONLINEARITIES", "RNNCache", "rnn_forward", "rnn_backward", "RNN
 
 RNN_NONLINEARITIES = ("tanh", "relu", "identity")
 # the arrays of one layer and direction, in torch.nn.RNN's state-dict order
-LAYER_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-
-# Per-step products on the packed kernel up to PACKED_MAX_MACS (B·H² per step),
-# BLAS beyond: the rule and its measurements are in fastbp/_sequence.py.
-PACKED_MAX_MACS = _sequence.PACKED_MAX_MACS
+LAYER_KINDS = RNN_SPEC.layer_kinds
 
 
-def _pack_workspace(B, H, dtype):
-    """The packing workspace for the kernels, or None to use BLAS per step."""
-    if B * H * H > PACKED_MAX_MACS:
-        return None
-    return np.empty(_core.rnn_pack_size(H, dtype == np.float64), dtype)
+def _cell(nonlinearity):
+    choice(nonlinearity, "nonlinearity", RNN_NONLINEARITIES)
+    return EngineCell(RNN_SPEC, _core.ACTIVATION_CODES[nonlinearity])
 
 
-class RNNCache(ReadOnly):
+class RNNCache(LayerCache):
     """What :func:`rnn_backward` needs from :func:`rnn_forward` (read-only: its
     attributes cannot be assigned, and :func:`rnn_backward` never changes it).
 
-    Attributes
-    ----------
-    x : ndarray, shape (T, B, I)
-        The input (a view of the caller's array when it was already
-        C-contiguous in the computation dtype: do not modify it before the
-        backward).
-    hs : ndarray
-        The kernels' state buffer: shape (T+1, B, H) with ``hs[0] = h0``
-        (zeros when None was given), ``hs[t] = h_t`` for full-length rows;
-        with lengths, src_c/seq.h's slot layout.
-    y, h0, h_n : ndarray
-        Every output (T, B, H) (zero past each row's length), the initial
-        state used and each row's final state (B, H), in the caller's order.
-    lengths : (B,) int64 or None
-    weight_ih, weight_hh : ndarray
-        The weights used (views of the caller's arrays where possible:
-        update them only after the backward, as an optimizer step does).
-    nonlinearity : str
+    Attributes: ``x`` (T, B, I), ``hs`` (the engine's state buffer, (T+1, B, H)
+    with ``hs[0] = h0`` without lengths), ``y`` (T, B, H), ``h0``, ``h_n``
+    (B, H), ``lengths``, ``weight_ih``, ``weight_hh`` (views of the caller's
+    arrays where possible: update them only after the backward),
+    ``nonlinearity`` (see :class:`fastbp._layer.LayerCache`).
     """
 
-    __slots__ = ("x", "hs", "weight_ih", "weight_hh", "nonlinearity", "act",
-                 "layout", "_xs", "_y")
-    _viewed = ("x", "_xs", "weight_ih", "weight_hh")
+    __slots__ = ("nonlinearity",)
 
-    def __init__(self, x, xs, hs, weight_ih, weight_hh, nonlinearity, act, layout, y):
-        self._set(x=x, _xs=xs,            # _xs: x in the slot layout (x itself when plain)
-                  hs=hs, weight_ih=weight_ih, weight_hh=weight_hh, nonlinearity=nonlinearity,
-                  act=act, layout=layout, _y=y)
+    def __init__(self, x, xs, weights, run, layout, cell, y, nonlinearity):
+        super().__init__(x, xs, weights, run, layout, cell, y)
+        self._set(nonlinearity=nonlinearity)
 
     @property
-    def lengths(self):
-        return self.layout.lengths
-
-    @property
-    def y(self):
-        """Every state ``h_1..h_T``, shape (T, B, H) (a view of ``hs`` without lengths)."""
-        return self._y
-
-    @property
-    def h0(self):
-        """The initial state used, shape (B, H)."""
-        return self.layout.to_caller(self._states()[:self.layout.B])
-
-    @property
-    def h_n(self):
-        """Each row's final state, shape (B, H) (``h0`` when T = 0)."""
-        return self.layout.final(self._states())
-
-    @property
-    def dtype(self):
-        return self.hs.dtype
-
-    def _states(self):
-        return self.hs.reshape(-1, self.weight_hh.shape[0])
+    def act(self):
+        return self.cell.act
 
     def __repr__(self):
-        T, B, I = self.x.shape
-        return (f"RNNCache(T={T}, B={B}, I={I}, H={self.weight_hh.shape[0]}, "
-                f"nonlinearity={self.nonlinearity!r}, dtype={self.hs.dtype}, "
-                f"lengths={self.lengths is not None}, resets={self.layout.sched.events})")
-
-
-def _act_code(nonlinearity):
-    choice(nonlinearity, "nonlinearity", RNN_NONLINEARITIES)
-    return _core.ACTIVATION_CODES[nonlinearity]
+        return super().__repr__()[:-1] + f", nonlinearity={self.nonlinearity!r})"
 
 
 def rnn_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity="tanh",
@@ -158,7 +101,7 @@ def rnn_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity="tan
     cache : RNNCache
         For :func:`rnn_backward`.
     """
-    act = _act_code(nonlinearity)
+    cell = _cell(nonlinearity)
     x = float_array(x, "x", ndim=3)
     dt = x.dtype
     T, B, I = x.shape
@@ -166,39 +109,16 @@ def rnn_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity="tan
     H = weight_ih.shape[0]
     if H == 0:
         raise ValueError("weight_ih: expected shape (H, I) with H >= 1, got (0, %d)" % I)
-    weight_hh = float_array(weight_hh, "weight_hh", dtype=dt, ndim=2, shape=(H, H))
-    bias_ih = float_array(bias_ih, "bias_ih", dtype=dt, ndim=1, shape=(H,))
-    bias_hh = float_array(bias_hh, "bias_hh", dtype=dt, ndim=1, shape=(H,))
+    weights = {"weight_ih": weight_ih,
+               "weight_hh": float_array(weight_hh, "weight_hh", dtype=dt, ndim=2, shape=(H, H)),
+               "bias_ih": float_array(bias_ih, "bias_ih", dtype=dt, ndim=1, shape=(H,)),
+               "bias_hh": float_array(bias_hh, "bias_hh", dtype=dt, ndim=1, shape=(H,)),
+               "peep": None}
     h0 = None if h0 is None else float_array(h0, "h0", dtype=dt, ndim=2, shape=(B, H))
     layout = Layout(T, B, lengths_array(lengths, T, B), reset_array(reset, T, B))
-    cache = _forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity, act, layout)
-    return cache.y, cache.h_n, cache
-
-
-def _forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity, act, layout):
-    """rnn_forward on validated arrays (C-contiguous, one dtype, shapes checked)."""
-    T, B, _ = x.shape
-    H = weight_hh.shape[0]
-    dt = x.dtype
-    sched = layout.sched
-    hs = layout.states(h0, H, dt)
-    # with lengths the input side cannot wait in hs: its blocks are larger
-    pre = np.empty((sched.slots, H), dt) if layout.varlen else None
-    xs = layout.slots(x)
-    pack = _pack_workspace(B, H, dt) if T else None
-    if T and B:
-        _core.rnn_forward(hs, pre, _work(sched, H, dt, False), xs, weight_ih, weight_hh,
-                          bias_ih, bias_hh, pack, sched, act)
-    y = layout.outputs(hs, H)
-    if not layout.varlen:
-        hs = hs.reshape(T + 1, B, H)
-    return RNNCache(x, xs, hs, weight_ih, weight_hh, nonlinearity, act, layout, y)
-
-
-def _work(sched, H, dt, backward):
-    """The kernels' reset workspace, or None when there are no resets."""
-    n = sched.work_size(H, 1, backward)
-    return np.empty(n, dtype=dt) if n else None
+    y, (h_n,), cache = _layer.forward(cell, RNNCache, x, (h0,), weights, layout,
+                                      nonlinearity=nonlinearity)
+    return y, h_n, cache
 
 
 def rnn_backward(dy, dh_n, cache):
@@ -227,129 +147,15 @@ def rnn_backward(dy, dh_n, cache):
         raise TypeError("cache: expected the RNNCache returned by fastbp.rnn.rnn_forward, "
                         f"got {type(cache).__name__}{hint}")
     T, B, _ = cache.x.shape
-    H = cache.weight_hh.shape[0]
-    dt = cache.hs.dtype
+    H, dt = cache.H, cache.dtype
     if dy is not None:
         dy = float_array(dy, "dy", dtype=dt, ndim=3, shape=(T, B, H))
     if dh_n is not None:
         dh_n = float_array(dh_n, "dh_n", dtype=dt, ndim=2, shape=(B, H))
-    g = _backward(cache, dy, dh_n, want_dx=True)
-    g["bias_hh"] = g["bias_ih"].copy()
-    return g
-
-
-def _backward(cache, dy, dh_n, want_dx):
-    """rnn_backward on validated arrays; "bias_ih" holds the one bias gradient,
-    there is no "bias_hh"; "x" is None unless want_dx."""
-    x, layout = cache.x, cache.layout
-    T, B, I = x.shape
-    H = cache.weight_hh.shape[0]
-    dt = cache.hs.dtype
-    sched = layout.sched
-    dW_ih = np.zeros((H, I), dt)
-    dW_hh = np.zeros((H, H), dt)
-    db = np.zeros(H, dt)
-    dx = None
-    if T and B:
-        dxs = np.empty((sched.slots, I), dt) if want_dx else None
-        dh0 = np.empty((B, H), dt)
-        delta = np.empty((sched.slots, H), dt)
-        # the kernel swaps the reset rows of hs in place for its dW_hh GEMM: a
-        # private copy leaves the cache untouched, so threads may share it
-        hs = cache._states()
-        if sched.has_resets:
-            hs = hs.copy()
-        _core.rnn_backward(dh0, dW_ih, dW_hh, db, delta, dxs, _work(sched, H, dt, True),
-                           None if dy is None else layout.slots(dy),
-                           None if dh_n is None else layout.to_sorted(dh_n),
-                           hs, cache._xs, cache.weight_ih, cache.weight_hh,
-                           _pack_workspace(B, H, dt), sched, cache.act)
-        dh0 = layout.to_caller(dh0)
-        if want_dx:
-            dx = layout.unslot(dxs, I)
-    else:   # no step: ∂L/∂h_0 = ∂L/∂h_T, every other gradient is zero (or empty)
-        dh0 = np.zeros((B, H), dt) if dh_n is None else dh_n.copy()
-        if want_dx:
-            dx = np.zeros((T, B, I), dt)
-    return {"x": dx, "h0": dh0, "weight_ih": dW_ih, "weight_hh": dW_hh, "bias_ih": db}
+    return _layer.backward(cache, dy, (dh_n,))
 
 
 # ---- stacked and bidirectional layers (fastbp._stack) ------------------------
-
-class _RNNCell:
-    """The Elman RNN's per-layer calls for fastbp._stack: both directions of a
-    layer in one compiled call (src_c/rnn.h fbp_rnn_forward_dirs/_backward_dirs)."""
-
-    cells = 1
-    state_buffers = ("hs",)
-
-    def __init__(self, nonlinearity):
-        self.act = _act_code(nonlinearity)
-        self.nonlinearity = nonlinearity
-
-    @staticmethod
-    def pack_workspace(B, H, dt):
-        return _pack_workspace(B, H, dt)
-
-    def forward_layer(self, layout, xs, weights, init, H, work, pack):
-        """xs: each direction's input (slots, I) in its own order; weights: each
-        direction's arrays by kind; init: each direction's (h0,). Returns each
-        direction's buffers."""
-        dt = xs[0].dtype
-        runs, dirs = [], []
-        for x, w, (h0,) in zip(xs, weights, init):
-            run = {"hs": layout.states(h0, H, dt), "x": x}
-            # with lengths the input side cannot wait in hs: its blocks are larger
-            pre = np.empty((layout.sched.slots, H), dt) if layout.varlen else None
-            dirs.append((run["hs"], pre, x, w["weight_ih"], w["weight_hh"], w["bias_ih"],
-                         w["bias_hh"]))
-            runs.append(run)
-        _core.rnn_forward_dirs(work, tuple(dirs), pack, layout.sched, self.act,
-                               layout.reverse_sched if len(dirs) == 2 else None)
-        return runs
-
-    def backward_layer(self, layout, runs, weights, dys, dfinal, want_dx, H, work, pack,
-                       overwrite):
-        """dys: each direction's ∂L/∂h_t (slots, H) or None; dfinal: each
-        direction's (∂L/∂h_n,) (B, H) or None, caller order. Returns (grads by
-        kind, dx (slots, I) or None, (∂L/∂h_0,) caller order) per direction."""
-        dt = runs[0]["hs"].dtype
-        B, slots = layout.B, layout.sched.slots
-        dirs, grads, dxs, dstates = [], [], [], []
-        # the kernels swap the reset rows of hs in place for the dW_hh GEMM:
-        # unless the caller gave the cache up (overwrite), they get a copy
-        private = not overwrite and _stack.has_resets(layout, len(runs))
-        for run, w, dy, (dh_n,) in zip(runs, weights, dys, dfinal):
-            I = run["x"].shape[1]
-            dx = np.empty((slots, I), dt) if want_dx else None
-            g = {"weight_ih": np.zeros((H, I), dt), "weight_hh": np.zeros((H, H), dt),
-                 "bias_ih": np.zeros(H, dt)}
-            dh_n = None if dh_n is None else layout.to_sorted(dh_n)
-            dh0 = np.empty((B, H), dt)
-            if layout.T == 0:      # no step: ∂L/∂h_0 = ∂L/∂h_n
-                dh0[...] = 0 if dh_n is None else dh_n
-            dirs.append((dh0, g["weight_ih"], g["weight_hh"], g["bias_ih"],
-                         np.empty((slots, H), dt), dx, dy, dh_n,
-                         run["hs"].copy() if private else run["hs"], run["x"],
-                         w["weight_ih"], w["weight_hh"]))
-            grads.append(g)
-            dxs.append(dx)
-            dstates.append(dh0)
-        if layout.T:
-            _core.rnn_backward_dirs(work, tuple(dirs), pack, layout.sched, self.act,
-                                    layout.reverse_sched if len(dirs) == 2 else None)
-        for g in grads:
-            g["bias_hh"] = g["bias_ih"].copy()          # equal, as separate arrays
-        return grads, dxs, [(layout.to_caller(dh0),) for dh0 in dstates]
-
-
-def _rnn_shape(I, H, D):
-    def shape(kind, layer):
-        if kind == "weight_ih":
-            return (H, _stack.layer_input_size(I, H, layer, D))
-        return (H, H) if kind == "weight_hh" else (H,)
-    return shape
-
 
 def rnn_stack_forward(x, params, h0=None, num_layers=1, bidirectional=False,
                       nonlinearity="tanh", lengths=None, reset=None):
@@ -380,16 +186,8 @@ def rnn_stack_forward(x, params, h0=None, num_layers=1, bidirectional=False,
     cache : fastbp._stack.StackCache
         For :func:`rnn_stack_backward`.
     """
-    cell = _RNNCell(nonlinearity)
-    L, D = _stack.stack_config(num_layers, bidirectional)
-    x = float_array(x, "x", ndim=3)
-    dt = x.dtype
-    T, B, I = x.shape
-    H = _stack.hidden_size(params, 1)
-    weights = _stack.read_params(params, LAYER_KINDS, (), _rnn_shape(I, H, D), L, D, dt)
-    init = [[(h,) for h in layer] for layer in _stack.split_states(h0, "h0", L, D, B, H, dt)]
-    layout = Layout(T, B, lengths_array(lengths, T, B), reset_array(reset, T, B))
-    y, (h_n,), cache = _stack.forward(cell, x, weights, init, layout, L, D, H)
+    y, (h_n,), cache = _stack.stack_forward(_cell(nonlinearity), x, params, (h0,), num_layers,
+                                            bidirectional, lengths, reset)
     return y, h_n, cache
 
 
@@ -402,27 +200,12 @@ def rnn_stack_backward(dy, dh_n, cache):
     Returns a dict: ``"x"`` (T, B, I), ``"h0"`` (num_layers·D, B, H), then every
     parameter's gradient under its torch name (as in ``params``).
     """
-    if not isinstance(cache, _stack.StackCache) or not isinstance(cache.cell, _RNNCell):
-        raise TypeError("cache: expected the cache returned by rnn_stack_forward, got "
-                        f"{type(cache).__name__}")
-    T, B, _ = cache.x.shape
-    L, D, H = cache.num_layers, cache.num_directions, cache.hidden_size
-    dt = cache.x.dtype
-    if dy is not None:
-        dy = float_array(dy, "dy", dtype=dt, shape=(T, B, D * H))
-    dfinal = [[(h,) for h in layer] for layer in _stack.split_states(dh_n, "dh_n", L, D, B, H, dt)]
-    dx, grads, dinit = _stack.backward(cache, dy, dfinal, True, False)
-    out = {"x": dx, "h0": np.stack([s[0] for layer in dinit for s in layer])}
-    for l in range(L):
-        for d in range(D):
-            for kind in LAYER_KINDS:
-                out[_stack.param_name(kind, l, d)] = grads[l][d][kind]
-    return out
+    return _stack.stack_backward(RNN_SPEC, dy, (dh_n,), cache)
 
 
 # ---- the model ---------------------------------------------------------------
 
-class RNN(SequenceModel):
+class RNN(RecurrentModel):
     """An Elman RNN (compiled forward and BPTT; stacked and bidirectional on
     request) with a linear readout and a loss.
 
@@ -473,42 +256,16 @@ class RNN(SequenceModel):
     :func:`fastbp.clip.clip_grad_norm`.
     """
 
-    _state_names = ("h",)
-    # the per-step product rule of this cell (tbptt.Stream asks the model for it)
-    _pack_workspace = staticmethod(_pack_workspace)
+    _spec = RNN_SPEC
 
     def __init__(self, input_size, hidden_size, output_size, nonlinearity="tanh", loss="mse",
                  many_to_one=False, l2=0.0, dtype="float64", seed=None, mse_form="sum",
                  num_layers=1, bidirectional=False):
-        self._cell = _RNNCell(nonlinearity)
-        self._act = self._cell.act          # the kernels' activation code (fastbp.tbptt uses it)
+        self._cell = _cell(nonlinearity)
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, output_size, loss=loss, many_to_one=many_to_one,
                          l2=l2, dtype=dtype, seed=seed, mse_form=mse_form, num_layers=num_layers,
                          bidirectional=bidirectional)
-
-    def _init_layer(self, rng):
-        H, D = self.hidden_size, self.num_directions
-        bound = 1.0 / np.sqrt(H)
-        for l in range(self.num_layers):
-            I = _stack.layer_input_size(self.input_size, H, l, D)
-            for d in range(D):
-                for kind, shape in (("weight_ih", (H, I)), ("weight_hh", (H, H)),
-                                    ("bias_ih", (H,)), ("bias_hh", (H,))):
-                    self._params[_stack.model_param_name(kind, l, d)] = rng.uniform(
-                        -bound, bound, shape).astype(self.dtype)
-
-    def _layer_forward(self, X, states, layout):
-        # the params are validated when set: C-contiguous, the model's dtype and shapes
-        y, finals, cache = _stack.forward(self._cell, X, self._layer_params(LAYER_KINDS),
-                                          self._split_states(states), layout, self.num_layers,
-                                          self.num_directions, self.hidden_size)
-        return y, self._join_states(finals), cache
-
-    def _layer_backward(self, dHs, dfinal, cache):
-        _, grads, _ = _stack.backward(cache, dHs, self._split_states(dfinal), want_dx=False,
-                                      overwrite=True)   # the model needs no ∂L/∂X
-        return self._layer_grads(grads)
 
     # -- public API -----------------------------------------------------------
     def forward(self, X, h0=None, lengths=None, reset=None):

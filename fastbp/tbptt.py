@@ -29,14 +29,12 @@ from . import _core
 from ._stack import model_param_name
 from ._validate import float_array, positive_int
 
-# the attributes a model must have to be streamed (fastbp.RNN, fastbp.LSTM)
-_STREAMABLE = ("_state_names", "_checked_params", "_pack_workspace", "many_to_one",
+# the attributes a model must have to be streamed (fastbp.RNN, LSTM, GRU): its
+# cell on the engine (fastbp._recurrent.EngineCell) says everything cell-specific
+_STREAMABLE = ("_cell", "_checked_params", "_pack_workspace", "many_to_one",
                "hidden_size", "input_size", "dtype")
 
 __all__ = ["Stream"]
-
-_PEEPHOLES = ("peephole_i", "peephole_f", "peephole_o")
-_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") + _PEEPHOLES
 
 
 class Stream:
@@ -44,7 +42,7 @@ class Stream:
 
     Parameters
     ----------
-    model : fastbp.RNN or fastbp.LSTM
+    model : fastbp.RNN, fastbp.LSTM or fastbp.GRU
         Unidirectional (any ``num_layers``), many-to-many (a loss at every step).
     k1 : int
         Steps per chunk: :meth:`step` takes up to k1 new steps.
@@ -74,7 +72,8 @@ class Stream:
         # what a stream needs of a model (fastbp.RNN and fastbp.LSTM have it): a
         # recurrent layer's state names, its parameters checked, its packing rule
         if not all(hasattr(model, a) for a in _STREAMABLE):
-            raise TypeError(f"model: expected a fastbp RNN or LSTM, got {type(model).__name__}")
+            raise TypeError(f"model: expected a fastbp RNN, LSTM or GRU, got "
+                            f"{type(model).__name__}")
         if model.many_to_one:
             raise ValueError("model: truncated BPTT(k1, k2) needs a loss at every step "
                              "(many_to_one=False)")
@@ -85,24 +84,28 @@ class Stream:
         self.model = model
         self.L = getattr(model, "num_layers", 1)
         # parameter names of layer l (forward direction): "weight_ih", "weight_ih_l1", ...
-        self._names = [{kind: model_param_name(kind, l, 0) for kind in _KINDS} for l in range(self.L)]
+        self._cell = cell = model._cell
+        spec = cell.spec
+        self._names = [{kind: model_param_name(kind, l, 0) for kind in spec.layer_kinds}
+                       for l in range(self.L)]
         self.k1 = positive_int(k1, "k1")
         self.k2 = self.k1 if k2 is None else positive_int(k2, "k2")
         if self.k2 < self.k1:
             raise ValueError(f"k2: expected k2 >= k1 = {self.k1}, got {self.k2}")
         self.B = positive_int(batch, "batch")
-        self._lstm = len(model._state_names) == 2
         H, B, dt = model.hidden_size, self.B, model.dtype
         self.capacity = 2 * self.k2 + self.k1
         cap = self.capacity
-        G = 4 * H if self._lstm else H        # gate rows per state row
-        # per layer: states (block p = the carried state), gates, inputs
-        self._hs = [np.empty(((cap + 1) * B, H), dt) for _ in range(self.L)]
-        self._cs = [np.empty(((cap + 1) * B, H), dt) for _ in range(self.L)] if self._lstm else None
-        self._gates = [np.empty((cap * B, G), dt) for _ in range(self.L)] if self._lstm else None
+        GH, saved = spec.gates * H, spec.info["saved"] * H
+        # per layer: each state's buffer (block p = the carried state), the
+        # gates the backward reads (none for the RNN: it stages in h), inputs
+        self._states = [[np.empty(((cap + 1) * B, H), dt) for _ in spec.state_names]
+                        for _ in range(self.L)]
+        self._gates = [np.empty((cap * B, saved), dt) if saved else None for _ in range(self.L)]
         self._xs = [np.empty((cap * B, model.input_size if l == 0 else H), dt)
                     for l in range(self.L)]
-        self._dG = np.empty((self.k2 * B, G), dt)        # δ of a window
+        self._dG = np.empty((self.k2 * B, GH), dt)       # δ of a window
+        self._drec = np.empty((self.k2 * B, GH), dt) if spec.separate else None
         self._dy = np.empty((self.k2 * B, H), dt)        # ∂L/∂h of a window (top layer)
         self._dx = np.empty((self.k2 * B, H), dt) if self.L > 1 else None
         self.reset(h0, c0)
@@ -113,15 +116,16 @@ class Stream:
         for one layer, (num_layers, B, H) for a stack."""
         B, H, L = self.B, self.model.hidden_size, self.L
         shape = (B, H) if L == 1 else (L, B, H)
-        for bufs, s, name in ((self._hs, h0, "h0"), (self._cs, c0, "c0")):
-            if bufs is None:
-                if s is not None:
-                    raise TypeError(f"{name}: an RNN has no cell state")
-                continue
-            s = None if s is None else float_array(s, name, dtype=self.model.dtype,
+        names = self._cell.spec.state_names
+        if c0 is not None and "c" not in names:
+            raise TypeError(f"c0: a {self._cell.spec.name.upper()} has no cell state")
+        given = {"h": h0, "c": c0}
+        for k, name in enumerate(names):
+            s = given[name]
+            s = None if s is None else float_array(s, name + "0", dtype=self.model.dtype,
                                                    shape=shape).reshape(L, B, H)
-            for l, buf in enumerate(bufs):
-                buf[:B] = 0 if s is None else s[l]
+            for l in range(L):
+                self._states[l][k][:B] = 0 if s is None else s[l]
         self._p = 0          # steps in the buffer; the current state is block p
         self.steps = 0       # steps streamed since the last reset
 
@@ -131,10 +135,11 @@ class Stream:
         num_layers > 1, (num_layers, B, H) arrays."""
         B, p = self.B, self._p
 
-        def block(bufs):
-            out = np.stack([b[p * B:(p + 1) * B] for b in bufs])
+        def block(k):
+            out = np.stack([layer[k][p * B:(p + 1) * B] for layer in self._states])
             return out[0] if self.L == 1 else out
-        return (block(self._hs), block(self._cs)) if self._lstm else block(self._hs)
+        states = tuple(block(k) for k in range(len(self._cell.spec.state_names)))
+        return states if len(states) > 1 else states[0]
 
     # -- streaming -------------------------------------------------------------------
     def advance(self, X):
@@ -157,7 +162,7 @@ class Stream:
         Y = model._check_Y(Y, n, self.B)
         self._forward(X)
         B, H, p = self.B, model.hidden_size, self._p
-        new = self._hs[-1][(p - n + 1) * B:(p + 1) * B]  # top layer's h of the new steps
+        new = self._states[-1][0][(p - n + 1) * B:(p + 1) * B]   # top layer's h of the new steps
         loss, grads, dH = model._score(new, Y.reshape((n * B,) + Y.shape[2:]))
         w = min(self.k2, p)                              # window: steps p−w .. p−1
         dy = self._dy[:w * B]
@@ -183,34 +188,32 @@ class Stream:
         keep = min(p, self.k2 - n)                       # what the next window can reach
         s = p - keep
         for l in range(self.L):
-            self._hs[l][:(keep + 1) * B] = self._hs[l][s * B:(p + 1) * B]
+            for buf in self._states[l]:
+                buf[:(keep + 1) * B] = buf[s * B:(p + 1) * B]
             self._xs[l][:keep * B] = self._xs[l][s * B:p * B]
-            if self._lstm:
-                self._cs[l][:(keep + 1) * B] = self._cs[l][s * B:(p + 1) * B]
+            if self._gates[l] is not None:
                 self._gates[l][:keep * B] = self._gates[l][s * B:p * B]
         self._p = keep
 
     def _forward(self, X):
         n, B, _ = X.shape
         self._make_room(n)
-        p, m = self._p, self.model
+        p, cell = self._p, self._cell
+        H, dt = self.model.hidden_size, np.dtype(self.model.dtype)
         rows = slice(p * B, (p + n) * B)
         states = slice(p * B, (p + n + 1) * B)           # block 0: the carried state
         sched = _core.Schedule(n, B)
+        scratch = cell.scratch(sched, H, dt, False, self._pack())
         for l in range(self.L):
-            P = self._layer_params(l)
             xs = self._xs[l][rows]
             # layer 0 reads X, layer l the new outputs of layer l − 1
-            xs[...] = X.reshape(n * B, -1) if l == 0 else self._hs[l - 1][(p + 1) * B:(p + n + 1) * B]
-            if self._lstm:
-                _core.lstm_forward(self._hs[l][states], self._cs[l][states], self._gates[l][rows],
-                                   None, xs, P["weight_ih"], P["weight_hh"],
-                                   P["bias_ih"] + P["bias_hh"], self._peepholes(l), self._pack(),
-                                   sched)
-            else:
-                _core.rnn_forward(self._hs[l][states], None, None, xs, P["weight_ih"],
-                                  P["weight_hh"], P["bias_ih"], P["bias_hh"], self._pack(), sched,
-                                  m._act)
+            xs[...] = (X.reshape(n * B, -1) if l == 0
+                       else self._states[l - 1][0][(p + 1) * B:(p + n + 1) * B])
+            gates = self._gates[l]
+            run = {"x": xs, "states": [buf[states] for buf in self._states[l]],
+                   "gates": None if gates is None else gates[rows]}
+            _core.engine_forward(cell.spec.kind, cell.act, [run], [self._layer_weights(l)],
+                                 scratch, sched)
         self._p += n
         self.steps += n
 
@@ -218,49 +221,46 @@ class Stream:
         """Layer gradients of the window of the last w steps, given the top
         layer's ∂L/∂h (w·B, H); layer by layer down, ∂L/∂x of one the ∂L/∂h of
         the next."""
-        B, p, m = self.B, self._p, self.model
-        H, dt = m.hidden_size, m.dtype
+        B, p, m, cell = self.B, self._p, self.model, self._cell
+        spec = cell.spec
+        H, dt = m.hidden_size, np.dtype(m.dtype)
+        GH = spec.gates * H
         rows = slice((p - w) * B, p * B)
         states = slice((p - w) * B, (p + 1) * B)
         sched = _core.Schedule(w, B)
+        scratch = cell.scratch(sched, H, dt, True, self._pack())
         grads = {}
         for l in reversed(range(self.L)):
-            P, names = self._layer_params(l), self._names[l]
+            weights, names = self._layer_weights(l), self._names[l]
             I = self._xs[l].shape[1]
             dx = self._dx[:w * B] if l > 0 else None      # becomes layer l − 1's dy
-            dh0 = np.zeros((B, H), dt)                    # nothing flows in from the future
-            if self._lstm:
-                dW_ih, dW_hh = np.zeros((4 * H, I), dt), np.zeros((4 * H, H), dt)
-                db = np.zeros(4 * H, dt)
-                peep = self._peepholes(l)
-                dpeep = None if peep is None else np.zeros((3, H), dt)
-                _core.lstm_backward(self._dG[:w * B], dx, dW_ih, dW_hh, db, dpeep, dh0,
-                                    np.zeros((B, H), dt), None, self._gates[l][rows], dy,
-                                    self._hs[l][states], self._cs[l][states], self._xs[l][rows],
-                                    P["weight_ih"], P["weight_hh"], peep, self._pack(), sched)
-                if peep is not None:
-                    grads.update((names[k], g) for k, g in zip(_PEEPHOLES, dpeep))
-            else:
-                dW_ih, dW_hh, db = np.zeros((H, I), dt), np.zeros((H, H), dt), np.zeros(H, dt)
-                _core.rnn_backward(dh0, dW_ih, dW_hh, db, self._dG[:w * B], dx, None, dy, None,
-                                   self._hs[l][states], self._xs[l][rows], P["weight_ih"],
-                                   P["weight_hh"], self._pack(), sched, m._act)
-            grads.update({names["weight_ih"]: dW_ih, names["weight_hh"]: dW_hh,
-                          names["bias_ih"]: db, names["bias_hh"]: db.copy()})
+            gates = self._gates[l]
+            run = {"x": self._xs[l][rows], "states": [buf[states] for buf in self._states[l]],
+                   "gates": None if gates is None else gates[rows]}
+            # nothing flows in from the future: zero final-state gradients
+            g = {"dgates": self._dG[:w * B],
+                 "drec": None if self._drec is None else self._drec[:w * B], "dx": dx,
+                 "dstates": [np.zeros((B, H), dt) for _ in spec.state_names], "dy": dy}
+            dw = {"weight_ih": np.zeros((GH, I), dt), "weight_hh": np.zeros((GH, H), dt),
+                  "bias_ih": np.zeros(GH, dt),
+                  "bias_hh": np.zeros(GH, dt) if spec.separate else None,
+                  "peep": None if weights["peep"] is None else np.zeros(weights["peep"].shape, dt)}
+            _core.engine_backward(spec.kind, cell.act, [g], [dw], [run], [weights], scratch, sched)
+            grads.update({names["weight_ih"]: dw["weight_ih"], names["weight_hh"]: dw["weight_hh"],
+                          names["bias_ih"]: dw["bias_ih"],
+                          names["bias_hh"]: dw["bias_hh"] if spec.separate else dw["bias_ih"].copy()})
+            if dw["peep"] is not None:
+                grads.update((names[k], d) for k, d in zip(spec.optional_kinds, dw["peep"]))
             if dx is not None:      # layer l's ∂L/∂x is layer l − 1's ∂L/∂h: swap, no copy
                 dy = dx
                 self._dy, self._dx = self._dx, self._dy
         return grads
 
-    def _layer_params(self, l):
-        P, names = self.model._kernel, self._names[l]    # the model's private views
-        return {kind: P[names[kind]] for kind in _KINDS if names[kind] in P}
-
-    def _peepholes(self, l):
-        P = self._layer_params(l)
-        if "peephole_i" not in P:
-            return None
-        return np.stack([P[k] for k in _PEEPHOLES])
+    def _layer_weights(self, l):
+        """Layer l's parameters as the engine's dict (the model's private views)."""
+        P, names = self.model._kernel, self._names[l]
+        return self._cell.engine_weights({kind: P[names[kind]] for kind in names
+                                          if names[kind] in P})
 
     def _pack(self):
         m = self.model

@@ -35,15 +35,6 @@ int fbp_seq_check(const fbp_seq *seq, int T, int B, ptrdiff_t *events)
     return FBP_OK;
 }
 
-ptrdiff_t fbp_seq_work_size(int B, int H, ptrdiff_t events, int cells, int backward)
-{
-    if (events == 0) return 0;
-    const ptrdiff_t BH = (ptrdiff_t)B * H;
-    if (!backward) return cells * BH;
-    /* accumulators for ∂L/∂h0 (and ∂L/∂c0), the c swap (LSTM), the h swap */
-    return (2 * cells - 1) * BH + events * (ptrdiff_t)H;
-}
-
 #define REAL float
 #define FN(name) name##_f
 #include "seq_body.h"

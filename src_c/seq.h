@@ -1,5 +1,5 @@
-/* Variable sequence lengths and per-row state resets, shared by the RNN and
- * LSTM kernels.
+/* Variable sequence lengths and per-row state resets, shared by every cell of
+ * the recurrent engine (engine.h).
  *
  * Row order. Inside the kernels the batch rows are sorted by length, longest
  * first (the caller gathers them so, once per call), so the rows still active
@@ -54,11 +54,6 @@ static inline int fbp_seq_block(const fbp_seq *seq, int t, int B)
     return t == 0 ? B : fbp_seq_rows(seq, t - 1, B);
 }
 
-/* Elements of the `work` buffer the kernels need: `cells` state arrays (1 for
- * the RNN, 2 for the LSTM) of (B,H) for the forward's reset swaps, and in
- * backward also `cells` (B,H) gradient accumulators, one (B,H) swap for c and
- * (events,H) to swap h in for the dW_hh GEMM. 0 when there are no resets. */
-ptrdiff_t fbp_seq_work_size(int B, int H, ptrdiff_t events, int cells, int backward);
 
 /* Copy between the caller's (T, B, D) time-major layout, caller row order, and
  * the slot layout (rows sorted by length; order[r] is the caller's row of

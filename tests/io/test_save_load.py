@@ -235,7 +235,7 @@ def test_pickled_arrays_are_never_loaded(saved, tmp_path):
     (lambda a: a.update(fastbp_format=np.array(FORMAT_VERSION + 1)), "newer"),
     (lambda a: a.update(fastbp_format=np.array("one")), "malformed"),
     (lambda a: a.pop("model"), "no 'model'"),
-    (lambda a: a.update(model=np.array("GRU")), "unknown model class 'GRU'"),
+    (lambda a: a.update(model=np.array("Transformer")), "unknown model class 'Transformer'"),
     (lambda a: a.pop("config"), "no 'config'"),
     (lambda a: a.update(config=np.array("{not json")), "configuration is unreadable"),
     (lambda a: a.update(config=np.array(json.dumps({"hidden_size": 6}))), "does not build"),

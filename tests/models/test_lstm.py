@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import fastbp.lstm as lstm_module
+from fastbp import _recurrent
 from fastbp import reference as ref
 from fastbp.gradcheck import gradcheck
 from fastbp.lstm import LSTM, LSTMCache, lstm_backward, lstm_forward
@@ -37,15 +37,15 @@ def make(T, B, I, H, peep=False, seed=0, dtype=np.float64, states=True):
     return p, upstream
 
 
-# The per-step recurrent products run through fastbp's packed kernel for the
-# batch sizes in _PACKED_BATCHES and through BLAS (GEMV at batch 1) otherwise:
+# The per-step recurrent products run through fastbp's packed kernel or
+# through BLAS (GEMV at batch 1) by a size rule (fastbp._recurrent.pack_workspace):
 # test both at every size.
-RECURRENT_PATHS = {"packed": (1, 10**9), "blas": (0, 0)}
+RECURRENT_PATHS = ("packed", "blas")
 
 
-@pytest.fixture(params=sorted(RECURRENT_PATHS))
+@pytest.fixture(params=RECURRENT_PATHS)
 def recurrent_path(request, monkeypatch):
-    monkeypatch.setattr(lstm_module, "_PACKED_BATCHES", RECURRENT_PATHS[request.param])
+    monkeypatch.setattr(_recurrent, "FORCE_PRODUCTS", request.param)
     return request.param
 
 
@@ -192,16 +192,16 @@ def test_saturated_gates_stay_finite():
 
 @settings(max_examples=30, deadline=None)
 @given(T=st.integers(0, 5), B=st.integers(0, 8), I=st.integers(0, 5), H=st.integers(1, 19),
-       peep=st.booleans(), states=st.booleans(), path=st.sampled_from(sorted(RECURRENT_PATHS)),
+       peep=st.booleans(), states=st.booleans(), path=st.sampled_from(RECURRENT_PATHS),
        seed=st.integers(0, 2**16))
 def test_hypothesis_shapes_match_reference(T, B, I, H, peep, states, path, seed):
     p, up = make(T, B, I, H, peep, seed=seed, states=states)
-    saved = lstm_module._PACKED_BATCHES
-    lstm_module._PACKED_BATCHES = RECURRENT_PATHS[path]
+    saved = _recurrent.FORCE_PRODUCTS
+    _recurrent.FORCE_PRODUCTS = path
     try:
         check_against_reference(p, up)
     finally:
-        lstm_module._PACKED_BATCHES = saved
+        _recurrent.FORCE_PRODUCTS = saved
 
 
 # ---- cache reuse --------------------------------------------------------------------

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from fastbp import reference as ref
 from fastbp.functional import activation_forward
-from fastbp import rnn as rnn_module
+from fastbp import _recurrent
 from fastbp.rnn import RNN_NONLINEARITIES, RNNCache, rnn_backward, rnn_forward
 
 GRAD_KEYS = ("x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -119,8 +119,9 @@ def test_many_steps_long_sequence_equals_reference():
 def test_both_recurrent_product_paths_equal_reference(monkeypatch, recurrent_product, B, H):
     """fastbp's packed kernel (whole panels, a last partial panel, one row with
     several panels at a time, full and partial row blocks) and BLAS (GEMV at B = 1)."""
-    monkeypatch.setattr(rnn_module, "PACKED_MAX_MACS", 0 if recurrent_product == "blas" else 1 << 40)
-    assert (rnn_module._pack_workspace(B, H, np.float64) is None) == (recurrent_product == "blas")
+    monkeypatch.setattr(_recurrent, "FORCE_PRODUCTS", recurrent_product)
+    assert ((_recurrent.pack_workspace(_recurrent.RNN_SPEC, B, H, np.float64) is None)
+            == (recurrent_product == "blas"))
     assert_matches_reference(5, B, 7, H, "tanh", seed=B + H)
 
 

@@ -122,7 +122,10 @@ def _workloads():
     sched = _core.Schedule(4, 2)
     hs2, x2 = np.zeros((10, 5)), x.reshape(8, 3)
     w["core_errors"] = lambda: (
-        _raises(lambda: _core.rnn_forward(hs2, None, None, x2, Wih, Whh, b, b, np.zeros(1), sched, 1))(),
+        _raises(lambda: _core.engine_forward(
+            _core.CELL_RNN, 1, [{"x": x2, "states": [hs2], "gates": None}],
+            [{"weight_ih": Wih, "weight_hh": Whh, "bias_ih": b, "bias_hh": b, "peep": None}],
+            {"work": None, "pack": np.zeros(1), "rec": None}, sched))(),
         _raises(lambda: _core.Schedule(4, 2, order=[0, 0], lengths=[2, 1]))(),
         _raises(lambda: _core.Schedule(4, 2, reset_ptr=[0, 0, 0, 0, 9], reset_rows=[1]))(),
         _raises(lambda: rnn_forward(x, None, Wih, Whh[:4], b, b))(),

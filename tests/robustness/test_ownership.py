@@ -10,6 +10,8 @@ import re
 import threading
 import time
 
+from types import MappingProxyType
+
 import numpy as np
 import pytest
 
@@ -195,15 +197,23 @@ def test_a_caches_layout_and_lengths_cannot_be_changed_after_its_forward():
 
 
 def test_tampered_caches_are_refused_by_backward_never_read_out_of_bounds():
+    """The buffers a backward hands to C, replaced through the caches' private
+    names (the engine's weights, state buffers, inputs), are refused."""
     rng = np.random.default_rng(5)
     rc, lc = _caches(rng)
     for cache, backward in ((rc, lambda c: rnn_backward(None, None, c)),
                             (lc, lambda c: lstm_backward(None, None, None, c))):
-        for name, bad in (("weight_ih", np.zeros((1, 1))), ("weight_hh", np.zeros((1, 1))),
-                          ("hs", np.zeros((1, 1))), ("weight_ih", np.zeros((4, 2), np.float32))):
+        weights = dict(cache._weights)
+        for name, bad in (
+                ("_weights", MappingProxyType(dict(weights, weight_ih=np.zeros((1, 1))))),
+                ("_weights", MappingProxyType(dict(weights, weight_hh=np.zeros((1, 1))))),
+                ("_weights", MappingProxyType(dict(
+                    weights, weight_ih=weights["weight_ih"].astype(np.float32)))),
+                ("_states", (np.zeros((1, 1)),) + cache._states[1:]),
+                ("_xs", np.zeros((1, 1)))):
             good = getattr(cache, name)
             object.__setattr__(cache, name, bad)      # past the read-only guard
-            with pytest.raises(ValueError):
+            with pytest.raises((ValueError, TypeError)):
                 backward(cache)
             object.__setattr__(cache, name, good)
         backward(cache)                               # intact again: runs

@@ -454,7 +454,7 @@ def test_fit_refuses_a_model_a_checkpoint_cannot_hold_before_training(tmp_path):
     _, X, y, kw = CASES["mlp"]()
     model = MyMLP([4, 8, 3], dtype="float32", seed=1)
     before = model.params[0][0].copy()
-    with pytest.raises(TypeError, match="model: expected a fastbp MLP, RNN or LSTM, got MyMLP"):
+    with pytest.raises(TypeError, match="model: expected a fastbp MLP, RNN, LSTM or GRU, got MyMLP"):
         model.fit(X, y, epochs=1, seed=3, progress=False, checkpoint=tmp_path / "c.npz", **kw)
     np.testing.assert_array_equal(model.params[0][0], before)
     assert not list(tmp_path.iterdir())

@@ -1,0 +1,67 @@
+"""The recurrent models' layer half: parameters, initialisation and layer calls of fastbp.RNN, LSTM and GRU from their cell description.
+
+A model class sets ``_spec`` (fastbp._recurrent.CellSpec) and builds
+``self._cell`` (an EngineCell with its options) before calling
+``RecurrentModel.__init__``; everything else that depends on the cell is read
+from the spec. The readout, losses, states and training live in
+fastbp._seqmodel.SequenceModel.
+"""
+import numpy as np
+
+from . import _stack
+from ._seqmodel import SequenceModel
+
+__all__ = ["RecurrentModel"]
+
+
+class RecurrentModel(SequenceModel):
+    """Base of the compiled recurrent models; not used directly."""
+
+    _spec = None                 # the cell description, set by each model class
+    _with_optional = False       # whether the layers have the spec's optional kinds
+    _optional_flag = None        # the constructor argument that adds them (fastbp.io reads it)
+
+    @property
+    def _state_names(self):
+        return self._spec.state_names
+
+    def _pack_workspace(self, B, H, dt):
+        """The per-step product rule of this cell (fastbp.tbptt.Stream asks for it)."""
+        return self._cell.pack_workspace(B, H, dt)
+
+    def _layer_kinds(self):
+        spec = self._spec
+        return spec.layer_kinds if self._with_optional else spec.layer_kinds[:4]
+
+    def _init_layer(self, rng):
+        """Every layer array ~ U(−1/√H, 1/√H), as torch.nn.RNN/LSTM/GRU do, in
+        torch's order (layer, direction, kind), then _init_direction's changes."""
+        H, D = self.hidden_size, self.num_directions
+        bound = 1.0 / np.sqrt(H)
+        shape = self._spec.layer_shape(self.input_size, H, D)
+        for l in range(self.num_layers):
+            for d in range(D):
+                names = {kind: _stack.model_param_name(kind, l, d) for kind in self._layer_kinds()}
+                for kind, name in names.items():
+                    self._params[name] = rng.uniform(-bound, bound,
+                                                     shape(kind, l)).astype(self.dtype)
+                self._init_direction(names)
+
+    def _init_direction(self, names):
+        """A cell's own initial values for one layer direction (names: kind -> name)."""
+
+    def _layer_forward(self, X, states, layout):
+        # the params are validated when set: C-contiguous, the model's dtype and shapes
+        weights = [[self._cell.engine_weights(w) for w in layer]
+                   for layer in self._layer_params(self._layer_kinds())]
+        y, finals, cache = _stack.forward(self._cell, X, weights, self._split_states(states),
+                                          layout, self.num_layers, self.num_directions,
+                                          self.hidden_size)
+        return y, self._join_states(finals), cache
+
+    def _layer_backward(self, dHs, dfinal, cache):
+        # the model owns this cache and needs no ∂L/∂X: the gate gradients may
+        # overwrite the gates
+        _, grads, _ = _stack.backward(cache, dHs, self._split_states(dfinal), want_dx=False,
+                                      overwrite=True)
+        return self._layer_grads(grads)

@@ -1,0 +1,169 @@
+/* The recurrent engine (engine.h): the time loop of engine_body.h compiled for
+ * every cell and both precisions, and the entry points that pick one. */
+#include <stdint.h>
+#include <string.h>
+#include "engine.h"
+#include "fbp_math.h"
+#include "packed.h"
+
+/* One line per cell: its fbp_cell_info. */
+#define FBP_CELL_INFO(X) {FBP_##X##_GATES, FBP_##X##_STATES, FBP_##X##_SAVED, FBP_##X##_SEPARATE}
+
+#define REAL float
+#define FN(name) name##_f
+#include "cell.h"
+#include "cell_rnn.h"
+#include "cell_lstm.h"
+#include "cell_gru.h"
+#include "engine_products.h"
+#define CELL(name) FN(rnn_##name)
+#define CELL_K(name) FBP_RNN_##name
+#include "engine_body.h"
+#undef CELL
+#undef CELL_K
+#define CELL(name) FN(lstm_##name)
+#define CELL_K(name) FBP_LSTM_##name
+#include "engine_body.h"
+#undef CELL
+#undef CELL_K
+#define CELL(name) FN(gru_##name)
+#define CELL_K(name) FBP_GRU_##name
+#include "engine_body.h"
+#undef CELL
+#undef CELL_K
+#undef REAL
+#undef FN
+
+#define REAL double
+#define FN(name) name##_d
+#include "cell.h"
+#include "cell_rnn.h"
+#include "cell_lstm.h"
+#include "cell_gru.h"
+#include "engine_products.h"
+#define CELL(name) FN(rnn_##name)
+#define CELL_K(name) FBP_RNN_##name
+#include "engine_body.h"
+#undef CELL
+#undef CELL_K
+#define CELL(name) FN(lstm_##name)
+#define CELL_K(name) FBP_LSTM_##name
+#include "engine_body.h"
+#undef CELL
+#undef CELL_K
+#define CELL(name) FN(gru_##name)
+#define CELL_K(name) FBP_GRU_##name
+#include "engine_body.h"
+#undef CELL
+#undef CELL_K
+#undef REAL
+#undef FN
+
+int fbp_cell_describe(fbp_cell cell, fbp_cell_info *info)
+{
+    static const fbp_cell_info rnn = FBP_CELL_INFO(RNN), lstm = FBP_CELL_INFO(LSTM),
+                               gru = FBP_CELL_INFO(GRU);
+    switch (cell.kind) {
+    case FBP_CELL_RNN:
+        if (cell.act != FBP_IDENTITY && cell.act != FBP_TANH && cell.act != FBP_RELU)
+            return FBP_ERR_ARG;
+        *info = rnn;
+        return FBP_OK;
+    case FBP_CELL_LSTM: *info = lstm; return FBP_OK;
+    case FBP_CELL_GRU:  *info = gru;  return FBP_OK;
+    default:            return FBP_ERR_ARG;
+    }
+}
+
+/* Bit k of the states the cell's backward pass reads before the step. */
+static int fbp_cell_prev_read(int kind)
+{
+    switch (kind) {
+    case FBP_CELL_RNN:  return FBP_RNN_PREV_READ;
+    case FBP_CELL_LSTM: return FBP_LSTM_PREV_READ;
+    default:            return FBP_GRU_PREV_READ;
+    }
+}
+
+ptrdiff_t fbp_engine_work_size(fbp_cell cell, int B, int H, ptrdiff_t events, int backward)
+{
+    fbp_cell_info info;
+    if (fbp_cell_describe(cell, &info)) return -1;
+    if (events == 0) return 0;
+    const ptrdiff_t BH = (ptrdiff_t)B * H;
+    if (!backward) return info.states * BH;     /* the reset swap of every state */
+    /* accumulators of ∂L/∂(initial states), the swaps of the states the pass
+     * reads, and the h swap for the dW_hh GEMM (engine_body.h) */
+    ptrdiff_t swaps = 0;
+    for (int k = 0; k < info.states; k++)
+        if (fbp_cell_prev_read(cell.kind) & (1 << k)) swaps++;
+    return (info.states + swaps) * BH + events * (ptrdiff_t)H;
+}
+
+ptrdiff_t fbp_engine_pack_size_f(fbp_cell cell, int H)
+{
+    fbp_cell_info info;
+    return fbp_cell_describe(cell, &info) ? -1 : engine_pack_elements_f(H, info.gates * H);
+}
+
+ptrdiff_t fbp_engine_pack_size_d(fbp_cell cell, int H)
+{
+    fbp_cell_info info;
+    return fbp_cell_describe(cell, &info) ? -1 : engine_pack_elements_d(H, info.gates * H);
+}
+
+/* The entry points: validate the cell, then run each direction in turn. */
+#define FBP_ENGINE_ENTRY_POINTS(S)                                                           \
+int fbp_engine_forward_##S(int D, fbp_run run[], const fbp_weights weights[],               \
+                           const fbp_scratch *scratch, fbp_cell cell,                       \
+                           const fbp_seq *const seq[], fbp_dims dims)                       \
+{                                                                                            \
+    fbp_cell_info info;                                                                      \
+    if (D < 1 || D > 2 || fbp_cell_describe(cell, &info)) return FBP_ERR_ARG;               \
+    for (int d = 0; d < D; d++) {                                                            \
+        int st;                                                                              \
+        switch (cell.kind) {                                                                 \
+        case FBP_CELL_RNN:                                                                   \
+            st = rnn_engine_forward_##S(&run[d], &weights[d], scratch, cell.act, seq[d], dims); \
+            break;                                                                           \
+        case FBP_CELL_LSTM:                                                                  \
+            st = lstm_engine_forward_##S(&run[d], &weights[d], scratch, cell.act, seq[d], dims); \
+            break;                                                                           \
+        default:                                                                             \
+            st = gru_engine_forward_##S(&run[d], &weights[d], scratch, cell.act, seq[d], dims); \
+            break;                                                                           \
+        }                                                                                    \
+        if (st) return st;                                                                   \
+    }                                                                                        \
+    return FBP_OK;                                                                           \
+}                                                                                            \
+int fbp_engine_backward_##S(int D, fbp_run_grads grads[], fbp_weight_grads dweights[],      \
+                            fbp_run run[], const fbp_weights weights[],                     \
+                            const fbp_scratch *scratch, fbp_cell cell,                      \
+                            const fbp_seq *const seq[], fbp_dims dims)                      \
+{                                                                                            \
+    fbp_cell_info info;                                                                      \
+    if (D < 1 || D > 2 || fbp_cell_describe(cell, &info)) return FBP_ERR_ARG;               \
+    for (int d = 0; d < D; d++) {                                                            \
+        int st;                                                                              \
+        switch (cell.kind) {                                                                 \
+        case FBP_CELL_RNN:                                                                   \
+            st = rnn_engine_backward_##S(&grads[d], &dweights[d], &run[d], &weights[d],     \
+                                         scratch, cell.act, seq[d], dims);                  \
+            break;                                                                           \
+        case FBP_CELL_LSTM:                                                                  \
+            st = lstm_engine_backward_##S(&grads[d], &dweights[d], &run[d], &weights[d],    \
+                                          scratch, cell.act, seq[d], dims);                 \
+            break;                                                                           \
+        default:                                                                             \
+            st = gru_engine_backward_##S(&grads[d], &dweights[d], &run[d], &weights[d],     \
+                                         scratch, cell.act, seq[d], dims);                  \
+            break;                                                                           \
+        }                                                                                    \
+        if (st) return st;                                                                   \
+    }                                                                                        \
+    return FBP_OK;                                                                           \
+}
+
+FBP_ENGINE_ENTRY_POINTS(f)
+FBP_ENGINE_ENTRY_POINTS(d)
