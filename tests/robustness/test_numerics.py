@@ -1,8 +1,8 @@
 """Numbers: extreme logits and saturating nonlinearities
 stay finite and silent, float32 LSTM training over T = 2000 with clipping
 gives no NaN, results repeat bit for bit from run to run, and BLAS threads
-change nothing in float64 and only float32 rounding (documented in the
-README's "Guarantees")."""
+change nothing in float64 and only float32 rounding (documented in
+docs/usage.md, "Guarantees")."""
 import warnings
 
 import numpy as np
