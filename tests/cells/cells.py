@@ -19,26 +19,39 @@ adapters below call each API the same way whatever the cell:
 Adding a cell is adding a row to ``CELLS`` (and a branch to an adapter if its
 signatures differ).
 """
-import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 
 import fastbp
-from fastbp import reference
+from fastbp import _recurrent, reference
 
-LAYER_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-PEEPHOLE_KINDS = ("peephole_i", "peephole_f", "peephole_o")
+# the cell facts (gate blocks, state names, parameter kinds) come from the
+# library's cell descriptions, fastbp._recurrent.SPECS
+LAYER_KINDS = _recurrent.WEIGHT_KINDS
+PEEPHOLE_KINDS = _recurrent.LSTM_SPEC.optional_kinds
 
 
 @dataclass(frozen=True)
 class Cell:
     id: str                     # the pytest id ("rnn-relu", "lstm-peepholes", "gru")
     name: str                   # "rnn", "lstm", "gru": fastbp.<name>_forward, fastbp.<NAME>
-    gates: int                  # gate blocks stacked in weight_ih / weight_hh (1, 4, 3)
-    state_names: tuple          # ("h",) or ("h", "c")
     options: dict = field(default_factory=dict)   # the cell's own keywords (nonlinearity=...)
     torch_class: str = None     # "RNN", "LSTM", "GRU"; None: torch has no such cell
+
+    @property
+    def spec(self):
+        return _recurrent.SPECS[self.name]
+
+    @property
+    def gates(self):
+        """Gate blocks stacked in weight_ih / weight_hh (1, 4, 3)."""
+        return self.spec.gates
+
+    @property
+    def state_names(self):
+        """("h",) or ("h", "c")."""
+        return self.spec.state_names
 
     # -- the functions under test (looked up when called) -----------------------
     @property
@@ -68,11 +81,6 @@ class Cell:
     @property
     def model_class(self):
         return getattr(fastbp, self.name.upper())
-
-    @property
-    def kernel_module(self):
-        """The module that defines the compiled forward (holds _pack_workspace)."""
-        return sys.modules[self.forward_fn.__module__]
 
     # -- names ------------------------------------------------------------------
     @property
@@ -104,11 +112,11 @@ class Cell:
 
 
 CELLS = (
-    Cell("rnn-tanh", "rnn", 1, ("h",), {"nonlinearity": "tanh"}, "RNN"),
-    Cell("rnn-relu", "rnn", 1, ("h",), {"nonlinearity": "relu"}, "RNN"),
-    Cell("lstm", "lstm", 4, ("h", "c"), {}, "LSTM"),
-    Cell("lstm-peepholes", "lstm", 4, ("h", "c"), {"peepholes": True}, None),
-    Cell("gru", "gru", 3, ("h",), {}, "GRU"),
+    Cell("rnn-tanh", "rnn", {"nonlinearity": "tanh"}, "RNN"),
+    Cell("rnn-relu", "rnn", {"nonlinearity": "relu"}, "RNN"),
+    Cell("lstm", "lstm", {}, "LSTM"),
+    Cell("lstm-peepholes", "lstm", {"peepholes": True}, None),
+    Cell("gru", "gru", {}, "GRU"),
 )
 TORCH_CELLS = tuple(c for c in CELLS if c.torch_class)
 
@@ -240,30 +248,21 @@ def torch_run(cell, module, x, states, lengths=None):
 # ---- the per-step product path --------------------------------------------------------
 
 def force_product_path(cell, path, monkeypatch):
-    """Make the cell's compiled calls run their per-step recurrent products on
-    fastbp's packed kernel (path "packed") or through BLAS ("blas"), whatever
-    the sizes; returns the list of workspaces the calls asked for, to check
-    that the path was taken (None: BLAS)."""
-    module = cell.kernel_module
-    original = getattr(module, "_pack_workspace", None)
-    if original is None:
-        raise AttributeError(f"{module.__name__} has no _pack_workspace(B, H, dtype): teach "
-                             "tests/cells/cells.py:force_product_path how this cell picks its "
-                             "product path")
-    # the size rules, lifted so that the packed kernel takes every size
-    if path == "packed":
-        if hasattr(module, "PACKED_MAX_MACS"):
-            monkeypatch.setattr(module, "PACKED_MAX_MACS", 1 << 62)
-        if hasattr(module, "_PACKED_BATCHES"):
-            monkeypatch.setattr(module, "_PACKED_BATCHES", (1, 10 ** 9))
+    """Make the engine run the per-step recurrent products on fastbp's packed
+    kernel (path "packed") or through BLAS ("blas"), whatever the sizes
+    (fastbp._recurrent.FORCE_PRODUCTS); returns the list of workspaces the
+    calls asked for, to check that the path was taken (None: BLAS)."""
+    monkeypatch.setattr(_recurrent, "FORCE_PRODUCTS", path)
+    original = _recurrent.pack_workspace
     calls = []
 
-    def pack_workspace(B, H, dtype):
-        work = None if path == "blas" else original(B, H, dtype)
-        calls.append(work)
+    def pack_workspace(spec, B, H, dtype):
+        work = original(spec, B, H, dtype)
+        if spec.name == cell.name:
+            calls.append(work)
         return work
 
-    monkeypatch.setattr(module, "_pack_workspace", pack_workspace)
+    monkeypatch.setattr(_recurrent, "pack_workspace", pack_workspace)
     return calls
 
 
