@@ -56,7 +56,7 @@ extension = Extension(
 )
 
 setup(
-    packages=["fastbp", "fastbp.reference", "fastbp.bench"],
+    packages=["fastbp", "fastbp.reference", "fastbp.bench", "fastbp.training"],
     ext_modules=cythonize([extension], compiler_directives=directives,
                           include_path=["fastbp"], force=debug or sanitize),
     zip_safe=False,

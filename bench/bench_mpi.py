@@ -129,7 +129,7 @@ def worker(args):
                 steps = dp.stats["steps"]
     result = dict(epoch_seconds=epochs, allreduce_share=shares, compute_cpu_seconds=compute,
                   steps=steps, samples=samples,
-                  parameters=sum(p.size for _, p in model._named_params()),
+                  parameters=sum(p.size for _, p in model.named_parameters()),
                   final_loss=history["loss"][-1])
     if comm is not None:
         gathered = comm.gather(result, root=0)

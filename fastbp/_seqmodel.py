@@ -20,15 +20,16 @@ read out, score and regularise in exactly the same way:
 """
 import numpy as np
 
-from . import functional
+from . import functional, training
 from ._linalg import matmul, sum_of_squares
+from ._persistent import Persistent
+from ._seqfeed import SequenceFeed
+from ._torch_names import sequence_name
 from ._validate import (as_array, check_shape, choice, flag, float_array, label_array,
-                        nonnegative_float, pinned_copy, positive_int, readable, resolve_dtype)
+                        nonnegative_float, pinned_copy, positive_int, resolve_dtype)
 from ._sequence import Layout, lengths_array, reset_array
 from ._stack import model_param_name, stack_config
 from .optim import sigint_held
-from ._data import SeqData
-from .training import SequenceTrainable, _models_in_fit   # the models fit is training
 
 LOSSES = ("mse", "cross_entropy")
 
@@ -60,7 +61,7 @@ class _Params(dict):
         return dict, (dict(self),)
 
 
-class SequenceModel(SequenceTrainable):
+class SequenceModel(Persistent):
     """Base class of the sequence models; not used directly.
 
     Subclasses set ``_state_names`` (("h",) or ("h", "c")), and implement
@@ -131,6 +132,66 @@ class SequenceModel(SequenceTrainable):
         params = state.pop("_params")
         self.__dict__.update(state)
         self._own(params)
+
+    # -- training (fastbp.training, through the protocol's members) ----------------
+    def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, validation_data=None,
+            shuffle=True, seed=None, progress=True, clip_norm=None, bptt=None, lengths=None,
+            reset=None, burn_in=0, comm=None, checkpoint=None):
+        """Train with mini-batches of sequences; returns a :class:`fastbp.training.History`.
+
+        X is (T, N, I) and y as for ``loss_and_grad`` ((T, N[, O]), or (N[, O])
+        with ``many_to_one``); a batch is ``batch_size`` of the N sequences, each
+        starting from a zero state.
+
+        bptt : int, (k1, k2) or None
+            Truncated backpropagation through time: train on chunks of ``bptt``
+            time steps, one optimizer step per chunk, carrying the state (not its
+            gradient) across chunks. None trains on whole sequences. With
+            ``many_to_one`` the state is carried through the first T − bptt steps
+            without gradient and the last ``bptt`` steps are trained.
+            ``(k1, k2)``: Williams and Peng's BPTT(k1, k2) (:mod:`fastbp.tbptt`):
+            every k1 steps, one optimizer step on those steps' losses
+            backpropagated k2 >= k1 steps, without recomputing overlapping
+            windows. Many-to-many, unidirectional (any num_layers), no lengths/reset.
+        burn_in : int
+            With ``bptt=(k1, k2)``: steps at the start of each batch that only
+            warm the state up (no loss on them).
+        lengths : int array (N,) or None
+            Each sequence's number of valid steps (0 <= length <= T): the
+            kernels skip the rest and the loss averages over valid steps only.
+        reset : bool array (T, N) or None
+            Steps where a sequence restarts from the zero state (episode or
+            document boundaries inside one row).
+        validation_data : (X_val, y_val[, lengths_val[, reset_val]]) or None
+
+        The other arguments and the behaviour (``checkpoint``, Ctrl-C, one fit
+        per model at a time) are those of :func:`fastbp.training.fit`; with
+        ``comm`` the ranks split every batch by sequences.
+        """
+        feed, X, validation_data = SequenceFeed.for_fit(self, X, validation_data, bptt, lengths,
+                                                        reset, burn_in)
+        return training.fit(self, feed, X, y, epochs=epochs, batch_size=batch_size,
+                            optimizer=optimizer, validation_data=validation_data,
+                            shuffle=shuffle, seed=seed, progress=progress, clip_norm=clip_norm,
+                            comm=comm, checkpoint=checkpoint)
+
+    def evaluate(self, X, y, batch_size=256, bptt=None, lengths=None, reset=None, comm=None):
+        """(loss, accuracy) on data, accuracy None for regressors; ``bptt`` chunks
+        long sequences (carrying the state) to bound memory; same result.
+        lengths (N,) and reset (T, N) as for :meth:`fit`. With ``comm`` (as in
+        :meth:`fit`) each rank scores its block of the sequences."""
+        feed, X = SequenceFeed.for_evaluate(self, X, bptt, lengths, reset)
+        return training.evaluate(self, feed, X, y, batch_size, comm)
+
+    def named_parameters(self):
+        """``[(state-dict name, array), ...]``: the model's own arrays in the
+        order of ``params``, named as torch.nn.RNN/LSTM and a Linear readout
+        ("weight_ih_l0", ..., "readout.weight", "readout.bias")."""
+        return [(sequence_name(name), p) for name, p in self._params.items()]
+
+    def is_classifier(self):
+        """True for ``loss="cross_entropy"``: predictions are class labels."""
+        return self.loss == "cross_entropy"
 
     # -- stacks ----------------------------------------------------------------
     @property
@@ -207,7 +268,7 @@ class SequenceModel(SequenceTrainable):
         model (in another thread): the optimizer updates the arrays it started
         with, so a replaced one would silently stop training. (``load_state_dict``
         writes into the model's arrays in place.)"""
-        if id(self) in _models_in_fit:
+        if training.is_training(self):
             raise RuntimeError(f"set_params: {type(self).__name__}.fit is training this model "
                                "(in another thread); set parameters before or after fit")
         if not hasattr(new_params, "items"):
@@ -272,23 +333,7 @@ class SequenceModel(SequenceTrainable):
                                  "set_params, or write into the arrays)")
         return P
 
-    def _chunks(self, T, bptt):
-        """Truncated BPTT's chunks (fastbp.training); refused when a reverse
-        direction would be cut: it starts at each sequence's end, so no state
-        carried from one chunk into the next is its initial state."""
-        chunks = super()._chunks(T, bptt)
-        if self.bidirectional and len(chunks) > 1:
-            raise ValueError(f"bptt: a bidirectional model trains and scores whole sequences "
-                             f"(its reverse direction starts at each sequence's end); got "
-                             f"bptt={bptt} for T={T}: use bptt=None")
-        return chunks
-
     # -- validation -----------------------------------------------------------
-    def _fit_layout(self, X, y, xname, yname):
-        # fit/evaluate(comm=...): what NumPy cannot read (a ragged list) is refused by name
-        X = X._replace(X=readable(X.X, xname)) if isinstance(X, SeqData) else readable(X, xname)
-        return super()._fit_layout(X, readable(y, yname), xname, yname)
-
     def _check_X(self, X):
         X = float_array(X, "X", dtype=self.dtype, ndim=3, shape=(None, None, self.input_size))
         if X.shape[0] == 0 or X.shape[1] == 0:
@@ -357,26 +402,49 @@ class SequenceModel(SequenceTrainable):
     def _predict_from(self, out):
         return np.argmax(out, axis=-1) if self.loss == "cross_entropy" else out
 
+    def _data_loss(self, out, Yrows):
+        """ℓ's mean over rows and its gradient ∂L/∂out: out (rows, O), Yrows
+        labels (rows,) or targets (rows, O). The one loss of training and scoring."""
+        if self.loss == "cross_entropy":
+            return functional.softmax_cross_entropy(out, Yrows)
+        return functional.squared_error(out, Yrows, self.mse_form)
+
+    def _output_loss(self, out, Y):
+        """The objective ``_loss_and_grad`` reports, from readout outputs (…, O)
+        and validated targets (…) or (…, O) (scoring: no gradient is kept)."""
+        flat = out.reshape(-1, self.output_size)
+        target = Y.reshape((flat.shape[0],) + ((self.output_size,) if Y.ndim == out.ndim else ()))
+        loss, _ = self._data_loss(flat, target)
+        return float(self._penalized(loss))
+
     def _score(self, Hrows, Yrows):
         """Readout and loss of rows of states: Hrows (rows, F) (F = D·H features:
         H for one direction), Yrows labels (rows,) or targets (rows, O). Returns
         (mean loss, {"weight_out", "bias_out"} gradients, dL/dHrows (rows, F))."""
         out = self._readout(Hrows)                          # (rows, O)
-        if self.loss == "cross_entropy":
-            loss, dout = functional.softmax_cross_entropy(out, Yrows)
-        else:
-            loss, dout = functional.squared_error(out, Yrows, self.mse_form)
+        loss, dout = self._data_loss(out, Yrows)
         grads = {"weight_out": matmul(dout, Hrows, trans_a=True),   # dW_out(O,F) = dO(rows,O)ᵀ H(rows,F)
                  "bias_out": dout.sum(axis=0)}
         return loss, grads, matmul(dout, self._kernel["weight_out"])   # dH(rows,F) = dO W_out(O,F)
 
+    def _penalized_weights(self):
+        """The arrays the L2 term penalises: every weight matrix (not the biases,
+        not the peepholes), by name, in the params' order."""
+        return [(name, W) for name, W in self._kernel.items() if name.startswith("weight")]
+
+    def _penalized(self, loss):
+        """A data loss plus (λ/2) Σ‖W‖²_F, added one matrix at a time."""
+        if self.l2:
+            for _, W in self._penalized_weights():
+                loss += 0.5 * self.l2 * sum_of_squares(W)
+        return loss
+
     def _regularize(self, loss, grads):
         """Add the L2 term to a data loss and its gradients; the params' order."""
         if self.l2:
-            for name, W in self._kernel.items():
-                if name.startswith("weight"):
-                    loss += 0.5 * self.l2 * sum_of_squares(W)
-                    grads[name] = grads[name] + self.l2 * W
+            loss = self._penalized(loss)
+            for name, W in self._penalized_weights():
+                grads[name] = grads[name] + self.l2 * W
         return loss, {name: grads[name] for name in self._params}
 
     def _loss_and_grad(self, X, Y, states, lengths=None, reset=None):

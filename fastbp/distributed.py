@@ -201,7 +201,7 @@ class DataParallel:
     """
 
     def __init__(self, model, comm=None, *, root=0, timeout=None, abort_on_exception=True):
-        if not hasattr(model, "_named_params"):
+        if not callable(getattr(model, "named_parameters", None)):
             raise TypeError(f"model: expected a fastbp MLP, RNN or LSTM, got {type(model).__name__}")
         self.model = model
         self.comm = _world(comm)
@@ -213,7 +213,7 @@ class DataParallel:
                                     or not 0 < timeout < np.inf):
             raise ValueError(f"timeout: expected a positive number of seconds or None, got {timeout!r}")
         self.timeout = None if timeout is None else float(timeout)
-        named = model._named_params()
+        named = model.named_parameters()
         self._names = [name for name, _ in named]
         self._shapes = [p.shape for _, p in named]
         self.dtype = named[0][1].dtype
@@ -250,7 +250,7 @@ class DataParallel:
     def parameters(self):
         """The model's live parameter arrays, in state-dict order (the order of
         the gradients :meth:`allreduce_gradients` returns)."""
-        return [p for _, p in self.model._named_params()]
+        return [p for _, p in self.model.named_parameters()]
 
     def broadcast_parameters(self):
         """Copy rank ``root``'s parameters into every rank's model (one Bcast of a flat buffer)."""
@@ -470,24 +470,23 @@ class DataParallel:
         self.broadcast_parameters()
         return everyone[self.root][1]
 
-    def _train_steps(self, X, y, batch, bptt, interrupt):
-        """Like model._train_steps, for this rank's part of the global ``batch``:
-        yields the global (loss, grads, rows) of each step, one Allreduce each.
-        A part whose sequences all ended (lengths) adds zero rows to the
-        batch's remaining steps."""
-        model = self.model
-        local = self.local_indices(batch, model._n_samples(X))
+    def _train_steps(self, feed, X, y, batch, interrupt):
+        """Like ``feed.steps`` (a fastbp.training.Feed of the model), for this
+        rank's part of the global ``batch``: yields the global (loss, grads,
+        rows) of each step, one Allreduce each. A part whose sequences all
+        ended (lengths) adds zero rows to the batch's remaining steps."""
+        local = self.local_indices(batch, feed.n_samples(X))
         count = len(range(local.start, local.stop)) if isinstance(local, slice) else len(local)
         steps, error = None, None
         if count:
             try:
-                Xb, yb = model._take(X, y, local)
+                Xb, yb = feed.take(X, y, local)
                 if not in_memory(X, y):     # fit validated in-memory arrays at once
-                    Xb, yb = model._fit_data(Xb, yb, "X", "y")
-                steps = model._train_steps(Xb, yb, bptt)
+                    Xb, yb = feed.prepare(Xb, yb, "X", "y")
+                steps = feed.steps(Xb, yb)
             except Exception as e:
                 error = e
-        for _ in range(model._batch_steps(X, batch, bptt)):
+        for _ in range(feed.batch_steps(X, batch)):
             loss, grads, rows = 0.0, None, 0
             if steps is not None and error is None:
                 try:
@@ -499,18 +498,18 @@ class DataParallel:
             yield self.allreduce_gradients(grads, rows, loss, error=error,
                                            interrupt=interrupt.is_set())
 
-    def _evaluate(self, X, y, batch_size, bptt, names=("X", "y")):
+    def _evaluate(self, feed, X, y, batch_size, names=("X", "y")):
         """(mean loss, accuracy or None) over the data, each rank scoring its
-        block of samples in batches; one Allreduce of the sums."""
-        model = self.model
-        part = self.shard(model._n_samples(X))
+        block of samples in batches (``feed``: a fastbp.training.Feed of the
+        model); one Allreduce of the sums."""
+        part = self.shard(feed.n_samples(X))
         sums, error = np.zeros(4), None     # loss·rows, rows, correct, failed
         try:
             for start in range(part.start, part.stop, batch_size):
-                Xb, yb = model._take(X, y, slice(start, min(start + batch_size, part.stop)))
+                Xb, yb = feed.take(X, y, slice(start, min(start + batch_size, part.stop)))
                 if not in_memory(X, y):
-                    Xb, yb = model._fit_data(Xb, yb, *names)
-                loss, rows, correct = model._eval_batch(Xb, yb, bptt)
+                    Xb, yb = feed.prepare(Xb, yb, *names)
+                loss, rows, correct = feed.score(Xb, yb)
                 sums[:3] += (loss, rows, correct or 0)
         except Exception as e:
             error = e
@@ -519,7 +518,7 @@ class DataParallel:
         self._collective("Allreduce", sums, "the validation allreduce")
         if sums[3]:
             self._raise_collective(error, "evaluation")
-        return float(sums[0] / sums[1]), (sums[2] / sums[1] if model._is_classifier() else None)
+        return float(sums[0] / sums[1]), (sums[2] / sums[1] if self.model.is_classifier() else None)
 
     def _on_root(self, action, what):
         """Run ``action()`` on rank root only and give its result to every rank
@@ -608,7 +607,7 @@ def load(path, comm=None, root=0, expected=None):
         except Exception as e:
             error = e
     header = comm.bcast((_describe(error), None if model is None else
-                         (type(model).__name__, model._config())), root=root)
+                         (type(model).__name__, model.config())), root=root)
     if error is not None:
         raise error
     if header[0] is not None:

@@ -6,7 +6,7 @@ File layout (NumPy's .npz: a zip of .npy arrays, all plain, no object arrays):
     "model"           str scalar     the class: "MLP", "RNN", "LSTM" or "GRU"
     "config"          str scalar     JSON of the constructor's keyword arguments
     "param/<name>"    arrays         the parameters under their state-dict names
-                                     (see fastbp.training), in the model's dtype
+                                     (see fastbp._torch_names), in the model's dtype
 
 A training checkpoint (:func:`save_checkpoint`, ``fit(..., checkpoint=path)``)
 is a model file with the rest of the training state; ``load`` still reads its
@@ -81,8 +81,8 @@ def _fspath(path, name="path"):
 
 
 def register_model(cls):
-    """Make ``cls`` (fastbp.MLP, RNN, LSTM or GRU; fastbp.training registers every
-    Trainable) the class that files naming it are loaded as. Only fastbp's own:
+    """Make ``cls`` (fastbp.MLP, RNN, LSTM or GRU; fastbp._persistent registers every
+    Persistent model) the class that files naming it are loaded as. Only fastbp's own:
     a user's subclass of the same name (``class MLP(fastbp.MLP)``) leaves the
     registry alone (it made every fastbp.MLP unsavable and files load as it)."""
     if cls.__name__ in _KINDS and cls.__module__.split(".")[0] == __name__.split(".")[0]:
@@ -101,8 +101,8 @@ def _model_arrays(model):
         raise TypeError(f"model: expected a fastbp MLP, RNN, LSTM or GRU, got {name}")
     arrays = {_FORMAT_KEY: np.array(FORMAT_VERSION, dtype=np.int64),
               "model": np.array(name),
-              "config": np.array(json.dumps(model._config(), sort_keys=True))}
-    for pname, p in model._named_params():
+              "config": np.array(json.dumps(model.config(), sort_keys=True))}
+    for pname, p in model.named_parameters():
         if not np.isfinite(p).all():        # load refuses such a file: not written
             raise ValueError(f"model: parameter {pname!r} contains NaN or infinity (the training "
                              f"diverged); a file holding it could not be loaded")
@@ -331,7 +331,7 @@ def save_checkpoint(path, model, optimizer, *, epoch=None, seed=None, rng=None, 
                         f"{type(optimizer).__name__}")
     sd = optimizer.state_dict()
     state = sd["state"] or []
-    params = [p for _, p in model._named_params()]
+    params = [p for _, p in model.named_parameters()]
     if state and (len(state) != len(params) or any(a.shape != p.shape or a.dtype != p.dtype
                                                    for p, row in zip(params, state) for a in row)):
         raise ValueError(f"optimizer: its state is for other parameters ({len(state)} arrays) than "
@@ -759,7 +759,7 @@ def load_checkpoint(path, expected=None):
         raise ValueError(f"{path}: holds a model but no training state (not a checkpoint: "
                          f"written by save, not save_checkpoint)")
     head = _json(arrays, "optimizer", path, "the optimizer state")
-    params = [p for _, p in model._named_params()]
+    params = [p for _, p in model.named_parameters()]
     try:
         if set(head) != {"class", "hyper", "t", "epoch", "slots", "params"}:
             raise ValueError(f"expected the keys class, hyper, t, epoch, slots, params, got "

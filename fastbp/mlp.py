@@ -55,11 +55,14 @@ import numbers
 import numpy as np
 
 from . import _core
+from . import training
+from ._mlpfeed import MLPFeed
+from ._persistent import Persistent
+from ._torch_names import linear_names
 from ._validate import (as_array, check_shape, choice, float_array, nonnegative_float,
-                        positive_int, readable, resolve_dtype)
+                        positive_int, resolve_dtype)
 from .functional import activation_code
 from .optim import sigint_held
-from .training import MLPTrainable
 
 __all__ = ["MLP", "MLP_LOSSES", "MSE_FORMS"]
 
@@ -83,7 +86,7 @@ def _init_weight(rng, n_out, n_in, activation):
     return rng.uniform(-limit, limit, size=(n_out, n_in))
 
 
-class MLP(MLPTrainable):
+class MLP(Persistent):
     """A multilayer perceptron trained by backpropagation (docs/equations.md §4).
 
     Parameters
@@ -229,11 +232,47 @@ class MLP(MLPTrainable):
                 np.copyto(W_old, W)
                 np.copyto(b_old, b)
 
-    # ---- inputs -------------------------------------------------------------
-    def _fit_layout(self, X, y, xname, yname):
-        # fit/evaluate(comm=...): what NumPy cannot read (a ragged list) is refused by name
-        return super()._fit_layout(readable(X, xname), readable(y, yname), xname, yname)
+    def named_parameters(self):
+        """``[(state-dict name, array), ...]``: each layer's W and b, the model's own
+        arrays, named as the Linear layers of ``torch.nn.Sequential`` ("0.weight",
+        "0.bias", "2.weight", ...)."""
+        named = []
+        for layer, (W, b) in enumerate(self.params):
+            w_name, b_name = linear_names(layer)
+            named += [(w_name, W), (b_name, b)]
+        return named
 
+    def config(self):
+        """The constructor's keyword arguments (JSON types; not ``seed``)."""
+        return dict(sizes=list(self.sizes), activation=list(self.activations[:-1]),
+                    output=self.activations[-1], loss=self.loss, l2=self.l2,
+                    dtype=self.dtype.name, mse_form=self.mse_form)
+
+    def is_classifier(self):
+        """True for ``loss="cross_entropy"``: predictions are class labels."""
+        return self._loss == "cross_entropy"
+
+    # ---- training -----------------------------------------------------------
+    def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, validation_data=None,
+            shuffle=True, seed=None, progress=True, clip_norm=None, comm=None, checkpoint=None):
+        """Train with mini-batches of rows; returns a :class:`fastbp.training.History`.
+
+        X (N, n_0) and y as for :meth:`loss_and_grad`; ``validation_data`` is
+        ``(X_val, y_val)``. Every argument and the behaviour (checkpoints,
+        Ctrl-C, data parallelism with ``comm``, one fit per model at a time)
+        are those of :func:`fastbp.training.fit`.
+        """
+        return training.fit(self, MLPFeed(self), X, y, epochs=epochs, batch_size=batch_size,
+                            optimizer=optimizer, validation_data=validation_data,
+                            shuffle=shuffle, seed=seed, progress=progress, clip_norm=clip_norm,
+                            comm=comm, checkpoint=checkpoint)
+
+    def evaluate(self, X, y, batch_size=256, comm=None):
+        """(loss, accuracy) on data, accuracy None for regressors; no parameter changes.
+        With ``comm`` (as in :meth:`fit`) each rank scores its block of the samples."""
+        return training.evaluate(self, MLPFeed(self), X, y, batch_size, comm)
+
+    # ---- inputs -------------------------------------------------------------
     def _input(self, X):
         """X as a C-contiguous (B, n_0) array of the model dtype (finite values
         are checked in the compiled call)."""

@@ -512,7 +512,7 @@ def _snapshot(ex):
         elif isinstance(ex.a.get(name), (list, dict)):
             snap[name] = copy.deepcopy(ex.a[name])
     if ex.model is not None:
-        snap["<model>"] = [p.copy() for _, p in ex.model._named_params()]
+        snap["<model>"] = [p.copy() for _, p in ex.model.named_parameters()]
     return snap
 
 
@@ -525,7 +525,7 @@ def _assert_unmodified(ex, entry, snap, skip=()):
         else:
             assert ex.a[name] == saved, f"{name}: the input list was modified"
     if "<model>" in snap and "<model>" not in skip:
-        for (pname, p), old in zip(ex.model._named_params(), snap["<model>"]):
+        for (pname, p), old in zip(ex.model.named_parameters(), snap["<model>"]):
             assert p.tobytes() == old.tobytes(), f"model parameter {pname} changed"
 
 

@@ -449,7 +449,7 @@ def _mlp_fit():
     def call(ex):
         history = ex.model.fit(ex.a["X"], ex.a["y"], **_fit_kwargs(ex))
         return {"loss": history["loss"][0],
-                **{f"param{i}": p for i, (_, p) in enumerate(ex.model._named_params())}}
+                **{f"param{i}": p for i, (_, p) in enumerate(ex.model.named_parameters())}}
 
     def reference(ex):
         params = [(W.copy(), b.copy()) for W, b in ex.params0]
@@ -626,7 +626,7 @@ def _seq_forward():
 
 
 def _chunks(T, k, many_to_one):
-    """Truncated BPTT's chunks (the rule of SequenceTrainable.fit's docstring)."""
+    """Truncated BPTT's chunks (the rule of the sequence models' fit docstring)."""
     k = T if k is None else k
     if many_to_one:
         last = max(T - k, 0)

@@ -58,7 +58,7 @@ def outputs(model, seed=0):
 
 def assert_same_model(a, b):
     assert type(a) is type(b)
-    assert a._config() == b._config()
+    assert a.config() == b.config()
     sa, sb = a.state_dict(), b.state_dict()
     assert list(sa) == list(sb)
     for k in sa:
@@ -492,8 +492,8 @@ def test_single_bit_flips_load_an_equal_model_or_are_refused_by_name(tmp_path):
             assert str(e).startswith(f"{bad}: "), (bit, e)
             outcomes["refused"] += 1
         else:
-            assert back._config() == model._config()
-            for (name, p), (_, q) in zip(back._named_params(), model._named_params()):
+            assert back.config() == model.config()
+            for (name, p), (_, q) in zip(back.named_parameters(), model.named_parameters()):
                 assert p.dtype == q.dtype and np.array_equal(p, q), (bit, name)
             outcomes["equal"] += 1
     assert outcomes["refused"] > len(data) * 4 // stride and outcomes["equal"] > 0, outcomes

@@ -516,7 +516,7 @@ def test_state_dict_and_save_load_round_trip(Model, tmp_path):
     path = model.save(tmp_path / "stack.npz")
     back = load(path)
     assert type(back) is Model and back.num_layers == 3 and back.bidirectional is True
-    assert back._config() == model._config()
+    assert back.config() == model.config()
     np.testing.assert_array_equal(back.forward(X)[0], out)
     other = Model(3, 4, 2, num_layers=3, bidirectional=True, seed=5, dtype="float32", **kw)
     other.load_state_dict(model.state_dict())

@@ -171,12 +171,12 @@ def test_mlp_fit_checks_every_target_before_the_first_step():
     X = np.random.default_rng(2).standard_normal((30, 4))
     y = np.arange(30) % 3
     net = MLP([4, 5, 3], dtype="float64")
-    before = [p.copy() for _, p in net._named_params()]
+    before = [p.copy() for _, p in net.named_parameters()]
     for bad, match in ((np.where(np.arange(30) == 29, 7, y), "class labels"),
                        (np.where(np.arange(30)[:, None] == 29, np.nan, np.eye(3)[y]), "NaN")):
         with pytest.raises(ValueError, match=match):
             net.fit(X, bad, batch_size=10, progress=False)      # the bad row is in the last batch
-        for (_, p), old in zip(net._named_params(), before):
+        for (_, p), old in zip(net.named_parameters(), before):
             np.testing.assert_array_equal(p, old)
 
 

@@ -132,7 +132,7 @@ def _train(kind, dtype, seed=0):
             rng.standard_normal((16, 96, 4)), {"bptt": 6}
     history = model.fit(X, y, epochs=2, batch_size=64, optimizer=Adam(1e-3), seed=3, progress=False,
                         clip_norm=2.0, **kw)
-    return [p.copy() for _, p in model._named_params()] + [np.array(history.step_loss)]
+    return [p.copy() for _, p in model.named_parameters()] + [np.array(history.step_loss)]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

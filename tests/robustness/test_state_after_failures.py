@@ -53,7 +53,7 @@ def setup(kind):
 
 
 def params_of(model):
-    return [p.copy() for _, p in model._named_params()]
+    return [p.copy() for _, p in model.named_parameters()]
 
 
 def assert_state(model, opt, recorded):

@@ -53,7 +53,7 @@ OPTIMIZERS = {"adam": lambda: Adam(0.01), "momentum": lambda: SGD(0.05, momentum
 
 
 def assert_same_run(a, b, ha, hb):
-    for (name, p), (_, q) in zip(a._named_params(), b._named_params()):
+    for (name, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
         np.testing.assert_array_equal(p, q, err_msg=name)
     for key in ha:
         if key not in ("time", "val_time"):
@@ -136,7 +136,7 @@ def test_fit_twice_with_one_optimizer_equals_one_longer_fit(case):
     h1 = b.fit(X, y, epochs=1, optimizer=opt, seed=5, progress=False, **kw)
     h2 = b.fit(X, y, epochs=1, optimizer=opt, seed=5, progress=False, **kw)
     assert (h1["epoch"], h2["epoch"], opt.epoch) == ([1], [2], 2)
-    for (_, p), (_, q) in zip(a._named_params(), b._named_params()):
+    for (_, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
         np.testing.assert_array_equal(p, q)
     assert ha["loss"] == h1["loss"] + h2["loss"]
 
@@ -178,7 +178,7 @@ def test_custom_loop_resumed_from_a_checkpoint_equals_uninterrupted_loop(tmp_pat
     X, y = blobs()
 
     def run(model, opt, rng, epochs, start=0, path=None):
-        params = [p for _, p in model._named_params()]
+        params = [p for _, p in model.named_parameters()]
         for epoch in range(start + 1, epochs + 1):
             order = rng.permutation(len(X))
             for i in range(0, len(X), 16):
@@ -197,7 +197,7 @@ def test_custom_loop_resumed_from_a_checkpoint_equals_uninterrupted_loop(tmp_pat
     assert ck.epoch == 2 and ck.seed is None and ck.settings is None
     assert isinstance(ck.optimizer, SGD) and ck.optimizer.t == 2 * 4
     run(ck.model, ck.optimizer, ck.rng, 3, start=ck.epoch)
-    for (_, p), (_, q) in zip(whole._named_params(), ck.model._named_params()):
+    for (_, p), (_, q) in zip(whole.named_parameters(), ck.model.named_parameters()):
         np.testing.assert_array_equal(p, q)
 
 
@@ -213,7 +213,8 @@ def test_a_saved_generator_continues_the_same_draws(tmp_path, bit_generator):
 def test_a_checkpoint_loads_as_a_model_and_a_model_file_is_not_a_checkpoint(tmp_path):
     model = MLP([3, 4, 2], seed=2)
     opt = Adam()
-    opt.step([p for _, p in model._named_params()], [np.ones_like(p) for _, p in model._named_params()])
+    params = [p for _, p in model.named_parameters()]
+    opt.step(params, [np.ones_like(p) for p in params])
     save_checkpoint(tmp_path / "c.npz", model, opt, epoch=1)
     back = fastbp.load(tmp_path / "c.npz")
     np.testing.assert_array_equal(back.params[0][0], model.params[0][0])
@@ -249,7 +250,8 @@ def _rewrite(path, change):
 def test_bad_checkpoints_are_refused_by_name(tmp_path, change, match):
     model = MLP([3, 4, 2], seed=2)
     opt = Adam()
-    opt.step([p for _, p in model._named_params()], [np.ones_like(p) for _, p in model._named_params()])
+    params = [p for _, p in model.named_parameters()]
+    opt.step(params, [np.ones_like(p) for p in params])
     path = tmp_path / "c.npz"
     save_checkpoint(path, model, opt, history={"loss": [1.0, 0.5]})
     _rewrite(path, change)
@@ -392,8 +394,9 @@ def _stepped(opt, params):
 def test_save_checkpoint_refuses_an_optimizer_load_checkpoint_could_not_restore(
         tmp_path, make_opt, exc, match):
     model = MLP([3, 4, 2], seed=2)
+    params = [p for _, p in model.named_parameters()]
     with pytest.raises(exc, match=match):
-        save_checkpoint(tmp_path / "c.npz", model, make_opt([p for _, p in model._named_params()]))
+        save_checkpoint(tmp_path / "c.npz", model, make_opt(params))
     assert not list(tmp_path.iterdir())
 
 
@@ -409,7 +412,7 @@ def test_a_diverged_model_is_not_written_to_a_file_load_would_refuse(tmp_path):
 
 def test_a_checkpoint_with_an_overflowed_adam_moment_loads_back(tmp_path):
     model = MLP([3, 4, 2], seed=2)
-    params = [p for _, p in model._named_params()]
+    params = [p for _, p in model.named_parameters()]
     opt = Adam()
     with pytest.warns(RuntimeWarning, match="overflow"):
         opt.step(params, [np.full_like(p, 1e25) for p in params])     # v = inf in float32

@@ -105,7 +105,7 @@ def one_rank(name, X=None, y=None):
 def test_two_ranks_equal_one_rank(two_ranks, name):
     model, history = one_rank(name)
     r0, r1 = two_ranks
-    for pname, p in model._named_params():
+    for pname, p in model.named_parameters():
         key = f"{name}/param/{pname}"
         np.testing.assert_array_equal(r0[key], r1[key])      # the ranks agree to the bit
         close(r0[key], p)
@@ -123,7 +123,7 @@ def test_two_ranks_equal_one_rank(two_ranks, name):
 @pytest.mark.parametrize("name", list(cases.CASES))
 def test_one_allreduce_per_step_on_two_ranks(two_ranks, name):
     model = cases.CASES[name]()[0]
-    P = sum(p.size for _, p in model._named_params())
+    P = sum(p.size for _, p in model.named_parameters())
     steps = cases.expected_steps(name)
     for r in two_ranks:
         assert int(r[f"{name}/steps"]) == steps
@@ -133,7 +133,7 @@ def test_one_allreduce_per_step_on_two_ranks(two_ranks, name):
 def test_memory_mapped_inputs_each_rank_reads_its_rows_only(two_ranks):
     _, X, y, kw = cases.mlp()
     model, history = one_rank("mlp", X.astype(np.float32), y)
-    for pname, p in model._named_params():
+    for pname, p in model.named_parameters():
         close(two_ranks[0][f"memmap/param/{pname}"], p)
     close(two_ranks[0]["memmap/loss"], history["loss"])
     for rank, r in enumerate(two_ranks):
@@ -151,7 +151,7 @@ def test_memory_mapped_inputs_each_rank_reads_its_rows_only(two_ranks):
 def test_sequence_models_shard_by_sequence(two_ranks):
     _, X, y, kw = cases.lstm()
     model, history = one_rank("lstm")
-    for pname, p in model._named_params():
+    for pname, p in model.named_parameters():
         close(two_ranks[0][f"lstm_recorded/param/{pname}"], p)
     for rank, r in enumerate(two_ranks):
         parts = [np.arange(1)] + cases.local_parts(X.shape[1], kw["batch_size"], kw["epochs"],
@@ -212,7 +212,7 @@ def test_checkpoint_written_by_rank_0_resumes_on_every_rank(mpiexec, tmp_path):
                 np.testing.assert_array_equal(r[key.replace("_whole/", "_cut/")], r[key])
                 np.testing.assert_array_equal(ranks[1][key], ranks[0][key])
         model, history = one_rank(name)      # and the 1-process run, to rounding
-        for pname, p in model._named_params():
+        for pname, p in model.named_parameters():
             close(ranks[0][f"{name}_cut/param/{pname}"], p)
         close(ranks[0][f"{name}_cut/loss"], history["loss"])
     assert not (tmp_path / "absent").exists()
@@ -244,7 +244,7 @@ def test_each_step_is_exactly_one_allreduce_of_one_buffer(MPI, name):
     model, X, y, kw = cases.CASES[name]()
     comm = Recording(MPI.COMM_SELF)
     model.fit(X, y, progress=False, comm=comm, **kw)
-    P = sum(p.size for _, p in model._named_params())
+    P = sum(p.size for _, p in model.named_parameters())
     steps = cases.expected_steps(name)
     names = [c[0] for c in comm.calls]
     assert set(names) <= {"Get_rank", "Get_size", "allgather", "Bcast", "Allreduce"}, names
@@ -262,7 +262,7 @@ def test_comm_self_fit_equals_plain_fit(MPI):
         a, ha = one_rank(name)
         b, X, y, kw = cases.CASES[name]()
         hb = b.fit(X, y, progress=False, comm=MPI.COMM_SELF, **kw)
-        for (_, p), (_, q) in zip(a._named_params(), b._named_params()):
+        for (_, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
             close(q, p)
         close(hb["loss"], ha["loss"])
 
@@ -386,7 +386,7 @@ def test_resumed_fit_on_comm_self_equals_uninterrupted_fit(MPI, tmp_path):
         b, _, _, kw = cases.CASES[name]()
         hb = b.fit(X, y, progress=False, comm=MPI.COMM_SELF, checkpoint=tmp_path / f"{name}_b.npz",
                    **kw)
-        for (_, p), (_, q) in zip(a._named_params(), b._named_params()):
+        for (_, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
             np.testing.assert_array_equal(q, p)
         np.testing.assert_array_equal(hb["loss"], ha["loss"])
         np.testing.assert_array_equal(hb.step_loss, ha.step_loss)
@@ -509,7 +509,7 @@ def test_example_mpi_digits_resumed_run_equals_uninterrupted_run(mpiexec, tmp_pa
     assert accuracy[0] > 50 and accuracy[2] == accuracy[0]
     a, b = fastbp.io.load_checkpoint(whole), fastbp.io.load_checkpoint(cut)
     assert a.epoch == b.epoch == 3 and a.history["loss"] == b.history["loss"]
-    for (name, p), (_, q) in zip(a.model._named_params(), b.model._named_params()):
+    for (name, p), (_, q) in zip(a.model.named_parameters(), b.model.named_parameters()):
         np.testing.assert_array_equal(p, q, err_msg=name)
     again = run_mpi(mpiexec, example, "--epochs", "3", "--checkpoint", cut)   # no --resume
     assert again.returncode != 0 and "exists: pass --resume" in again.stdout

@@ -48,7 +48,7 @@ def seq_model(cls, I=2, H=5, O=3, **kw):
 
 
 def params_of(model):
-    return [p.copy() for _, p in model._named_params()]
+    return [p.copy() for _, p in model.named_parameters()]
 
 
 def assert_same_params(a, b, rtol=0.0):

@@ -17,7 +17,7 @@ from fastbp.distributed import DataParallel  # noqa: E402
 
 
 def keep(results, name, model, history, dp=None):
-    for pname, p in model._named_params():
+    for pname, p in model.named_parameters():
         results[f"{name}/param/{pname}"] = p
     for key in ("loss", "val_loss", "val_accuracy"):
         if key in history:
