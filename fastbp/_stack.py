@@ -17,8 +17,8 @@ Semantics are those of ``torch.nn.LSTM`` / ``torch.nn.RNN`` with ``num_layers``
   reverse direction enters each piece at its last step (the reverse schedule
   carries the mirrored events, fastbp._sequence.Layout.reverse_sched).
 
-How: per layer ONE compiled call runs both directions (src_c/*: the
-``fbp_*_forward_dirs`` / ``_backward_dirs`` entry points), each with its input
+How: per layer ONE compiled call runs both directions (src_c/engine.h:
+``fbp_engine_forward`` / ``fbp_engine_backward``), each with its input
 GEMM over all slots, its time loop and, in backward, its stacked weight GEMMs.
 The reverse direction holds each row's steps in reverse order in the same slot
 layout (rows sorted by length, src_c/seq.h), so it shares the forward
@@ -27,8 +27,10 @@ written into the (T, B, 2H) caller layout and gathered into each direction's
 order for the next layer (and the gradients back the same way); one
 direction without lengths reads the previous layer's state buffer directly.
 
-A *cell* (``fastbp.lstm._LSTMCell``, ``fastbp.rnn._RNNCell``) supplies the
-per-layer calls; this module owns the loop, the plumbing and the naming.
+A *cell* (``fastbp._recurrent.EngineCell``: a cell description and its
+options) supplies the per-layer calls; this module owns the layer loop, the
+plumbing and the naming, and ``stack_forward``/``stack_backward`` are the
+``{rnn,lstm,gru}_stack_*`` functions for any cell.
 """
 from types import MappingProxyType
 
