@@ -22,8 +22,8 @@ sanitize = _flag("FASTBP_SANITIZE")
 # -fno-trapping-math lets GCC if-convert (and so vectorise) the clamps and
 # selects in the nonlinearities; unlike -ffast-math it changes no computed value.
 compile_args = ["-std=c99", "-O3", "-fno-trapping-math", "-fno-strict-aliasing",
-                "-Wall", "-Wno-unused-function"]
-link_args = []
+                "-Wall", "-Wno-unused-function", "-pthread"]
+link_args = ["-pthread"]        # the thread team (src_c/team.c)
 if _flag("FASTBP_NATIVE"):
     compile_args.append("-march=native")
 if debug:

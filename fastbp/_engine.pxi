@@ -405,3 +405,30 @@ def engine_step_products(int kind, int act, floating[:, :, ::1] gates, floating[
                                             &weight_hh[0, 0],
                                             &pack[0] if pack is not None else NULL, T, B, H)
     check_status(st)
+
+
+cdef extern from "team.h":
+    enum:
+        FBP_TEAM_MAX
+    const char *FBP_TEAM_THREAD_NAME
+    int fbp_team_set_size(int n) nogil
+    int fbp_team_size() noexcept nogil
+
+TEAM_MAX = FBP_TEAM_MAX
+TEAM_THREAD_NAME = FBP_TEAM_THREAD_NAME.decode()     # the worker threads' name
+
+
+def team_set_size(int n):
+    """Resize fastbp's thread team (src_c/team.h) to n members, the caller
+    included (1: no worker threads). Waits for a region in flight to end."""
+    cdef int st
+    if n < 1 or n > FBP_TEAM_MAX:
+        raise ValueError(f"n: expected 1 to {FBP_TEAM_MAX} threads, got {n}")
+    with nogil:
+        st = fbp_team_set_size(n)
+    check_status(st)
+
+
+def team_size():
+    """The thread team's size (members, the caller included)."""
+    return fbp_team_size()

@@ -12,11 +12,16 @@
  *   FN(X_forward_step)(const FN(fbp_step) *, const FN(fbp_cell_params) *, int act)
  *   FN(X_backward_step)(const FN(fbp_step) *, const FN(fbp_cell_params) *,
  *                       const FN(fbp_cell_grads) *, int act)
- * Both passes run over the step's n active rows (the first n of the block). */
+ * Both passes run over the step's n active rows (the first n of the block)
+ * and over its units [u0, u0 + nu) of H only: a thread of the team
+ * (team.h) owns a chunk of the hidden units, and every gate block, state and
+ * bias element of a unit is that unit's alone, so the chunks never share a
+ * write. Row strides stay those of the whole buffers (H, G·H, ...). */
 
 /* One step of one direction, rows [0, n) of each buffer. */
 typedef struct {
-    int n, H;
+    int n, H;                            /* active rows; the row length of the state buffers */
+    int u0, nu;                          /* the units of this pass: [u0, u0 + nu) */
     /* forward and backward */
     REAL *gates;                         /* (n, saved·H) forward: the input side (plus
                                             the recurrent side unless separate) in,

@@ -46,14 +46,14 @@ FBP_HOT static void FN(gru_forward_step)(const FN(fbp_step) *st, const FN(fbp_ce
                                          int act)
 {
     (void)act;
-    const ptrdiff_t h = st->H;
-    const int H = st->H;
-    const REAL *bi = p->b_ih, *bh = p->b_hh;
+    const ptrdiff_t h = st->H, u0 = st->u0;
+    const int H = st->nu;                               /* the pass's units */
+    const REAL *bi = p->b_ih + u0, *bh = p->b_hh + u0;
     for (int r = 0; r < st->n; r++) {
-        REAL *g = st->gates + 4 * h * r;
-        const REAL *q = st->rec + 3 * h * r;
-        FN(gru_forward_row)(g, g + h, g + 2 * h, g + 3 * h, st->next[0] + h * r,
-                            st->prev[0] + h * r, q, q + h, q + 2 * h, bi, bi + h, bi + 2 * h,
+        REAL *g = st->gates + 4 * h * r + u0;
+        const REAL *q = st->rec + 3 * h * r + u0;
+        FN(gru_forward_row)(g, g + h, g + 2 * h, g + 3 * h, st->next[0] + h * r + u0,
+                            st->prev[0] + h * r + u0, q, q + h, q + 2 * h, bi, bi + h, bi + 2 * h,
                             bh, bh + h, bh + 2 * h, H);
     }
 }
@@ -91,16 +91,16 @@ FBP_HOT static void FN(gru_backward_step)(const FN(fbp_step) *st, const FN(fbp_c
 {
     (void)act;
     (void)p;
-    const ptrdiff_t h = st->H;
-    const int H = st->H;
-    REAL *bi = g->b_ih, *bh = g->b_hh;
+    const ptrdiff_t h = st->H, u0 = st->u0;
+    const int H = st->nu;                               /* the pass's units */
+    REAL *bi = g->b_ih + u0, *bh = g->b_hh + u0;
     for (int r = 0; r < st->n; r++) {
-        const REAL *s = st->gates + 4 * h * r;
-        REAL *di = st->dgates + 3 * h * r, *dq = st->drec + 3 * h * r;
-        REAL *dh = st->carry[0] + h * r;
-        const REAL *hp = st->prev[0] + h * r;
+        const REAL *s = st->gates + 4 * h * r + u0;
+        REAL *di = st->dgates + 3 * h * r + u0, *dq = st->drec + 3 * h * r + u0;
+        REAL *dh = st->carry[0] + h * r + u0;
+        const REAL *hp = st->prev[0] + h * r + u0;
         if (st->dy)
-            FN(gru_backward_row)(s, s + h, s + 2 * h, s + 3 * h, dh, st->dy + h * r, hp,
+            FN(gru_backward_row)(s, s + h, s + 2 * h, s + 3 * h, dh, st->dy + h * r + u0, hp,
                                  di, di + h, di + 2 * h, dq, dq + h, dq + 2 * h,
                                  bi, bi + h, bi + 2 * h, bh, bh + h, bh + 2 * h, H, 1);
         else

@@ -6,7 +6,7 @@
  * States h, c. The gates buffer (M, 4H) receives x_t W_ihᵀ + h_{t−1} W_hhᵀ
  * and leaves the activated gates [i, f, g, o] for backward; tanh(c_t) is
  * recomputed there rather than stored. Backward works in place on the gate
- * gradients: step t's activations are copied into dgates first (one small
+ * gradients: each row's activations are copied into dgates first (a small
  * copy, hot in cache for the pass) unless dgates is the gates buffer itself. */
 #define FBP_LSTM_GATES 4
 #define FBP_LSTM_STATES 2
@@ -55,12 +55,12 @@ FBP_HOT static void FN(lstm_forward_step)(const FN(fbp_step) *st, const FN(fbp_c
                                           int act)
 {
     (void)act;
-    const ptrdiff_t h = st->H;
-    const int H = st->H;
-    const REAL *bi = p->b_ih, *bh = p->b_hh, *peep = p->peep;
+    const ptrdiff_t h = st->H, u0 = st->u0;
+    const int H = st->nu;                               /* the pass's units */
+    const REAL *bi = p->b_ih + u0, *bh = p->b_hh + u0, *peep = p->peep ? p->peep + u0 : NULL;
     for (int r = 0; r < st->n; r++) {
-        REAL *gr = st->gates + 4 * h * r;
-        const ptrdiff_t o = h * r;
+        REAL *gr = st->gates + 4 * h * r + u0;
+        const ptrdiff_t o = h * r + u0;
         REAL *hn = st->next[0] + o, *cn = st->next[1] + o;
         const REAL *cp = st->prev[1] + o;
         /* two specialised copies of the loop: no peephole test per element */
@@ -121,23 +121,25 @@ FBP_HOT static void FN(lstm_backward_step)(const FN(fbp_step) *st, const FN(fbp_
                                            const FN(fbp_cell_grads) *g, int act)
 {
     (void)act;
-    const ptrdiff_t h = st->H;
-    const int H = st->H;
-    const REAL *peep = p->peep, *dy = st->dy;
-    REAL *dpeep = g->peep, *db = g->b_ih;
+    const ptrdiff_t h = st->H, u0 = st->u0;
+    const int H = st->nu;                               /* the pass's units */
+    const REAL *peep = p->peep ? p->peep + u0 : NULL, *dy = st->dy;
+    REAL *dpeep = g->peep ? g->peep + u0 : NULL, *db = g->b_ih + u0;
     REAL *db_i = db, *db_f = db + h, *db_g = db + 2 * h, *db_o = db + 3 * h;
-    if (st->gates != st->dgates)
-        memcpy(st->dgates, st->gates, (size_t)st->n * (size_t)(4 * h) * sizeof(REAL));
     for (int r = 0; r < st->n; r++) {
-        REAL *gd = st->dgates + 4 * h * r;
-        const ptrdiff_t o = h * r;
+        REAL *gd = st->dgates + 4 * h * r + u0;
+        const ptrdiff_t o = h * r + u0;
+        if (st->gates != st->dgates)     /* the pass works in place on dgates */
+            for (int b = 0; b < 4; b++)
+                memcpy(gd + b * h, st->gates + 4 * h * r + u0 + b * h, (size_t)H * sizeof(REAL));
         REAL *dc = st->carry[1] + o;
         const REAL *dh = st->carry[0] + o, *cp = st->prev[1] + o, *cn = st->next[1] + o;
+        const REAL *dyr = dy ? dy + o : NULL;
         /* four specialised copies: peepholes or not, ∂L/∂h_t from above or not
          * (a many-to-one model only feeds dh_n) */
         if (peep && dy)
             FN(lstm_backward_row)(gd, gd + h, gd + 2 * h, gd + 3 * h, dc, db_i, db_f, db_g, db_o,
-                                  dpeep, dpeep + h, dpeep + 2 * h, dh, dy + o, cp, cn,
+                                  dpeep, dpeep + h, dpeep + 2 * h, dh, dyr, cp, cn,
                                   peep, peep + h, peep + 2 * h, H, 1, 1);
         else if (peep)
             FN(lstm_backward_row)(gd, gd + h, gd + 2 * h, gd + 3 * h, dc, db_i, db_f, db_g, db_o,
@@ -145,7 +147,7 @@ FBP_HOT static void FN(lstm_backward_step)(const FN(fbp_step) *st, const FN(fbp_
                                   peep, peep + h, peep + 2 * h, H, 1, 0);
         else if (dy)
             FN(lstm_backward_row)(gd, gd + h, gd + 2 * h, gd + 3 * h, dc, db_i, db_f, db_g, db_o,
-                                  NULL, NULL, NULL, dh, dy + o, cp, cn, NULL, NULL, NULL, H, 0, 1);
+                                  NULL, NULL, NULL, dh, dyr, cp, cn, NULL, NULL, NULL, H, 0, 1);
         else
             FN(lstm_backward_row)(gd, gd + h, gd + 2 * h, gd + 3 * h, dc, db_i, db_f, db_g, db_o,
                                   NULL, NULL, NULL, dh, NULL, cp, cn, NULL, NULL, NULL, H, 0, 0);

@@ -56,18 +56,20 @@ FBP_ALWAYS_INLINE void FN(rnn_forward_row)(REAL *h, const REAL *a, const REAL *b
     else FN(rnn_bias_act_to_row)(h, a, b_ih, b_hh, H, act);
 }
 
-/* The step's forward pass: next[0] = φ(gates + b_ih + b_hh) over n rows of H. */
+/* The step's forward pass: next[0] = φ(gates + b_ih + b_hh) over n rows, the
+ * pass's units. */
 FBP_HOT static void FN(rnn_forward_step)(const FN(fbp_step) *st, const FN(fbp_cell_params) *p,
                                          int act)
 {
-    const ptrdiff_t H = st->H;
+    const ptrdiff_t H = st->H, u0 = st->u0, nu = st->nu;
+    const REAL *bi = p->b_ih + u0, *bh = p->b_hh + u0;
     for (int r = 0; r < st->n; r++) {
-        REAL *h = st->next[0] + r * H;
-        const REAL *a = st->gates + r * H;
+        REAL *h = st->next[0] + r * H + u0;
+        const REAL *a = st->gates + r * H + u0;
         switch (act) {
-        case FBP_TANH: FN(rnn_forward_row)(h, a, p->b_ih, p->b_hh, H, FBP_TANH); break;
-        case FBP_RELU: FN(rnn_forward_row)(h, a, p->b_ih, p->b_hh, H, FBP_RELU); break;
-        default:       FN(rnn_forward_row)(h, a, p->b_ih, p->b_hh, H, FBP_IDENTITY); break;
+        case FBP_TANH: FN(rnn_forward_row)(h, a, bi, bh, nu, FBP_TANH); break;
+        case FBP_RELU: FN(rnn_forward_row)(h, a, bi, bh, nu, FBP_RELU); break;
+        default:       FN(rnn_forward_row)(h, a, bi, bh, nu, FBP_IDENTITY); break;
         }
     }
 }
@@ -94,25 +96,25 @@ FBP_HOT static void FN(rnn_backward_step)(const FN(fbp_step) *st, const FN(fbp_c
                                           const FN(fbp_cell_grads) *g, int act)
 {
     (void)p;
-    const ptrdiff_t H = st->H;
-    REAL *db = g->b_ih;
+    const ptrdiff_t H = st->H, u0 = st->u0, nu = st->nu;
+    REAL *db = g->b_ih + u0;
     for (ptrdiff_t r = 0; r < st->n; r++) {
-        REAL *d = st->dgates + r * H;
-        const REAL *dh = st->carry[0] + r * H, *h = st->next[0] + r * H;
+        REAL *d = st->dgates + r * H + u0;
+        const REAL *dh = st->carry[0] + r * H + u0, *h = st->next[0] + r * H + u0;
         /* the NULL / non-NULL dy and the act constant are fixed per call of the
          * inlined row function, so each of the six loops compiles branch-free */
         if (st->dy) {
-            const REAL *y = st->dy + r * H;
+            const REAL *y = st->dy + r * H + u0;
             switch (act) {
-            case FBP_TANH: FN(rnn_delta_row)(d, db, dh, y, h, H, FBP_TANH); break;
-            case FBP_RELU: FN(rnn_delta_row)(d, db, dh, y, h, H, FBP_RELU); break;
-            default:       FN(rnn_delta_row)(d, db, dh, y, h, H, FBP_IDENTITY); break;
+            case FBP_TANH: FN(rnn_delta_row)(d, db, dh, y, h, nu, FBP_TANH); break;
+            case FBP_RELU: FN(rnn_delta_row)(d, db, dh, y, h, nu, FBP_RELU); break;
+            default:       FN(rnn_delta_row)(d, db, dh, y, h, nu, FBP_IDENTITY); break;
             }
         } else {
             switch (act) {
-            case FBP_TANH: FN(rnn_delta_row)(d, db, dh, NULL, h, H, FBP_TANH); break;
-            case FBP_RELU: FN(rnn_delta_row)(d, db, dh, NULL, h, H, FBP_RELU); break;
-            default:       FN(rnn_delta_row)(d, db, dh, NULL, h, H, FBP_IDENTITY); break;
+            case FBP_TANH: FN(rnn_delta_row)(d, db, dh, NULL, h, nu, FBP_TANH); break;
+            case FBP_RELU: FN(rnn_delta_row)(d, db, dh, NULL, h, nu, FBP_RELU); break;
+            default:       FN(rnn_delta_row)(d, db, dh, NULL, h, nu, FBP_IDENTITY); break;
             }
         }
     }

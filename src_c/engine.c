@@ -5,6 +5,7 @@
 #include "engine.h"
 #include "fbp_math.h"
 #include "packed.h"
+#include "team.h"
 
 /* One line per cell: its fbp_cell_info. */
 #define FBP_CELL_INFO(X) {FBP_##X##_GATES, FBP_##X##_STATES, FBP_##X##_SAVED, FBP_##X##_SEPARATE}
@@ -16,6 +17,7 @@
 #include "cell_lstm.h"
 #include "cell_gru.h"
 #include "engine_products.h"
+#include "engine_region.h"
 #define CELL(name) FN(rnn_##name)
 #define CELL_K(name) FBP_RNN_##name
 #include "engine_body.h"
@@ -41,6 +43,7 @@
 #include "cell_lstm.h"
 #include "cell_gru.h"
 #include "engine_products.h"
+#include "engine_region.h"
 #define CELL(name) FN(rnn_##name)
 #define CELL_K(name) FBP_RNN_##name
 #include "engine_body.h"
@@ -91,7 +94,9 @@ ptrdiff_t fbp_engine_work_size(fbp_cell cell, int B, int H, ptrdiff_t events, in
     if (fbp_cell_describe(cell, &info)) return -1;
     if (events == 0) return 0;
     const ptrdiff_t BH = (ptrdiff_t)B * H;
-    if (!backward) return info.states * BH;     /* the reset swap of every state */
+    /* forward: the reset swaps of every state, for two steps at once (a step's
+     * reset rows are put back while the next step's are swapped in) */
+    if (!backward) return 2 * info.states * BH;
     /* accumulators of ∂L/∂(initial states), the swaps of the states the pass
      * reads, and the h swap for the dW_hh GEMM (engine_body.h) */
     ptrdiff_t swaps = 0;
@@ -100,17 +105,22 @@ ptrdiff_t fbp_engine_work_size(fbp_cell cell, int B, int H, ptrdiff_t events, in
     return (info.states + swaps) * BH + events * (ptrdiff_t)H;
 }
 
-ptrdiff_t fbp_engine_pack_size_f(fbp_cell cell, int H)
-{
-    fbp_cell_info info;
-    return fbp_cell_describe(cell, &info) ? -1 : engine_pack_elements_f(H, info.gates * H);
+/* Every chunk's packed slices (engine_region.h); at least the whole W_hh
+ * packed either way (the benchmark hook's packing). */
+#define FBP_ENGINE_PACK_SIZE(S)                                                              \
+ptrdiff_t fbp_engine_pack_size_##S(fbp_cell cell, int H)                                    \
+{                                                                                            \
+    fbp_cell_info info;                                                                      \
+    if (fbp_cell_describe(cell, &info) || H < 1) return -1;                                 \
+    const int units = engine_units_##S(H), GH = info.gates * H;                             \
+    const ptrdiff_t chunks = (H + units - 1) / units;                                        \
+    const ptrdiff_t all = chunks * engine_chunk_pack_##S(H, info.gates, units);              \
+    const ptrdiff_t fwd = fbp_pack_size_##S(H, GH), bwd = fbp_pack_size_##S(GH, H);           \
+    const ptrdiff_t whole = fwd > bwd ? fwd : bwd;                                           \
+    return all > whole ? all : whole;                                                        \
 }
-
-ptrdiff_t fbp_engine_pack_size_d(fbp_cell cell, int H)
-{
-    fbp_cell_info info;
-    return fbp_cell_describe(cell, &info) ? -1 : engine_pack_elements_d(H, info.gates * H);
-}
+FBP_ENGINE_PACK_SIZE(f)
+FBP_ENGINE_PACK_SIZE(d)
 
 /* The entry points: validate the cell, then run each direction in turn. */
 #define FBP_ENGINE_ENTRY_POINTS(S)                                                           \

@@ -17,7 +17,17 @@
  * Lengths and resets follow seq.h: step t works on the first n_t rows of its
  * block; at a reset event the previous state is swapped for the initial state
  * for the step, and no gradient crosses the event (it goes to the initial
- * state's gradient instead). */
+ * state's gradient instead).
+ *
+ * Threads. Every member of the team (team.h) runs the same loop, phase by
+ * phase, on the chunks it claims (engine_region.h): the stacked GEMMs in row
+ * blocks, each step in chunks of hidden units. Forward step t of a chunk:
+ * put back the reset rows of step t − 1, the chunk's gate columns of the
+ * recurrent product, its fused pass, then swap in the reset rows of step
+ * t + 1 (the product of step t + 1 reads whole rows of h_t, so they must be
+ * in place before the phase ends). Backward: one phase per step, where a
+ * chunk computes its columns of ∂L/∂h_t from the complete δ of step t + 1 and
+ * then its units' fused pass of step t. */
 
 static int CELL(engine_check)(const fbp_seq *seq, ptrdiff_t *events, const void *work,
                               fbp_dims dims)
@@ -31,167 +41,387 @@ static int CELL(engine_check)(const fbp_seq *seq, ptrdiff_t *events, const void 
     return *events && !work ? FBP_ERR_ARG : FBP_OK;
 }
 
-/* M of seq.h: the slot rows of all T steps. */
-static int CELL(engine_slots)(const fbp_seq *seq, int T, int B)
+/* The fields of a region shared by forward and backward. */
+static void CELL(engine_setup)(FN(engine_ctx) *c, fbp_run *run, const fbp_weights *w,
+                               const fbp_scratch *scr, int act, const fbp_seq *seq,
+                               ptrdiff_t events, fbp_dims dims)
 {
-    int M = 0;
-    for (int t = 0; t < T; t++) M += fbp_seq_block(seq, t, B);
-    return M;
+    memset(c, 0, sizeof *c);
+    c->T = dims.T; c->B = dims.B; c->I = dims.I; c->H = dims.H; c->act = act;
+    c->seq = seq;
+    c->events = events;
+    int M = 0;                                  /* M of seq.h: the slot rows of all T steps */
+    for (int t = 0; t < dims.T; t++) M += fbp_seq_block(seq, t, dims.B);
+    c->M = M;
+    c->x = run->x; c->W_ih = w->W_ih; c->W_hh = w->W_hh;
+    for (int k = 0; k < CELL_K(STATES); k++) c->state[k] = run->state[k];
+    c->params.b_ih = w->b_ih; c->params.b_hh = w->b_hh; c->params.peep = w->peep;
+    c->work = scr->work; c->pack = scr->pack; c->rec = scr->rec;
+    c->units = FN(engine_units)(dims.H);
+    c->chunks = (dims.H + c->units - 1) / c->units;
+    c->pack_stride = FN(engine_chunk_pack)(dims.H, CELL_K(GATES), c->units);
+}
+
+/* The phase bookkeeping of one member: claim, compute, done, wait. */
+typedef struct {
+    int p;              /* the current phase number */
+    int64_t total;      /* chunks of every phase so far */
+    int cursor;
+} CELL(engine_phase);
+
+static void CELL(phase_begin)(CELL(engine_phase) *ph)
+{
+    ph->p++;
+    ph->cursor = 0;
+}
+
+static void CELL(phase_end)(FN(engine_ctx) *c, CELL(engine_phase) *ph, int chunks)
+{
+    ph->total += chunks;
+    fbp_phase_wait(&c->ph, ph->total);
+}
+
+/* ---- forward ---------------------------------------------------------------------- */
+
+/* The input side of every step: row block k of A(M, GH) = X(M, I) @ W_ih(GH, I)ᵀ. */
+static int CELL(input_block)(FN(engine_ctx) *c, int k)
+{
+    const int GH = CELL_K(GATES) * c->H, rows = FN(engine_gemm_rows)(c->M);
+    const int r0 = k * rows, nr = c->M - r0 < rows ? c->M - r0 : rows;
+    REAL *A = c->gates + (ptrdiff_t)r0 * c->ldg;
+    if (c->I == 0) {    /* no inputs: the recurrent product and the bias alone */
+        memset(A, 0, (size_t)nr * (size_t)c->ldg * sizeof(REAL));
+        return FBP_OK;
+    }
+    /* A(nr, GH) = X(nr, I) @ W_ih(GH, I)ᵀ */
+    return FN(fbp_gemm)(A, c->ldg, c->x + (ptrdiff_t)r0 * c->I, c->I, c->W_ih, c->I, nr, GH, c->I,
+                        0, 1, (REAL)1, (REAL)0);
+}
+
+/* Forward step t (rows s.. of block t, m rows, n active) on chunk k's units. */
+static int CELL(forward_chunk)(FN(engine_ctx) *c, int t, ptrdiff_t s, int m, int k)
+{
+    enum { G = CELL_K(GATES), S = CELL_K(STATES), SEPARATE = CELL_K(SEPARATE) };
+    const int H = c->H, B = c->B, GH = G * H, n = fbp_seq_rows(c->seq, t, B);
+    const int u0 = k * c->units, u1 = u0 + c->units < H ? u0 + c->units : H, nu = u1 - u0;
+    const ptrdiff_t h = H, BH = (ptrdiff_t)B * H;
+    const int *ev;
+    int ne, st = FBP_OK;
+    if (t > 0 && (ne = fbp_seq_events(c->seq, t - 1, &ev))) {
+        /* step t − 1 is over everywhere: its reset rows get their true states back */
+        const ptrdiff_t s_prev = s - fbp_seq_block(c->seq, t - 1, B);
+        for (int q = 0; q < S; q++)
+            FN(cols_restore)(c->state[q] + s_prev * h, c->work + ((t - 1) % 2 * S + q) * BH, ev,
+                             ne, H, u0, u1);
+    }
+    FN(fbp_step) step = {.n = n, .H = H, .u0 = u0, .nu = nu, .gates = c->gates + s * c->ldg,
+                         .rec = c->rec};
+    for (int q = 0; q < S; q++) {
+        step.prev[q] = c->state[q] + s * h;
+        step.next[q] = c->state[q] + (s + m) * h;
+    }
+    if (n > 0) {
+        /* per gate block g: gates(n, units) += h_{t−1}(n, H) @ W_hh[g·H + units]ᵀ,
+         * or rec(n, units) = it apart */
+        for (int g = 0; g < G && !st; g++) {
+            const REAL *panel = c->pack ? c->pack + k * c->pack_stride
+                                          + g * FN(fbp_pack_size)(H, c->units) : NULL;
+            const REAL *W_rows = c->W_hh + ((ptrdiff_t)g * H + u0) * H;
+            if (SEPARATE)
+                st = FN(chunk_product_forward)(c->rec + (ptrdiff_t)g * H + u0, GH, step.prev[0],
+                                               W_rows, panel, n, H, nu, 0);
+            else
+                st = FN(chunk_product_forward)(step.gates + (ptrdiff_t)g * H + u0, c->ldg,
+                                               step.prev[0], W_rows, panel, n, H, nu, 1);
+        }
+        if (st) return st;
+        CELL(forward_step)(&step, &c->params, c->act);
+    }
+    if (t + 1 < c->T && (ne = fbp_seq_events(c->seq, t + 1, &ev)))
+        for (int q = 0; q < S; q++)     /* reset rows of step t + 1 start from block 0 */
+            FN(cols_swap_in)(step.next[q], c->work + ((t + 1) % 2 * S + q) * BH, c->state[q],
+                             ev, ne, H, u0, u1);
+    return FBP_OK;
+}
+
+static void CELL(forward_member)(void *vctx, int member, int members)
+{
+    enum { G = CELL_K(GATES), S = CELL_K(STATES) };
+    FN(engine_ctx) *c = vctx;
+    const int H = c->H, B = c->B, T = c->T;
+    CELL(engine_phase) ph = {0, 0, 0};
+    int k, st;
+    /* the input side of every step, in row blocks */
+    const int blocks = FN(engine_gemm_blocks)(c->M);
+    CELL(phase_begin)(&ph);
+    while ((k = fbp_phase_claim(&c->ph, ph.p, blocks, member, members, &ph.cursor)) >= 0) {
+        if ((st = CELL(input_block)(c, k))) fbp_phase_fail(&c->ph, st);
+        fbp_phase_done(&c->ph);
+    }
+    CELL(phase_end)(c, &ph, blocks);
+    /* each chunk's slices of W_hhᵀ, packed by the member that will use them */
+    if (c->pack) {
+        CELL(phase_begin)(&ph);
+        while ((k = fbp_phase_claim(&c->ph, ph.p, c->chunks, member, members, &ph.cursor)) >= 0) {
+            const int u0 = k * c->units, nu = (u0 + c->units < H ? u0 + c->units : H) - u0;
+            for (int g = 0; g < G; g++)     /* panels of W_hh[g·H + units]ᵀ (H, nu) */
+                FN(fbp_pack)(c->pack + k * c->pack_stride + g * FN(fbp_pack_size)(H, c->units),
+                             c->W_hh + ((ptrdiff_t)g * H + u0) * H, H, H, nu, 1);
+            fbp_phase_done(&c->ph);
+        }
+        CELL(phase_end)(c, &ph, c->chunks);
+    }
+    ptrdiff_t s = 0;                            /* s_t, seq.h */
+    for (int t = 0; t < T; t++) {
+        const int m = fbp_seq_block(c->seq, t, B);
+        CELL(phase_begin)(&ph);
+        while ((k = fbp_phase_claim(&c->ph, ph.p, c->chunks, member, members, &ph.cursor)) >= 0) {
+            if ((st = CELL(forward_chunk)(c, t, s, m, k))) fbp_phase_fail(&c->ph, st);
+            fbp_phase_done(&c->ph);
+        }
+        CELL(phase_end)(c, &ph, c->chunks);
+        s += m;
+    }
+    /* the reset rows of the last step get their true states back */
+    const int *ev;
+    const int ne = T > 0 ? fbp_seq_events(c->seq, T - 1, &ev) : 0;
+    if (ne) {
+        const ptrdiff_t s_last = s - fbp_seq_block(c->seq, T - 1, B), BH = (ptrdiff_t)B * H;
+        CELL(phase_begin)(&ph);
+        while ((k = fbp_phase_claim(&c->ph, ph.p, c->chunks, member, members, &ph.cursor)) >= 0) {
+            const int u0 = k * c->units, u1 = u0 + c->units < H ? u0 + c->units : H;
+            for (int q = 0; q < S; q++)
+                FN(cols_restore)(c->state[q] + s_last * H, c->work + ((T - 1) % 2 * S + q) * BH,
+                                 ev, ne, H, u0, u1);
+            fbp_phase_done(&c->ph);
+        }
+        CELL(phase_end)(c, &ph, c->chunks);
+    }
 }
 
 static int CELL(engine_forward)(fbp_run *run, const fbp_weights *w, const fbp_scratch *scr,
                                 int act, const fbp_seq *seq, fbp_dims dims)
 {
-    enum { G = CELL_K(GATES), S = CELL_K(STATES), SAVED = CELL_K(SAVED),
-           SEPARATE = CELL_K(SEPARATE) };
+    enum { SAVED = CELL_K(SAVED), SEPARATE = CELL_K(SEPARATE) };
     ptrdiff_t events;
     int st = CELL(engine_check)(seq, &events, scr->work, dims);
     if (st) return st;
-    const int T = dims.T, B = dims.B, I = dims.I, H = dims.H, GH = G * H;
     /* the RNN may stage its input side in hs only where the blocks coincide */
     if (!run->gates && (SAVED || (seq && seq->rows))) return FBP_ERR_ARG;
     if (SEPARATE && !scr->rec) return FBP_ERR_ARG;
-    if (T == 0 || B == 0) return FBP_OK;
-    const ptrdiff_t h = H, BH = (ptrdiff_t)B * H;
-    const int ldg = SAVED ? SAVED * H : H;         /* the gates buffer's row stride */
-    const int M = CELL(engine_slots)(seq, T, B);
-    REAL *state[FBP_MAX_STATES], *work = scr->work, *rec = scr->rec, *pack = scr->pack;
-    for (int k = 0; k < S; k++) state[k] = run->state[k];
-    const REAL *x = run->x, *W_ih = w->W_ih, *W_hh = w->W_hh;
-    /* The input side of every step at once: A(M, GH) = X(M, I) @ W_ih(GH, I)ᵀ,
-     * into the gates buffer, or where h_1..h_T go (state[0]'s blocks 1..T) */
-    REAL *A = run->gates ? (REAL *)run->gates : state[0] + BH;
-    if (I > 0)
-        st = FN(fbp_gemm)(A, ldg, x, I, W_ih, I, M, GH, I, 0, 1, (REAL)1, (REAL)0);
-    else    /* no inputs: the recurrent product and the bias alone */
-        memset(A, 0, (size_t)M * (size_t)ldg * sizeof(REAL));
-    if (st) return st;
+    if (dims.T == 0 || dims.B == 0) return FBP_OK;
+    FN(engine_ctx) c;
+    CELL(engine_setup)(&c, run, w, scr, act, seq, events, dims);
+    /* the input side goes into the gates buffer, or where h_1..h_T go
+     * (state[0]'s blocks 1..T) */
+    c.gates = run->gates ? (REAL *)run->gates : c.state[0] + (ptrdiff_t)dims.B * dims.H;
+    c.ldg = SAVED ? SAVED * dims.H : dims.H;
+    if (c.chunks > 1) fbp_team_run(CELL(forward_member), &c);
+    else CELL(forward_member)(&c, 0, 1);        /* one chunk: nothing to share */
+    return c.ph.status;
+}
 
-    const FN(fbp_cell_params) params = {w->b_ih, w->b_hh, w->peep};
-    if (pack) FN(fbp_pack)(pack, W_hh, H, GH, 1);   /* panels of W_hhᵀ (H, GH) */
-    ptrdiff_t s = 0;                                /* s_t, seq.h */
-    for (int t = 0; t < T; t++) {
-        const int m = fbp_seq_block(seq, t, B), n = fbp_seq_rows(seq, t, B);
-        FN(fbp_step) step = {.n = n, .H = H, .gates = A + s * ldg, .rec = rec};
-        for (int k = 0; k < S; k++) {
-            step.prev[k] = state[k] + s * h;
-            step.next[k] = state[k] + (s + m) * h;
-        }
-        const int *ev;
-        const int ne = fbp_seq_events(seq, t, &ev);
-        for (int k = 0; k < S && ne; k++)           /* reset rows start from block 0 */
-            FN(fbp_seq_swap_in)(state[k] + s * h, work + k * BH, state[k], ev, ne, H);
-        if (n > 0) {
-            /* gates(n, GH) += h_{t−1}(n, H) @ W_hhᵀ, or rec(n, GH) = it apart */
-            if (SEPARATE)
-                st = FN(engine_product_forward)(rec, GH, step.prev[0], W_hh, pack, n, H, GH, 0);
-            else
-                st = FN(engine_product_forward)(step.gates, ldg, step.prev[0], W_hh, pack, n, H,
-                                                GH, 1);
-            if (st) return st;
-            CELL(forward_step)(&step, &params, act);
-        }
-        for (int k = 0; k < S && ne; k++)           /* the states keep the true h_{t−1}, ... */
-            FN(fbp_seq_restore)(state[k] + s * h, work + k * BH, ev, ne, H);
-        s += m;
+/* ---- backward --------------------------------------------------------------------- */
+
+/* Backward fused pass of step t on chunk k's units (rows s.. of block t). */
+static void CELL(backward_pass)(FN(engine_ctx) *c, int t, ptrdiff_t s, int k)
+{
+    enum { G = CELL_K(GATES), S = CELL_K(STATES), SAVED = CELL_K(SAVED),
+           SEPARATE = CELL_K(SEPARATE), PREV_READ = CELL_K(PREV_READ) };
+    const int H = c->H, B = c->B, GH = G * H;
+    const int m = fbp_seq_block(c->seq, t, B), n = fbp_seq_rows(c->seq, t, B);
+    const int u0 = k * c->units, u1 = u0 + c->units < H ? u0 + c->units : H, nu = u1 - u0;
+    const ptrdiff_t h = H, BH = (ptrdiff_t)B * H;
+    FN(fbp_step) step = {.n = n, .H = H, .u0 = u0, .nu = nu,
+                         .gates = SAVED ? c->gates + s * SAVED * h : NULL,
+                         .dy = c->dy ? c->dy + s * h : NULL, .dgates = c->dgates + s * GH,
+                         .drec = (SEPARATE ? c->drec : c->dgates) + s * GH};
+    for (int q = 0; q < S; q++) {
+        step.prev[q] = c->state[q] + s * h;
+        step.next[q] = c->state[q] + (s + m) * h;
+        step.carry[q] = c->carry[q];
     }
+    /* the rows that ended before step t: no gradient into the stacked GEMMs */
+    for (int r = n; r < m; r++)
+        for (int g = 0; g < G; g++) {
+            memset(step.dgates + (ptrdiff_t)r * GH + g * h + u0, 0, (size_t)nu * sizeof(REAL));
+            if (SEPARATE)
+                memset(step.drec + (ptrdiff_t)r * GH + g * h + u0, 0, (size_t)nu * sizeof(REAL));
+        }
+    const int *ev;
+    const int ne = fbp_seq_events(c->seq, t, &ev);
+    /* work: S accumulators (B,H), a swap for each state the pass reads, then the h swap */
+    REAL *acc = c->work, *save = acc + S * BH;
+    for (int q = 0; q < S && ne; q++)
+        if (PREV_READ & (1 << q)) {             /* the pass sees the initial state there */
+            FN(cols_swap_in)(c->state[q] + s * h, save, c->state[q], ev, ne, H, u0, u1);
+            save += BH;
+        }
+    CELL(backward_step)(&step, &c->params, &c->grads, c->act);
+    save = acc + S * BH;
+    for (int q = 0; q < S && ne; q++) {
+        if (PREV_READ & (1 << q)) {
+            FN(cols_restore)(c->state[q] + s * h, save, ev, ne, H, u0, u1);
+            save += BH;
+        }
+        /* ∂L/∂c (LSTM) at a reset → ∂L/∂c0; h's waits for the product */
+        if (q > 0) FN(cols_divert)(acc + q * BH, c->carry[q], ev, ne, H, u0, u1);
+    }
+}
+
+/* Chunk k's columns of ∂L/∂h_{t−1}: carry[0](n, units) (+)= δ_rec,t(n, GH) @ W_hh[:, units]. */
+static int CELL(backward_product)(FN(engine_ctx) *c, int t, ptrdiff_t s, int k)
+{
+    enum { G = CELL_K(GATES), SEPARATE = CELL_K(SEPARATE), DIRECT_H = CELL_K(DIRECT_H) };
+    const int H = c->H, GH = G * H, n = fbp_seq_rows(c->seq, t, c->B);
+    const int u0 = k * c->units, u1 = u0 + c->units < H ? u0 + c->units : H, nu = u1 - u0;
+    if (n > 0) {
+        const REAL *drec = (SEPARATE ? c->drec : c->dgates) + s * GH;
+        const int st = FN(chunk_product_backward)(c->carry[0] + u0, drec, GH, c->W_hh + u0,
+                                                  c->pack ? c->pack + k * c->pack_stride : NULL,
+                                                  n, H, GH, nu, DIRECT_H);
+        if (st) return st;
+    }
+    const int *ev;
+    const int ne = fbp_seq_events(c->seq, t, &ev);
+    if (ne) FN(cols_divert)(c->work, c->carry[0], ev, ne, H, u0, u1);   /* no gradient across */
     return FBP_OK;
+}
+
+/* Block k of the stacked weight and input gradients: dW_ih's, then dW_hh's row
+ * blocks, then dX's. */
+static int CELL(gradient_block)(FN(engine_ctx) *c, int k)
+{
+    enum { G = CELL_K(GATES), SEPARATE = CELL_K(SEPARATE) };
+    const int GH = G * c->H, H = c->H, I = c->I, M = c->M;
+    const int w_rows = FN(engine_gemm_rows)(GH), w_blocks = FN(engine_gemm_blocks)(GH);
+    const int ih_blocks = I > 0 ? w_blocks : 0;
+    const REAL *drec = SEPARATE ? c->drec : c->dgates;
+    if (k < ih_blocks) {    /* dW_ih(rows, I) += Δ(M, rows)ᵀ @ X(M, I) */
+        const int r0 = k * w_rows, nr = GH - r0 < w_rows ? GH - r0 : w_rows;
+        return FN(fbp_gemm)(c->dW_ih + (ptrdiff_t)r0 * I, I, c->dgates + r0, GH, c->x, I, nr, I, M,
+                            1, 0, (REAL)1, (REAL)1);
+    }
+    k -= ih_blocks;
+    if (k < w_blocks) {     /* dW_hh(rows, H) += Δ_rec(M, rows)ᵀ @ H_prev(M, H) */
+        const int r0 = k * w_rows, nr = GH - r0 < w_rows ? GH - r0 : w_rows;
+        return FN(fbp_gemm)(c->dW_hh + (ptrdiff_t)r0 * H, H, drec + r0, GH, c->state[0], H, nr, H,
+                            M, 1, 0, (REAL)1, (REAL)1);
+    }
+    k -= w_blocks;          /* dX(rows, I) = Δ(rows, GH) @ W_ih(GH, I) */
+    const int x_rows = FN(engine_gemm_rows)(M), r0 = k * x_rows;
+    const int nr = M - r0 < x_rows ? M - r0 : x_rows;
+    return FN(fbp_gemm)(c->dx + (ptrdiff_t)r0 * I, I, c->dgates + (ptrdiff_t)r0 * GH, GH, c->W_ih,
+                        I, nr, I, GH, 0, 0, (REAL)1, (REAL)0);
+}
+
+static void CELL(backward_member)(void *vctx, int member, int members)
+{
+    enum { G = CELL_K(GATES), S = CELL_K(STATES), PREV_READ = CELL_K(PREV_READ) };
+    FN(engine_ctx) *c = vctx;
+    const int H = c->H, B = c->B, T = c->T, GH = G * H;
+    const ptrdiff_t BH = (ptrdiff_t)B * H;
+    CELL(engine_phase) ph = {0, 0, 0};
+    int k, st;
+    /* each chunk's columns of W_hh packed; its columns of the reset accumulators zeroed */
+    CELL(phase_begin)(&ph);
+    while ((k = fbp_phase_claim(&c->ph, ph.p, c->chunks, member, members, &ph.cursor)) >= 0) {
+        const int u0 = k * c->units, u1 = u0 + c->units < H ? u0 + c->units : H;
+        if (c->pack)    /* panels of W_hh[:, units] (GH, nu) */
+            FN(fbp_pack)(c->pack + k * c->pack_stride, c->W_hh + u0, H, GH, u1 - u0, 0);
+        if (c->events)
+            for (int q = 0; q < S; q++)
+                for (int b = 0; b < B; b++)
+                    memset(c->work + q * BH + (ptrdiff_t)b * H + u0, 0,
+                           (size_t)(u1 - u0) * sizeof(REAL));
+        fbp_phase_done(&c->ph);
+    }
+    CELL(phase_end)(c, &ph, c->chunks);
+    /* s_t of every step: the last step's first */
+    ptrdiff_t s = c->M - fbp_seq_block(c->seq, T - 1, B);
+    CELL(phase_begin)(&ph);
+    while ((k = fbp_phase_claim(&c->ph, ph.p, c->chunks, member, members, &ph.cursor)) >= 0) {
+        CELL(backward_pass)(c, T - 1, s, k);
+        fbp_phase_done(&c->ph);
+    }
+    CELL(phase_end)(c, &ph, c->chunks);
+    for (int t = T - 1; t >= 0; t--) {
+        const ptrdiff_t s_prev = t > 0 ? s - fbp_seq_block(c->seq, t - 1, B) : 0;
+        CELL(phase_begin)(&ph);
+        while ((k = fbp_phase_claim(&c->ph, ph.p, c->chunks, member, members, &ph.cursor)) >= 0) {
+            /* δ_t is complete: this chunk's ∂L/∂h_{t−1}, then its pass of step t − 1 */
+            if ((st = CELL(backward_product)(c, t, s, k))) fbp_phase_fail(&c->ph, st);
+            if (t > 0) {
+                CELL(backward_pass)(c, t - 1, s_prev, k);
+            } else if (c->events) {     /* the gradients diverted at resets join ∂L/∂(initial) */
+                const int u0 = k * c->units, u1 = u0 + c->units < H ? u0 + c->units : H;
+                for (int q = 0; q < S; q++)
+                    for (int b = 0; b < B; b++)
+                        for (int j = u0; j < u1; j++)
+                            c->carry[q][(ptrdiff_t)b * H + j] += c->work[q * BH + (ptrdiff_t)b * H + j];
+            }
+            fbp_phase_done(&c->ph);
+        }
+        CELL(phase_end)(c, &ph, c->chunks);
+        s = s_prev;
+    }
+    /* the stacked weight and input gradients, in row blocks; H_prev has h0 in
+     * the rows of reset events for the duration (one member swaps them) */
+    REAL *h_save = c->work + S * BH;
+    for (int q = 0; q < S; q++)
+        if (PREV_READ & (1 << q)) h_save += BH;
+    if (c->events) {
+        CELL(phase_begin)(&ph);
+        if (fbp_phase_claim(&c->ph, ph.p, 1, member, members, &ph.cursor) >= 0) {
+            FN(fbp_seq_swap_all)(c->state[0], h_save, c->seq, T, B, H, 1);
+            fbp_phase_done(&c->ph);
+        }
+        CELL(phase_end)(c, &ph, 1);
+    }
+    const int w_blocks = FN(engine_gemm_blocks)(GH);
+    const int blocks = (c->I > 0 ? w_blocks : 0) + w_blocks
+                       + (c->dx && c->I > 0 ? FN(engine_gemm_blocks)(c->M) : 0);
+    CELL(phase_begin)(&ph);
+    while ((k = fbp_phase_claim(&c->ph, ph.p, blocks, member, members, &ph.cursor)) >= 0) {
+        if ((st = CELL(gradient_block)(c, k))) fbp_phase_fail(&c->ph, st);
+        fbp_phase_done(&c->ph);
+    }
+    CELL(phase_end)(c, &ph, blocks);
+    if (c->events) {
+        CELL(phase_begin)(&ph);
+        if (fbp_phase_claim(&c->ph, ph.p, 1, member, members, &ph.cursor) >= 0) {
+            FN(fbp_seq_swap_all)(c->state[0], h_save, c->seq, T, B, H, 0);
+            fbp_phase_done(&c->ph);
+        }
+        CELL(phase_end)(c, &ph, 1);
+    }
 }
 
 static int CELL(engine_backward)(fbp_run_grads *out, fbp_weight_grads *dw, fbp_run *run,
                                  const fbp_weights *w, const fbp_scratch *scr, int act,
                                  const fbp_seq *seq, fbp_dims dims)
 {
-    enum { G = CELL_K(GATES), S = CELL_K(STATES), SAVED = CELL_K(SAVED),
-           SEPARATE = CELL_K(SEPARATE), PREV_READ = CELL_K(PREV_READ),
-           DIRECT_H = CELL_K(DIRECT_H) };
+    enum { S = CELL_K(STATES), SAVED = CELL_K(SAVED), SEPARATE = CELL_K(SEPARATE) };
     ptrdiff_t events;
     int st = CELL(engine_check)(seq, &events, scr->work, dims);
     if (st) return st;
     if (w->peep && !dw->peep) return FBP_ERR_ARG;
     if ((SAVED && !run->gates) || (SEPARATE && (!out->drec || !dw->b_hh))) return FBP_ERR_ARG;
-    const int T = dims.T, B = dims.B, I = dims.I, H = dims.H, GH = G * H;
     /* rows that never run (length 0, or T = 0): ∂L/∂(initial state) = the final one's */
-    if (T == 0 || B == 0) return FBP_OK;
-    const ptrdiff_t h = H, BH = (ptrdiff_t)B * H;
-    const int ldg = SAVED * H;
-    const int M = CELL(engine_slots)(seq, T, B);
-    REAL *state[FBP_MAX_STATES], *carry[FBP_MAX_STATES];
-    for (int k = 0; k < S; k++) {
-        state[k] = run->state[k];
-        carry[k] = out->dstate[k];
-    }
-    REAL *dgates = out->dgates, *drec = SEPARATE ? (REAL *)out->drec : dgates;
-    REAL *gates = run->gates, *pack = scr->pack;
-    const REAL *dy = out->dy, *W_hh = w->W_hh;
-    /* work: S accumulators of ∂L/∂(initial state) at resets (B, H), one (B, H)
-     * swap for each state the row pass reads before the step, then (events, H)
-     * to swap h0 into hs for the dW_hh GEMM (fbp_engine_work_size) */
-    REAL *acc = scr->work, *prev_save = acc + S * BH, *h_save = prev_save;
-    for (int k = 0; k < S; k++)
-        if (PREV_READ & (1 << k)) h_save += BH;
-    if (events) memset(acc, 0, (size_t)(S * BH) * sizeof(REAL));
-
-    const FN(fbp_cell_params) params = {w->b_ih, w->b_hh, w->peep};
-    const FN(fbp_cell_grads) grads = {dw->b_ih, dw->b_hh, dw->peep};
-    if (pack) FN(fbp_pack)(pack, W_hh, GH, H, 0);   /* panels of W_hh (GH, H) */
-    ptrdiff_t s = M;
-    for (int t = T - 1; t >= 0; t--) {
-        const int m = fbp_seq_block(seq, t, B), n = fbp_seq_rows(seq, t, B);
-        s -= m;
-        FN(fbp_step) step = {.n = n, .H = H, .gates = gates ? gates + s * ldg : NULL,
-                             .dy = dy ? dy + s * h : NULL, .dgates = dgates + s * GH,
-                             .drec = drec + s * GH};
-        for (int k = 0; k < S; k++) {
-            step.prev[k] = state[k] + s * h;
-            step.next[k] = state[k] + (s + m) * h;
-            step.carry[k] = carry[k];
-        }
-        /* the rows that ended before step t: no gradient into the stacked GEMMs */
-        const size_t pad = (size_t)(m - n) * (size_t)GH * sizeof(REAL);
-        if (m > n) memset(step.dgates + (ptrdiff_t)n * GH, 0, pad);
-        if (SEPARATE && m > n) memset(step.drec + (ptrdiff_t)n * GH, 0, pad);
-        const int *ev;
-        const int ne = fbp_seq_events(seq, t, &ev);
-        REAL *save = prev_save;
-        for (int k = 0; k < S && ne; k++)
-            if (PREV_READ & (1 << k)) {             /* the pass sees the initial state there */
-                FN(fbp_seq_swap_in)(state[k] + s * h, save, state[k], ev, ne, H);
-                save += BH;
-            }
-        CELL(backward_step)(&step, &params, &grads, act);
-        save = prev_save;
-        for (int k = 0; k < S && ne; k++) {
-            if (PREV_READ & (1 << k)) {
-                FN(fbp_seq_restore)(state[k] + s * h, save, ev, ne, H);
-                save += BH;
-            }
-            /* ∂L/∂c (LSTM) at a reset → ∂L/∂c0; h's waits for the product */
-            if (k > 0) FN(fbp_seq_divert)(acc + k * BH, carry[k], ev, ne, H);
-        }
-        if (n > 0) {    /* carry[0] (+)= δ_rec(n, GH) @ W_hh: ∂L/∂h_{t−1} */
-            st = FN(engine_product_backward)(carry[0], step.drec, GH, W_hh, pack, n, H, GH,
-                                             DIRECT_H);
-            if (st) return st;
-        }
-        if (ne) FN(fbp_seq_divert)(acc, carry[0], ev, ne, H);
-    }
-    if (events)
-        for (ptrdiff_t i = 0; i < BH; i++)
-            for (int k = 0; k < S; k++) carry[k][i] += acc[k * BH + i];
-
-    /* The weight and input gradients: one GEMM each over all M rows. */
-    if (I > 0) {    /* dW_ih(GH, I) += Δ(M, GH)ᵀ @ X(M, I) */
-        st = FN(fbp_gemm)(dw->W_ih, I, dgates, GH, run->x, I, GH, I, M, 1, 0, (REAL)1, (REAL)1);
-        if (st) return st;
-    }
-    /* dW_hh(GH, H) += Δ_rec(M, GH)ᵀ @ H_prev(M, H), H_prev = state[0]'s blocks
-     * 0..T−1 (h0 in the rows of reset events for the duration of the GEMM) */
-    if (events) FN(fbp_seq_swap_all)(state[0], h_save, seq, T, B, H, 1);
-    st = FN(fbp_gemm)(dw->W_hh, H, drec, GH, state[0], H, GH, H, M, 1, 0, (REAL)1, (REAL)1);
-    if (events) FN(fbp_seq_swap_all)(state[0], h_save, seq, T, B, H, 0);
-    if (st) return st;
-    if (out->dx && I > 0)   /* dX(M, I) = Δ(M, GH) @ W_ih(GH, I) */
-        st = FN(fbp_gemm)(out->dx, I, dgates, GH, w->W_ih, I, M, I, GH, 0, 0, (REAL)1, (REAL)0);
-    return st;
+    if (dims.T == 0 || dims.B == 0) return FBP_OK;
+    FN(engine_ctx) c;
+    CELL(engine_setup)(&c, run, w, scr, act, seq, events, dims);
+    c.gates = run->gates;
+    c.ldg = SAVED * dims.H;
+    for (int q = 0; q < S; q++) c.carry[q] = out->dstate[q];
+    c.dgates = out->dgates;
+    c.drec = SEPARATE ? (REAL *)out->drec : NULL;
+    c.dx = out->dx;
+    c.dy = out->dy;
+    c.dW_ih = dw->W_ih;
+    c.dW_hh = dw->W_hh;
+    c.grads.b_ih = dw->b_ih; c.grads.b_hh = dw->b_hh; c.grads.peep = dw->peep;
+    if (c.chunks > 1) fbp_team_run(CELL(backward_member), &c);
+    else CELL(backward_member)(&c, 0, 1);
+    return c.ph.status;
 }

@@ -1,43 +1,42 @@
-/* The engine's per-step recurrent products, written once for REAL (included
- * by engine.c before engine_body.h). pack: W_hh packed once per call for
- * fastbp's register-blocked kernel (packed.h), or NULL for BLAS: a GEMV for
- * one row, a GEMM otherwise. GH = G·H, the cell's gate width. */
+/* The engine's per-step recurrent products on one chunk of hidden units,
+ * written once for REAL (included by engine.c before engine_body.h). The
+ * weight slices are packed once per call for fastbp's register-blocked kernel
+ * (packed.h), or the products go through BLAS: a GEMV for one row, a GEMM
+ * otherwise. GH = G·H, the cell's gate width. */
 
-/* C(n,GH) (+)= h_prev(n,H) @ W_hh(GH,H)ᵀ; ldc: C's row stride; accumulate: add
- * to C (the input side already there) instead of overwriting it. */
-static int FN(engine_product_forward)(REAL *C, int ldc, const REAL *h_prev, const REAL *W_hh,
-                                      const REAL *pack, int n, int H, int GH, int accumulate)
+/* One chunk's forward product for one gate block:
+ * C(n,nu) (+)= h_prev(n,H) @ W_rows(nu,H)ᵀ, W_rows = that block's rows of
+ * W_hh for the chunk's units (row stride H); ldc: C's row stride; accumulate:
+ * add to C (the input side already there) instead of overwriting it; panel:
+ * W_rowsᵀ packed, or NULL for BLAS. */
+static int FN(chunk_product_forward)(REAL *C, int ldc, const REAL *h_prev, const REAL *W_rows,
+                                     const REAL *panel, int n, int H, int nu, int accumulate)
 {
-    if (pack) {
-        FN(fbp_gemm_packed)(C, ldc, h_prev, H, pack, n, GH, H, accumulate);
+    if (panel) {
+        FN(fbp_gemm_packed)(C, ldc, h_prev, H, panel, n, nu, H, accumulate);
         return FBP_OK;
     }
     const REAL beta = accumulate ? (REAL)1 : (REAL)0;
-    if (n == 1)         /* C(GH) (+)= W_hh(GH,H) @ h_prev(H) */
-        return FN(fbp_gemv)(C, W_hh, H, h_prev, GH, H, 0, (REAL)1, beta);
-    return FN(fbp_gemm)(C, ldc, h_prev, H, W_hh, H, n, GH, H, 0, 1, (REAL)1, beta);
+    if (n == 1)         /* C(nu) (+)= W_rows(nu,H) @ h_prev(H) */
+        return FN(fbp_gemv)(C, W_rows, H, h_prev, nu, H, 0, (REAL)1, beta);
+    return FN(fbp_gemm)(C, ldc, h_prev, H, W_rows, H, n, nu, H, 0, 1, (REAL)1, beta);
 }
 
-/* dh(n,H) (+)= δ(n,GH) @ W_hh(GH,H); ldd: δ's row stride. */
-static int FN(engine_product_backward)(REAL *dh, const REAL *delta, int ldd, const REAL *W_hh,
-                                       const REAL *pack, int n, int H, int GH, int accumulate)
+/* One chunk's backward product: dh(n,nu) (+)= δ(n,GH) @ W_cols(GH,nu), W_cols
+ * = the chunk's columns of W_hh (row stride H), dh's row stride H; ldd: δ's
+ * row stride; panel: W_cols packed, or NULL for BLAS. */
+static int FN(chunk_product_backward)(REAL *dh, const REAL *delta, int ldd, const REAL *W_cols,
+                                      const REAL *panel, int n, int H, int GH, int nu,
+                                      int accumulate)
 {
-    if (pack) {
-        FN(fbp_gemm_packed)(dh, H, delta, ldd, pack, n, H, GH, accumulate);
+    if (panel) {
+        FN(fbp_gemm_packed)(dh, H, delta, ldd, panel, n, nu, GH, accumulate);
         return FBP_OK;
     }
     const REAL beta = accumulate ? (REAL)1 : (REAL)0;
-    if (n == 1)         /* dh(H) (+)= W_hh(GH,H)ᵀ @ δ(GH) */
-        return FN(fbp_gemv)(dh, W_hh, H, delta, GH, H, 1, (REAL)1, beta);
-    return FN(fbp_gemm)(dh, H, delta, ldd, W_hh, H, n, H, GH, 0, 0, (REAL)1, beta);
-}
-
-/* Elements of the packing workspace: the larger of W_hhᵀ (K = H, N = GH)
- * forward and W_hh (K = GH, N = H) backward. */
-static ptrdiff_t FN(engine_pack_elements)(int H, int GH)
-{
-    const ptrdiff_t fwd = FN(fbp_pack_size)(H, GH), bwd = FN(fbp_pack_size)(GH, H);
-    return fwd > bwd ? fwd : bwd;
+    if (n == 1)         /* dh(nu) (+)= W_cols(GH,nu)ᵀ @ δ(GH) */
+        return FN(fbp_gemv)(dh, W_cols, H, delta, GH, nu, 1, (REAL)1, beta);
+    return FN(fbp_gemm)(dh, H, delta, ldd, W_cols, H, n, nu, GH, 0, 0, (REAL)1, beta);
 }
 
 int FN(fbp_engine_step_products)(fbp_cell cell, REAL *gates, REAL *dh, const REAL *hs,
@@ -48,15 +47,16 @@ int FN(fbp_engine_step_products)(fbp_cell cell, REAL *gates, REAL *dh, const REA
     const int GH = info.gates * H;
     const ptrdiff_t step_g = (ptrdiff_t)B * GH, step_h = (ptrdiff_t)B * H;
     int st;
-    if (pack) FN(fbp_pack)(pack, W_hh, H, GH, 1);
+    /* the whole width as one chunk: W_hhᵀ (K = H, N = GH), then W_hh (K = GH, N = H) */
+    if (pack) FN(fbp_pack)(pack, W_hh, H, H, GH, 1);
     for (int t = 0; t < T; t++) {
-        st = FN(engine_product_forward)(gates + t * step_g, GH, hs + t * step_h, W_hh, pack, B, H,
-                                        GH, 1);
+        st = FN(chunk_product_forward)(gates + t * step_g, GH, hs + t * step_h, W_hh, pack, B, H,
+                                       GH, 1);
         if (st) return st;
     }
-    if (pack) FN(fbp_pack)(pack, W_hh, GH, H, 0);
+    if (pack) FN(fbp_pack)(pack, W_hh, H, GH, H, 0);
     for (int t = T - 1; t >= 0; t--) {
-        st = FN(engine_product_backward)(dh, gates + t * step_g, GH, W_hh, pack, B, H, GH, 0);
+        st = FN(chunk_product_backward)(dh, gates + t * step_g, GH, W_hh, pack, B, H, GH, H, 0);
         if (st) return st;
     }
     return FBP_OK;

@@ -10,9 +10,10 @@ ptrdiff_t fbp_pack_size_f(int K, int N);
 ptrdiff_t fbp_pack_size_d(int K, int N);
 
 /* P(fbp_pack_size(K,N)) = the panels of op(W)(K,N): Wᵀ of a row-major W(N,K)
- * when transposed, else W(K,N) itself. */
-void fbp_pack_f(float *P, const float *W, int K, int N, int transposed);
-void fbp_pack_d(double *P, const double *W, int K, int N, int transposed);
+ * when transposed, else W(K,N) itself; ldw: W's row stride (K, resp. N, for a
+ * whole matrix; more for a slice of a wider one). */
+void fbp_pack_f(float *P, const float *W, int ldw, int K, int N, int transposed);
+void fbp_pack_d(double *P, const double *W, int ldw, int K, int N, int transposed);
 
 /* C(M,N) (+)= A(M,K) @ op(W)(K,N), op(W) packed by fbp_pack; lda, ldc row
  * strides; accumulate adds to C instead of overwriting it. */

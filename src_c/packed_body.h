@@ -17,22 +17,22 @@ ptrdiff_t FN(fbp_pack_size)(int K, int N)
 }
 
 /* P (ceil(N/NR)·NR·K): the panels of op(W)(K,N): Wᵀ of a row-major W (N,K) when
- * transposed, else W (K,N) itself. */
-void FN(fbp_pack)(REAL *P, const REAL *W, int K, int N, int transposed)
+ * transposed, else W (K,N) itself; ldw: W's row stride. */
+void FN(fbp_pack)(REAL *P, const REAL *W, int ldw, int K, int N, int transposed)
 {
     const int full = N / PACK_NR * PACK_NR;     /* columns in whole panels */
     if (transposed) {   /* op(W)[k][j] = W[j][k]: each panel gathers NR rows of W */
         for (int j0 = 0; j0 < full; j0 += PACK_NR) {
             REAL *panel = P + (ptrdiff_t)j0 * K;
             for (int jj = 0; jj < PACK_NR; jj++) {
-                const REAL *w = W + (ptrdiff_t)(j0 + jj) * K;
+                const REAL *w = W + (ptrdiff_t)(j0 + jj) * ldw;
                 for (int k = 0; k < K; k++) panel[(ptrdiff_t)k * PACK_NR + jj] = w[k];
             }
         }
     } else {            /* op(W)[k][j] = W[k][j]: NR contiguous entries per panel row */
         for (int k = 0; k < K; k++)
             for (int j0 = 0; j0 < full; j0 += PACK_NR)
-                memcpy(P + (ptrdiff_t)j0 * K + (ptrdiff_t)k * PACK_NR, W + (ptrdiff_t)k * N + j0,
+                memcpy(P + (ptrdiff_t)j0 * K + (ptrdiff_t)k * PACK_NR, W + (ptrdiff_t)k * ldw + j0,
                        PACK_NR * sizeof(REAL));
     }
     if (full < N) {     /* the last, partial panel, zero-padded */
@@ -40,8 +40,8 @@ void FN(fbp_pack)(REAL *P, const REAL *W, int K, int N, int transposed)
         for (int k = 0; k < K; k++)
             for (int jj = 0; jj < PACK_NR; jj++)
                 panel[(ptrdiff_t)k * PACK_NR + jj] =
-                    full + jj >= N ? 0 : transposed ? W[(ptrdiff_t)(full + jj) * K + k]
-                                                   : W[(ptrdiff_t)k * N + full + jj];
+                    full + jj >= N ? 0 : transposed ? W[(ptrdiff_t)(full + jj) * ldw + k]
+                                                   : W[(ptrdiff_t)k * ldw + full + jj];
     }
 }
 

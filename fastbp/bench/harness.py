@@ -72,9 +72,11 @@ def calibrate(step, min_time, clock=time.perf_counter):
     return inner, estimate
 
 
-def other_threads_cpu_ticks():
+def other_threads_cpu_ticks(skip_name=None):
     """CPU clock ticks used so far by every thread of this process but the
-    caller (Linux's /proc), or None where that cannot be read."""
+    caller (Linux's /proc), or None where that cannot be read; threads named
+    ``skip_name`` (e.g. fastbp's own team, ``fastbp._core.TEAM_THREAD_NAME``)
+    are left out."""
     me = threading.get_native_id()
     ticks = 0
     try:
@@ -86,7 +88,10 @@ def other_threads_cpu_ticks():
             continue
         try:
             with open(f"/proc/self/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+                comm, rest = f.read().split(" (", 1)[1].rsplit(")", 1)
+                fields = rest.split()
+            if skip_name is not None and comm == skip_name:
+                continue
         except OSError:                      # the thread ended meanwhile
             continue
         ticks += int(fields[11]) + int(fields[12])

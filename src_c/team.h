@@ -1,0 +1,69 @@
+/* fastbp's thread team: the second core inside the time loop.
+ *
+ * A persistent team of pthreads (not OpenMP: it must not fight torch's or
+ * OpenBLAS's runtimes in the same process). Its size is set from Python
+ * (fastbp.set_num_threads, FASTBP_NUM_THREADS, by default the usable cores);
+ * the caller of a parallel region is member 0 and the workers are the rest.
+ * Between regions the workers sleep on a condition variable; after a region
+ * they spin briefly first, so the backward that follows a forward finds them
+ * awake.
+ *
+ * Work inside a region is split into chunks whose boundaries depend on the
+ * problem only, never on the team size, and each chunk is computed the same
+ * way whoever computes it: results are bit-identical for every team size.
+ * Chunks are claimed (fbp_team_claim), each member first trying the ones it
+ * owned before (its weight slices stay in its core's cache), then the rest: a
+ * member that another process has descheduled does not stall the step, its
+ * partner takes its chunks.
+ *
+ * Several callers: a region that finds the team busy with another caller's
+ * region runs on its caller alone (one member), with the same results.
+ */
+#ifndef FASTBP_TEAM_H
+#define FASTBP_TEAM_H
+
+#include <stdint.h>
+
+#define FBP_TEAM_MAX 64             /* members at most */
+#define FBP_TEAM_MAX_CHUNKS 256     /* chunks of one phase at most */
+#define FBP_TEAM_THREAD_NAME "fastbp-team"     /* the workers' name (Linux: /proc/.../comm) */
+
+/* fn(ctx, member, members) runs on every member of a region. */
+typedef void (*fbp_team_fn)(void *ctx, int member, int members);
+
+/* Set the team size (1 .. FBP_TEAM_MAX; 1: no workers); returns FBP_OK or
+ * FBP_ERR_ARG. Waits for a running region to end; workers beyond the new size
+ * exit, new ones start lazily at the next region. */
+int fbp_team_set_size(int n);
+int fbp_team_size(void);
+
+/* Run fn on the team and return when every member has returned. Runs on the
+ * caller alone when the team has one member or is busy. Returns the number of
+ * members that ran it. */
+int fbp_team_run(fbp_team_fn fn, void *ctx);
+
+/* ---- chunked phases inside a region -----------------------------------------
+ * A phase has `chunks` pieces of work (≤ FBP_TEAM_MAX_CHUNKS). Every member
+ * calls fbp_phase_claim until it returns −1, computing each chunk it gets,
+ * then fbp_phase_done for each, then fbp_phase_wait: it returns once every
+ * chunk of the phase is done. Phases are numbered 1, 2, ... within a region
+ * (a fbp_phases shared by the members, zeroed before the region). */
+typedef struct {
+    int claim[FBP_TEAM_MAX_CHUNKS];     /* the last phase number that claimed the chunk */
+    int64_t done;                       /* chunks done, over all phases so far */
+    int status;                         /* the first error any member met (0: none) */
+} fbp_phases;
+
+/* The next chunk of phase p (p ≥ 1) for `member` of `members`: its own chunks
+ * first (a fixed share: chunk c belongs to member c·members/chunks), then any
+ * left; −1 when none is left. */
+int fbp_phase_claim(fbp_phases *ph, int p, int chunks, int member, int members, int *cursor);
+void fbp_phase_done(fbp_phases *ph);
+/* Wait until `total` chunks are done since the region began (spin, then yield,
+ * then sleep in short naps). */
+void fbp_phase_wait(fbp_phases *ph, int64_t total);
+/* Record a failure (the first one wins); members keep going through the
+ * phases, so nobody waits for ever. */
+void fbp_phase_fail(fbp_phases *ph, int status);
+
+#endif /* FASTBP_TEAM_H */
