@@ -12,13 +12,14 @@ from .bench import cli as bench_cli
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="fastbp",
-        description="fastbp: fast CPU backpropagation for MLPs, Elman RNNs and LSTMs.")
+        description="fastbp: fast CPU backpropagation for MLPs, Elman RNNs, LSTMs and GRUs.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     bench = commands.add_parser(
         "bench", help="benchmark fastbp against the NumPy reference, PyTorch and JAX",
         description="Time one training step (forward + backward, every gradient) of an MLP, an "
-                    "Elman RNN and an LSTM for fastbp, the NumPy reference and, when installed, "
-                    "PyTorch and JAX, on identical inputs, after checking their gradients agree. "
+                    "Elman RNN, LSTMs and a GRU for fastbp, the NumPy reference and, when "
+                    "installed, PyTorch and JAX, on identical inputs, after checking their "
+                    "gradients agree. "
                     "The default suite takes about a minute on 2 cores.",
         epilog="Example: fastbp bench --models rnn,lstm --batch 1,16 --threads 1 --json out.json")
     bench_cli.add_arguments(bench)

@@ -1,6 +1,6 @@
 """The ``fastbp bench`` command and the code it shares with the README table.
 
-- :mod:`.workloads`   -- the MLP, RNN and LSTM training steps: inputs, FLOPs, and the
+- :mod:`.workloads`   -- the MLP, RNN, LSTM and GRU training steps: inputs, FLOPs, and the
   fastbp and NumPy-reference implementations; the gradient comparison
 - :mod:`.peers_torch` -- the same steps as torch.nn modules with fastbp's weights
 - :mod:`.peers_jax`   -- the same steps as ``jax.jit(jax.value_and_grad(...))``

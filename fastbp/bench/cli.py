@@ -23,7 +23,7 @@ from . import env as envmod
 from . import harness, load, peers_jax, peers_torch, report, workloads
 from .workloads import CHECK_TOL, IMPLEMENTATIONS, Unavailable
 
-MODELS = ("mlp", "rnn", "lstm", "lstm_len", "lstm2bi")
+MODELS = ("mlp", "rnn", "lstm", "lstm_len", "lstm2bi", "gru")
 DTYPES = ("float32", "float64")
 DEFAULT_HIDDEN = 256
 
@@ -32,17 +32,17 @@ DEFAULT_HIDDEN = 256
 # the samples are spread over (harness.measure), and the size of the ceiling's GEMM
 MODES = {
     "quick": {"batches": {"mlp": [1, 32], "rnn": [1, 16], "lstm": [1, 16], "lstm_len": [8],
-                          "lstm2bi": [4]},
+                          "lstm2bi": [4], "gru": [1, 16]},
               "seq_len": 20,
               "repeat": 3, "min_time": 0.002, "budget": 0.3, "pause": 0.02, "rounds": 1,
               "ceiling_n": 512},
     "default": {"batches": {"mlp": [1, 32, 256], "rnn": [1, 16, 64], "lstm": [1, 16, 64],
-                            "lstm_len": [64], "lstm2bi": [32]},
+                            "lstm_len": [64], "lstm2bi": [32], "gru": [1, 16, 64]},
                 "seq_len": 100, "repeat": 9, "min_time": 0.01, "budget": 2.0, "pause": 0.1,
                 "rounds": 3, "ceiling_n": 1024},
     "full": {"batches": {"mlp": [1, 32, 256, 1024], "rnn": [1, 16, 64, 256],
                          "lstm": [1, 16, 64, 256], "lstm_len": [64, 256],
-                         "lstm2bi": [32, 128]}, "seq_len": 100,
+                         "lstm2bi": [32, 128], "gru": [1, 16, 64, 256]}, "seq_len": 100,
              "repeat": 15, "min_time": 0.05, "budget": 6.0, "pause": 0.3, "rounds": 3,
              "ceiling_n": 2048},
 }
@@ -79,7 +79,7 @@ def _choices_list(allowed):
 
 def add_arguments(p):
     p.add_argument("--models", type=_choices_list(MODELS), metavar="LIST",
-                   help="comma-separated workloads to run: mlp,rnn,lstm,lstm_len,lstm2bi "
+                   help=f"comma-separated workloads to run: {','.join(MODELS)} "
                         "(default: all)")
     p.add_argument("--impl", type=_choices_list(IMPLEMENTATIONS), metavar="LIST",
                    help="implementations to run: fastbp,reference,torch,jax,fastbp-padded "
@@ -87,9 +87,10 @@ def add_arguments(p):
     p.add_argument("--batch", type=_int_list, metavar="LIST",
                    help="batch sizes for every workload, e.g. 1,32,256 (default: per workload)")
     p.add_argument("--hidden", type=_positive_int, metavar="H",
-                   help=f"hidden width: MLP hidden layers, RNN/LSTM state (default {DEFAULT_HIDDEN})")
+                   help=f"hidden width: MLP hidden layers, RNN/LSTM/GRU state "
+                        f"(default {DEFAULT_HIDDEN})")
     p.add_argument("--seq-len", type=_positive_int, metavar="T",
-                   help="sequence length of the RNN and LSTM (default 100; 20 with --quick)")
+                   help="sequence length of the RNN, LSTM and GRU (default 100; 20 with --quick)")
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="default float32")
     p.add_argument("--repeat", type=_positive_int, metavar="N",
                    help="timed samples per row (default 9; 3 with --quick, 15 with --full); "

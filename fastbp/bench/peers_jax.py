@@ -1,4 +1,4 @@
-"""JAX peers: the same three training steps as ``jax.jit(jax.value_and_grad(loss))``.
+"""JAX peers: the same training steps as ``jax.jit(jax.value_and_grad(loss))``.
 
 The recurrences are ``lax.scan`` over time with the input projection of all
 T·B rows hoisted out of the loop (one matmul), as a JAX user would write them.
@@ -8,7 +8,7 @@ switches on. XLA's CPU threads are not governed by ``--threads``.
 """
 import numpy as np
 
-from .workloads import NOT_INSTALLED, RNN_PARAMS, Runner, Unavailable
+from .workloads import CELL_STATES, NOT_INSTALLED, RNN_PARAMS, Runner, Unavailable
 
 
 def import_jax():
@@ -79,21 +79,17 @@ def jax_rnn(p):
     return _runner(jax, jax.jit(jax.value_and_grad(loss)), args, lambda g: g)
 
 
-def jax_lstm(p):
-    jax, jnp = _setup(p)
+def _cell_runner(jax, jnp, p, hoisted_bias, cell):
+    """Loss sum(h·R) of a one-layer cell scanned over time: ``xw = X W_ihᵀ +
+    hoisted_bias(P)`` for all T·B rows at once, then ``cell(P, carry, xw_t) ->
+    (carry, h)`` per step from zero states (the carry a tuple of them)."""
     d = p.data
 
     def loss(P, X, R):
-        xw = X @ P["weight_ih"].T + P["bias_ih"] + P["bias_hh"]   # (T, B, 4H)
-
-        def cell(carry, xw_t):
-            h, c = carry
-            i, f, g, o = jnp.split(xw_t + h @ P["weight_hh"].T, 4, axis=-1)
-            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-            h = jax.nn.sigmoid(o) * jnp.tanh(c)
-            return (h, c), h
+        xw = X @ P["weight_ih"].T + hoisted_bias(P)                # (T, B, G·H)
         zeros = jnp.zeros((X.shape[1], P["weight_hh"].shape[1]), X.dtype)
-        _, hs = jax.lax.scan(cell, (zeros, zeros), xw)
+        carry = (zeros,) * CELL_STATES[d["cell"]]
+        _, hs = jax.lax.scan(lambda c, xw_t: cell(P, c, xw_t), carry, xw)
         return jnp.sum(hs * R)
 
     P = {k: jnp.asarray(v) for k, v in d["params"].items()}
@@ -106,4 +102,30 @@ def jax_lstm(p):
     return _runner(jax, fn, args, to_grads)
 
 
-BUILDERS = {"mlp": jax_mlp, "rnn": jax_rnn, "lstm": jax_lstm}
+def jax_lstm(p):
+    jax, jnp = _setup(p)
+
+    def cell(P, carry, xw_t):
+        h, c = carry
+        i, f, g, o = jnp.split(xw_t + h @ P["weight_hh"].T, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return (h, c), h
+    return _cell_runner(jax, jnp, p, lambda P: P["bias_ih"] + P["bias_hh"], cell)
+
+
+def jax_gru(p):
+    """torch.nn.GRU's cell: b_hh stays in the step, r scales the recurrent side of n."""
+    jax, jnp = _setup(p)
+
+    def cell(P, carry, xw_t):
+        (h,) = carry
+        xr, xz, xn = jnp.split(xw_t, 3, axis=-1)
+        hr, hz, hn = jnp.split(h @ P["weight_hh"].T + P["bias_hh"], 3, axis=-1)
+        r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
+        h = (1 - z) * jnp.tanh(xn + r * hn) + z * h
+        return (h,), h
+    return _cell_runner(jax, jnp, p, lambda P: P["bias_ih"], cell)
+
+
+BUILDERS = {"mlp": jax_mlp, "rnn": jax_rnn, "lstm": jax_lstm, "gru": jax_gru}

@@ -1,13 +1,13 @@
 """PyTorch peers: the same training steps with torch.nn modules and autograd.
 
 Each module is built with fastbp's weights copied in (the layouts are the same:
-``Linear.weight (out, in)``, ``RNN``/``LSTM`` ``weight_ih_l0``, ``weight_hh_l0``,
-gates i, f, g, o), runs in the benchmark's dtype, and one step is what a torch
+``Linear.weight (out, in)``, ``RNN``/``LSTM``/``GRU`` ``weight_ih_l0``, ``weight_hh_l0``,
+gates i, f, g, o for the LSTM and r, z, n for the GRU), runs in the benchmark's dtype, and one step is what a torch
 user writes: clear the gradients, forward, loss, ``backward()``.
 """
 import numpy as np
 
-from .workloads import LSTM_GRADS, NOT_INSTALLED, RNN_PARAMS, Runner, Unavailable
+from .workloads import CELL_GRADS, CELL_PARAMS, NOT_INSTALLED, RNN_PARAMS, Runner, Unavailable
 
 
 def import_torch():
@@ -95,28 +95,39 @@ def torch_rnn(p):
     return Runner(step, grads)
 
 
-def torch_lstm(p):
-    torch = import_torch()
-    d, s, dt = p.data, p.size, _dtype(torch, p)
+def _cell_module(torch, p):
+    """torch.nn.LSTM or torch.nn.GRU (the problem's cell), one layer, with the shared
+    weights; X requires grad (dL/dx is part of the workload). Returns the module, X,
+    R and every tensor whose gradient a step clears."""
+    d, s = p.data, p.size
     P = d["params"]
-    lstm = torch.nn.LSTM(s["input"], s["hidden"], dtype=dt)
-    _copy_into(torch, lstm, {"weight_ih_l0": P["weight_ih"], "weight_hh_l0": P["weight_hh"],
-                             "bias_ih_l0": P["bias_ih"], "bias_hh_l0": P["bias_hh"]})
-    X = _tensor(torch, d["X"]).clone().requires_grad_(True)   # dL/dx is part of the workload
-    R = _tensor(torch, d["R"])
-    params = [X] + list(lstm.parameters())
+    module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[d["cell"]](
+        s["input"], s["hidden"], dtype=_dtype(torch, p))
+    _copy_into(torch, module, {f"{name}_l0": P[name] for name in CELL_PARAMS})
+    X = _tensor(torch, d["X"]).clone().requires_grad_(True)
+    return module, X, _tensor(torch, d["R"]), [X] + list(module.parameters())
+
+
+def _cell_grads(module, X):
+    g = [X] + [getattr(module, f"{name}_l0") for name in CELL_PARAMS]
+    return {name: t.grad.numpy() for name, t in zip(CELL_GRADS, g)}
+
+
+def torch_cell(p):
+    """lstm and gru: nn.LSTM / nn.GRU on the whole sequence, h0 (and c0) = 0."""
+    torch = import_torch()
+    module, X, R, params = _cell_module(torch, p)
 
     def step():
         _clear(params)
-        hs, _ = lstm(X)                                 # h0 = c0 = 0
+        hs, _ = module(X)
         loss = (hs * R).sum()
         loss.backward()
         return loss
 
     def grads():
         step()
-        g = [X, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0]
-        return {name: t.grad.numpy() for name, t in zip(LSTM_GRADS, g)}
+        return _cell_grads(module, X)
     return Runner(step, grads)
 
 
@@ -124,16 +135,9 @@ def torch_lstm_len(p):
     """The variable-length batch as PyTorch users run it: pack_padded_sequence
     (unsorted, as data comes), nn.LSTM on the PackedSequence, pad_packed_sequence."""
     torch = import_torch()
-    d, s, dt = p.data, p.size, _dtype(torch, p)
-    P = d["params"]
-    lstm = torch.nn.LSTM(s["input"], s["hidden"], dtype=dt)
-    _copy_into(torch, lstm, {"weight_ih_l0": P["weight_ih"], "weight_hh_l0": P["weight_hh"],
-                             "bias_ih_l0": P["bias_ih"], "bias_hh_l0": P["bias_hh"]})
-    X = _tensor(torch, d["X"]).clone().requires_grad_(True)
-    R = _tensor(torch, d["R"])
-    lengths = torch.from_numpy(np.asarray(d["lengths"], dtype=np.int64))
+    lstm, X, R, params = _cell_module(torch, p)
+    lengths = torch.from_numpy(np.asarray(p.data["lengths"], dtype=np.int64))
     T = X.shape[0]
-    params = [X] + list(lstm.parameters())
     rnn_utils = torch.nn.utils.rnn
 
     def step():
@@ -147,8 +151,7 @@ def torch_lstm_len(p):
 
     def grads():
         step()
-        g = [X, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0]
-        return {name: t.grad.numpy() for name, t in zip(LSTM_GRADS, g)}
+        return _cell_grads(lstm, X)
     return Runner(step, grads, note="pack_padded_sequence(enforce_sorted=False) + nn.LSTM")
 
 
@@ -178,5 +181,5 @@ def torch_lstm2bi(p):
     return Runner(step, grads)
 
 
-BUILDERS = {"mlp": torch_mlp, "rnn": torch_rnn, "lstm": torch_lstm, "lstm_len": torch_lstm_len,
-            "lstm2bi": torch_lstm2bi}
+BUILDERS = {"mlp": torch_mlp, "rnn": torch_rnn, "lstm": torch_cell, "gru": torch_cell,
+            "lstm_len": torch_lstm_len, "lstm2bi": torch_lstm2bi}

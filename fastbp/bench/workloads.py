@@ -1,4 +1,4 @@
-"""The three workloads, their inputs and matmul work, and the fastbp and NumPy
+"""The workloads, their inputs and matmul work, and the fastbp and NumPy
 reference implementations of one training step of each.
 
 A *problem* is one workload at one size: shapes, the arrays every
@@ -16,6 +16,8 @@ Workloads (one training step each, forward + backward, every gradient):
   forward + full BPTT.
 - ``lstm``: LSTM, I=H=256, loss ``sum(h_t · R_t)`` over the whole sequence (so
   ``dL/dh_t = R_t``); forward + full BPTT including ``dL/dx``.
+- ``gru``: the same with a GRU (``torch.nn.GRU``'s cell: gates r, z, n, so
+  3H rows in ``weight_ih``/``weight_hh`` where the LSTM has 4H).
 - ``lstm_len``: the same LSTM on a batch of sequences of different lengths
   (uniform in [T/10, T]), the loss over each sequence's own steps only. fastbp
   passes ``lengths=``; torch packs (``pack_padded_sequence``); the reference
@@ -124,28 +126,35 @@ def rnn_problem(batch, seq_len, hidden, dtype, seed=0):
                    f"T={T} B={B} H={H}", np.dtype(dtype), data, flops, RNN_PARAMS)
 
 
-LSTM_GRADS = ("x", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
+# the one-layer gated cells (data["cell"] of their problems): gate blocks of H rows in
+# weight_ih / weight_hh, and the states the cell carries ((h, c) for the LSTM, h for the GRU)
+CELL_GATES = {"lstm": 4, "gru": 3}
+CELL_STATES = {"lstm": 2, "gru": 1}
+CELL_PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")   # torch.nn's names, less _l0
+CELL_GRADS = ("x",) + CELL_PARAMS
 
 
-def lstm_problem(batch, seq_len, hidden, dtype, seed=0):
-    T, B, H = seq_len, batch, hidden
+def cell_problem(cell, batch, seq_len, hidden, dtype, seed=0):
+    """The lstm or gru workload: one layer, I=H, loss sum(h·R)."""
+    T, B, H, G = seq_len, batch, hidden, CELL_GATES[cell]
     I = H
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(H)
     data = {"X": rng.standard_normal((T, B, I)).astype(dtype),
             "R": rng.standard_normal((T, B, H)).astype(dtype),
-            "params": {"weight_ih": _uniform(rng, bound, (4 * H, I), dtype),
-                       "weight_hh": _uniform(rng, bound, (4 * H, H), dtype),
-                       "bias_ih": _uniform(rng, bound, (4 * H,), dtype),
-                       "bias_hh": _uniform(rng, bound, (4 * H,), dtype)}}
-    # forward: X W_ihᵀ, h W_hhᵀ (4H gates); backward: dW_ih, dX, dW_hh, dG W_hh
-    flops = 2.0 * T * B * 4 * H * (I + H) * 3
-    return Problem("lstm", {"seq_len": T, "batch": B, "input": I, "hidden": H},
-                   f"T={T} B={B} H={H}", np.dtype(dtype), data, flops, LSTM_GRADS)
+            "params": {"weight_ih": _uniform(rng, bound, (G * H, I), dtype),
+                       "weight_hh": _uniform(rng, bound, (G * H, H), dtype),
+                       "bias_ih": _uniform(rng, bound, (G * H,), dtype),
+                       "bias_hh": _uniform(rng, bound, (G * H,), dtype)},
+            "cell": cell}
+    # forward: X W_ihᵀ, h W_hhᵀ (G·H gates); backward: dW_ih, dX, dW_hh, dG W_hh
+    flops = 2.0 * T * B * G * H * (I + H) * 3
+    return Problem(cell, {"seq_len": T, "batch": B, "input": I, "hidden": H},
+                   f"T={T} B={B} H={H}", np.dtype(dtype), data, flops, CELL_GRADS)
 
 
 def lstm_len_problem(batch, seq_len, hidden, dtype, seed=0):
-    p = lstm_problem(batch, seq_len, hidden, dtype, seed)
+    p = cell_problem("lstm", batch, seq_len, hidden, dtype, seed)
     T, B, H = seq_len, batch, hidden
     rng = np.random.default_rng([seed, 1])
     lengths = rng.integers(max(1, T // 10), T + 1, B)
@@ -197,6 +206,8 @@ WORKLOADS = {
     "rnn": f"Elman RNN tanh, I={RNN_INPUT}, readout O={RNN_OUTPUT}, squared error: "
            "forward + full BPTT",
     "lstm": "LSTM I=H, loss sum(h·R): forward + full BPTT incl. dL/dx",
+    "gru": "GRU I=H (torch.nn.GRU's gates r, z, n), loss sum(h·R): forward + full BPTT "
+           "incl. dL/dx",
     "lstm_len": "the lstm workload with sequence lengths uniform in [T/10, T]: fastbp with "
                 "lengths=, torch with pack_padded_sequence, the reference and fastbp-padded on "
                 "the padded batch (GFLOP/s count the valid steps' work only)",
@@ -210,8 +221,8 @@ def make_problem(workload, batch, seq_len, hidden, dtype, seed=0):
         return mlp_problem(batch, hidden, dtype, seed)
     if workload == "rnn":
         return rnn_problem(batch, seq_len, hidden, dtype, seed)
-    if workload == "lstm":
-        return lstm_problem(batch, seq_len, hidden, dtype, seed)
+    if workload in CELL_GATES:
+        return cell_problem(workload, batch, seq_len, hidden, dtype, seed)
     if workload == "lstm_len":
         return lstm_len_problem(batch, seq_len, hidden, dtype, seed)
     if workload == "lstm2bi":
@@ -238,11 +249,18 @@ def _rnn_readout_step(forward, backward, squared_error, X, Y, P, zeros_h):
     return loss, grads
 
 
-def _lstm_step(forward, backward, X, R, P, zeros_h, **lengths):
-    """LSTM with loss sum(h·R): dL/dh_t = R_t, nothing flows in from h_n, c_n."""
-    y, _, cache = forward(X, zeros_h, zeros_h, P["weight_ih"], P["weight_hh"],
+def _zero_states(p):
+    """The initial states of the problem's cell, zeros: (h0, c0) for the LSTM, (h0,) for the GRU."""
+    zeros_h = np.zeros((p.size["batch"], p.size["hidden"]), p.dtype)
+    return (zeros_h,) * CELL_STATES[p.data["cell"]]
+
+
+def _cell_step(forward, backward, X, R, P, states, **lengths):
+    """A one-layer cell (LSTM, GRU) with loss sum(h·R): dL/dh_t = R_t, nothing
+    flows in from the final states."""
+    y, _, cache = forward(X, *states, P["weight_ih"], P["weight_hh"],
                           P["bias_ih"], P["bias_hh"], **lengths)
-    return _inner(y, R), backward(R, None, None, cache)
+    return _inner(y, R), backward(R, *(None,) * len(states), cache)
 
 
 def _inner(a, b):
@@ -283,14 +301,15 @@ def reference_rnn(p):
     return Runner(step, lambda: _pick(step()[1], RNN_PARAMS))
 
 
-def reference_lstm(p):
-    d = p.data
-    zeros_h = np.zeros((p.size["batch"], p.size["hidden"]), p.dtype)
+def reference_cell(p):
+    """lstm, gru (and lstm_len on the padded batch): ref.<cell>_forward/_backward."""
+    d, states = p.data, _zero_states(p)
+    forward = getattr(ref, f"{d['cell']}_forward")
+    backward = getattr(ref, f"{d['cell']}_backward")
 
     def step():
-        return _lstm_step(ref.lstm_forward, ref.lstm_backward, d["X"], d["R"], d["params"],
-                          zeros_h)
-    return Runner(step, lambda: _pick(step()[1], LSTM_GRADS))
+        return _cell_step(forward, backward, d["X"], d["R"], d["params"], states)
+    return Runner(step, lambda: _pick(step()[1], CELL_GRADS))
 
 
 def _reference_stack_step(X, R, P, L):
@@ -422,35 +441,39 @@ def fastbp_rnn(p):
                   note="compiled rnn_forward/rnn_backward + NumPy readout (no RNN class yet)")
 
 
-def fastbp_lstm(p):
-    mod = _fastbp_module("lstm")
-    forward, backward = _require(mod, "lstm_forward"), _require(mod, "lstm_backward")
+def _fastbp_cell_functions(cell):
+    """fastbp.<cell>.<cell>_forward and _backward, the functional API."""
+    mod = _fastbp_module(cell)
+    forward = _require(mod, f"{cell}_forward")
+    backward = _require(mod, f"{cell}_backward")
     if "overwrite_cache" in inspect.signature(backward).parameters:
         # a training step runs backward once per forward: the gate gradients may
-        # reuse the cache's gate buffer instead of a fresh (T, B, 4H) array
+        # reuse the cache's gate buffer instead of a fresh (T, B, G·H) array
         backward = functools.partial(backward, overwrite_cache=True)
-    d = p.data
-    zeros_h = np.zeros((p.size["batch"], p.size["hidden"]), p.dtype)
+    return forward, backward
+
+
+def fastbp_cell(p):
+    """lstm, gru (and fastbp-padded for lstm_len): the compiled functional API."""
+    d, states = p.data, _zero_states(p)
+    forward, backward = _fastbp_cell_functions(d["cell"])
 
     def step():
-        return _lstm_step(forward, backward, d["X"], d["R"], d["params"], zeros_h)
-    return Runner(step, lambda: _pick(step()[1], LSTM_GRADS))
+        return _cell_step(forward, backward, d["X"], d["R"], d["params"], states)
+    return Runner(step, lambda: _pick(step()[1], CELL_GRADS))
 
 
 def fastbp_lstm_len(p):
     """lengths= in the kernels: each step runs only the sequences still going."""
-    mod = _fastbp_module("lstm")
-    forward, backward = _require(mod, "lstm_forward"), _require(mod, "lstm_backward")
+    d, states = p.data, _zero_states(p)
+    forward, backward = _fastbp_cell_functions(d["cell"])
     if "lengths" not in inspect.signature(forward).parameters:
-        raise Unavailable(NOT_AVAILABLE, "lstm_forward has no lengths= in this build")
-    backward = functools.partial(backward, overwrite_cache=True)
-    d = p.data
-    zeros_h = np.zeros((p.size["batch"], p.size["hidden"]), p.dtype)
+        raise Unavailable(NOT_AVAILABLE, f"{d['cell']}_forward has no lengths= in this build")
 
     def step():
-        return _lstm_step(forward, backward, d["X"], d["R"], d["params"], zeros_h,
+        return _cell_step(forward, backward, d["X"], d["R"], d["params"], states,
                           lengths=d["lengths"])
-    return Runner(step, lambda: _pick(step()[1], LSTM_GRADS))
+    return Runner(step, lambda: _pick(step()[1], CELL_GRADS))
 
 
 def fastbp_lstm2bi(p):
@@ -467,12 +490,12 @@ def fastbp_lstm2bi(p):
     return Runner(step, lambda: _pick(step()[1], p.grad_names))
 
 
-FASTBP = {"mlp": fastbp_mlp, "rnn": fastbp_rnn, "lstm": fastbp_lstm, "lstm_len": fastbp_lstm_len,
-          "lstm2bi": fastbp_lstm2bi}
+FASTBP = {"mlp": fastbp_mlp, "rnn": fastbp_rnn, "lstm": fastbp_cell, "gru": fastbp_cell,
+          "lstm_len": fastbp_lstm_len, "lstm2bi": fastbp_lstm2bi}
 # the padded batch with the loss masked: every step of every row is computed
-FASTBP_PADDED = {"lstm_len": fastbp_lstm}
-REFERENCE = {"mlp": reference_mlp, "rnn": reference_rnn, "lstm": reference_lstm,
-             "lstm_len": reference_lstm, "lstm2bi": reference_lstm2bi}
+FASTBP_PADDED = {"lstm_len": fastbp_cell}
+REFERENCE = {"mlp": reference_mlp, "rnn": reference_rnn, "lstm": reference_cell,
+             "gru": reference_cell, "lstm_len": reference_cell, "lstm2bi": reference_lstm2bi}
 
 
 # -- the gradient check ------------------------------------------------------------

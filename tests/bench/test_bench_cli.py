@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import pytest
+from installed_python import PACKAGE_PARENT
 
 from fastbp.__main__ import main
 from fastbp.bench import cli, harness, workloads
@@ -22,8 +23,8 @@ from fastbp.bench.workloads import Runner
 
 TINY = ["--quick", "--repeat", "1", "--batch", "2", "--hidden", "16", "--seq-len", "4",
         "--no-progress"]
-MODULE_OF = {"mlp": "fastbp.mlp", "rnn": "fastbp.rnn", "lstm": "fastbp.lstm", "lstm_len": "fastbp.lstm",
-             "lstm2bi": "fastbp.lstm"}
+MODULE_OF = {"mlp": "fastbp.mlp", "rnn": "fastbp.rnn", "lstm": "fastbp.lstm",
+             "lstm_len": "fastbp.lstm", "lstm2bi": "fastbp.lstm", "gru": "fastbp.gru"}
 ROW_KEYS = {"workload", "label", "size", "dtype", "implementation", "status", "detail", "note",
             "median_us", "min_us", "max_us", "repeats", "inner", "first_call_s", "gflops",
             "ceiling_fraction", "grad_check", "ratios"}
@@ -109,11 +110,27 @@ def test_tiny_run_json_has_a_number_for_every_available_implementation(tmp_path,
 
 
 def test_float64_run(tmp_path):
-    code, doc = run_bench(tmp_path, "--dtype", "float64", "--models", "rnn,lstm",
+    code, doc = run_bench(tmp_path, "--dtype", "float64", "--models", "rnn,lstm,gru",
                           "--impl", "fastbp,reference,torch")
     assert code == 0
-    check_document(doc, ["fastbp", "reference", "torch"], ["rnn", "lstm"], [2])
+    check_document(doc, ["fastbp", "reference", "torch"], ["rnn", "lstm", "gru"], [2])
     assert doc["gemm_ceiling"]["routine"] == "dgemm"
+
+
+def test_gru_workload_is_the_lstm_one_with_three_gate_blocks():
+    lstm = workloads.make_problem("lstm", 3, 5, 8, "float32")
+    gru = workloads.make_problem("gru", 3, 5, 8, "float32")
+    assert gru.workload == "gru" and gru.label == lstm.label and gru.size == lstm.size
+    assert gru.grad_names == lstm.grad_names == ("x", "weight_ih", "weight_hh", "bias_ih",
+                                                 "bias_hh")
+    shapes = {k: v.shape for k, v in gru.data["params"].items()}
+    assert shapes == {"weight_ih": (24, 8), "weight_hh": (24, 8), "bias_ih": (24,),
+                      "bias_hh": (24,)}
+    assert gru.flops == pytest.approx(lstm.flops * 3 / 4)
+    assert gru.data["X"].shape == gru.data["R"].shape == (5, 3, 8)
+    # every gradient the workload promises, dL/dx included, from the reference
+    grads = workloads.REFERENCE["gru"](gru).grads()
+    assert {k: v.shape for k, v in grads.items()} == dict(shapes, x=(5, 3, 8))
 
 
 def test_missing_peers_show_not_installed(tmp_path, monkeypatch, capsys):
@@ -254,17 +271,21 @@ def test_blas_coretype_auto_without_forced_kernel_is_a_note(tmp_path, monkeypatc
 def test_python_dash_m_entry_point(tmp_path):
     """The command as a user types it: table on stdout, progress on stderr."""
     out = tmp_path / "b.json"
+    # the fastbp these tests import (an in-place build), not another installed copy
+    path = os.pathsep.join(p for p in (PACKAGE_PARENT, os.environ.get("PYTHONPATH")) if p)
     proc = subprocess.run(
-        [sys.executable, "-m", "fastbp", "bench", "--quick", "--repeat", "1", "--models", "lstm",
-         "--impl", "fastbp,reference", "--json", str(out)],
-        capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "fastbp", "bench", "--quick", "--repeat", "1",
+         "--models", "lstm,gru", "--impl", "fastbp,reference", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=path),
         cwd=tmp_path)   # not the repository root, whose fastbp/ has no compiled _core
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "workload" in proc.stdout and "lstm" in proc.stdout
-    assert re.search(r"^\[1/4 ", proc.stderr, re.M)   # one progress line per finished row
+    assert "workload" in proc.stdout and "lstm" in proc.stdout and "gru" in proc.stdout
+    assert re.search(r"^\[1/8 ", proc.stderr, re.M)   # one progress line per finished row
     assert "Traceback" not in proc.stdout + proc.stderr
     doc = json.loads(out.read_text())
-    check_document(doc, ["fastbp", "reference"], ["lstm"], cli.MODES["quick"]["batches"]["lstm"])
+    assert cli.MODES["quick"]["batches"]["gru"] == cli.MODES["quick"]["batches"]["lstm"]
+    check_document(doc, ["fastbp", "reference"], ["lstm", "gru"],
+                   cli.MODES["quick"]["batches"]["lstm"])
 
 
 def test_measure_calibrates_inner_loops_with_a_fake_clock():
