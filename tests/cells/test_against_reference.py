@@ -86,62 +86,6 @@ def test_no_initial_state_means_zeros_and_no_incoming_gradient_means_zeros(cell)
 
 # ---- lengths and resets: the reference row by row, piece by piece ---------------------
 
-def _pieces(length, resets_of_row):
-    """[(a, e)]: a row's steps up to its length, cut at its resets."""
-    cuts = [0] + [t for t in range(1, length) if resets_of_row[t]] + [length]
-    return list(zip(cuts[:-1], cuts[1:]))
-
-
-def oracle(cell, p, lengths, reset):
-    """Every row alone, split at its resets, through the reference: y, finals,
-    gradients (summed over the pieces; the final states' gradients enter the
-    last piece; a row of length 0 passes them to its initial states)."""
-    x, states, dy, dfinals = p["x"], p["states"], p["dy"], p["dfinals"]
-    T, B, _ = x.shape
-    H = dy.shape[2]
-    y = np.zeros((T, B, H))
-    finals = [s.copy() for s in states]
-    g = {"x": np.zeros_like(x)}
-    g.update({n: np.zeros((B, H)) for n in cell.state_grads})
-    g.update({k: np.zeros_like(w) for k, w in p["weights"].items()})
-    for b in range(B):
-        L = T if lengths is None else int(lengths[b])
-        if L == 0:
-            for n, d in zip(cell.state_grads, dfinals):
-                g[n][b] = d[b]
-            continue
-        for a, e in _pieces(L, np.zeros(T, bool) if reset is None else reset[:, b]):
-            last = e == L
-            yr, fr, cache = cells.forward(cell, x[a:e, b:b + 1], tuple(s[b:b + 1] for s in states),
-                                          p["weights"], impl="reference")
-            gr = cells.backward(cell, dy[a:e, b:b + 1],
-                                tuple(d[b:b + 1] if last else None for d in dfinals), cache,
-                                impl="reference")
-            y[a:e, b] = yr[:, 0]
-            g["x"][a:e, b] = gr["x"][:, 0]
-            for n in cell.state_grads:
-                g[n][b] += gr[n][0]
-            for k in p["weights"]:
-                g[k] += gr[k]
-            if last:
-                for f, v in zip(finals, fr):
-                    f[b] = v[0]
-    return y, tuple(finals), g
-
-
-def _check_against_oracle(cell, p, lengths, reset):
-    y, finals, cache = cells.forward(cell, p["x"], p["states"], p["weights"], lengths, reset)
-    g = cells.backward(cell, p["dy"], p["dfinals"], cache)
-    y_r, finals_r, g_r = oracle(cell, p, lengths, reset)
-    tol = dict(rtol=1e-11, atol=1e-12)
-    np.testing.assert_allclose(y, y_r, err_msg="y", **tol)
-    for name, f, f_r in zip(cell.state_names, finals, finals_r):
-        np.testing.assert_allclose(f, f_r, err_msg=name + "_n", **tol)
-    assert set(g) == set(g_r)
-    for name in g_r:
-        np.testing.assert_allclose(g[name], g_r[name], err_msg=name, **tol)
-
-
 T_SEQ, B_SEQ = 7, 6
 SEQ_CASES = {
     "lengths": (np.array([7, 3, 5, 1, 7, 2]), False),
@@ -167,7 +111,7 @@ def test_lengths_and_resets_equal_each_row_alone_piece_by_piece(cell, case, path
         reset = rng.random((T_SEQ, B_SEQ)) < 0.3
         reset[0, 0] = True              # a reset at step 0 changes nothing
         reset[3, 1] = True
-    _check_against_oracle(cell, p, lengths, reset)
+    cells.check_row_by_row(cell, p, lengths, reset)
     if case != "all-zero":              # (a cell may skip its kernels when no row has a step)
         cells.check_path_taken(calls, path)
 

@@ -15,11 +15,16 @@ import fastbp
 from fastbp import reference as R
 from fastbp.clip import clip_grad_norm
 from fastbp.gradcheck import gradcheck
+from fastbp._recurrent import SPECS
+from fastbp.gru import GRU, gru_backward, gru_forward
 from fastbp.lstm import LSTM, lstm_backward, lstm_forward
 from fastbp.mlp import MLP
 from fastbp.optim import SGD, Adam
 from fastbp.rnn import RNN, rnn_backward, rnn_forward
 from fastbp.tbptt import Stream
+
+from cells import cells
+from cells.cells import KERNEL_CELLS
 
 from .spec import EXTREME_REGIMES, REGIMES, Arg, Entry
 
@@ -89,37 +94,46 @@ def _squared_error():
 
 
 # ---- the recurrent layers -----------------------------------------------------------------------
+# Every cell fact (gate blocks, state names, parameter kinds) comes from the cell
+# descriptions, fastbp._recurrent.SPECS, through tests/cells/cells.py's Cell and
+# its adapters (which also call the NumPy reference of each cell).
 NONLIN = ("tanh", "relu", "identity")
 SEQ_DIMS = {"T": (0, 5), "B": (0, 4), "I": (0, 4), "H": (1, 5)}
 VARLEN_ARGS = [Arg("lengths", ("B",), kind="lengths", optional=True),
                Arg("reset", ("T", "B"), kind="mask", optional=True)]
+# "G<g>": the g·H rows of a weight with g gate blocks (the RNN's 1, the LSTM's 4, the GRU's 3)
+GATE_ROWS = {f"G{spec.gates}": (lambda d, g=spec.gates: g * d["H"]) for spec in SPECS.values()}
 
 
-def layer_oracle(lstm, X, states, p, lengths=None, reset=None, nonlinearity="tanh", peep=None):
-    """The recurrent layer through the reference, each row alone and split at its
-    resets (the oracle of tests/kernels/test_lengths_and_resets.py): Hs (T, B, H), zero past each
-    row's length; the final states, each row's after its last step; the pieces
-    [(b, a, e, last, cache)] for backward_oracle."""
+def gate_rows(name):
+    """The size symbol of cell `name`'s weight rows (a key of GATE_ROWS)."""
+    return f"G{SPECS[name].gates}"
+
+
+CELL_BY_ID = {c.id: c for c in KERNEL_CELLS}
+# the variants of each cell (options) the entries draw from
+CELL_IDS = {name: tuple(c.id for c in KERNEL_CELLS if c.name == name) for name in SPECS}
+
+
+def layer_oracle(cell, X, states, w, lengths=None, reset=None):
+    """A recurrent layer through the reference, each row alone and split at its
+    resets (the oracle of tests/cells/cells.py's row_by_row): Hs (T, B, H), zero
+    past each row's length; the final states, each row's after its last step;
+    the pieces [(b, a, e, last, cache)] for backward_oracle. w: the arrays by
+    kind (cell.kinds); states: one (B, H) array or None (zeros) per state name."""
     T, B, _ = X.shape
-    H = p["weight_hh"].shape[1]
+    H = w["weight_hh"].shape[1]
     init = [np.zeros((B, H), X.dtype) if s is None else s for s in states]
     Hs = np.zeros((T, B, H), X.dtype)
     final = [s.copy() for s in init]
     pieces = []
     for b in range(B):
         L = T if lengths is None else int(lengths[b])
-        cuts = [0] + [t for t in range(1, L) if reset is not None and reset[t, b]] + [L]
-        for a, e in zip(cuts[:-1], cuts[1:]):
+        for a, e in cells.pieces(L, np.zeros(T, bool) if reset is None else reset[:, b]):
             if a == e:
                 continue
-            s0 = [s[b:b + 1] for s in init]
-            if lstm:
-                y, fin, cache = R.lstm_forward(X[a:e, b:b + 1], s0[0], s0[1], p["weight_ih"], p["weight_hh"],
-                                               p["bias_ih"], p["bias_hh"], peepholes=peep)
-            else:
-                y, h, cache = R.rnn_forward(X[a:e, b:b + 1], s0[0], p["weight_ih"], p["weight_hh"],
-                                            p["bias_ih"], p["bias_hh"], nonlinearity)
-                fin = (h,)
+            y, fin, cache = cells.forward(cell, X[a:e, b:b + 1], tuple(s[b:b + 1] for s in init), w,
+                                          impl="reference")
             Hs[a:e, b] = y[:, 0]
             pieces.append((b, a, e, e == L, cache))
             if e == L:
@@ -128,13 +142,14 @@ def layer_oracle(lstm, X, states, p, lengths=None, reset=None, nonlinearity="tan
     return Hs, tuple(final), pieces
 
 
-def backward_oracle(lstm, pieces, dHs, dh_n, params):
-    """Gradients of the parameters named in `params` from layer_oracle's pieces."""
+def backward_oracle(cell, pieces, dHs, dfinals, params):
+    """Gradients of the parameters named in `params` from layer_oracle's pieces;
+    dfinals: one (B, H) array or None per state name."""
     grads = {n: np.zeros_like(params[n]) for n in params}
     for b, a, e, last, cache in pieces:
         dy = None if dHs is None else dHs[a:e, b:b + 1]
-        dh = dh_n[b:b + 1] if last and dh_n is not None else None
-        g = R.lstm_backward(dy, dh, None, cache) if lstm else R.rnn_backward(dy, dh, cache)
+        dfin = tuple(d[b:b + 1] if last and d is not None else None for d in dfinals)
+        g = cells.backward(cell, dy, dfin, cache, impl="reference")
         for n in grads:
             grads[n] = grads[n] + g[n]
     return grads
@@ -161,7 +176,8 @@ def _rnn_forward():
         if not v:
             y, h_n, _ = R.rnn_forward(*(c[n] for n in names), nonlinearity=ex.o["nonlinearity"])
             return {"y": y, "h_n": h_n}
-        y, (h_n,), _ = layer_oracle(False, c["x"], (c["h0"],), c, nonlinearity=ex.o["nonlinearity"], **v)
+        cell = cells.Cell("rnn", "rnn", {"nonlinearity": ex.o["nonlinearity"]})
+        y, (h_n,), _ = layer_oracle(cell, c["x"], (c["h0"],), c, **v)
         return {"y": y, "h_n": h_n}
     return Entry("rnn_forward", lambda o: base + (VARLEN_ARGS if o["varlen"] else []), call, reference,
                  dims=SEQ_DIMS, options={"nonlinearity": NONLIN, "varlen": (False, True)},
@@ -169,18 +185,21 @@ def _rnn_forward():
 
 
 def _lstm_forward():
+    G = gate_rows("lstm")
+    optional = SPECS["lstm"].optional_kinds              # the peepholes, passed as a tuple
+
     def args(o):
         out = [Arg("x", ("T", "B", "I")), Arg("h0", ("B", "H"), optional=True),
                Arg("c0", ("B", "H"), optional=True),
-               Arg("weight_ih", ("G", "I")), Arg("weight_hh", ("G", "H")),
-               Arg("bias_ih", ("G",)), Arg("bias_hh", ("G",))]
+               Arg("weight_ih", (G, "I")), Arg("weight_hh", (G, "H")),
+               Arg("bias_ih", (G,)), Arg("bias_hh", (G,))]
         if o["peepholes"]:
-            out += [Arg(f"peepholes[{k}]", ("H",)) for k in range(3)]
+            out += [Arg(f"peepholes[{k}]", ("H",)) for k in range(len(optional))]
         return out + (VARLEN_ARGS if o["varlen"] else [])
     names = ["x", "h0", "c0", "weight_ih", "weight_hh", "bias_ih", "bias_hh"]
 
     def peep(ex, src):
-        return tuple(src[f"peepholes[{k}]"] for k in range(3)) if ex.o["peepholes"] else None
+        return tuple(src[f"peepholes[{k}]"] for k in range(len(optional))) if ex.o["peepholes"] else None
 
     def call(ex):
         y, (h_n, c_n), cache = lstm_forward(*(ex.a[n] for n in names), peepholes=peep(ex, ex.a),
@@ -195,36 +214,65 @@ def _lstm_forward():
         if not v:
             y, (h_n, c_n), cache = R.lstm_forward(*(c[n] for n in names), peepholes=peep(ex, c))
             return {"y": y, "h_n": h_n, "c_n": c_n, "c": cache["c"], "gates": cache["gates"]}
-        y, (h_n, c_n), _ = layer_oracle(True, c["x"], (c["h0"], c["c0"]), c, peep=peep(ex, c), **v)
+        cell = cells.Cell("lstm", "lstm", {"peepholes": ex.o["peepholes"]})
+        w = dict(c, **dict(zip(optional, peep(ex, c) or ())))
+        y, (h_n, c_n), _ = layer_oracle(cell, c["x"], (c["h0"], c["c0"]), w, **v)
         return {"y": y, "h_n": h_n, "c_n": c_n}
-    return Entry("lstm_forward", args, call, reference, dims=SEQ_DIMS,
-                 derived={"G": lambda d: 4 * d["H"]},
+    return Entry("lstm_forward", args, call, reference, dims=SEQ_DIMS, derived=GATE_ROWS,
                  options={"peepholes": (False, True), "varlen": (False, True)}, dtype_from="x")
 
 
-def _forward_inputs(ex, lstm):
-    """Valid inputs of a forward pass in ex.comp, for the backward entries."""
+def _gru_forward():
+    G = gate_rows("gru")
+    base = [Arg("x", ("T", "B", "I")), Arg("h0", ("B", "H"), optional=True),
+            Arg("weight_ih", (G, "I")), Arg("weight_hh", (G, "H")),
+            Arg("bias_ih", (G,)), Arg("bias_hh", (G,))]
+    names = [a.name for a in base]
+
+    def call(ex):
+        y, h_n, cache = gru_forward(*(ex.a[n] for n in names), **_varlen(ex, ex.a))
+        out = {"y": y, "h_n": h_n}
+        if not ex.o["varlen"]:      # (with lengths the cache is in the kernels' slot layout)
+            out.update(gates=cache.gates, m=cache.m)
+        return out
+
+    def reference(ex):
+        c, v = ex.c, _varlen(ex, ex.c)
+        if not v:
+            y, h_n, cache = R.gru_forward(*(c[n] for n in names))
+            return {"y": y, "h_n": h_n, "gates": cache["gates"], "m": cache["m"]}
+        y, (h_n,), _ = layer_oracle(CELL_BY_ID["gru"], c["x"], (c["h0"],), c, **v)
+        return {"y": y, "h_n": h_n}
+    return Entry("gru_forward", lambda o: base + (VARLEN_ARGS if o["varlen"] else []), call, reference,
+                 dims=SEQ_DIMS, derived=GATE_ROWS, options={"varlen": (False, True)}, dtype_from="x")
+
+
+def _forward_inputs(ex, name):
+    """Valid inputs of cell `name`'s forward pass in ex.comp, for the backward
+    entries: x, one initial state per state name, then the four weight arrays."""
     rng = np.random.default_rng(ex.d["T"] * 100 + ex.d["B"] * 10 + ex.d["H"])
     T, B, I, H = (ex.d[k] for k in "TBIH")
-    G = 4 * H if lstm else H
-    arrays = [rng.standard_normal(s).astype(ex.comp) for s in
-              ((T, B, I), (B, H), (B, H), (G, I), (G, H), (G,), (G,))]
-    if not lstm:
-        del arrays[2]                       # no c0
-    return arrays
+    G = SPECS[name].gates * H
+    states = [(B, H)] * len(SPECS[name].state_names)
+    return [rng.standard_normal(s).astype(ex.comp) for s in
+            [(T, B, I)] + states + [(G, I), (G, H), (G,), (G,)]]
+
+
+def _backward_cache(ex, cache):
+    """backward's cache: its own, a reference dict, None or an array (the bad ones)."""
+    return {"own": cache, "dict": ex.ref_cache, "none": None, "array": np.zeros(3)}[ex.o["cache"]]
 
 
 def _rnn_backward():
     args = [Arg("dy", ("T", "B", "H"), optional=True), Arg("dh_n", ("B", "H"), optional=True)]
 
     def setup(ex):
-        inputs = _forward_inputs(ex, lstm=False)
+        inputs = _forward_inputs(ex, "rnn")
         ex.cache = rnn_forward(*inputs, nonlinearity=ex.o["nonlinearity"])[2]
         ex.ref_cache = R.rnn_forward(*inputs, nonlinearity=ex.o["nonlinearity"])[2]
 
     def call(ex):
-        cache = {"own": ex.cache, "dict": ex.ref_cache, "none": None, "array": np.zeros(3)}[ex.o["cache"]]
-        return _keyed("d", rnn_backward(ex.a["dy"], ex.a["dh_n"], cache))
+        return _keyed("d", rnn_backward(ex.a["dy"], ex.a["dh_n"], _backward_cache(ex, ex.cache)))
 
     def reference(ex):
         return _keyed("d", R.rnn_backward(ex.c["dy"], ex.c["dh_n"], ex.ref_cache))
@@ -239,16 +287,16 @@ def _lstm_backward():
             Arg("dc_n", ("B", "H"), optional=True)]
 
     def setup(ex):
-        inputs = _forward_inputs(ex, lstm=True)
+        inputs = _forward_inputs(ex, "lstm")
         H = ex.d["H"]
-        peep = (tuple(np.linspace(-0.5, 0.5, H).astype(ex.comp) for _ in range(3))
-                if ex.o["peepholes"] else None)
+        peep = (tuple(np.linspace(-0.5, 0.5, H).astype(ex.comp)
+                      for _ in SPECS["lstm"].optional_kinds) if ex.o["peepholes"] else None)
         ex.cache = lstm_forward(*inputs, peepholes=peep)[2]
         ex.ref_cache = R.lstm_forward(*inputs, peepholes=peep)[2]
 
     def call(ex):
-        cache = {"own": ex.cache, "dict": ex.ref_cache, "none": None, "array": np.zeros(3)}[ex.o["cache"]]
-        return _keyed("d", lstm_backward(ex.a["dy"], ex.a["dh_n"], ex.a["dc_n"], cache,
+        return _keyed("d", lstm_backward(ex.a["dy"], ex.a["dh_n"], ex.a["dc_n"],
+                                         _backward_cache(ex, ex.cache),
                                          overwrite_cache=ex.o["overwrite_cache"]))
 
     def reference(ex):
@@ -257,6 +305,137 @@ def _lstm_backward():
                  options={"peepholes": (False, True), "overwrite_cache": (False, True),
                           "dtype": ("float64", "float32"), "cache": ("own",)},
                  bad_options={"cache": ("dict", "none", "array")},
+                 dtype_from=lambda ex: ex.o["dtype"])
+
+
+def _gru_backward():
+    args = [Arg("dy", ("T", "B", "H"), optional=True), Arg("dh_n", ("B", "H"), optional=True)]
+
+    def setup(ex):
+        inputs = _forward_inputs(ex, "gru")
+        ex.cache = gru_forward(*inputs)[2]
+        ex.ref_cache = R.gru_forward(*inputs)[2]
+
+    def call(ex):
+        return _keyed("d", gru_backward(ex.a["dy"], ex.a["dh_n"], _backward_cache(ex, ex.cache)))
+
+    def reference(ex):
+        return _keyed("d", R.gru_backward(ex.c["dy"], ex.c["dh_n"], ex.ref_cache))
+    return Entry("gru_backward", args, call, reference, dims=SEQ_DIMS, setup=setup,
+                 options={"dtype": ("float64", "float32"), "cache": ("own",)},
+                 bad_options={"cache": ("dict", "none", "array")},
+                 dtype_from=lambda ex: ex.o["dtype"])
+
+
+# ---- stacked and bidirectional layers: fastbp.<cell>_stack_forward / _backward ------------------
+STACK_DIMS = {"T": (0, 4), "B": (0, 3), "I": (0, 3), "H": (1, 3)}
+STACK_DERIVED = dict(GATE_ROWS, H2=lambda d: 2 * d["H"])       # H2: a bidirectional layer's output
+STACK_OPTIONS = {"num_layers": (1, 2), "bidirectional": (False, True)}
+
+
+def _stack_shape(cell, kind, layer, D):
+    """The size symbols of one parameter of a stack (as the spec's layer_shape gives
+    them in numbers: checked below for one set of sizes)."""
+    rows = gate_rows(cell.name)
+    if kind in cell.spec.optional_kinds:
+        shape = ("H",)
+    elif kind == "weight_ih":
+        shape = (rows, "I" if layer == 0 else ("H2" if D == 2 else "H"))
+    elif kind == "weight_hh":
+        shape = (rows, "H")
+    else:
+        shape = (rows,)
+    d = dict(I=7, H=5, H2=10, **{g: fn({"H": 5}) for g, fn in GATE_ROWS.items()})
+    assert tuple(d[s] for s in shape) == cell.spec.layer_shape(7, 5, D)(kind, layer), (kind, shape)
+    return shape
+
+
+def _stack_params(cell, o):
+    """[(torch name, Arg)] of a stack with o's num_layers and bidirectional."""
+    L, D = o["num_layers"], 2 if o["bidirectional"] else 1
+    return [(f"{k}_l{l}{'_reverse' if d else ''}", _stack_shape(cell, k, l, D))
+            for l in range(L) for d in range(D) for k in cell.kinds]
+
+
+def _stack_states(cell, o, prefix="", suffix="0"):
+    LD = o["num_layers"] * (2 if o["bidirectional"] else 1)
+    return [Arg(prefix + state + suffix, (LD, "B", "H"), optional=True) for state in cell.state_names]
+
+
+def _stack_forward(name):
+    def args(o):
+        cell = CELL_BY_ID[o["cell"]]
+        # a ragged weight_hh_l0 gets NumPy's unnamed error (fastbp/_stack.py, hidden_size:
+        # tests/robustness/test_sequence_validation.py)
+        return ([Arg("x", ("T", "B", "I"))] + _stack_states(cell, o)
+                + [Arg(n, shape, pending=("ragged",) if n == "weight_hh_l0" else ())
+                   for n, shape in _stack_params(cell, o)]
+                + (VARLEN_ARGS if o["varlen"] else []))
+
+    def split(ex, src):
+        cell = CELL_BY_ID[ex.o["cell"]]
+        params = {n: src[n] for n, _ in _stack_params(cell, ex.o)}
+        states = tuple(src[s + "0"] for s in cell.state_names)
+        return cell, params, states
+
+    def call(ex):
+        cell, params, states = split(ex, ex.a)
+        v = _varlen(ex, ex.a)
+        y, finals, _ = cells.stack_forward(cell, ex.a["x"], params, states, ex.o["num_layers"],
+                                           ex.o["bidirectional"], **v)
+        return {"y": y, **{s + "_n": f for s, f in zip(cell.state_names, finals)}}
+
+    def reference(ex):
+        cell, params, states = split(ex, ex.c)
+        v = _varlen(ex, ex.c)
+        y, finals, _ = cells.stack_row_by_row(cell, params, ex.c["x"], states, ex.o["num_layers"],
+                                              ex.o["bidirectional"], v.get("lengths"), v.get("reset"))
+        return {"y": y, **{s + "_n": f for s, f in zip(cell.state_names, finals)}}
+    return Entry(f"{name}_stack_forward", args, call, reference, dims=STACK_DIMS,
+                 derived=STACK_DERIVED,
+                 options=dict(STACK_OPTIONS, cell=CELL_IDS[name], varlen=(False, True)),
+                 dtype_from="x")
+
+
+def _stack_backward(name):
+    def args(o):
+        cell = CELL_BY_ID[o["cell"]]
+        return ([Arg("dy", ("T", "B", "H2" if o["bidirectional"] else "H"), optional=True)]
+                + _stack_states(cell, o, prefix="d", suffix="_n"))
+
+    def setup(ex):
+        cell = CELL_BY_ID[ex.o["cell"]]
+        T, B, I, H = (ex.d[k] for k in "TBIH")
+        rng = np.random.default_rng(T * 100 + B * 10 + H)
+        L, bidirectional = ex.o["num_layers"], ex.o["bidirectional"]
+        LD = L * (2 if bidirectional else 1)
+        ex.params = cells.stack_params(cell, rng, I, H, L, bidirectional, dtype=ex.comp)
+        ex.x = rng.standard_normal((T, B, I)).astype(ex.comp)
+        ex.states = tuple(rng.standard_normal((LD, B, H)).astype(ex.comp) for _ in cell.state_names)
+        lengths = rng.integers(0, T + 1, B) if ex.o["varlen"] else None
+        reset = rng.random((T, B)) < 0.3 if ex.o["varlen"] else None
+        ex.seq = {"lengths": lengths, "reset": reset}
+        ex.cache = cells.stack_forward(cell, ex.x, ex.params, ex.states, L, bidirectional,
+                                       **ex.seq)[2]
+
+    def call(ex):
+        cell = CELL_BY_ID[ex.o["cell"]]
+        cache = {"own": ex.cache, "none": None, "array": np.zeros(3), "params": ex.params}[ex.o["cache"]]
+        dfinals = tuple(ex.a[f"d{s}_n"] for s in cell.state_names)
+        return _keyed("d", cell.stack_backward_fn(ex.a["dy"], *dfinals, cache))
+
+    def reference(ex):
+        cell = CELL_BY_ID[ex.o["cell"]]
+        dfinals = tuple(ex.c[f"d{s}_n"] for s in cell.state_names)
+        _, _, g = cells.stack_row_by_row(cell, ex.params, ex.x, ex.states, ex.o["num_layers"],
+                                         ex.o["bidirectional"], dy=ex.c["dy"], dfinals=dfinals,
+                                         **ex.seq)
+        return _keyed("d", g)
+    return Entry(f"{name}_stack_backward", args, call, reference, dims=STACK_DIMS,
+                 derived=STACK_DERIVED, setup=setup,
+                 options=dict(STACK_OPTIONS, cell=CELL_IDS[name], varlen=(False, True),
+                              dtype=("float64", "float32"), cache=("own",)),
+                 bad_options={"cache": ("none", "array", "params")},
                  dtype_from=lambda ex: ex.o["dtype"])
 
 
@@ -488,9 +667,14 @@ def _mlp_evaluate():
                  dtype_from=lambda ex: ex.o["dtype"])
 
 
-# ---- RNN and LSTM models ------------------------------------------------------------------------
+# ---- the recurrent models: RNN, LSTM, GRU ---------------------------------------------------------
 SEQ_HEADS = ("xent-labels", "xent-probs", "mse-sum", "mse-half_mean")
-SEQ_OPTIONS = {"model": ("RNN", "LSTM"), "dtype": ("float64", "float32"), "head": SEQ_HEADS,
+SEQ_MODELS = {cls.__name__: cls for cls in (RNN, LSTM, GRU)}
+# each model's own constructor keywords for the option "variant" (0, 1, 2)
+SEQ_VARIANTS = {"RNN": [{"nonlinearity": n} for n in NONLIN],
+                "LSTM": [{}, {"peepholes": True}, {"forget_bias": None}],
+                "GRU": [{}, {}, {}]}
+SEQ_OPTIONS = {"model": tuple(SEQ_MODELS), "dtype": ("float64", "float32"), "head": SEQ_HEADS,
                "many_to_one": (False, True), "l2": (0.0, 0.05), "variant": (0, 1, 2),
                "varlen": (False, True)}
 SEQ_MODEL_DIMS = {"T": (1, 5), "B": (1, 4), "I": (1, 4), "H": (1, 5), "O": (1, 4)}
@@ -509,9 +693,7 @@ def _seq_args(o, states=True, target="Y"):
     """loss_and_grad(X, Y, h0[, c0], lengths=, reset=); fit and evaluate call the target y."""
     out = [Arg("X", ("T", "B", "I")), _seq_target(o, target)]
     if states:
-        out.append(Arg("h0", ("B", "H"), optional=True))
-        if o["model"] == "LSTM":
-            out.append(Arg("c0", ("B", "H"), optional=True))
+        out += [Arg(s + "0", ("B", "H"), optional=True) for s in _spec(o).state_names]
     return out + (VARLEN_ARGS if o["varlen"] else [])
 
 
@@ -521,24 +703,28 @@ def _seq_setup(ex):
     form = "half_mean" if o["head"] == "mse-half_mean" else "sum"
     common = dict(loss=loss, many_to_one=o["many_to_one"], l2=o["l2"], dtype=o["dtype"], seed=d["B"],
                   mse_form=form)
-    if o["model"] == "RNN":
-        ex.model = RNN(d["I"], d["H"], d["O"], nonlinearity=NONLIN[o["variant"]], **common)
-    else:
-        ex.model = LSTM(d["I"], d["H"], d["O"], peepholes=o["variant"] == 1,
-                        forget_bias=None if o["variant"] == 2 else 1.0, **common)
+    ex.model = SEQ_MODELS[o["model"]](d["I"], d["H"], d["O"], **SEQ_VARIANTS[o["model"]][o["variant"]],
+                                      **common)
     ex.params0 = {k: v.copy() for k, v in ex.model.params.items()}
     _tamper(ex)
 
 
+def _spec(o):
+    """The cell description of the option "model"."""
+    return SEQ_MODELS[o["model"]]._spec
+
+
 def _states(ex, src):
-    return (src.get("h0"),) + ((src.get("c0"),) if ex.o["model"] == "LSTM" else ())
+    """The initial states (h0[, c0]) from the arrays as passed or converted."""
+    return tuple(src.get(s + "0") for s in _spec(ex.o).state_names)
+
+
+def _no_states(model):
+    return (None,) * len(model._spec.state_names)
 
 
 def _model_layer(model, p, X, states, lengths, reset):
-    lstm = isinstance(model, LSTM)
-    peep = (tuple(p[k] for k in ("peephole_i", "peephole_f", "peephole_o"))
-            if lstm and model.peepholes else None)
-    return layer_oracle(lstm, X, states, p, lengths, reset, getattr(model, "nonlinearity", None), peep)
+    return layer_oracle(cells.cell_of(model), X, states, p, lengths, reset)
 
 
 def _valid_rows(T, B, lengths):
@@ -574,7 +760,8 @@ def seq_reference(model, p, X, Y, states, lengths=None, reset=None):
         full[valid] = dH
         dHs, dh_n = full.reshape(T, B, H), None
     layer = {n: v for n, v in p.items() if n not in grads}
-    grads.update(backward_oracle(isinstance(model, LSTM), pieces, dHs, dh_n, layer))
+    grads.update(backward_oracle(cells.cell_of(model), pieces, dHs,
+                                 (dh_n,) + _no_states(model)[1:], layer))
     loss = float(loss)
     for name, W in p.items():
         if name.startswith("weight") and model.l2:
@@ -586,18 +773,16 @@ def seq_reference(model, p, X, Y, states, lengths=None, reset=None):
 def _seq_loss_and_grad():
     def call(ex):
         m, v = ex.model, _varlen(ex, ex.a)
-        if ex.o["model"] == "RNN":
-            loss, grads, h_n = m.loss_and_grad(ex.a["X"], ex.a["Y"], h0=ex.a["h0"], **v)
-            final = (h_n,)
-        else:
-            loss, grads, final = m.loss_and_grad(ex.a["X"], ex.a["Y"], h0=ex.a["h0"], c0=ex.a["c0"], **v)
+        states = {s + "0": ex.a[s + "0"] for s in _spec(ex.o).state_names}     # h0=[, c0=]
+        loss, grads, final = m.loss_and_grad(ex.a["X"], ex.a["Y"], **states, **v)
+        final = final if isinstance(final, tuple) else (final,)
         return {"loss": loss, **_keyed("grad:", grads), **{f"state{i}": s for i, s in enumerate(final)}}
 
     def reference(ex):
         loss, grads, final = seq_reference(ex.model, ex.params0, ex.c["X"], ex.c["Y"], _states(ex, ex.c),
                                            **_varlen(ex, ex.c))
         return {"loss": loss, **_keyed("grad:", grads), **{f"state{i}": s for i, s in enumerate(final)}}
-    return Entry("RNN|LSTM.loss_and_grad", _seq_args, call, reference, dims=SEQ_MODEL_DIMS,
+    return Entry("RNN|LSTM|GRU.loss_and_grad", _seq_args, call, reference, dims=SEQ_MODEL_DIMS,
                  options=dict(SEQ_OPTIONS, **TAMPER_OPTIONS), bad_options=TAMPER_BAD,
                  setup=_seq_setup, dtype_from=lambda ex: ex.o["dtype"])
 
@@ -620,7 +805,7 @@ def _seq_forward():
             out = Hs @ p["weight_out"].T + p["bias_out"]
             out[~_valid_rows(*Hs.shape[:2], v.get("lengths")).reshape(Hs.shape[:2])] = 0
         return {"out": out, **{f"state{i}": s for i, s in enumerate(final)}}
-    return Entry("RNN|LSTM.forward/predict", lambda o: [a for a in _seq_args(o) if a.name != "Y"], call,
+    return Entry("RNN|LSTM|GRU.forward/predict", lambda o: [a for a in _seq_args(o) if a.name != "Y"], call,
                  reference, dims=SEQ_MODEL_DIMS, options=dict(SEQ_OPTIONS, **TAMPER_OPTIONS),
                  bad_options=TAMPER_BAD, setup=_seq_setup, dtype_from=lambda ex: ex.o["dtype"])
 
@@ -678,7 +863,7 @@ def _seq_fit():
             Rb = None if reset is None else reset[:, cols]
             if Lb is not None and not m.many_to_one and not Lb.any():
                 continue                     # no step to score in this batch
-            states = (None,) * (1 if isinstance(m, RNN) else 2)
+            states = _no_states(m)
             for t0, t1, train in _chunks(X.shape[0], k, m.many_to_one):
                 if not train:     # many_to_one: carry the state through, no step
                     _, _, states = seq_reference(m, p, Xb[t0:t1], Yb, states)
@@ -694,7 +879,7 @@ def _seq_fit():
                 total += loss * rows
                 rows_total += rows
         return {"loss": total / rows_total, **_keyed("param:", p)}
-    return Entry("RNN|LSTM.fit", lambda o: _seq_args(o, states=False, target="y"), call, reference,
+    return Entry("RNN|LSTM|GRU.fit", lambda o: _seq_args(o, states=False, target="y"), call, reference,
                  dims=dict(SEQ_MODEL_DIMS, B=(1, 5)),
                  options=dict(SEQ_OPTIONS, bptt=(None, 1, 2, 3, (2, 2)), **SEQ_FIT_OPTIONS,
                               **TAMPER_OPTIONS),
@@ -713,10 +898,10 @@ def _seq_evaluate():
         return {"loss": loss}
 
     def reference(ex):
-        states = (None,) * (1 if ex.o["model"] == "RNN" else 2)
+        states = _no_states(ex.model)
         return {"loss": seq_reference(ex.model, ex.params0, ex.c["X"], ex.c["y"], states,
                                       **_varlen(ex, ex.c))[0]}
-    return Entry("RNN|LSTM.evaluate", lambda o: _seq_args(o, states=False, target="y"), call, reference,
+    return Entry("RNN|LSTM|GRU.evaluate", lambda o: _seq_args(o, states=False, target="y"), call, reference,
                  dims=SEQ_MODEL_DIMS, options=dict(SEQ_OPTIONS, batch_size=(1, 3, 256), bptt=(None, 2),
                                                    **TAMPER_OPTIONS),
                  bad_options=dict({"batch_size": (0, None), "bptt": (0, 2.0)}, **TAMPER_BAD),
@@ -739,7 +924,7 @@ def _stream():
         T, B = ex.d["T"], ex.d["B"]
         k1 = T if ex.o["k1"] == "T" else ex.o["k1"]
         states = _states(ex, ex.a)
-        kw = dict(zip(("h0", "c0"), states))
+        kw = {s + "0": v for s, v in zip(_spec(ex.o).state_names, states)}
         if ex.o["method"] == "reset+step":
             stream = Stream(ex.model, k1, k2=T + ex.o["k2_extra"], batch=B)
             stream.advance(np.ones((1, B, ex.d["I"])))
@@ -776,28 +961,36 @@ def _stream():
                  setup=_seq_setup, dtype_from=lambda ex: ex.o["dtype"])
 
 
-def _rnn_set_params():
-    args = [Arg("weight_ih", ("H", "I")), Arg("weight_hh", ("H", "H")), Arg("bias_ih", ("H",)),
-            Arg("bias_hh", ("H",)), Arg("weight_out", ("O", "H")), Arg("bias_out", ("O",))]
+def _seq_cell(o):
+    """The Cell of the model the options build (its kinds: the LSTM's peepholes or not)."""
+    return cells.cell_of(SEQ_MODELS[o["model"]](1, 1, 1, **SEQ_VARIANTS[o["model"]][o["variant"]]))
+
+
+def _set_params():
+    def args(o):
+        cell = _seq_cell(o)
+        return ([Arg(k, _stack_shape(cell, k, 0, 1)) for k in cell.kinds]
+                + [Arg("weight_out", ("O", "H")), Arg("bias_out", ("O",))])
 
     def call(ex):
         ex.model.set_params({k: v for k, v in ex.a.items()})
         return {k: ex.model.params[k] for k in ex.a}
-    return Entry("RNN.set_params", args, call, lambda ex: dict(ex.c), dims=SEQ_MODEL_DIMS,
-                 options=dict(SEQ_OPTIONS, model=("RNN",)),
+    return Entry("RNN|LSTM|GRU.set_params", args, call, lambda ex: dict(ex.c), dims=SEQ_MODEL_DIMS,
+                 derived=GATE_ROWS, options=SEQ_OPTIONS,
                  setup=_seq_setup, dtype_from=lambda ex: ex.o["dtype"], model_mutates=True)
 
 
-def _lstm_load_state_dict():
-    names = {"weight_ih_l0": ("G", "I"), "weight_hh_l0": ("G", "H"), "bias_ih_l0": ("G",),
-             "bias_hh_l0": ("G",), "readout.weight": ("O", "H"), "readout.bias": ("O",)}
+def _load_state_dict():
+    def args(o):
+        cell = _seq_cell(o)
+        return ([Arg(k + "_l0", _stack_shape(cell, k, 0, 1)) for k in cell.kinds]
+                + [Arg("readout.weight", ("O", "H")), Arg("readout.bias", ("O",))])
 
     def call(ex):
         ex.model.load_state_dict(dict(ex.a))
         return dict(ex.model.state_dict())
-    return Entry("LSTM.load_state_dict", [Arg(n, s) for n, s in names.items()], call, lambda ex: dict(ex.c),
-                 dims=SEQ_MODEL_DIMS, derived={"G": lambda d: 4 * d["H"]},
-                 options=dict(SEQ_OPTIONS, model=("LSTM",), variant=(0, 2)), setup=_seq_setup,
+    return Entry("RNN|LSTM|GRU.load_state_dict", args, call, lambda ex: dict(ex.c),
+                 dims=SEQ_MODEL_DIMS, derived=GATE_ROWS, options=SEQ_OPTIONS, setup=_seq_setup,
                  dtype_from=lambda ex: ex.o["dtype"], model_mutates=True)
 
 
@@ -884,11 +1077,12 @@ def _gradcheck():
 
 ENTRIES = [
     _activation_forward(), _activation_backward(), _softmax_cross_entropy(), _squared_error(),
-    _rnn_forward(), _rnn_backward(), _lstm_forward(), _lstm_backward(),
+    _rnn_forward(), _rnn_backward(), _lstm_forward(), _lstm_backward(), _gru_forward(),
+    _gru_backward(), *(f(name) for name in SPECS for f in (_stack_forward, _stack_backward)),
     _mlp_loss_and_grad(), _mlp_forward(), _mlp_params_setter(), _mlp_fit(), _mlp_evaluate(),
-    _seq_loss_and_grad(), _seq_forward(), _seq_fit(), _seq_evaluate(), _rnn_set_params(),
-    _lstm_load_state_dict(), _optimizer_step(), _clip(), _gradcheck(), _stream(),
+    _seq_loss_and_grad(), _seq_forward(), _seq_fit(), _seq_evaluate(), _set_params(),
+    _load_state_dict(), _optimizer_step(), _clip(), _gradcheck(), _stream(),
 ]
 if HAVE_MPI4PY:
     ENTRIES += [_data_parallel(e) for e in ENTRIES
-                if e.id in ("MLP.fit", "MLP.evaluate", "RNN|LSTM.fit", "RNN|LSTM.evaluate")]
+                if e.id in ("MLP.fit", "MLP.evaluate", "RNN|LSTM|GRU.fit", "RNN|LSTM|GRU.evaluate")]

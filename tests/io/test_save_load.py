@@ -21,10 +21,12 @@ import pytest
 
 import fastbp
 from fastbp.optim import SGD
+from fastbp.gru import GRU
 from fastbp.io import FORMAT_VERSION, load
 from fastbp.lstm import LSTM
 from fastbp.mlp import MLP
 from fastbp.rnn import RNN
+from cells import cells
 from installed_python import run_python, start_python
 
 MODELS = {
@@ -37,6 +39,10 @@ MODELS = {
     "lstm": lambda seed=0: LSTM(5, 6, 3, loss="cross_entropy", seed=seed),
     "lstm-peep": lambda seed=0: LSTM(5, 6, 3, peepholes=True, loss="mse", dtype="float64",
                                      seed=seed),
+    "gru": lambda seed=0: GRU(5, 6, 3, loss="cross_entropy", seed=seed),
+    "gru-stacked": lambda seed=0: GRU(5, 6, 3, loss="mse", many_to_one=True, l2=0.1,
+                                      dtype="float32", seed=seed, mse_form="half_mean",
+                                      num_layers=2, bidirectional=True),
 }
 
 TORCH_NAMES = {
@@ -44,6 +50,7 @@ TORCH_NAMES = {
     "mlp-mse": ["0.weight", "0.bias"],
     "rnn": ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "readout.weight", "readout.bias"],
     "lstm": ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "readout.weight", "readout.bias"],
+    "gru": ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "readout.weight", "readout.bias"],
 }
 
 
@@ -103,7 +110,7 @@ def test_state_dict_uses_pytorch_names_and_layouts(kind):
             np.testing.assert_array_equal(sd[f"{2 * l}.weight"], W)
             np.testing.assert_array_equal(sd[f"{2 * l}.bias"], b)
     else:
-        gates = 4 if isinstance(model, LSTM) else 1
+        gates = cells.cell_of(model).gates
         assert sd["weight_ih_l0"].shape == (gates * 6, 5)
         assert sd["weight_hh_l0"].shape == (gates * 6, 6)
         assert sd["bias_ih_l0"].shape == sd["bias_hh_l0"].shape == (gates * 6,)
@@ -117,7 +124,7 @@ def test_lstm_peepholes_have_their_own_names():
     assert all(sd[k].shape == (6,) for k in sd if k.startswith("peephole"))
 
 
-@pytest.mark.parametrize("kind", ["mlp", "rnn", "lstm"])
+@pytest.mark.parametrize("kind", ["mlp", "rnn", "lstm", "gru"])
 def test_bad_state_dicts_leave_the_model_unchanged(kind):
     model = MODELS[kind]()
     good = model.state_dict()
@@ -253,9 +260,15 @@ def test_mismatched_files_are_refused_with_the_reason(saved, tmp_path, change, m
         load(bad)
 
 
-def test_loading_as_the_wrong_class(saved):
+def test_loading_as_the_wrong_class(saved, tmp_path):
     with pytest.raises(ValueError, match="holds a RNN, not a LSTM"):
         LSTM.load(saved)
+    with pytest.raises(ValueError, match="holds a RNN, not a GRU"):
+        GRU.load(saved)
+    gru = MODELS["gru"]().save(tmp_path / "gru.npz")
+    for cls in (RNN, LSTM, MLP):
+        with pytest.raises(ValueError, match=f"holds a GRU, not a {cls.__name__}"):
+            cls.load(gru)
 
 
 def test_a_failed_save_keeps_the_previous_file(saved, monkeypatch):

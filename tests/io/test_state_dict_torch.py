@@ -1,11 +1,13 @@
-"""state_dict interop with torch.nn: the same weights give the same outputs,
-both ways, as plain NumPy arrays (fastbp itself never imports torch)."""
+"""state_dict interop with torch.nn (Sequential for the MLP; RNN, LSTM, GRU
+plus a Linear readout for the recurrent models): the same weights give the
+same outputs, both ways, as plain NumPy arrays or torch tensors (fastbp
+itself never imports torch)."""
 import numpy as np
 import pytest
 
-from fastbp.lstm import LSTM
 from fastbp.mlp import MLP
-from fastbp.rnn import RNN
+from cells import cells
+from cells.cells import TORCH_CELLS
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -50,14 +52,10 @@ def test_mlp_weights_come_back_from_torch_sequential():
     np.testing.assert_allclose(net.forward(X), expected, rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize("cls, torch_cls, kw", [
-    (RNN, nn.RNN, dict(nonlinearity="tanh")),
-    (RNN, nn.RNN, dict(nonlinearity="relu")),
-    (LSTM, nn.LSTM, {}),
-])
-def test_sequence_weights_move_both_ways(cls, torch_cls, kw):
-    model = cls(5, 6, 3, loss="cross_entropy", dtype="float64", seed=2, **kw)
-    layer = torch_cls(5, 6, **kw).double()
+@pytest.mark.parametrize("cell", TORCH_CELLS, ids=str)     # torch.nn.RNN (tanh, relu), LSTM, GRU
+def test_sequence_weights_move_both_ways(cell):
+    model = cells.model(cell, 5, 6, 3, loss="cross_entropy", dtype="float64", seed=2)
+    layer = cells.torch_module(cell, 5, 6)
     readout = nn.Linear(6, 3).double()
     layer_sd, readout_sd = split_readout(model.state_dict())
     layer.load_state_dict(to_torch(layer_sd))
@@ -69,20 +67,22 @@ def test_sequence_weights_move_both_ways(cls, torch_cls, kw):
 
     # and back: fresh torch weights into a fastbp model built from another seed
     torch.manual_seed(4)
-    layer, readout = torch_cls(5, 6, **kw).double(), nn.Linear(6, 3).double()
+    layer, readout = cells.torch_module(cell, 5, 6), nn.Linear(6, 3).double()
     sd = dict(to_numpy(layer.state_dict()))
     sd.update({"readout." + k: v for k, v in to_numpy(readout.state_dict()).items()})
-    other = cls(5, 6, 3, loss="cross_entropy", dtype="float64", seed=5, **kw)
+    other = cells.model(cell, 5, 6, 3, loss="cross_entropy", dtype="float64", seed=5)
     other.load_state_dict(sd)
     out, _ = other.forward(X)
     expected = readout(layer(torch.from_numpy(X))[0]).detach().numpy()
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-14)
 
 
-def test_torch_tensors_are_accepted_directly():
-    layer, readout = nn.RNN(5, 6), nn.Linear(6, 3)
+@pytest.mark.parametrize("cell", TORCH_CELLS, ids=str)
+def test_torch_tensors_are_accepted_directly(cell):
+    layer, readout = cells.torch_module(cell, 5, 6, dtype=np.float32), nn.Linear(6, 3)
     sd = dict(layer.state_dict())
     sd.update({"readout." + k: v for k, v in readout.state_dict().items()})
-    model = RNN(5, 6, 3, loss="cross_entropy", seed=0)
+    model = cells.model(cell, 5, 6, 3, loss="cross_entropy", seed=0)
     model.load_state_dict(sd)                           # tensors (float32), no conversion by hand
-    np.testing.assert_array_equal(model.state_dict()["weight_hh_l0"], layer.weight_hh_l0.detach().numpy())
+    for name, t in sd.items():
+        np.testing.assert_array_equal(model.state_dict()[name], t.detach().numpy(), err_msg=name)

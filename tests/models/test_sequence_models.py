@@ -109,7 +109,8 @@ def test_set_params_is_all_or_nothing():
 
 
 @pytest.mark.parametrize("cls, option", [(fastbp.RNN, "many_to_one"), (fastbp.LSTM, "many_to_one"),
-                                         (fastbp.LSTM, "peepholes"), (fastbp.RNN, "bidirectional")])
+                                         (fastbp.LSTM, "peepholes"), (fastbp.RNN, "bidirectional"),
+                                         (fastbp.GRU, "many_to_one"), (fastbp.GRU, "bidirectional")])
 @pytest.mark.parametrize("value", ["no", 0, 1, None, "False"])
 def test_flags_are_true_or_false_never_anything_truthy(cls, option, value):
     """bool("no") is True: a flag that is not True or False is refused by name."""

@@ -151,6 +151,63 @@ def test_lstm_shapes_and_stepwise_equivalence(T, B, I, H, seed, peep):
         np.testing.assert_allclose(acc[k], g[k], rtol=1e-11, atol=1e-11)
 
 
+# --------------------------------------------------------------------------- GRU
+
+def gru_inputs(rng, T, B, I, H, dtype=np.float64):
+    arrs = (rng.standard_normal((T, B, I)), rng.standard_normal((B, H)),
+            0.6 * rng.standard_normal((3 * H, I)), 0.6 * rng.standard_normal((3 * H, H)),
+            0.3 * rng.standard_normal(3 * H), 0.3 * rng.standard_normal(3 * H))
+    return tuple(a.astype(dtype) for a in arrs)
+
+
+@SETTINGS
+@given(T=dims, B=dims, I=dims, H=dims, seed=seeds)
+def test_gru_shapes_and_stepwise_equivalence(T, B, I, H, seed):
+    rng = np.random.default_rng(seed)
+    x, h0, W_ih, W_hh, b_ih, b_hh = gru_inputs(rng, T, B, I, H)
+    dy, dh_n = rng.standard_normal((T, B, H)), rng.standard_normal((B, H))
+
+    y, h_n, cache = ref.gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh)
+    g = ref.gru_backward(dy, dh_n, cache)
+    assert y.shape == (T, B, H) and h_n.shape == (B, H)
+    assert cache["gates"].shape == (T, B, 3 * H) and cache["m"].shape == (T, B, H)
+    np.testing.assert_array_equal(h_n, y[-1])
+    # gates are the activated r, z, n: sigmoids in (0, 1), tanh in [-1, 1];
+    # m_t = h_{t-1} W_hn^T + b_hn and h_t = (1 - z) n + z h_{t-1}
+    r_, z_, n_ = np.split(cache["gates"], 3, axis=-1)
+    for gate in (r_, z_):
+        assert np.all((gate >= 0) & (gate <= 1))
+    assert np.all(np.abs(n_) <= 1)
+    h_prev = np.concatenate([h0[None], y[:-1]])
+    np.testing.assert_allclose(cache["m"], h_prev @ W_hh[2 * H:].T + b_hh[2 * H:], rtol=1e-13,
+                               atol=1e-13)
+    np.testing.assert_allclose(y, (1 - z_) * n_ + z_ * h_prev, rtol=1e-13, atol=1e-13)
+    expected = {"x": (T, B, I), "h0": (B, H), "weight_ih": (3 * H, I), "weight_hh": (3 * H, H),
+                "bias_ih": (3 * H,), "bias_hh": (3 * H,)}
+    assert {k: v.shape for k, v in g.items()} == expected
+
+    # forward: one-step calls chaining h
+    h, steps = h0, []
+    for t in range(T):
+        y_t, h, c_t = ref.gru_forward(x[t:t + 1], h, W_ih, W_hh, b_ih, b_hh)
+        steps.append(c_t)
+        np.testing.assert_allclose(y_t[0], y[t], rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(h, h_n, rtol=1e-13, atol=1e-13)
+
+    # backward: one-step calls carrying dL/dh_{t-1}
+    dh = dh_n
+    acc = {k: 0.0 for k in expected if k not in ("x", "h0")}
+    for t in range(T - 1, -1, -1):
+        g_t = ref.gru_backward(dy[t:t + 1], dh, steps[t])
+        np.testing.assert_allclose(g_t["x"][0], g["x"][t], rtol=1e-11, atol=1e-11)
+        for k in acc:
+            acc[k] = acc[k] + g_t[k]
+        dh = g_t["h0"]
+    np.testing.assert_allclose(dh, g["h0"], rtol=1e-11, atol=1e-11)
+    for k in acc:
+        np.testing.assert_allclose(acc[k], g[k], rtol=1e-11, atol=1e-11)
+
+
 # --------------------------------------------------------------------------- MLP
 
 smooth_acts = st.sampled_from(("identity", "sigmoid", "tanh", "softmax"))
@@ -234,6 +291,22 @@ def test_lstm_float32_tracks_float64(T, B, I, H, seed, peep):
     for key, args, pp in (("32", a32, pp32), ("64", a64, pp64)):
         y, (h_n, c_n), cache = ref.lstm_forward(*args, peepholes=pp)
         out[key] = dict(ref.lstm_backward(dy, None, dc, cache), y=y, h_n=h_n, c_n=c_n)
+    for k in out["64"]:
+        assert_tracks(out["32"][k], out["64"][k], name=k)
+
+
+@SETTINGS
+@given(T=dims, B=dims, I=dims, H=dims, seed=seeds)
+def test_gru_float32_tracks_float64(T, B, I, H, seed):
+    rng = np.random.default_rng(seed)
+    a32 = gru_inputs(rng, T, B, I, H, dtype=np.float32)
+    a64 = tuple(a.astype(np.float64) for a in a32)
+    dy = rng.standard_normal((T, B, H)).astype(np.float32)
+    dh = rng.standard_normal((B, H)).astype(np.float32)
+    out = {}
+    for key, args in (("32", a32), ("64", a64)):
+        y, h_n, cache = ref.gru_forward(*args)
+        out[key] = dict(ref.gru_backward(dy, dh, cache), y=y, h_n=h_n)
     for k in out["64"]:
         assert_tracks(out["32"][k], out["64"][k], name=k)
 

@@ -14,6 +14,8 @@ import pytest
 import fastbp
 from fastbp import _core
 from fastbp.bench.harness import other_threads_cpu_ticks
+from cells import cells
+from cells.cells import FULL_CELLS
 
 PACKAGE = os.path.dirname(os.path.abspath(fastbp.__file__))
 # the NumPy reference and the benchmark's peers use NumPy's products on purpose
@@ -105,12 +107,14 @@ def _model_calls():
               ("MLP.predict", lambda: mlp.predict(X)),
               ("MLP.fit", lambda: mlp.fit(X, y, epochs=1, batch_size=8, progress=False)),
               ("MLP.evaluate", lambda: mlp.evaluate(X, y))]
-    for cls, extra in ((fastbp.RNN, {}), (fastbp.LSTM, {"peepholes": True})):
+    for cell in FULL_CELLS:                      # every model class, with its optional kinds
+        cls_name = cell.model_class.__name__
         for layers, bidir in ((1, False), (2, True)):
             for many_to_one in (False, True):
-                name = f"{cls.__name__}(layers={layers}, bidirectional={bidir}, many_to_one={many_to_one})"
-                net = cls(3, 5, 4, loss="cross_entropy", many_to_one=many_to_one, l2=1e-3,
-                          dtype="float64", seed=0, num_layers=layers, bidirectional=bidir, **extra)
+                name = f"{cls_name}(layers={layers}, bidirectional={bidir}, many_to_one={many_to_one})"
+                net = cells.model(cell, 3, 5, 4, loss="cross_entropy", many_to_one=many_to_one,
+                                  l2=1e-3, dtype="float64", seed=0, num_layers=layers,
+                                  bidirectional=bidir)
                 Xs, Ys = _sequence_data(rng, labels=True)
                 if many_to_one:
                     Ys = Ys[0]
@@ -125,13 +129,13 @@ def _model_calls():
                                                                     progress=False)),
                     (name + ".evaluate", lambda n=net, a=Xs, b=Ys: n.evaluate(a, b)),
                 ]
-        net = cls(3, 5, 4, loss="mse", l2=1e-3, dtype="float64", seed=0, **extra)
+        net = cells.model(cell, 3, 5, 4, loss="mse", l2=1e-3, dtype="float64", seed=0)
         Xs, Ys = _sequence_data(np.random.default_rng(1), T=12)
-        calls.append((f"{cls.__name__}.fit(bptt=(2, 4))",
+        calls.append((f"{cls_name}.fit(bptt=(2, 4))",
                       lambda n=net, a=Xs, b=Ys: n.fit(a, b, epochs=1, batch_size=5, bptt=(2, 4),
                                                       progress=False)))
         stream = fastbp.tbptt.Stream(net, k1=2, k2=4, batch=5)
-        calls.append((f"tbptt.Stream({cls.__name__}).step",
+        calls.append((f"tbptt.Stream({cls_name}).step",
                       lambda s=stream, a=Xs, b=Ys: [s.step(a[t:t + 2], b[t:t + 2])
                                                     for t in range(0, 8, 2)]))
     grads = [rng.standard_normal((40, 40)), rng.standard_normal(40)]
@@ -149,10 +153,11 @@ def test_training_and_inference_paths_make_no_numpy_matrix_product(name, call):
     assert not tracer.found, f"{name} used NumPy's BLAS: {tracer.found}"
 
 
-def test_data_parallel_step_makes_no_numpy_matrix_product():
+@pytest.mark.parametrize("cell", FULL_CELLS, ids=str)
+def test_data_parallel_step_makes_no_numpy_matrix_product(cell):
     MPI = pytest.importorskip("mpi4py.MPI", reason="the mpi extra is not installed")
     rng = np.random.default_rng(2)
-    net = fastbp.LSTM(3, 5, 4, loss="mse", l2=1e-3, dtype="float64", seed=0)
+    net = cells.model(cell, 3, 5, 4, loss="mse", l2=1e-3, dtype="float64", seed=0)
     Xs, Ys = _sequence_data(rng)
     with NumpyProductTracer() as tracer:
         net.fit(Xs, Ys, epochs=1, batch_size=5, progress=False, comm=MPI.COMM_SELF)

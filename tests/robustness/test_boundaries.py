@@ -203,8 +203,9 @@ def test_gradcheck_and_optimizer_name_their_arguments():
 
 
 @pytest.mark.parametrize("make", [lambda: MLP([2, 3], dtype="float64"),
-                                  lambda: fastbp.RNN(2, 3, 2), lambda: fastbp.LSTM(2, 3, 2)],
-                         ids=["MLP", "RNN", "LSTM"])
+                                  lambda: fastbp.RNN(2, 3, 2), lambda: fastbp.LSTM(2, 3, 2),
+                                  lambda: fastbp.GRU(2, 3, 2)],
+                         ids=["MLP", "RNN", "LSTM", "GRU"])
 def test_fit_and_evaluate_with_a_communicator_name_an_argument_numpy_cannot_read(make):
     """fit/evaluate(comm=...) read X and y lazily; a ragged list is still
     refused naming it (it went to a bare np.asarray)."""

@@ -8,6 +8,7 @@ took buffers, built workspaces or handed out gradient arrays.
 Not run under the sanitizer build (.ci/sanitize): ASan keeps freed memory in
 quarantine, so the resident set there says nothing."""
 import gc
+import inspect
 import os
 import tracemalloc
 
@@ -19,7 +20,9 @@ from fastbp import _core
 from fastbp.lstm import LSTM, lstm_backward, lstm_forward
 from fastbp.mlp import MLP
 from fastbp.optim import Adam
-from fastbp.rnn import RNN, rnn_backward, rnn_forward
+from fastbp.rnn import RNN, rnn_forward
+from cells import cells
+from cells.cells import FULL_CELLS, MODEL_CELLS
 
 CALLS = 1000            # per workload, after WARMUP calls
 WARMUP = 100
@@ -61,22 +64,21 @@ def _workloads():
                            fastbp.squared_error(z, probs))
 
     for B in (1, 48):   # packed recurrent product at B = 1, BLAS at B = 48
-        x, h0, Wih, Whh, b = f32(4, B, 8), f32(B, 16), f32(16, 8), f32(16, 16), f32(16)
-        dy = f32(4, B, 16)
+        x, h0, dy = f32(4, B, 8), f32(B, 16), f32(4, B, 16)
+        for cell in FULL_CELLS:         # every cell, with its optional kinds (peepholes)
+            weights = {k: f32(*cell.kind_shape(k, 16, 8)) for k in cell.kinds}
+            plain = cells.Cell(cell.name, cell.name, cell.function_options)   # no optional kinds
+            none = (None,) * len(cell.state_names)
+            overwrite = ({"overwrite_cache": True} if "overwrite_cache"
+                         in inspect.signature(cell.backward_fn).parameters else {})
 
-        def rnn(x=x, h0=h0, Wih=Wih, Whh=Whh, b=b, dy=dy):
-            y, h_n, cache = rnn_forward(x, h0, Wih, Whh, b, b, "tanh")
-            rnn_backward(dy, h_n, cache)
-        w[f"rnn_forward_backward_B{B}"] = rnn
-        Wih4, Whh4, b4 = f32(64, 8), f32(64, 16), f32(64)
-        peep = (f32(16), f32(16), f32(16))
-
-        def lstm(x=x, h0=h0, Wih4=Wih4, Whh4=Whh4, b4=b4, dy=dy, peep=peep):
-            y, (h, c), cache = lstm_forward(x, h0, h0, Wih4, Whh4, b4, b4, peepholes=peep)
-            lstm_backward(dy, h, c, cache)
-            y, _, cache = lstm_forward(x, None, None, Wih4, Whh4, b4, b4)
-            lstm_backward(dy, None, None, cache, overwrite_cache=True)
-        w[f"lstm_forward_backward_B{B}"] = lstm
+            def layer(cell=cell, plain=plain, x=x, h0=h0, dy=dy, weights=weights, none=none,
+                      overwrite=overwrite):
+                y, finals, cache = cells.forward(cell, x, (h0,) * len(none), weights)
+                cells.backward(cell, dy, finals, cache)
+                y, _, cache = cells.forward(plain, x, none, weights)      # no states given
+                cell.backward_fn(dy, *none, cache, **overwrite)
+            w[f"{cell.name}_forward_backward_B{B}"] = layer
 
     net = MLP([33, 64, 10], dtype="float64", seed=0)
     X, y = z, labels % 10
@@ -87,26 +89,23 @@ def _workloads():
     w["mlp_forward_predict"] = lambda: (net.forward(X), net.predict(X), small.forward(X_big))
 
     Xs, Ys = f64(5, 4, 3), f64(5, 4, 2)
-    rnn_model = RNN(3, 8, 2, dtype="float64", seed=0)
-    lstm_model = LSTM(3, 8, 2, peepholes=True, dtype="float64", seed=0)
-    w["rnn_model_loss_and_grad"] = lambda: rnn_model.loss_and_grad(Xs, Ys)
-    w["lstm_model_loss_and_grad"] = lambda: lstm_model.loss_and_grad(Xs, Ys)
+    seq_models = [cells.model(cell, 3, 8, 2, dtype="float64", seed=0) for cell in FULL_CELLS]
+    for cell, model in zip(FULL_CELLS, seq_models):
+        w[f"{cell.name}_model_loss_and_grad"] = lambda model=model: model.loss_and_grad(Xs, Ys)
     # variable lengths and resets: the sorted slot layout, the schedule, the reset events
     lengths, reset = np.array([5, 0, 3, 2]), np.zeros((5, 4), bool)
     reset[2, 0] = reset[1, 2] = True
     w["varlen_model_loss_and_grad"] = lambda: (
-        rnn_model.loss_and_grad(Xs, Ys, lengths=lengths, reset=reset),
-        lstm_model.loss_and_grad(Xs, Ys, lengths=lengths, reset=reset),
-        lstm_model.forward(Xs, lengths=lengths))
+        [model.loss_and_grad(Xs, Ys, lengths=lengths, reset=reset) for model in seq_models],
+        seq_models[-1].forward(Xs, lengths=lengths))
     x4, dy4 = f64(5, 4, 3), f64(5, 4, 8)
+    layer_weights = [{k: f64(*cell.kind_shape(k, 8, 3)) for k in cell.kinds} for cell in MODEL_CELLS]
 
     def varlen_layers():
-        y, h, cache = rnn_forward(x4, None, f64(8, 3), f64(8, 8), f64(8), f64(8), lengths=lengths,
-                                  reset=reset)
-        rnn_backward(dy4, h, cache)
-        y, (h, c), cache = lstm_forward(x4, None, None, f64(32, 3), f64(32, 8), f64(32), f64(32),
-                                        lengths=lengths, reset=reset)
-        lstm_backward(dy4, h, c, cache)
+        for cell, weights in zip(MODEL_CELLS, layer_weights):
+            y, finals, cache = cells.forward(cell, x4, (None,) * len(cell.state_names), weights,
+                                             lengths=lengths, reset=reset)
+            cells.backward(cell, dy4, finals, cache)
     w["varlen_layers"] = varlen_layers
 
     # error paths inside the compiled layer
@@ -131,6 +130,8 @@ def _workloads():
         _raises(lambda: rnn_forward(x, None, Wih, Whh[:4], b, b))(),
         _raises(lambda: lstm_forward(x, None, None, f64(20, 3), f64(20, 5), f64(20), f64(20),
                                      lengths=[5, 1]))(),
+        _raises(lambda: fastbp.gru_forward(x, None, f64(15, 3), f64(15, 5), f64(15), f64(15),
+                                           lengths=[5, 1]))(),
         _raises(lambda: fastbp.softmax_cross_entropy(z, labels + 40))())
     _, _, cache = lstm_forward(x, None, None, f64(20, 3), f64(20, 5), f64(20), f64(20))
     lstm_backward(None, None, None, cache, overwrite_cache=True)
@@ -169,7 +170,9 @@ def test_memory_stays_flat_over_thousands_of_calls(name):
              np.random.default_rng(3).standard_normal((12, 16, 2)), {"bptt": 4}),
     lambda: (LSTM(3, 8, 2, seed=0), np.random.default_rng(4).standard_normal((12, 16, 3)),
              np.random.default_rng(5).standard_normal((12, 16, 2)), {"bptt": 5}),
-], ids=["mlp", "rnn", "lstm"])
+    lambda: (fastbp.GRU(3, 8, 2, seed=0), np.random.default_rng(6).standard_normal((12, 16, 3)),
+             np.random.default_rng(7).standard_normal((12, 16, 2)), {"bptt": (3, 6)}),
+], ids=["mlp", "rnn", "lstm", "gru"])
 def test_fit_steps_keep_memory_flat(make):
     model, X, y, kw = make()
     opt = Adam(1e-3)

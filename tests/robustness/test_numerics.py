@@ -1,6 +1,6 @@
 """Numbers: extreme logits and saturating nonlinearities
-stay finite and silent, float32 LSTM training over T = 2000 with clipping
-gives no NaN, results repeat bit for bit from run to run, and BLAS threads
+stay finite and silent, float32 LSTM and GRU training over T = 2000 with
+clipping gives no NaN, results repeat bit for bit from run to run, and BLAS threads
 change nothing in float64 and only float32 rounding (documented in
 docs/usage.md, "Guarantees")."""
 import warnings
@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp.lstm import LSTM, lstm_backward, lstm_forward
 from fastbp.mlp import MLP
 from fastbp.optim import SGD, Adam
-from fastbp.rnn import RNN, rnn_backward, rnn_forward
+from fastbp.rnn import RNN
+from cells import cells
+from cells.cells import FULL_CELLS, MODEL_CELLS
+
+CELL_BY_ID = {c.id: c for c in FULL_CELLS + MODEL_CELLS}
 
 DTYPES = [np.float32, np.float64]
 
@@ -71,7 +74,7 @@ def test_sigmoid_and_tanh_at_1000_saturate_without_overflow_warnings(dtype):
     np.testing.assert_allclose(s[0], [0, 0, 0.5, 1, 1], atol=1e-30)
     np.testing.assert_array_equal(t[0], [-1, -1, 0, 1, 1])
     assert all_finite(ds, dt)
-    # and where the models apply them: MLP hidden layers, the RNN's tanh, the LSTM's gates
+    # and where the models apply them: MLP hidden layers, the RNN's tanh, the LSTM's and GRU's gates
     rng = np.random.default_rng(0)
     X = rng.choice([-1000.0, 1000.0], size=(4, 5)).astype(dtype)
     for act in ("sigmoid", "tanh"):
@@ -80,21 +83,28 @@ def test_sigmoid_and_tanh_at_1000_saturate_without_overflow_warnings(dtype):
             loss, grads = net.loss_and_grad(X * 100, np.array([0, 1, 2, 0]))
         assert all_finite(loss, *[g for pair in grads for g in pair])
     Xs = rng.choice([-1000.0, 1000.0], size=(6, 3, 5)).astype(dtype)
-    for model in (RNN(5, 4, 2, dtype=dtype, seed=0), LSTM(5, 4, 2, peepholes=True, dtype=dtype, seed=0)):
+    for cell in FULL_CELLS:
+        model = cells.model(cell, 5, 4, 2, dtype=dtype, seed=0)
         with silent():
             loss, grads, _ = model.loss_and_grad(Xs, np.zeros((6, 3, 2), dtype))
-        assert all_finite(loss, *grads.values())
-    W = np.full((8, 5), 1.0, dtype)
-    with silent():
-        y, _, cache = rnn_forward(Xs, None, W, np.eye(8, dtype=dtype), np.zeros(8, dtype), np.zeros(8, dtype))
-        g = rnn_backward(np.ones_like(y), None, cache)
-        y2, _, cache2 = lstm_forward(Xs, None, None, np.ones((32, 5), dtype), np.ones((32, 8), dtype),
-                                     np.zeros(32, dtype), np.zeros(32, dtype))
-        g2 = lstm_backward(np.ones_like(y2), None, None, cache2)
-    assert np.abs(y).max() == 1 and all_finite(y, y2, *g.values(), *g2.values())
+        assert all_finite(loss, *grads.values()), cell
+    peaks = []
+    for cell in MODEL_CELLS:                  # every gate saturated: weights of ±1
+        w = {k: rng.choice([-1.0, 1.0], cell.kind_shape(k, 8, 5)).astype(dtype)
+             for k in cell.kinds}
+        w["bias_ih"] = w["bias_hh"] = np.zeros(cell.gates * 8, dtype)
+        with silent():
+            y, _, cache = cells.forward(cell, Xs, (None,) * len(cell.state_names), w)
+            g = cells.backward(cell, np.ones_like(y), (None,) * len(cell.state_names), cache)
+        assert np.abs(y).max() <= 1 and all_finite(y, *g.values()), cell
+        peaks.append(np.abs(y).max())
+    assert max(peaks) == 1                    # tanh saturated to exactly 1 (the RNN's, the GRU's n)
 
 
-def test_float32_lstm_over_2000_steps_with_clipping_stays_finite():
+# the gated cells (the control's unclipped run of the Elman RNN overflows its gradients, which the
+# optimizer refuses, before its loss is seen to diverge)
+@pytest.mark.parametrize("cell", [c for c in MODEL_CELLS if c.gates > 1], ids=str)
+def test_float32_gated_cell_over_2000_steps_with_clipping_stays_finite(cell):
     """Full BPTT over T = 2000 in float32 with a step size that makes training
     diverge without clipping (the control: the loss reaches ~1e13); clip_norm
     keeps every step, the loss and the parameters finite and bounded."""
@@ -104,7 +114,7 @@ def test_float32_lstm_over_2000_steps_with_clipping_stays_finite():
     Y = np.cumsum(X[..., :1], axis=0) * 0.05                        # long-range dependence
 
     def train(clip_norm):
-        model = LSTM(I, H, 1, dtype="float32", seed=0)
+        model = cells.model(cell, I, H, 1, dtype="float32", seed=0)
         model.params["weight_hh"] *= 4
         with np.errstate(all="ignore"):
             history = model.fit(X, Y, epochs=5, batch_size=B, optimizer=SGD(10.0), clip_norm=clip_norm,
@@ -115,8 +125,8 @@ def test_float32_lstm_over_2000_steps_with_clipping_stays_finite():
     model, history = train(1.0)
     assert all_finite(history["loss"], history.step_loss, *model.params.values())
     assert max(history["loss"]) < 1e4                               # bounded (seen: at most ~330)
-    loss, grads, (h, c) = model.loss_and_grad(X, Y)
-    assert all_finite(loss, h, c, *grads.values())
+    loss, grads, finals = cells.model_loss_and_grad(cell, model, X, Y)
+    assert all_finite(loss, *finals, *grads.values())
 
 
 def _train(kind, dtype, seed=0):
@@ -124,19 +134,16 @@ def _train(kind, dtype, seed=0):
     if kind == "mlp":
         model, X, y, kw = MLP([128, 256, 10], dtype=dtype, seed=0), rng.standard_normal((256, 128)), \
             rng.integers(0, 10, 256), {}
-    elif kind == "rnn":
-        model, X, y, kw = RNN(16, 96, 4, loss="mse", dtype=dtype, seed=0), rng.standard_normal((16, 96, 16)), \
-            rng.standard_normal((16, 96, 4)), {"bptt": 6}
     else:
-        model, X, y, kw = LSTM(16, 64, 4, loss="mse", dtype=dtype, seed=0), rng.standard_normal((16, 96, 16)), \
-            rng.standard_normal((16, 96, 4)), {"bptt": 6}
+        model = cells.model(CELL_BY_ID[kind], 16, 64, 4, loss="mse", dtype=dtype, seed=0)
+        X, y, kw = rng.standard_normal((16, 96, 16)), rng.standard_normal((16, 96, 4)), {"bptt": 6}
     history = model.fit(X, y, epochs=2, batch_size=64, optimizer=Adam(1e-3), seed=3, progress=False,
                         clip_norm=2.0, **kw)
     return [p.copy() for _, p in model.named_parameters()] + [np.array(history.step_loss)]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("kind", ["mlp", "rnn", "lstm"])
+@pytest.mark.parametrize("kind", ["mlp"] + [c.id for c in MODEL_CELLS])
 def test_training_repeats_bit_for_bit(kind, dtype):
     a, b = _train(kind, dtype), _train(kind, dtype)
     for x, y in zip(a, b):
@@ -144,7 +151,7 @@ def test_training_repeats_bit_for_bit(kind, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("kind", ["mlp", "rnn", "lstm"])
+@pytest.mark.parametrize("kind", ["mlp"] + [c.id for c in MODEL_CELLS])
 def test_one_or_two_blas_threads(kind, dtype):
     """Bit-identical in both dtypes: fastbp hands every product to BLAS on one
     BLAS thread whatever BLAS's setting (src_c/fastbp.h), so OpenBLAS's split

@@ -6,6 +6,7 @@ Race tests run for a bounded time (about a second) and pass on a
 deterministic criterion: every call either returns exactly the serial result
 or raises a ValueError naming the argument, and the interpreter survives.
 """
+import inspect
 import re
 import threading
 import time
@@ -18,9 +19,10 @@ import pytest
 import fastbp
 from fastbp import functional
 from fastbp._sequence import Layout
-from fastbp.lstm import lstm_backward, lstm_forward, lstm_stack_backward, lstm_stack_forward
 from fastbp.tbptt import Stream
 from fastbp.rnn import rnn_backward, rnn_forward, rnn_stack_backward, rnn_stack_forward
+from cells import cells
+from cells.cells import MODEL_CELLS
 from installed_python import run_python
 
 RACE_SECONDS = 0.6
@@ -86,10 +88,9 @@ def test_labels_rewritten_by_another_thread_cannot_crash_the_mlp():
     _check_outcomes(outcomes, expected, "y", lambda a, b: a == b)
 
 
-@pytest.mark.parametrize("kind", ["rnn", "lstm"])
-def test_labels_rewritten_by_another_thread_cannot_crash_the_sequence_models(kind):
-    cls = fastbp.RNN if kind == "rnn" else fastbp.LSTM
-    model = cls(3, 4, 5, loss="cross_entropy", seed=0)
+@pytest.mark.parametrize("cell", MODEL_CELLS, ids=str)
+def test_labels_rewritten_by_another_thread_cannot_crash_the_sequence_models(cell):
+    model = cells.model(cell, 3, 4, 5, loss="cross_entropy", seed=0)
     rng = np.random.default_rng(2)
     X = rng.standard_normal((20, 64, 3))
     Y = np.zeros((20, 64), dtype=np.int64)
@@ -98,9 +99,9 @@ def test_labels_rewritten_by_another_thread_cannot_crash_the_sequence_models(kin
     _check_outcomes(outcomes, expected, "Y", lambda a, b: a == b)
 
 
-@pytest.mark.parametrize("kind", ["rnn", "lstm"])
-def test_lengths_and_resets_rewritten_by_another_thread_cannot_crash(kind):
-    model = (fastbp.RNN if kind == "rnn" else fastbp.LSTM)(3, 4, 2, seed=0)
+@pytest.mark.parametrize("cell", MODEL_CELLS, ids=str)
+def test_lengths_and_resets_rewritten_by_another_thread_cannot_crash(cell):
+    model = cells.model(cell, 3, 4, 2, seed=0)
     rng = np.random.default_rng(3)
     T, B = 30, 16
     X, Y = rng.standard_normal((T, B, 3)), rng.standard_normal((T, B, 2))
@@ -136,17 +137,21 @@ def _rnn_args(rng, T=5, B=3, I=2, H=4, gates=1):
             rng.standard_normal(gates * H) * 0.1)
 
 
+def _none(cell):
+    return (None,) * len(cell.state_names)
+
+
 def _caches(rng, reset=None):
-    x, W_ih, W_hh, b_ih, b_hh = _rnn_args(rng)
-    _, _, rc = rnn_forward(x, None, W_ih, W_hh, b_ih, b_hh, reset=reset)
-    x, W_ih, W_hh, b_ih, b_hh = _rnn_args(rng, gates=4)
-    _, _, lc = lstm_forward(x, None, None, W_ih, W_hh, b_ih, b_hh, reset=reset)
-    return rc, lc
+    """(cell, a one-layer cache of it) for every cell."""
+    out = []
+    for cell in MODEL_CELLS:
+        p = cells.problem(cell, rng, 5, 3, 2, 4)
+        out.append((cell, cells.forward(cell, p["x"], _none(cell), p["weights"], reset=reset)[2]))
+    return out
 
 
 def test_caches_refuse_assignment_to_their_attributes():
-    rc, lc = _caches(np.random.default_rng(4))
-    for cache in (rc, lc):
+    for _, cache in _caches(np.random.default_rng(4)):
         for name in ("weight_ih", "weight_hh", "hs", "x", "layout"):
             with pytest.raises(AttributeError, match="read-only"):
                 setattr(cache, name, np.zeros((1, 1)))
@@ -200,9 +205,9 @@ def test_tampered_caches_are_refused_by_backward_never_read_out_of_bounds():
     """The buffers a backward hands to C, replaced through the caches' private
     names (the engine's weights, state buffers, inputs), are refused."""
     rng = np.random.default_rng(5)
-    rc, lc = _caches(rng)
-    for cache, backward in ((rc, lambda c: rnn_backward(None, None, c)),
-                            (lc, lambda c: lstm_backward(None, None, None, c))):
+    for cell, cache in _caches(rng):
+        def backward(c, cell=cell):
+            return cells.backward(cell, None, _none(cell), c)
         weights = dict(cache._weights)
         for name, bad in (
                 ("_weights", MappingProxyType(dict(weights, weight_ih=np.zeros((1, 1))))),
@@ -245,38 +250,24 @@ def _same_grads(a, b):
     return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("kind", ["rnn", "lstm", "rnn_stack", "lstm_stack"])
-def test_backward_on_a_shared_cache_with_resets_leaves_it_intact_across_threads(kind):
+@pytest.mark.parametrize("stacked", [False, True], ids=["layer", "stack"])
+@pytest.mark.parametrize("cell", MODEL_CELLS, ids=str)
+def test_backward_on_a_shared_cache_with_resets_leaves_it_intact_across_threads(cell, stacked):
     rng = np.random.default_rng(7)
     T, B, I, H = 12, 6, 3, 5
     x = rng.standard_normal((T, B, I))
     reset = _reset(T, B, rng)
-    G = 4 if "lstm" in kind else 1
-    W = lambda *s: rng.standard_normal(s) * 0.5  # noqa: E731
-    if kind == "rnn":
-        _, _, cache = rnn_forward(x, None, W(H, I), W(H, H), W(H), W(H), reset=reset)
-        run = lambda: rnn_backward(np.ones((T, B, H)), None, cache)  # noqa: E731
-    elif kind == "lstm":
-        _, _, cache = lstm_forward(x, None, None, W(4 * H, I), W(4 * H, H), W(4 * H), W(4 * H),
-                                   reset=reset)
-        run = lambda: lstm_backward(np.ones((T, B, H)), None, None, cache)  # noqa: E731
+    none = _none(cell)
+    if stacked:
+        params = cells.stack_params(cell, rng, I, H, 2, True)
+        _, _, cache = cells.stack_forward(cell, x, params, none, 2, True, reset=reset)
+        run = lambda: cells.stack_backward(cell, np.ones((T, B, 2 * H)), none, cache)  # noqa: E731
     else:
-        params = {}
-        for l in range(2):
-            for d in ("", "_reverse"):
-                params.update({f"weight_ih_l{l}{d}": W(G * H, I if l == 0 else 2 * H),
-                               f"weight_hh_l{l}{d}": W(G * H, H), f"bias_ih_l{l}{d}": W(G * H),
-                               f"bias_hh_l{l}{d}": W(G * H)})
-        if kind == "rnn_stack":
-            _, _, cache = rnn_stack_forward(x, params, num_layers=2, bidirectional=True,
-                                            reset=reset)
-            run = lambda: rnn_stack_backward(np.ones((T, B, 2 * H)), None, cache)  # noqa: E731
-        else:
-            _, _, cache = lstm_stack_forward(x, params, num_layers=2, bidirectional=True,
-                                             reset=reset)
-            run = lambda: lstm_stack_backward(np.ones((T, B, 2 * H)), None, None,  # noqa: E731
-                                              cache)
-    states = [a.copy() for a in _state_buffers(cache)]
+        _, _, cache = cells.forward(cell, x, none, cells.layer_weights(cell, rng, I, H),
+                                    reset=reset)
+        run = lambda: cells.backward(cell, np.ones((T, B, H)), none, cache)  # noqa: E731
+    states = [a.copy() for a in _state_buffers(cell, cache)]
+    assert len(states) == len(cell.state_names) * (4 if stacked else 1)
     expected = run()
     results, errors = [], []
 
@@ -295,14 +286,16 @@ def test_backward_on_a_shared_cache_with_resets_leaves_it_intact_across_threads(
         t.join()
     assert not errors and len(results) >= 2
     assert all(_same_grads(r, expected) for r in results)
-    for before, after in zip(states, _state_buffers(cache)):
+    for before, after in zip(states, _state_buffers(cell, cache)):
         np.testing.assert_array_equal(after, before)
 
 
-def _state_buffers(cache):
+def _state_buffers(cell, cache):
+    """Every state buffer a backward reads: each layer and direction's of a stack
+    (its runs' "states"), a layer cache's hs (, cs)."""
     if hasattr(cache, "runs"):
-        return [run[k] for layer in cache.runs for run in layer for k in ("hs", "cs") if k in run]
-    return [cache.hs] + ([cache.cs] if hasattr(cache, "cs") else [])
+        return [s for layer in cache.runs for run in layer for s in run["states"]]
+    return [getattr(cache, name + "s") for name in cell.state_names]
 
 
 # ---- parameters: tampered ones refused by name at every entry -------------------
@@ -319,10 +312,10 @@ def _tampered(model, name):
     yield "reshaped in place", reshaped, ValueError
 
 
-@pytest.mark.parametrize("cls", [fastbp.RNN, fastbp.LSTM])
+@pytest.mark.parametrize("cell", MODEL_CELLS, ids=str)
 @pytest.mark.parametrize("name", ["weight_ih", "weight_hh", "bias_hh", "weight_out"])
-def test_tampered_parameters_are_refused_by_name_by_every_entry_point(cls, name):
-    model = cls(3, 4, 2, seed=0)
+def test_tampered_parameters_are_refused_by_name_by_every_entry_point(cell, name):
+    model = cells.model(cell, 3, 4, 2, seed=0)
     rng = np.random.default_rng(8)
     X, Y = rng.standard_normal((6, 2, 3)), rng.standard_normal((6, 2, 2))
     stream = Stream(model, 3, 3, batch=2)
@@ -359,9 +352,9 @@ def test_tampered_parameters_are_refused_by_name_by_every_entry_point(cls, name)
 
 
 @pytest.mark.filterwarnings("ignore:the matrix subclass")
-@pytest.mark.parametrize("cls", [fastbp.RNN, fastbp.LSTM])
-def test_set_params_keeps_copies_never_views_of_the_callers_arrays(cls, tmp_path):
-    model = cls(3, 4, 2, seed=0)
+@pytest.mark.parametrize("cell", MODEL_CELLS, ids=str)
+def test_set_params_keeps_copies_never_views_of_the_callers_arrays(cell, tmp_path):
+    model = cells.model(cell, 3, 4, 2, seed=0)
     rng = np.random.default_rng(9)
     X, Y = rng.standard_normal((5, 2, 3)), rng.standard_normal((5, 2, 2))
     W = model.params["weight_hh"].copy()
@@ -383,9 +376,9 @@ def test_set_params_keeps_copies_never_views_of_the_callers_arrays(cls, tmp_path
     assert type(model.params["weight_hh"]) is np.ndarray
 
 
-@pytest.mark.parametrize("cls", [fastbp.RNN, fastbp.LSTM])
-def test_set_params_during_fit_in_another_thread_is_refused(cls):
-    model = cls(3, 4, 2, seed=0)
+@pytest.mark.parametrize("cell", MODEL_CELLS, ids=str)
+def test_set_params_during_fit_in_another_thread_is_refused(cell):
+    model = cells.model(cell, 3, 4, 2, seed=0)
     rng = np.random.default_rng(10)
     X, Y = rng.standard_normal((5, 4, 3)), rng.standard_normal((5, 4, 2))
     in_step, release = threading.Event(), threading.Event()
@@ -472,22 +465,27 @@ def test_tensors_that_require_grad_are_read_through_detach_everywhere():
     np.testing.assert_array_equal(out, model.forward(x)[0])
 
 
-@pytest.mark.parametrize("stacked", [False, True])
-def test_a_cache_consumed_by_overwrite_goes_to_exactly_one_of_two_threads(stacked):
+# the cells whose backward offers overwrite_cache= (the LSTM's), layer and stack
+OVERWRITING = [(cell, stacked) for cell in MODEL_CELLS for stacked in (False, True)
+               if "overwrite_cache" in inspect.signature(
+                   cell.stack_backward_fn if stacked else cell.backward_fn).parameters]
+
+
+@pytest.mark.parametrize("cell, stacked", OVERWRITING,
+                         ids=[f"{c}-{'stack' if s else 'layer'}" for c, s in OVERWRITING])
+def test_a_cache_consumed_by_overwrite_goes_to_exactly_one_of_two_threads(cell, stacked):
     rng = np.random.default_rng(13)
     T, B, I, H = 6, 3, 2, 4
     x = rng.standard_normal((T, B, I))
-    W = lambda *s: rng.standard_normal(s) * 0.5  # noqa: E731
+    none = _none(cell)
     if stacked:
-        params = {"weight_ih_l0": W(4 * H, I), "weight_hh_l0": W(4 * H, H),
-                  "bias_ih_l0": W(4 * H), "bias_hh_l0": W(4 * H)}
-        _, _, cache = lstm_stack_forward(x, params)
-        run = lambda: lstm_stack_backward(np.ones((T, B, H)), None, None, cache,  # noqa: E731
-                                          overwrite_cache=True)
+        _, _, cache = cells.stack_forward(cell, x, cells.stack_params(cell, rng, I, H, 1, False),
+                                          none, 1, False)
+        backward = cell.stack_backward_fn
     else:
-        _, _, cache = lstm_forward(x, None, None, W(4 * H, I), W(4 * H, H), W(4 * H), W(4 * H))
-        run = lambda: lstm_backward(np.ones((T, B, H)), None, None, cache,  # noqa: E731
-                                    overwrite_cache=True)
+        _, _, cache = cells.forward(cell, x, none, cells.layer_weights(cell, rng, I, H))
+        backward = cell.backward_fn
+    run = lambda: backward(np.ones((T, B, H)), *none, cache, overwrite_cache=True)  # noqa: E731
     start = threading.Barrier(2)
     outcomes = []
 
@@ -555,7 +553,7 @@ def test_moving_an_mlp_parameters_buffer_in_place_cannot_crash_it():
 
 _MOVED_SEQ_PARAMS_SCRIPT = r"""
 import sys, threading, numpy as np, fastbp
-cls = {"rnn": fastbp.RNN, "lstm": fastbp.LSTM}[sys.argv[1]]
+cls = getattr(fastbp, sys.argv[1])          # the model class: RNN, LSTM, GRU
 m = cls(64, 256, 4, dtype="float64", seed=0)
 rng = np.random.default_rng(0)
 X = rng.standard_normal((40, 8, 64)); Y = rng.standard_normal((40, 8, 4))
@@ -590,28 +588,29 @@ print("DONE", ok, refused)
 """
 
 
-@pytest.mark.parametrize("kind", ["rnn", "lstm"])
-def test_moving_a_sequence_models_parameter_buffers_cannot_crash_it(kind):
+@pytest.mark.parametrize("cell", MODEL_CELLS, ids=str)
+def test_moving_a_sequence_models_parameter_buffers_cannot_crash_it(cell):
     """NumPy moves an array's data in place (``a.__setstate__``) and frees the
     old buffer, even while a kernel reads it without the GIL (a crash in
     another thread). The model's arrays view storage the model pins, its
     kernels read private views of it, and a call refuses an array whose
     buffer was replaced, by name; a call that runs gives the serial result."""
-    out = run_python(_MOVED_SEQ_PARAMS_SCRIPT, kind, capture_output=True, text=True, timeout=300)
+    out = run_python(_MOVED_SEQ_PARAMS_SCRIPT, cell.model_class.__name__, capture_output=True,
+                     text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "RESIZED" not in out.stdout
     ok, refused = map(int, out.stdout.split("DONE")[1].split())
     assert ok + refused == 150 and refused > 0
 
 
-@pytest.mark.parametrize("cls", [fastbp.RNN, fastbp.LSTM])
-def test_pickled_and_deep_copied_sequence_models_own_their_parameters(cls):
+@pytest.mark.parametrize("cell", MODEL_CELLS, ids=str)
+def test_pickled_and_deep_copied_sequence_models_own_their_parameters(cell):
     """A model's pinned storage is rebuilt by unpickling and copy.deepcopy: the
     copy computes the same, owns its arrays (none shared with the original),
     and guards them like any model."""
     import copy
     import pickle
-    model = cls(2, 3, 2, num_layers=2, seed=1)
+    model = cells.model(cell, 2, 3, 2, num_layers=2, seed=1)
     X = np.random.default_rng(15).standard_normal((4, 2, 2))
     expected = model.forward(X)[0]
     for twin in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):

@@ -1,26 +1,28 @@
-"""The sequence models' validation names what it refuses (ragged targets,
-lengths and resets, huge resets before conversion) and accepts integer
-one-hot targets; each test states the promise and the fix behind it."""
+"""The sequence models' and stacks' validation names what it refuses (ragged
+targets, lengths, resets and stack parameters, huge resets before conversion)
+and accepts integer one-hot targets; each test states the promise and the fix
+behind it."""
 import numpy as np
 import pytest
 
-from fastbp.lstm import LSTM
-from fastbp.rnn import RNN, rnn_forward
+from fastbp.rnn import rnn_forward
 
+from cells import cells
+from cells.cells import MODEL_CELLS
 from memory_limits import no_big_allocation
 
-@pytest.mark.parametrize("cls", [RNN, LSTM])
-def test_a_ragged_target_is_refused_by_name(cls):
+@pytest.mark.parametrize("cell", MODEL_CELLS, ids=str)
+def test_a_ragged_target_is_refused_by_name(cell):
     """fastbp/_seqmodel.py, SequenceModel._check_Y: `np.asarray(Y)` raises NumPy's
     "setting an array element with a sequence" without naming Y. Fix: use
     `as_array(Y, "Y")` from fastbp._validate (it names the argument)."""
-    model = cls(1, 2, 3, loss="cross_entropy")
+    model = cells.model(cell, 1, 2, 3, loss="cross_entropy")
     with pytest.raises(ValueError, match="^Y: "):
         model.loss_and_grad(np.zeros((2, 1, 1)), [[0], [0, 1]])
 
 
-@pytest.mark.parametrize("cls", [RNN, LSTM])
-def test_integer_one_hot_targets_are_accepted(cls):
+@pytest.mark.parametrize("cell", MODEL_CELLS, ids=str)
+def test_integer_one_hot_targets_are_accepted(cell):
     """fastbp/_seqmodel.py, SequenceModel._check_Y tells labels from one-hot targets
     by dtype (integers = labels), so integer one-hot Y (T, B, O) - np.eye(O, dtype=int)[labels],
     which the MLP, fastbp.softmax_cross_entropy and the reference accept - is refused.
@@ -28,7 +30,7 @@ def test_integer_one_hot_targets_are_accepted(cls):
     len(lead) (and then they must be integers), else one-hot / probabilities of any
     real dtype via float_array."""
     rng = np.random.default_rng(0)
-    model = cls(2, 4, 3, loss="cross_entropy", dtype="float64", seed=0)
+    model = cells.model(cell, 2, 4, 3, loss="cross_entropy", dtype="float64", seed=0)
     X, labels = rng.standard_normal((5, 2, 2)), rng.integers(0, 3, (5, 2))
     loss_labels = model.loss_and_grad(X, labels)[0]
     loss_one_hot = model.loss_and_grad(X, np.eye(3, dtype=np.int64)[labels])[0]
@@ -56,6 +58,21 @@ def test_a_huge_reset_is_refused_before_it_is_converted():
     huge = np.broadcast_to(np.int8(0), (2**16, 2**16))
     with no_big_allocation(), pytest.raises(ValueError, match="reset"):
         rnn_forward(x, None, W, U, b, b, reset=huge)
+
+
+@pytest.mark.parametrize("cell", MODEL_CELLS, ids=str)
+def test_a_ragged_stack_parameter_is_refused_by_name(cell):
+    """fastbp/_stack.py, hidden_size: `np.shape(as_numpy(params["weight_hh_l0"]))`
+    raises NumPy's "setting an array element with a sequence" for a ragged list,
+    naming no argument (every other parameter goes through float_array, which
+    names it). Fix: read it with `as_array(..., f"{name}[{key!r}]")` from
+    fastbp._validate before taking its shape. (The fuzzing table holds this
+    corruption of weight_hh_l0 as pending until then.)"""
+    params = cells.stack_params(cell, np.random.default_rng(0), 3, 2, 1, False)
+    params["weight_hh_l0"] = [[0.0, 0.0], [0.0]]
+    with pytest.raises(ValueError, match="weight_hh_l0"):
+        cells.stack_forward(cell, np.zeros((2, 1, 3)), params, (None,) * len(cell.state_names),
+                            1, False)
 
 
 def test_no_pending_corruptions_are_left_in_the_fuzzing_table():

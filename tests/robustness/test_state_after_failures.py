@@ -12,11 +12,15 @@ import time
 import numpy as np
 import pytest
 
-from fastbp.lstm import LSTM
 from fastbp.mlp import MLP
 from fastbp.optim import SGD, Adam
 from fastbp.rnn import RNN
+from cells import cells
+from cells.cells import MODEL_CELLS
 from ctrl_c import interrupt_during
+
+CELL_BY_ID = {c.id: c for c in MODEL_CELLS}
+KINDS = ["mlp"] + list(CELL_BY_ID)            # the MLP and every recurrent model
 
 
 class Recording:
@@ -46,9 +50,9 @@ def setup(kind):
     if kind == "mlp":
         return (MLP([4, 6, 3], dtype="float64", seed=1), rng.standard_normal((50, 4)),
                 np.arange(50) % 3, {}, "loss_and_grad")
-    cls = RNN if kind == "rnn" else LSTM
     # bptt=3 over T=8: three optimizer steps per batch, so failures land mid-batch too
-    return (cls(2, 5, 3, loss="cross_entropy", dtype="float64", seed=1), rng.standard_normal((8, 20, 2)),
+    model = cells.model(CELL_BY_ID[kind], 2, 5, 3, loss="cross_entropy", dtype="float64", seed=1)
+    return (model, rng.standard_normal((8, 20, 2)),
             rng.integers(0, 3, (8, 20)), {"bptt": 3}, "_loss_and_grad")
 
 
@@ -82,7 +86,7 @@ def fail_on_call(monkeypatch, model, method, k, exc):
 FIT = dict(epochs=2, batch_size=10, shuffle=True, seed=4, progress=False, clip_norm=1.0)
 
 
-@pytest.mark.parametrize("kind", ["mlp", "rnn", "lstm"])
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("k", [1, 4, 8])
 def test_an_exception_in_a_step_leaves_the_last_completed_step(kind, k, monkeypatch):
     model, X, y, kw, method = setup(kind)
@@ -100,7 +104,7 @@ def test_an_exception_in_a_step_leaves_the_last_completed_step(kind, k, monkeypa
         assert_state(model, opt, clean_opt.after[k - 2])
 
 
-@pytest.mark.parametrize("kind", ["mlp", "rnn", "lstm"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_keyboard_interrupt_in_a_step_returns_the_last_completed_step(kind, monkeypatch):
     model, X, y, kw, method = setup(kind)
     clean_opt = RecordingAdam(0.01)
@@ -127,7 +131,7 @@ def test_a_diverging_step_is_refused_and_the_model_kept():
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or sys.platform == "win32", reason="POSIX signals")
-@pytest.mark.parametrize("kind", ["mlp", "rnn", "lstm"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_a_second_ctrl_c_never_cuts_an_optimizer_update_in_half(kind):
     """Ctrl-C twice while the optimizer is writing the parameters (after the
     first array of step 3, before the others): the update completes, then fit

@@ -2,7 +2,7 @@
 models train at once in separate threads, and every result is bit-for-bit the
 one the same calls give one after another. One model shared by threads: its
 read-only methods are safe (the MLP serialises its shared workspace with a
-lock, the RNN and LSTM keep no per-call state on the model), a second
+lock, the RNN, LSTM and GRU keep no per-call state on the model), a second
 concurrent ``fit`` is refused. The compiled module has no mutable global
 state but the BLAS function table, written once at import."""
 import contextlib
@@ -15,10 +15,12 @@ import pytest
 
 import fastbp
 from fastbp import _core
-from fastbp.lstm import LSTM, lstm_backward, lstm_forward
 from fastbp.mlp import MLP
 from fastbp.optim import Adam
-from fastbp.rnn import RNN, rnn_backward, rnn_forward
+from cells import cells
+from cells.cells import FULL_CELLS, MODEL_CELLS
+
+CELL_BY_ID = {c.id: c for c in FULL_CELLS + MODEL_CELLS}
 
 
 def blas_threads_limited(n):
@@ -63,11 +65,10 @@ def _training_job(kind, dtype, seed):
     if kind == "mlp":
         model, X, y = MLP([96, 128, 10], dtype=dtype, seed=0), rng.standard_normal((192, 96)), \
             rng.integers(0, 10, 192)
-    elif kind == "rnn":
-        model, X, y = RNN(16, 96, 4, loss="mse", dtype=dtype, seed=0), \
-            rng.standard_normal((12, 96, 16)), rng.standard_normal((12, 96, 4))
-    else:
-        model, X, y = LSTM(16, 48, 4, loss="mse", peepholes=True, dtype=dtype, seed=0), \
+    else:                              # a cell: about 192 rows in its W_hh
+        cell = CELL_BY_ID[kind]
+        model, X, y = cells.model(cell, 16, 192 // (cell.gates + 1), 4, loss="mse", dtype=dtype,
+                                  seed=0), \
             rng.standard_normal((12, 96, 16)), rng.standard_normal((12, 96, 4))
     kw = {} if kind == "mlp" else {"bptt": 5}
 
@@ -80,7 +81,7 @@ def _training_job(kind, dtype, seed):
 
 @pytest.mark.parametrize("blas_threads", [1, None], ids=["blas1", "blas-default"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("kind", ["mlp", "rnn", "lstm"])
+@pytest.mark.parametrize("kind", ["mlp"] + [c.id for c in FULL_CELLS])
 def test_models_trained_in_parallel_equal_serial_training(kind, dtype, blas_threads):
     with blas_threads_limited(blas_threads):
         serial = [_training_job(kind, dtype, seed)() for seed in (1, 2, 3)]
@@ -103,12 +104,11 @@ def _kernel_job(seed):
         out += list(fastbp.softmax_cross_entropy(z, np.arange(40) % 33))
         out += list(fastbp.squared_error(z, z[::-1]))
         for B in (1, 48):
-            x, Wih, Whh, b, dy = f32(6, B, 16), f32(64, 16), f32(64, 64), f32(64), f32(6, B, 64)
-            y, h_n, cache = rnn_forward(x, None, Wih, Whh, b, b)
-            out += [y, *rnn_backward(dy, h_n, cache).values()]
-            y, (h, c), cache = lstm_forward(x, None, None, f32(256, 16), f32(256, 64), f32(256),
-                                            f32(256))
-            out += [y, *lstm_backward(dy, h, c, cache).values()]
+            x, dy = f32(6, B, 16), f32(6, B, 64)
+            for cell in MODEL_CELLS:
+                w = {k: f32(*cell.kind_shape(k, 64, 16)) for k in cell.kinds}
+                y, finals, cache = cells.forward(cell, x, (None,) * len(cell.state_names), w)
+                out += [y, *cells.backward(cell, dy, finals, cache).values()]
         net = MLP([33, 64, 5], dtype="float32", seed=seed)
         loss, grads = net.loss_and_grad(z, np.arange(40) % 5)
         out += [loss, *[g for pair in grads for g in pair], net.forward(z)]
@@ -125,10 +125,10 @@ def test_every_kernel_called_from_many_threads_equals_serial():
 
 
 @pytest.mark.parametrize("make", [
-    lambda: RNN(6, 32, 3, dtype="float64", seed=0),
-    lambda: LSTM(6, 32, 3, peepholes=True, dtype="float32", seed=0),
+    *(lambda cell=cell, dtype=dtype: cells.model(cell, 6, 32, 3, dtype=dtype, seed=0)
+      for cell, dtype in zip(FULL_CELLS, ("float64", "float32", "float64"))),
     lambda: MLP([6, 32, 3], loss="mse", output="identity", dtype="float64", seed=0),
-], ids=["rnn", "lstm", "mlp"])
+], ids=[c.id for c in FULL_CELLS] + ["mlp"])
 def test_one_model_used_from_many_threads_equals_serial(make):
     """loss_and_grad, forward and predict read the model only: shared, they give
     exactly the serial results."""
@@ -157,11 +157,9 @@ def test_one_model_used_from_many_threads_equals_serial(make):
 
 @pytest.mark.parametrize("make", [
     lambda: (MLP([4, 8, 3], seed=0), np.zeros((64, 4)), np.arange(64) % 3),
-    lambda: (RNN(2, 8, 3, loss="cross_entropy", seed=0), np.zeros((5, 64, 2)),
-             np.zeros((5, 64), int)),
-    lambda: (LSTM(2, 8, 3, loss="cross_entropy", seed=0), np.zeros((5, 64, 2)),
-             np.zeros((5, 64), int)),
-], ids=["mlp", "rnn", "lstm"])
+    *(lambda cell=cell: (cells.model(cell, 2, 8, 3, loss="cross_entropy", seed=0),
+                         np.zeros((5, 64, 2)), np.zeros((5, 64), int)) for cell in MODEL_CELLS),
+], ids=["mlp"] + [c.id for c in MODEL_CELLS])
 def test_a_second_concurrent_fit_of_one_model_is_refused(make, monkeypatch):
     model, X, y = make()
     inside, release = threading.Event(), threading.Event()

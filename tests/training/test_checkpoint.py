@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import fastbp
+from fastbp.gru import GRU
 from fastbp.io import load_checkpoint, save_checkpoint
 from fastbp.lstm import LSTM
 from fastbp.mlp import MLP
@@ -48,7 +49,17 @@ def lstm_case():
             dict(batch_size=4, bptt=(2, 10 ** 6)))
 
 
-CASES = {"mlp": mlp_case, "rnn": rnn_case, "lstm": lstm_case}
+def gru_case():
+    """Truncated BPTT over sequences of their own lengths, with resets."""
+    X, y = sequences()
+    rng = np.random.default_rng(2)
+    lengths, reset = rng.integers(1, X.shape[0] + 1, X.shape[1]), rng.random(X.shape[:2]) < 0.2
+    return (lambda: GRU(2, 4, 2, loss="cross_entropy", dtype="float64", seed=1), X, y,
+            dict(batch_size=4, bptt=3, lengths=lengths, reset=reset,
+                 validation_data=sequences(seed=1)))
+
+
+CASES = {"mlp": mlp_case, "rnn": rnn_case, "lstm": lstm_case, "gru": gru_case}
 OPTIMIZERS = {"adam": lambda: Adam(0.01), "momentum": lambda: SGD(0.05, momentum=0.9, nesterov=True)}
 
 
@@ -97,7 +108,7 @@ def test_resumed_fit_equals_uninterrupted_fit(tmp_path, case, opt):
     assert_same_run(whole, again, h_whole, h_again)
 
 
-@pytest.mark.parametrize("case", ["mlp", "rnn"])
+@pytest.mark.parametrize("case", ["mlp", "rnn", "gru"])
 def test_fit_stopped_mid_epoch_resumes_at_the_start_of_that_epoch(tmp_path, case, monkeypatch):
     make, X, y, kw = CASES[case]()
     whole = make()

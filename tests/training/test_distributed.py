@@ -18,6 +18,8 @@ import pytest
 
 import fastbp
 from fastbp import distributed
+from cells import cells
+from cells.cells import FULL_CELLS, MODEL_CELLS
 from installed_python import run_python
 
 SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mpi_scripts")
@@ -205,7 +207,7 @@ def test_checkpoint_written_by_rank_0_resumes_on_every_rank(mpiexec, tmp_path):
     for name, p in saved.state_dict().items():
         close(ranks[0][f"continued/{name}"], p)
     # fit(checkpoint=...) on 2 ranks: cut after epoch 1, resumed by fresh models: the same bits
-    for name in ("mlp", "lstm"):
+    for name in ("mlp", "lstm", "gru_lengths"):
         for r in ranks:
             np.testing.assert_array_equal(r[f"{name}_cut/epoch"], [1, 2, 3])
             for key in [k for k in r if k.startswith(f"{name}_whole/")]:
@@ -376,7 +378,7 @@ def test_shard_and_local_indices_refuse_what_is_not_a_sample_count(MPI):
 
 
 def test_resumed_fit_on_comm_self_equals_uninterrupted_fit(MPI, tmp_path):
-    for name in ("mlp", "rnn"):
+    for name in ("mlp", "rnn", "gru_lengths"):
         a, X, y, kw = cases.CASES[name]()
         ha = a.fit(X, y, progress=False, comm=MPI.COMM_SELF, checkpoint=tmp_path / f"{name}_a.npz",
                    **kw)
@@ -396,8 +398,9 @@ def test_resumed_fit_on_comm_self_equals_uninterrupted_fit(MPI, tmp_path):
                   **dict(kw, seed=kw["seed"] + 1))
 
 
-def test_allreduce_gradients_takes_the_sequence_models_dicts(MPI):
-    model = fastbp.LSTM(3, 4, 2, dtype="float64", seed=0)
+@pytest.mark.parametrize("cell", MODEL_CELLS, ids=str)
+def test_allreduce_gradients_takes_the_sequence_models_dicts(MPI, cell):
+    model = cells.model(cell, 3, 4, 2, dtype="float64", seed=0)
     dp = distributed.DataParallel(model, MPI.COMM_SELF)
     X, Y = np.ones((5, 2, 3)), np.zeros((5, 2, 2))
     loss, grads, _ = model.loss_and_grad(X, Y)
@@ -463,12 +466,13 @@ def test_distributed_fit_checks_the_layout_without_reading_the_data(MPI):
                   validation_data=(bad, np.zeros(6, dtype=int)))
 
 
-def test_distributed_save_and_load_on_one_rank(MPI, tmp_path):
-    model = fastbp.LSTM(3, 4, 2, peepholes=True, dtype="float32", seed=3)
+@pytest.mark.parametrize("cell", FULL_CELLS, ids=str)
+def test_distributed_save_and_load_on_one_rank(MPI, tmp_path, cell):
+    model = cells.model(cell, 3, 4, 2, dtype="float32", seed=3)
     path = str(tmp_path / "m.npz")
     assert distributed.DataParallel(model, MPI.COMM_SELF).save(path) == path
     back = distributed.load(path, MPI.COMM_SELF)
-    assert type(back) is fastbp.LSTM and back.peepholes
+    assert type(back) is type(model) and back.config() == model.config()
     for name, p in model.state_dict().items():
         np.testing.assert_array_equal(back.state_dict()[name], p)
     with pytest.raises(FileNotFoundError):

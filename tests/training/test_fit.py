@@ -1,4 +1,4 @@
-"""model.fit for the MLP, the RNN and the LSTM: the loss falls, runs are
+"""model.fit for the MLP and the recurrent models (RNN, LSTM, GRU): the loss falls, runs are
 reproducible, fit takes exactly the steps a hand-written loop takes, truncated
 BPTT carries the state across chunks, and failures and Ctrl-C leave the model
 as after the last completed step."""
@@ -10,11 +10,13 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from fastbp.lstm import LSTM
 from fastbp.mlp import MLP
 from fastbp.optim import SGD, Adam
-from fastbp.rnn import RNN
 from fastbp.training import History, shuffle_order
+from cells import cells
+from cells.cells import MODEL_CELLS
+
+RNN_CELL = MODEL_CELLS[0]
 
 
 # -- small problems ------------------------------------------------------------
@@ -40,11 +42,12 @@ def sequences(T=12, N=16, I=2, O=3, loss="cross_entropy", many_to_one=False, see
     return X, Y
 
 
-def seq_model(cls, I=2, H=5, O=3, **kw):
+def seq_model(cell, I=2, H=5, O=3, **kw):
+    """The model of a cell (tests/cells/cells.py's Cell) with these defaults."""
     kw.setdefault("dtype", "float64")
     kw.setdefault("loss", "cross_entropy")
     kw.setdefault("seed", 0)
-    return cls(I, H, O, **kw)
+    return cells.model(cell, I, H, O, **kw)
 
 
 def params_of(model):
@@ -60,18 +63,15 @@ def assert_same_params(a, b, rtol=0.0):
             np.testing.assert_array_equal(x, y)
 
 
-def states_of(model, h, c=None):
-    return (h,) if isinstance(model, RNN) else (h, c)
+def no_states(model):
+    """No initial states (zeros): one None per state name of the model's cell."""
+    return (None,) * len(cells.cell_of(model).state_names)
 
 
 def public_loss_and_grad(model, X, Y, states):
     """The sequence models' public loss_and_grad with explicit initial states;
     returns (loss, grads list in state-dict order, final states tuple)."""
-    if isinstance(model, RNN):
-        loss, grads, h_n = model.loss_and_grad(X, Y, h0=states[0])
-        final = (h_n,)
-    else:
-        loss, grads, final = model.loss_and_grad(X, Y, h0=states[0], c0=states[1])
+    loss, grads, final = cells.model_loss_and_grad(cells.cell_of(model), model, X, Y, states)
     return loss, [grads[name] for name in model.params], tuple(final)
 
 
@@ -91,12 +91,12 @@ def test_mlp_fit_learns_blobs():
     assert all(len(v) == 15 for v in history.values())
 
 
-@pytest.mark.parametrize("cls", [RNN, LSTM])
+@pytest.mark.parametrize("cell", MODEL_CELLS, ids=str)
 @pytest.mark.parametrize("loss, many_to_one", [("cross_entropy", False), ("mse", False),
                                                ("cross_entropy", True)])
-def test_sequence_fit_reduces_the_loss(cls, loss, many_to_one):
+def test_sequence_fit_reduces_the_loss(cell, loss, many_to_one):
     X, Y = sequences(loss=loss, many_to_one=many_to_one)
-    model = seq_model(cls, loss=loss, many_to_one=many_to_one, seed=1)
+    model = seq_model(cell, loss=loss, many_to_one=many_to_one, seed=1)
     loss0, _ = model.evaluate(X, Y)
     history = model.fit(X, Y, epochs=25, batch_size=4, optimizer=Adam(0.02), bptt=6,
                         validation_data=(X, Y), seed=0, progress=False)
@@ -141,10 +141,9 @@ def test_shuffled_fit_visits_batches_in_the_seeded_order():
     assert_same_params(a, b)
 
 
-@pytest.mark.parametrize("make", [lambda: MLP([4, 6, 3], seed=0),
-                                  lambda: seq_model(RNN, I=4, O=3, loss="cross_entropy", dtype="float32"),
-                                  lambda: seq_model(LSTM, I=4, O=3, loss="cross_entropy", dtype="float32")],
-                         ids=["mlp", "rnn", "lstm"])
+@pytest.mark.parametrize("make", [lambda: MLP([4, 6, 3], seed=0)] + [
+    lambda cell=cell: seq_model(cell, I=4, O=3, loss="cross_entropy", dtype="float32")
+    for cell in MODEL_CELLS], ids=["mlp"] + [c.id for c in MODEL_CELLS])
 def test_fit_is_reproducible_given_a_seed(make):
     X, y = blobs(48)
     if not isinstance(make(), MLP):
@@ -160,66 +159,66 @@ def test_fit_is_reproducible_given_a_seed(make):
 
 
 # -- truncated BPTT ------------------------------------------------------------------
-@pytest.mark.parametrize("cls", [RNN, LSTM])
-def test_bptt_covering_the_sequence_is_full_bptt(cls):
+@pytest.mark.parametrize("cell", MODEL_CELLS, ids=str)
+def test_bptt_covering_the_sequence_is_full_bptt(cell):
     X, Y = sequences(T=10, N=6)
     runs = []
     for bptt in (None, 10, 25):
-        model = seq_model(cls, seed=4)
+        model = seq_model(cell, seed=4)
         model.fit(X, Y, epochs=2, batch_size=3, optimizer=SGD(0.2), bptt=bptt, shuffle=False,
                   progress=False)
         runs.append(model)
     # the same steps by hand: one full-sequence gradient per batch of sequences
-    ref = seq_model(cls, seed=4)
+    ref = seq_model(cell, seed=4)
     opt = SGD(0.2)
     for _ in range(2):
         for cols in (slice(0, 3), slice(3, 6)):
-            _, grads, _ = public_loss_and_grad(ref, X[:, cols], Y[:, cols], states_of(ref, None, None))
+            _, grads, _ = public_loss_and_grad(ref, X[:, cols], Y[:, cols], no_states(ref))
             opt.step(list(ref.params.values()), grads)
     for model in runs:
         assert_same_params(model, ref)
 
 
-@pytest.mark.parametrize("cls", [RNN, LSTM])
-def test_truncated_bptt_carries_the_state_between_chunks(cls):
+@pytest.mark.parametrize("cell", MODEL_CELLS, ids=str)
+def test_truncated_bptt_carries_the_state_between_chunks(cell):
     X, Y = sequences(T=11, N=4)
-    model = seq_model(cls, seed=5)
+    model = seq_model(cell, seed=5)
     model.fit(X, Y, epochs=1, batch_size=4, optimizer=SGD(0.1), bptt=4, shuffle=False,
               progress=False)
     # by hand: chunks [0,4) [4,8) [8,11), each starting from the previous chunk's final state
-    ref = seq_model(cls, seed=5)
-    opt, states = SGD(0.1), states_of(ref, None, None)
+    ref = seq_model(cell, seed=5)
+    opt, states = SGD(0.1), no_states(ref)
     for t0, t1 in ((0, 4), (4, 8), (8, 11)):
         _, grads, states = public_loss_and_grad(ref, X[t0:t1], Y[t0:t1], states)
         opt.step(list(ref.params.values()), grads)
     assert_same_params(model, ref)
 
 
-@pytest.mark.parametrize("cls", [RNN, LSTM])
-def test_truncated_bptt_many_to_one_trains_the_last_chunk(cls):
+@pytest.mark.parametrize("cell", MODEL_CELLS, ids=str)
+def test_truncated_bptt_many_to_one_trains_the_last_chunk(cell):
     X, Y = sequences(T=9, N=4, many_to_one=True)
-    model = seq_model(cls, many_to_one=True, seed=6)
+    model = seq_model(cell, many_to_one=True, seed=6)
     model.fit(X, Y, epochs=1, batch_size=4, optimizer=SGD(0.1), bptt=4, shuffle=False,
               progress=False)
-    ref = seq_model(cls, many_to_one=True, seed=6)
+    ref = seq_model(cell, many_to_one=True, seed=6)
     # the state after the first 5 steps, from a forward pass over them
-    *_, states = public_loss_and_grad(ref, X[:5], Y, states_of(ref, None, None))
+    *_, states = public_loss_and_grad(ref, X[:5], Y, no_states(ref))
     _, grads, _ = public_loss_and_grad(ref, X[5:], Y, states)
     SGD(0.1).step(list(ref.params.values()), grads)
     assert_same_params(model, ref)
 
 
-@pytest.mark.parametrize("cls", [RNN, LSTM])
+@pytest.mark.parametrize("cell", MODEL_CELLS, ids=str)
 @pytest.mark.parametrize("loss, many_to_one, l2, one_hot", [
     ("cross_entropy", False, 0.0, False), ("cross_entropy", False, 0.1, True),
     ("cross_entropy", True, 0.1, False), ("mse", False, 0.0, False), ("mse", True, 0.2, False)])
-def test_evaluation_scores_the_training_objective_in_any_chunks(cls, loss, many_to_one, l2, one_hot):
+def test_evaluation_scores_the_training_objective_in_any_chunks(cell, loss, many_to_one, l2, one_hot):
     X, Y = sequences(T=13, N=5, loss=loss, many_to_one=many_to_one)
     if one_hot:
         Y = np.eye(3)[Y]
-    model = seq_model(cls, loss=loss, many_to_one=many_to_one, l2=l2, seed=7)
+    model = seq_model(cell, loss=loss, many_to_one=many_to_one, l2=l2, seed=7)
     whole = model.evaluate(X, Y)
-    loss_full, _, _ = public_loss_and_grad(model, X, Y, states_of(model, None, None))
+    loss_full, _, _ = public_loss_and_grad(model, X, Y, no_states(model))
     np.testing.assert_allclose(whole[0], loss_full, rtol=1e-12)
     if loss == "cross_entropy":
         labels = np.argmax(Y, -1) if one_hot else Y
@@ -365,7 +364,7 @@ def test_bad_data_is_named_before_training():
         net.fit(X, y, validation_data=(X[:, :2], y), progress=False)
     with pytest.raises(TypeError):
         net.fit(X, y, bptt=5, progress=False)                   # sequence models only
-    rnn = seq_model(RNN)
+    rnn = seq_model(RNN_CELL)
     Xs, Ys = sequences()
     with pytest.raises(ValueError, match="bptt"):
         rnn.fit(Xs, Ys, bptt=0, progress=False)
@@ -381,7 +380,7 @@ def test_bad_data_is_named_before_training():
 @pytest.mark.parametrize("where", ["fit", "validation", "evaluate"])
 def test_data_with_no_step_to_score_is_refused_by_name_before_training(where):
     X, Y = sequences(T=5, N=4)
-    rnn = seq_model(RNN)
+    rnn = seq_model(RNN_CELL)
     before = params_of(rnn)
     zero = np.zeros(4, dtype=int)
     with pytest.raises(ValueError, match=r"(lengths|validation_data\[2\] \(lengths_val\)): every "
@@ -395,14 +394,14 @@ def test_data_with_no_step_to_score_is_refused_by_name_before_training(where):
     assert_same_params(before, params_of(rnn))
     with pytest.raises(ValueError, match=r"burn_in: expected fewer steps than the sequences' T = 5"):
         rnn.fit(X, Y, bptt=(2, 2), burn_in=5, progress=False)
-    many_to_one = seq_model(RNN, many_to_one=True)         # scores the state at step 0: allowed
+    many_to_one = seq_model(RNN_CELL, many_to_one=True)         # scores the state at step 0: allowed
     many_to_one.fit(X, Y[-1], lengths=zero, epochs=1, progress=False)
 
 
-@pytest.mark.parametrize("cls", [RNN, LSTM])
-def test_bptt_k2_beyond_the_sequence_costs_the_memory_of_the_sequence(cls):
+@pytest.mark.parametrize("cell", MODEL_CELLS, ids=str)
+def test_bptt_k2_beyond_the_sequence_costs_the_memory_of_the_sequence(cell):
     X, Y = sequences(T=4, N=6)
-    a, b = seq_model(cls), seq_model(cls)
+    a, b = seq_model(cell), seq_model(cell)
     a.fit(X, Y, epochs=2, batch_size=3, bptt=(2, 4), seed=0, progress=False)
     tracemalloc.start()
     try:
@@ -414,11 +413,11 @@ def test_bptt_k2_beyond_the_sequence_costs_the_memory_of_the_sequence(cls):
     assert peak < 1 << 20, f"{peak} bytes for a T=4 batch"
 
 
-@pytest.mark.parametrize("cls", [RNN, LSTM])
+@pytest.mark.parametrize("cell", MODEL_CELLS, ids=str)
 @pytest.mark.parametrize("burn_in", [0, 1])
-def test_bptt_k1_beyond_the_sequence_costs_the_memory_of_the_sequence(cls, burn_in):
+def test_bptt_k1_beyond_the_sequence_costs_the_memory_of_the_sequence(cell, burn_in):
     X, Y = sequences(T=4, N=6)
-    a, b = seq_model(cls), seq_model(cls)
+    a, b = seq_model(cell), seq_model(cell)
     a.fit(X, Y, epochs=2, batch_size=3, bptt=(4, 4), burn_in=burn_in, seed=0, progress=False)
     tracemalloc.start()
     try:

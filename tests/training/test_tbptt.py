@@ -4,65 +4,54 @@ import numpy as np
 import pytest
 
 from fastbp import reference as ref
+from fastbp.gru import GRU
 from fastbp.lstm import LSTM
 from fastbp.optim import SGD
 from fastbp.rnn import RNN
 from fastbp._stack import model_param_name
 from fastbp.tbptt import Stream
-
-LAYER = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-
-
-def layer_params(model, l):
-    """Layer l's arrays under the one-layer names (the models suffix l >= 1)."""
-    out = {}
-    for kind in LAYER + ("peephole_i", "peephole_f", "peephole_o"):
-        name = model_param_name(kind, l, 0)
-        if name in model.params:
-            out[kind] = model.params[name]
-    return out
+from cells import cells
+from cells.cells import MODEL_CELLS
 
 
-def stack_forward(model, X, h0, c0):
-    """The reference layers one after the other: (top y, [(h, c)] per layer, caches)."""
+def stack_forward(model, X, states):
+    """The reference layers one after the other (states: a tuple per layer, one
+    (B, H) array per state name): (top y, the finals tuple per layer, caches)."""
+    cell = cells.cell_of(model)
     finals, caches = [], []
     for l in range(model.num_layers):
-        p = layer_params(model, l)
-        if isinstance(model, LSTM):
-            peep = (p["peephole_i"], p["peephole_f"], p["peephole_o"]) if model.peepholes else None
-            X, (h, c), cache = ref.lstm_forward(X, h0[l], c0[l], *(p[n] for n in LAYER), peep)
-        else:
-            X, h, cache = ref.rnn_forward(X, h0[l], *(p[n] for n in LAYER), model.nonlinearity)
-            c = None
-        finals.append((h, c))
+        X, fin, cache = cells.forward(cell, X, states[l], cells.model_layer_weights(model, l),
+                                      impl="reference")
+        finals.append(fin)
         caches.append(cache)
     return X, finals, caches
 
 
 def stack_backward(model, dy, caches):
+    cell = cells.cell_of(model)
     grads = {}
     for l in reversed(range(model.num_layers)):
-        if isinstance(model, LSTM):
-            g = ref.lstm_backward(dy, None, None, caches[l])
-        else:
-            g = ref.rnn_backward(dy, None, caches[l])
-        for kind, v in g.items():
-            if kind not in ("x", "h0", "c0"):
-                grads[model_param_name(kind, l, 0)] = v
+        g = cells.backward(cell, dy, (None,) * len(cell.state_names), caches[l], impl="reference")
+        for kind in cell.kinds:
+            grads[model_param_name(kind, l, 0)] = g[kind]
         dy = g["x"]
     return grads
+
+
+def zero_states(model, B):
+    H, S = model.hidden_size, len(cells.cell_of(model).state_names)
+    return [(np.zeros((B, H)),) * S] * model.num_layers
 
 
 def brute_force(model, X, Y, a, e, k2):
     """Gradient of the mean squared error of steps [a, e), backpropagated to
     step max(0, e − k2) only, the state there a constant (the reference)."""
-    B, H, L = X.shape[1], model.hidden_size, model.num_layers
+    B, H = X.shape[1], model.hidden_size
     s = max(0, e - k2)
-    h0 = c0 = [np.zeros((B, H))] * L
+    states = zero_states(model, B)
     if s:
-        _, finals, _ = stack_forward(model, X[:s], h0, c0)
-        h0, c0 = [f[0] for f in finals], [f[1] for f in finals]
-    y, _, caches = stack_forward(model, X[s:e], h0, c0)
+        _, states, _ = stack_forward(model, X[:s], states)
+    y, _, caches = stack_forward(model, X[s:e], states)
     W, b = model.params["weight_out"], model.params["bias_out"]
     new = y[a - s:].reshape(-1, H)
     out = new @ W.T + b
@@ -77,11 +66,12 @@ def brute_force(model, X, Y, a, e, k2):
 def models():
     return [LSTM(3, 4, 2, seed=1), LSTM(3, 4, 2, peepholes=True, seed=2),
             RNN(3, 4, 2, seed=3), RNN(3, 4, 2, nonlinearity="relu", seed=4),
-            LSTM(3, 4, 2, num_layers=2, peepholes=True, seed=5), RNN(3, 4, 2, num_layers=3, seed=6)]
+            LSTM(3, 4, 2, num_layers=2, peepholes=True, seed=5), RNN(3, 4, 2, num_layers=3, seed=6),
+            GRU(3, 4, 2, seed=7), GRU(3, 4, 2, num_layers=2, seed=8)]
 
 
 @pytest.mark.parametrize("k1,k2", [(2, 5), (3, 3), (1, 4), (4, 9), (2, 30)])
-@pytest.mark.parametrize("which", range(6))
+@pytest.mark.parametrize("which", range(len(models())))
 def test_every_chunk_equals_the_brute_force_truncated_gradient(which, k1, k2):
     model = models()[which]
     rng = np.random.default_rng(k1 * 10 + k2)
@@ -99,18 +89,20 @@ def test_every_chunk_equals_the_brute_force_truncated_gradient(which, k1, k2):
             np.testing.assert_allclose(grads[n], want[n], rtol=1e-10, atol=1e-12, err_msg=n)
     assert stream.steps == T
     L = model.num_layers
-    _, finals, _ = stack_forward(model, X, [np.zeros((B, 4))] * L, [np.zeros((B, 4))] * L)
-    h = np.stack([f[0] for f in finals])
+    _, finals, _ = stack_forward(model, X, zero_states(model, B))
     state = stream.state
-    state = state[0] if isinstance(model, LSTM) else state
-    np.testing.assert_allclose(state.reshape(L, B, 4), h, rtol=1e-12)
+    state = state if isinstance(state, tuple) else (state,)       # h or (h, c): the models' form
+    assert len(state) == len(finals[0])
+    for k, s in enumerate(state):
+        np.testing.assert_allclose(s.reshape(L, B, 4), np.stack([f[k] for f in finals]),
+                                   rtol=1e-12)
 
 
-@pytest.mark.parametrize("Model", [LSTM, RNN])
-def test_k2_covering_the_sequence_adds_up_to_full_bptt(Model):
+@pytest.mark.parametrize("cell", MODEL_CELLS, ids=str)
+def test_k2_covering_the_sequence_adds_up_to_full_bptt(cell):
     """Each chunk's losses go back to step 0: the chunks' gradients, weighted by
     their rows, sum to the full-sequence BPTT gradient."""
-    model = Model(2, 5, 3, seed=7)
+    model = cells.model(cell, 2, 5, 3, seed=7)
     rng = np.random.default_rng(8)
     T, B, k1 = 11, 4, 3
     X, Y = rng.standard_normal((T, B, 2)), rng.standard_normal((T, B, 3))
@@ -126,13 +118,13 @@ def test_k2_covering_the_sequence_adds_up_to_full_bptt(Model):
         np.testing.assert_allclose(total[n] / T, full[n], rtol=1e-10, atol=1e-13, err_msg=n)
 
 
-@pytest.mark.parametrize("Model", [LSTM, RNN])
-def test_k1_equal_k2_is_ordinary_chunked_truncation(Model):
+@pytest.mark.parametrize("cell", MODEL_CELLS, ids=str)
+def test_k1_equal_k2_is_ordinary_chunked_truncation(cell):
     """(T a multiple of k: a shorter last chunk would look back k2 = k steps in
     BPTT(k, k), but only to its own start in plain chunking.)"""
     rng = np.random.default_rng(9)
     X, Y = rng.standard_normal((12, 6, 2)), rng.standard_normal((12, 6, 2))
-    a, b = Model(2, 3, 2, seed=5), Model(2, 3, 2, seed=5)
+    a, b = cells.model(cell, 2, 3, 2, seed=5), cells.model(cell, 2, 3, 2, seed=5)
     ha = a.fit(X, Y, epochs=2, batch_size=4, optimizer=SGD(lr=0.05), seed=1, progress=False,
                bptt=4)
     hb = b.fit(X, Y, epochs=2, batch_size=4, optimizer=SGD(lr=0.05), seed=1, progress=False,
@@ -142,11 +134,12 @@ def test_k1_equal_k2_is_ordinary_chunked_truncation(Model):
     np.testing.assert_allclose(ha["loss"], hb["loss"], rtol=1e-12)
 
 
-def test_fit_with_k1_k2_and_burn_in_equals_a_hand_written_stream_loop():
+@pytest.mark.parametrize("cell", MODEL_CELLS, ids=str)
+def test_fit_with_k1_k2_and_burn_in_equals_a_hand_written_stream_loop(cell):
     rng = np.random.default_rng(10)
     T, N = 17, 5
     X, Y = rng.standard_normal((T, N, 2)), rng.standard_normal((T, N, 3))
-    fitted, manual = LSTM(2, 4, 3, seed=6), LSTM(2, 4, 3, seed=6)
+    fitted, manual = cells.model(cell, 2, 4, 3, seed=6), cells.model(cell, 2, 4, 3, seed=6)
     fitted.fit(X, Y, epochs=1, batch_size=N, optimizer=SGD(lr=0.1), shuffle=False,
                progress=False, bptt=(3, 7), burn_in=5)
     opt = SGD(lr=0.1)
@@ -161,7 +154,8 @@ def test_fit_with_k1_k2_and_burn_in_equals_a_hand_written_stream_loop():
 
 def test_looking_back_k2_steps_learns_what_k1_chunks_cannot():
     """Predict x_{t-3}: the gradient must cross 3 steps. With chunks of k1 = 2
-    and k2 = 8 it does; chunked truncation at 2 cannot learn the task."""
+    and k2 = 8 an LSTM does; chunked truncation at 2 cannot learn the task.
+    (The exact truncated gradients of every cell: the brute force above.)"""
     rng = np.random.default_rng(11)
     T, N = 60, 16
     X = rng.standard_normal((T, N, 1))
@@ -193,8 +187,11 @@ def test_stream_errors_name_the_argument():
         stream.step(np.zeros((3, 3, 2)), np.zeros((3, 3, 1)))    # more than k1 steps
     with pytest.raises(ValueError, match="X"):
         stream.step(np.zeros((2, 2, 2)), np.zeros((2, 2, 1)))    # wrong batch
-    with pytest.raises(TypeError, match="c0"):
-        Stream(RNN(2, 3, 1), 2).reset(c0=np.zeros((1, 3)))
+    every_state = {n for c in MODEL_CELLS for n in c.state_grads}       # h0, c0
+    for cell in MODEL_CELLS:                   # a state the cell does not have, by name
+        for name in sorted(every_state - set(cell.state_grads)):
+            with pytest.raises(TypeError, match=name):
+                Stream(cells.model(cell, 2, 3, 1), 2).reset(**{name: np.zeros((1, 3))})
     X, Y = np.zeros((6, 3, 2)), np.zeros((6, 3, 1))
     with pytest.raises(ValueError, match="bptt"):
         model.fit(X, Y, bptt=(3, 2), progress=False)
@@ -206,11 +203,12 @@ def test_stream_errors_name_the_argument():
         model.fit(X, Y, bptt=2.5, progress=False)
 
 
-def test_float32_stream_matches_float64():
+@pytest.mark.parametrize("cell", MODEL_CELLS, ids=str)
+def test_float32_stream_matches_float64(cell):
     rng = np.random.default_rng(12)
     X, Y = rng.standard_normal((9, 2, 3)), rng.standard_normal((9, 2, 2))
-    m64 = LSTM(3, 5, 2, seed=3)
-    m32 = LSTM(3, 5, 2, seed=3, dtype="float32")
+    m64 = cells.model(cell, 3, 5, 2, seed=3)
+    m32 = cells.model(cell, 3, 5, 2, seed=3, dtype="float32")
     m32.set_params({n: v.astype(np.float32) for n, v in m64.params.items()})
     s64, s32 = Stream(m64, 2, 5, batch=2), Stream(m32, 2, 5, batch=2)
     for a in range(0, 9, 2):

@@ -69,8 +69,41 @@ def lstm_tbptt():
                              optimizer=Adam(lr=1e-2), seed=11)
 
 
+def gru():
+    """A stacked bidirectional GRU read out from its final states."""
+    rng = np.random.default_rng(17)
+    X, Y = rng.standard_normal((8, 11, 3)), rng.integers(0, 3, 11)
+    val = rng.standard_normal((8, 5, 3)), rng.integers(0, 3, 5)
+    model = fastbp.GRU(3, 5, 3, loss="cross_entropy", many_to_one=True, num_layers=2,
+                       bidirectional=True, l2=1e-3, dtype="float64", seed=11)
+    return model, X, Y, dict(epochs=3, batch_size=4, optimizer=Adam(lr=1e-2), clip_norm=2.0,
+                             seed=12, validation_data=val)
+
+
+def gru_lengths():
+    """The GRU with variable lengths and resets, in chunks of truncated BPTT."""
+    rng = np.random.default_rng(18)
+    X, Y = rng.standard_normal((10, 9, 3)), rng.standard_normal((10, 9, 2))
+    lengths = np.array([10, 2, 0, 7, 4, 10, 1, 5, 3])
+    reset = rng.random((10, 9)) < 0.2
+    val = rng.standard_normal((10, 4, 3)), rng.standard_normal((10, 4, 2)), np.array([3, 10, 6, 1])
+    model = fastbp.GRU(3, 6, 2, loss="mse", dtype="float64", seed=13)
+    return model, X, Y, dict(epochs=3, batch_size=4, bptt=3, lengths=lengths, reset=reset,
+                             optimizer=SGD(lr=0.05, momentum=0.9), seed=14, validation_data=val)
+
+
+def gru_tbptt():
+    """BPTT(k1, k2) with a burn-in for the GRU."""
+    rng = np.random.default_rng(19)
+    X, Y = rng.standard_normal((13, 7, 3)), rng.integers(0, 4, (13, 7))
+    model = fastbp.GRU(3, 5, 4, loss="cross_entropy", dtype="float64", seed=15)
+    return model, X, Y, dict(epochs=2, batch_size=3, bptt=(2, 5), burn_in=3,
+                             optimizer=Adam(lr=1e-2), seed=16)
+
+
 CASES = {"mlp": mlp, "rnn": rnn, "lstm": lstm, "lstm_many_to_one": lstm_many_to_one,
-         "rnn_lengths": rnn_lengths, "lstm_tbptt": lstm_tbptt}
+         "rnn_lengths": rnn_lengths, "lstm_tbptt": lstm_tbptt, "gru": gru,
+         "gru_lengths": gru_lengths, "gru_tbptt": gru_tbptt}
 
 
 def expected_steps(name):

@@ -38,7 +38,8 @@ def main(out):
     resumed.fit(X, y, progress=False, comm=comm, **kw)
     results.update({f"continued/{k}": v for k, v in resumed.state_dict().items()})
 
-    for name, cases_ in (("mlp", cases.mlp), ("lstm", cases.lstm)):
+    for name, cases_ in (("mlp", cases.mlp), ("lstm", cases.lstm),
+                         ("gru_lengths", cases.gru_lengths)):
         for run, epochs in (("whole", [3]), ("cut", [1, 3])):
             path = os.path.join(out, f"{name}_{run}.npz") if rank == 0 else \
                 os.path.join(out, "absent", "x.npz")
