@@ -37,7 +37,7 @@ from types import MappingProxyType
 import numpy as np
 
 from ._sequence import Layout, ReadOnly, lengths_array, reset_array
-from ._validate import as_numpy, flag, float_array, positive_int
+from ._validate import as_array, as_numpy, flag, float_array, positive_int
 
 REVERSE_SUFFIX = "_reverse"
 _CONSUMED = ("cache: already consumed by a backward pass with overwrite_cache=True; "
@@ -73,7 +73,7 @@ def hidden_size(params, gates, name="params"):
     key = param_name("weight_hh", 0, 0)
     if key not in params:
         raise ValueError(f"{name}: missing {key!r}")
-    shape = np.shape(as_numpy(params[key]))
+    shape = as_array(params[key], f"{name}[{key!r}]").shape
     if len(shape) != 2 or shape[1] < 1 or shape[0] != gates * shape[1]:
         form = "(H, H)" if gates == 1 else f"({gates}H, H)"
         raise ValueError(f"{name}[{key!r}]: expected shape {form} with H >= 1, got {shape}")

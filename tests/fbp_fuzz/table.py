@@ -365,11 +365,8 @@ def _stack_states(cell, o, prefix="", suffix="0"):
 def _stack_forward(name):
     def args(o):
         cell = CELL_BY_ID[o["cell"]]
-        # a ragged weight_hh_l0 gets NumPy's unnamed error (fastbp/_stack.py, hidden_size:
-        # tests/robustness/test_sequence_validation.py)
         return ([Arg("x", ("T", "B", "I"))] + _stack_states(cell, o)
-                + [Arg(n, shape, pending=("ragged",) if n == "weight_hh_l0" else ())
-                   for n, shape in _stack_params(cell, o)]
+                + [Arg(n, shape) for n, shape in _stack_params(cell, o)]
                 + (VARLEN_ARGS if o["varlen"] else []))
 
     def split(ex, src):

@@ -62,12 +62,10 @@ def test_a_huge_reset_is_refused_before_it_is_converted():
 
 @pytest.mark.parametrize("cell", MODEL_CELLS, ids=str)
 def test_a_ragged_stack_parameter_is_refused_by_name(cell):
-    """fastbp/_stack.py, hidden_size: `np.shape(as_numpy(params["weight_hh_l0"]))`
-    raises NumPy's "setting an array element with a sequence" for a ragged list,
-    naming no argument (every other parameter goes through float_array, which
-    names it). Fix: read it with `as_array(..., f"{name}[{key!r}]")` from
-    fastbp._validate before taking its shape. (The fuzzing table holds this
-    corruption of weight_hh_l0 as pending until then.)"""
+    """The stack's hidden size is read from weight_hh_l0 before the other
+    checks: a ragged list there is refused by name (fastbp/_stack.py,
+    hidden_size), not with NumPy's unnamed "setting an array element with a
+    sequence"."""
     params = cells.stack_params(cell, np.random.default_rng(0), 3, 2, 1, False)
     params["weight_hh_l0"] = [[0.0, 0.0], [0.0]]
     with pytest.raises(ValueError, match="weight_hh_l0"):
