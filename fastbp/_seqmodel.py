@@ -136,7 +136,8 @@ class SequenceModel(Persistent):
     # -- training (fastbp.training, through the protocol's members) ----------------
     def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, validation_data=None,
             shuffle=True, seed=None, progress=True, clip_norm=None, bptt=None, lengths=None,
-            reset=None, burn_in=0, comm=None, checkpoint=None):
+            reset=None, burn_in=0, comm=None, checkpoint=None, callbacks=None,
+            validation_split=None):
         """Train with mini-batches of sequences; returns a :class:`fastbp.training.History`.
 
         X is (T, N, I) and y as for ``loss_and_grad`` ((T, N[, O]), or (N[, O])
@@ -163,17 +164,23 @@ class SequenceModel(Persistent):
             Steps where a sequence restarts from the zero state (episode or
             document boundaries inside one row).
         validation_data : (X_val, y_val[, lengths_val[, reset_val]]) or None
+        validation_split : float in (0, 1) or None
+            Hold out the last fraction of the N sequences (with their lengths
+            and resets) as the validation data instead.
 
-        The other arguments and the behaviour (``checkpoint``, Ctrl-C, one fit
-        per model at a time) are those of :func:`fastbp.training.fit`; with
-        ``comm`` the ranks split every batch by sequences.
+        The other arguments and the behaviour (``callbacks`` such as
+        :class:`fastbp.callbacks.EarlyStopping` and the learning-rate
+        schedules, ``checkpoint``, Ctrl-C, one fit per model at a time) are
+        those of :func:`fastbp.training.fit`; with ``comm`` the ranks split
+        every batch by sequences.
         """
         feed, X, validation_data = SequenceFeed.for_fit(self, X, validation_data, bptt, lengths,
                                                         reset, burn_in)
         return training.fit(self, feed, X, y, epochs=epochs, batch_size=batch_size,
                             optimizer=optimizer, validation_data=validation_data,
                             shuffle=shuffle, seed=seed, progress=progress, clip_norm=clip_norm,
-                            comm=comm, checkpoint=checkpoint)
+                            comm=comm, checkpoint=checkpoint, callbacks=callbacks,
+                            validation_split=validation_split)
 
     def evaluate(self, X, y, batch_size=256, bptt=None, lengths=None, reset=None, comm=None):
         """(loss, accuracy) on data, accuracy None for regressors; ``bptt`` chunks

@@ -254,18 +254,22 @@ class MLP(Persistent):
 
     # ---- training -----------------------------------------------------------
     def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, validation_data=None,
-            shuffle=True, seed=None, progress=True, clip_norm=None, comm=None, checkpoint=None):
+            shuffle=True, seed=None, progress=True, clip_norm=None, comm=None, checkpoint=None,
+            callbacks=None, validation_split=None):
         """Train with mini-batches of rows; returns a :class:`fastbp.training.History`.
 
         X (N, n_0) and y as for :meth:`loss_and_grad`; ``validation_data`` is
-        ``(X_val, y_val)``. Every argument and the behaviour (checkpoints,
-        Ctrl-C, data parallelism with ``comm``, one fit per model at a time)
-        are those of :func:`fastbp.training.fit`.
+        ``(X_val, y_val)``, or ``validation_split`` holds out the last fraction
+        of the rows. Every argument and the behaviour (callbacks such as
+        :class:`fastbp.callbacks.EarlyStopping` and the learning-rate
+        schedules, checkpoints, Ctrl-C, data parallelism with ``comm``, one
+        fit per model at a time) are those of :func:`fastbp.training.fit`.
         """
         return training.fit(self, MLPFeed(self), X, y, epochs=epochs, batch_size=batch_size,
                             optimizer=optimizer, validation_data=validation_data,
                             shuffle=shuffle, seed=seed, progress=progress, clip_norm=clip_norm,
-                            comm=comm, checkpoint=checkpoint)
+                            comm=comm, checkpoint=checkpoint, callbacks=callbacks,
+                            validation_split=validation_split)
 
     def evaluate(self, X, y, batch_size=256, comm=None):
         """(loss, accuracy) on data, accuracy None for regressors; no parameter changes.
