@@ -86,6 +86,13 @@ def _init_weight(rng, n_out, n_in, activation):
     return rng.uniform(-limit, limit, size=(n_out, n_in))
 
 
+def _rebuilt(cls, config, state_dict):
+    """An MLP of ``config`` holding ``state_dict`` (what unpickling calls)."""
+    model = cls(**config)
+    model.load_state_dict(state_dict)
+    return model
+
+
 class MLP(Persistent):
     """A multilayer perceptron trained by backpropagation (docs/equations.md §4).
 
@@ -251,6 +258,11 @@ class MLP(Persistent):
     def is_classifier(self):
         """True for ``loss="cross_entropy"``: predictions are class labels."""
         return self._loss == "cross_entropy"
+
+    def __reduce__(self):
+        """Pickling and copy.deepcopy: the configuration and a state dict (the
+        compiled core and its workspaces are rebuilt, not copied)."""
+        return _rebuilt, (type(self), self.config(), self.state_dict())
 
     # ---- training -----------------------------------------------------------
     def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, validation_data=None,
