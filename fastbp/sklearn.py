@@ -332,11 +332,8 @@ class _Estimator(BaseEstimator):
                                            score=lambda model: self._score_model(model, Xv, yv)))
             else:
                 callbacks.append(_Stopping(p["tol"], p["n_iter_no_change"]))
-        batch_size = min(200, n) if p["batch_size"] == "auto" else p["batch_size"]
-        if batch_size > n:
-            warnings.warn(f"batch_size: {batch_size} is larger than the {n} training samples; "
-                          f"clipped to {n}", UserWarning, stacklevel=3)
-            batch_size = n
+        # at most the samples there are (scikit-learn's clipping)
+        batch_size = min(200 if p["batch_size"] == "auto" else p["batch_size"], n)
         # scikit-learn's alpha: the penalty (alpha/2)·‖W‖²/batch_size added to the mean loss
         self.model_.l2 = p["alpha"] / batch_size
         epochs = 1 if incremental else p["max_iter"]
@@ -564,7 +561,8 @@ _MLP_DOC_PARAMETERS = """
 
 _TRAINING_DOC_PARAMETERS = """
     batch_size : int or "auto"
-        Samples per optimizer step; "auto" is ``min(200, n_samples)``.
+        Samples per optimizer step (at most n_samples); "auto" is
+        ``min(200, n_samples)``.
     learning_rate_init : float > 0, default=0.001
         The optimizer's learning rate.
     lr_schedule : None, "step", "exponential", "cosine", "plateau" or a fastbp.callbacks.LRSchedule
@@ -712,7 +710,8 @@ def _as_sequences(X, dtype, name="X"):
     if isinstance(X, (list, tuple)) and len(X) and _ragged(X):
         seqs = []
         for i, s in enumerate(X):
-            a = check_array(s, ensure_2d=False, dtype=dtype, input_name=f"{name}[{i}]")
+            a = check_array(s, ensure_2d=False, allow_nd=True, ensure_min_samples=0,
+                            dtype=dtype, input_name=f"{name}[{i}]")
             if a.ndim == 1:
                 a = a[:, None]
             if a.ndim != 2:
@@ -871,7 +870,8 @@ _SEQUENCE_DOC_TRAINING = """
         L2 penalty on every weight matrix, as scikit-learn's MLPs count it:
         ``(alpha/2)·Σ‖W‖²/batch_size``.""" + _TRAINING_DOC_PARAMETERS.replace(
     '''    batch_size : int or "auto"
-        Samples per optimizer step; "auto" is ``min(200, n_samples)``.''',
+        Samples per optimizer step (at most n_samples); "auto" is
+        ``min(200, n_samples)``.''',
     '''    batch_size : int or "auto", default=32
         Sequences per optimizer step; "auto" is ``min(200, n_samples)``.''').replace(
     "    clip_norm : float > 0 or None\n",
