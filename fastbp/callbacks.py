@@ -34,13 +34,16 @@ Messages (early stopping, learning-rate reductions) go to the ``logging``
 module, logger ``fastbp.callbacks`` (level INFO), never to stdout or stderr
 directly.
 """
+from __future__ import annotations
+
 import logging
 import math
 import numbers
+from typing import Any, List, Mapping, Optional
 
 import numpy as np
 
-__all__ = ["Callback", "EarlyStopping", "LRSchedule", "StepLR", "ExponentialLR",
+__all__ = ["Run", "Callback", "EarlyStopping", "LRSchedule", "StepLR", "ExponentialLR",
            "CosineAnnealingLR", "ReduceLROnPlateau", "SCHEDULES"]
 
 logger = logging.getLogger(__name__)
@@ -75,6 +78,47 @@ def _mode(mode, monitor):
     return mode
 
 
+class Run:
+    """The state of one fit call, as its callbacks see it.
+
+    Attributes
+    ----------
+    model : the model being trained (a :class:`~fastbp.training.Trainable`)
+    optimizer : fastbp.optim.Optimizer
+    history : fastbp.training.History
+        The epochs so far (a run resumed from a checkpoint: from epoch 1).
+    epoch : int
+        The epoch starting (``on_train_begin``: the first this call trains;
+        ``on_epoch_begin``) or ending (``on_epoch_end``), counted over the
+        optimizer's life (1, 2, ...).
+    last_epoch : int
+        The last epoch this call trains unless stopped.
+    base_lr : float
+        The optimizer's own learning rate (``optimizer.lr`` between epochs).
+    lr : float
+        The learning rate of the current epoch: ``base_lr`` at each epoch's
+        start, then set by the callbacks' ``on_epoch_begin`` in list order;
+        fit applies it to the optimizer during the epoch's steps.
+    checkpoint : str or None
+        The checkpoint path of the run.
+    """
+
+    def __init__(self, model: Any, optimizer: Any, history: dict, epoch: int, last_epoch: int,
+                 checkpoint: Optional[str]):
+        self.model, self.optimizer, self.history = model, optimizer, history
+        self.epoch, self.last_epoch, self.checkpoint = epoch, last_epoch, checkpoint
+        self.base_lr = self.lr = optimizer.lr
+
+    def track(self, key: str) -> List[float]:
+        """Add the per-epoch history list ``key`` (NaN for the epochs already
+        listed; a resumed run keeps the checkpoint's list) and return it; the
+        callback appends one value at each epoch's end."""
+        if key not in self.history:
+            self.history[key] = [math.nan] * len(self.history["epoch"])
+        return self.history[key]
+
+
+
 class Callback:
     """Base class of fit's callbacks; every hook does nothing unless overridden.
 
@@ -87,21 +131,21 @@ class Callback:
     path or None) and ``run.track(key)`` (add a per-epoch history list).
     """
 
-    def on_train_begin(self, run):
+    def on_train_begin(self, run: Run) -> Optional[bool]:
         """Before the first epoch (after a checkpoint was resumed); a true
         return value stops training before any epoch."""
 
-    def on_epoch_begin(self, run):
+    def on_epoch_begin(self, run: Run) -> None:
         """Before the epoch's first step; may set ``run.lr``."""
 
-    def on_epoch_end(self, run):
+    def on_epoch_end(self, run: Run) -> Optional[bool]:
         """After the epoch's steps and its validation; a true return value stops training."""
 
-    def on_train_end(self, run):
+    def on_train_end(self, run: Run) -> None:
         """After the last epoch (also when Ctrl-C or a callback stopped training;
         not when an exception propagates)."""
 
-    def config(self):
+    def config(self) -> Optional[str]:
         """What a checkpoint records of this callback and a resumed run must
         match: a string, or None when the callback has no part in the training
         state (the default). fastbp's callbacks return their ``repr``."""
@@ -167,8 +211,8 @@ class EarlyStopping(Callback):
         Epochs since the best one.
     """
 
-    def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, mode="auto",
-                 restore_best=True):
+    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
+                 mode: str = "auto", restore_best: bool = True):
         self.monitor = monitor
         self.mode = _mode(mode, monitor)
         self._mode_arg = mode
@@ -255,7 +299,7 @@ class LRSchedule(Callback):
                              f"{run.epoch}; expected a finite number >= 0")
         run.lr = float(lr)
 
-    def lr_at(self, epoch, lr, history):
+    def lr_at(self, epoch: int, lr: float, history: Mapping[str, list]) -> float:
         """The learning rate of ``epoch`` (1, 2, ...) given the rate ``lr`` it
         starts from (the optimizer's, or the previous schedule's) and the
         history of the epochs before it."""
@@ -275,7 +319,7 @@ class StepLR(LRSchedule):
     gamma : float in (0, 1]
     """
 
-    def __init__(self, step_size, gamma=0.1):
+    def __init__(self, step_size: int, gamma: float = 0.1):
         self.step_size = _number(step_size, "step_size", low=1, integer=True)
         self.gamma = _number(gamma, "gamma", low=0, high=1, low_open=True)
 
@@ -295,7 +339,7 @@ class ExponentialLR(LRSchedule):
     gamma : float in (0, 1]
     """
 
-    def __init__(self, gamma):
+    def __init__(self, gamma: float):
         self.gamma = _number(gamma, "gamma", low=0, high=1, low_open=True)
 
     def _args(self):
@@ -319,7 +363,7 @@ class CosineAnnealingLR(LRSchedule):
     eta_min : float >= 0
     """
 
-    def __init__(self, T_max, eta_min=0.0):
+    def __init__(self, T_max: int, eta_min: float = 0.0):
         self.T_max = _number(T_max, "T_max", low=1, integer=True)
         self.eta_min = _number(eta_min, "eta_min", low=0)
 
@@ -360,8 +404,9 @@ class ReduceLROnPlateau(LRSchedule):
         k after the epochs seen so far.
     """
 
-    def __init__(self, monitor="val_loss", factor=0.1, patience=10, min_delta=1e-4,
-                 cooldown=0, min_lr=0.0, mode="auto"):
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
+                 min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0,
+                 mode: str = "auto"):
         self.monitor = monitor
         self.mode = _mode(mode, monitor)
         self._mode_arg = mode

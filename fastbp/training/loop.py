@@ -4,33 +4,43 @@
 :class:`~fastbp.training.Feed` the model made for the call; the models'
 ``fit`` methods delegate to it.
 """
+from __future__ import annotations
+
 import logging
 import math
 import numbers
 import os
 import time
 
+from typing import Any, Callable, Optional, Sequence, Union
+
 import numpy as np
 
 from .. import io as _io
 from ..distributed import DataParallel
-from ..optim import OPTIMIZER_CLASSES, clip_grad_norm, get_optimizer
+from ..callbacks import Callback
+from ..optim import OPTIMIZER_CLASSES, Optimizer, clip_grad_norm, get_optimizer
 from .._validate import positive_int
 from . import checkpoint as _checkpoint
-from .history import VALIDATION_KEYS, even_out, new_history
+from .history import VALIDATION_KEYS, History, even_out, new_history
 from .interrupt import deferred_sigint
 from .lock import training
 from .order import shuffle_order
 from .progress import Progress
+from .protocol import Feed, Trainable
 from .run import Callbacks, Run
 from .scoring import score
 
 logger = logging.getLogger("fastbp.training")
 
 
-def fit(model, feed, X, y, epochs=10, batch_size=32, optimizer=None, validation_data=None,
-        shuffle=True, seed=None, progress=True, clip_norm=None, comm=None, checkpoint=None,
-        callbacks=None, validation_split=None):
+def fit(model: Trainable, feed: Feed, X: Any, y: Any, epochs: int = 10, batch_size: int = 32,
+        optimizer: Union[Optimizer, str, None] = None, validation_data: Optional[tuple] = None,
+        shuffle: bool = True, seed: Optional[int] = None, progress: bool = True,
+        clip_norm: Optional[float] = None, comm: Any = None,
+        checkpoint: Union[str, os.PathLike, None] = None,
+        callbacks: Optional[Sequence[Union[Callback, Callable[[History], Any]]]] = None,
+        validation_split: Optional[float] = None) -> History:
     """Train ``model`` with mini-batches; returns a :class:`~fastbp.training.History`.
 
     Parameters

@@ -1,53 +1,16 @@
-"""What fit's callbacks see of a run (Run), and how fit calls them (Callbacks).
+"""How fit calls its callbacks (Callbacks); what they see of the run is fastbp.callbacks.Run.
 
 A callback is a :class:`fastbp.callbacks.Callback` or a plain function
 ``f(history)`` called at each epoch's end; see :mod:`fastbp.callbacks`.
 """
+from __future__ import annotations
+
 import logging
 import math
 
-from ..callbacks import Callback, LRSchedule
+from ..callbacks import Callback, LRSchedule, Run
 
 logger = logging.getLogger("fastbp.training")
-
-
-class Run:
-    """The state of one fit call, as its callbacks see it.
-
-    Attributes
-    ----------
-    model : the model being trained (a :class:`~fastbp.training.Trainable`)
-    optimizer : fastbp.optim.Optimizer
-    history : fastbp.training.History
-        The epochs so far (a run resumed from a checkpoint: from epoch 1).
-    epoch : int
-        The epoch starting (``on_train_begin``: the first this call trains;
-        ``on_epoch_begin``) or ending (``on_epoch_end``), counted over the
-        optimizer's life (1, 2, ...).
-    last_epoch : int
-        The last epoch this call trains unless stopped.
-    base_lr : float
-        The optimizer's own learning rate (``optimizer.lr`` between epochs).
-    lr : float
-        The learning rate of the current epoch: ``base_lr`` at each epoch's
-        start, then set by the callbacks' ``on_epoch_begin`` in list order;
-        fit applies it to the optimizer during the epoch's steps.
-    checkpoint : str or None
-        The checkpoint path of the run.
-    """
-
-    def __init__(self, model, optimizer, history, epoch, last_epoch, checkpoint):
-        self.model, self.optimizer, self.history = model, optimizer, history
-        self.epoch, self.last_epoch, self.checkpoint = epoch, last_epoch, checkpoint
-        self.base_lr = self.lr = optimizer.lr
-
-    def track(self, key):
-        """Add the per-epoch history list ``key`` (NaN for the epochs already
-        listed; a resumed run keeps the checkpoint's list) and return it; the
-        callback appends one value at each epoch's end."""
-        if key not in self.history:
-            self.history[key] = [math.nan] * len(self.history["epoch"])
-        return self.history[key]
 
 
 class _FunctionCallback(Callback):
