@@ -57,6 +57,8 @@ extension = Extension(
 
 setup(
     packages=["fastbp", "fastbp.reference", "fastbp.bench", "fastbp.training"],
+    # PEP 561: the package ships its type hints
+    package_data={"fastbp": ["py.typed"]},
     ext_modules=cythonize([extension], compiler_directives=directives,
                           include_path=["fastbp"], force=debug or sanitize),
     zip_safe=False,

@@ -18,7 +18,13 @@ read out, score and regularise in exactly the same way:
 ℓ is softmax cross-entropy (integer labels or one-hot targets) or squared error
 (summed over outputs, "sum" form, or ½·mean with mse_form="half_mean").
 """
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple, Union
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import functional, training
 from ._linalg import matmul, sum_of_squares
@@ -29,7 +35,9 @@ from ._validate import (as_array, check_shape, choice, flag, float_array, label_
                         nonnegative_float, pinned_copy, positive_int, resolve_dtype)
 from ._sequence import Layout, lengths_array, reset_array
 from ._stack import model_param_name, stack_config
-from .optim import sigint_held
+from .callbacks import Callback
+from .optim import Optimizer, sigint_held
+from .training import History
 
 LOSSES = ("mse", "cross_entropy")
 
@@ -134,9 +142,14 @@ class SequenceModel(Persistent):
         self._own(params)
 
     # -- training (fastbp.training, through the protocol's members) ----------------
-    def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, validation_data=None,
-            shuffle=True, seed=None, progress=True, clip_norm=None, bptt=None, lengths=None,
-            reset=None, burn_in=0, comm=None, checkpoint=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, epochs: int = 10, batch_size: int = 32,
+            optimizer: Union[Optimizer, str, None] = None, validation_data: Optional[tuple] = None,
+            shuffle: bool = True, seed: Optional[int] = None, progress: bool = True,
+            clip_norm: Optional[float] = None, bptt: Union[int, Tuple[int, int], None] = None,
+            lengths: Optional[ArrayLike] = None, reset: Optional[ArrayLike] = None,
+            burn_in: int = 0, comm: Any = None, checkpoint: Union[str, os.PathLike, None] = None,
+            callbacks: Optional[Sequence[Union[Callback, Callable]]] = None,
+            validation_split: Optional[float] = None) -> History:
         """Train with mini-batches of sequences; returns a :class:`fastbp.training.History`.
 
         X is (T, N, I) and y as for ``loss_and_grad`` ((T, N[, O]), or (N[, O])
@@ -163,19 +176,28 @@ class SequenceModel(Persistent):
             Steps where a sequence restarts from the zero state (episode or
             document boundaries inside one row).
         validation_data : (X_val, y_val[, lengths_val[, reset_val]]) or None
+        validation_split : float in (0, 1) or None
+            Hold out the last fraction of the N sequences (with their lengths
+            and resets) as the validation data instead.
 
-        The other arguments and the behaviour (``checkpoint``, Ctrl-C, one fit
-        per model at a time) are those of :func:`fastbp.training.fit`; with
-        ``comm`` the ranks split every batch by sequences.
+        The other arguments and the behaviour (``callbacks`` such as
+        :class:`fastbp.callbacks.EarlyStopping` and the learning-rate
+        schedules, ``checkpoint``, Ctrl-C, one fit per model at a time) are
+        those of :func:`fastbp.training.fit`; with ``comm`` the ranks split
+        every batch by sequences.
         """
         feed, X, validation_data = SequenceFeed.for_fit(self, X, validation_data, bptt, lengths,
                                                         reset, burn_in)
         return training.fit(self, feed, X, y, epochs=epochs, batch_size=batch_size,
                             optimizer=optimizer, validation_data=validation_data,
                             shuffle=shuffle, seed=seed, progress=progress, clip_norm=clip_norm,
-                            comm=comm, checkpoint=checkpoint)
+                            comm=comm, checkpoint=checkpoint, callbacks=callbacks,
+                            validation_split=validation_split)
 
-    def evaluate(self, X, y, batch_size=256, bptt=None, lengths=None, reset=None, comm=None):
+    def evaluate(self, X: ArrayLike, y: ArrayLike, batch_size: int = 256,
+                 bptt: Optional[int] = None, lengths: Optional[ArrayLike] = None,
+                 reset: Optional[ArrayLike] = None,
+                 comm: Any = None) -> Tuple[float, Optional[float]]:
         """(loss, accuracy) on data, accuracy None for regressors; ``bptt`` chunks
         long sequences (carrying the state) to bound memory; same result.
         lengths (N,) and reset (T, N) as for :meth:`fit`. With ``comm`` (as in
@@ -183,13 +205,13 @@ class SequenceModel(Persistent):
         feed, X = SequenceFeed.for_evaluate(self, X, bptt, lengths, reset)
         return training.evaluate(self, feed, X, y, batch_size, comm)
 
-    def named_parameters(self):
+    def named_parameters(self) -> List[Tuple[str, np.ndarray]]:
         """``[(state-dict name, array), ...]``: the model's own arrays in the
         order of ``params``, named as torch.nn.RNN/LSTM and a Linear readout
         ("weight_ih_l0", ..., "readout.weight", "readout.bias")."""
         return [(sequence_name(name), p) for name, p in self._params.items()]
 
-    def is_classifier(self):
+    def is_classifier(self) -> bool:
         """True for ``loss="cross_entropy"``: predictions are class labels."""
         return self.loss == "cross_entropy"
 
@@ -259,7 +281,7 @@ class SequenceModel(Persistent):
         refused during fit); names cannot be added or removed."""
         return self._params
 
-    def set_params(self, new_params):
+    def set_params(self, new_params: Mapping[str, ArrayLike]) -> None:
         """Replace parameters by name, all validated before any is changed.
 
         The model keeps copies (never views of the caller's arrays: a

@@ -33,6 +33,8 @@ link's target), then the folder fsynced. Temporary files left by writers that
 were killed (their process is gone), or left for a day, are removed by the
 next save into that folder.
 """
+from __future__ import annotations
+
 import errno
 import inspect
 import json
@@ -46,6 +48,7 @@ import stat
 import time
 import zipfile
 from collections import namedtuple
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -110,7 +113,7 @@ def _model_arrays(model):
     return arrays
 
 
-def save(model, path):
+def save(model: Any, path: Union[str, os.PathLike]) -> str:
     """Write ``model`` to ``path`` (exactly; no suffix added). Returns ``path``.
 
     Atomic and durable (see the module documentation): a failure or a kill
@@ -722,7 +725,7 @@ def _model_from(arrays, path, expected=None):
     return model
 
 
-def load(path, expected=None):
+def load(path: Union[str, os.PathLike], expected: Optional[type] = None) -> Any:
     """Read a model written by ``model.save(path)`` (or a checkpoint's model).
 
     Parameters
@@ -745,7 +748,8 @@ state restored), the epochs completed, the seed, a numpy Generator in the saved
 state (or None), fit's history so far (a dict of lists) and the saved settings."""
 
 
-def load_checkpoint(path, expected=None):
+def load_checkpoint(path: Union[str, os.PathLike], expected: Optional[type] = None
+                    ) -> "Checkpoint":
     """Read a checkpoint written by :func:`save_checkpoint` (or ``fit(..., checkpoint=path)``).
 
     Returns a :class:`Checkpoint`. Checked whole, as :func:`load`, the

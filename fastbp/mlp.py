@@ -50,9 +50,14 @@ serialised by a lock; separate models run in parallel. ``forward`` runs large
 batches in blocks of 1024 rows, so prediction on a big data set needs no big
 workspace.
 """
+from __future__ import annotations
+
 import numbers
+import os
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _core
 from . import training
@@ -61,8 +66,10 @@ from ._persistent import Persistent
 from ._torch_names import linear_names
 from ._validate import (as_array, check_shape, choice, float_array, nonnegative_float,
                         positive_int, resolve_dtype)
+from .callbacks import Callback
 from .functional import activation_code
-from .optim import sigint_held
+from .optim import Optimizer, sigint_held
+from .training import History
 
 __all__ = ["MLP", "MLP_LOSSES", "MSE_FORMS"]
 
@@ -84,6 +91,13 @@ def _init_weight(rng, n_out, n_in, activation):
         return rng.standard_normal((n_out, n_in)) * np.sqrt(2.0 / n_in)
     limit = np.sqrt(6.0 / (n_in + n_out))
     return rng.uniform(-limit, limit, size=(n_out, n_in))
+
+
+def _rebuilt(cls, config, state_dict):
+    """An MLP of ``config`` holding ``state_dict`` (what unpickling calls)."""
+    model = cls(**config)
+    model.load_state_dict(state_dict)
+    return model
 
 
 class MLP(Persistent):
@@ -122,8 +136,9 @@ class MLP(Persistent):
         See :attr:`params`.
     """
 
-    def __init__(self, sizes, activation="relu", output="softmax", loss="cross_entropy",
-                 l2=0.0, dtype="float32", seed=0, mse_form="sum"):
+    def __init__(self, sizes: Sequence[int], activation: Union[str, Sequence[str]] = "relu",
+                 output: str = "softmax", loss: str = "cross_entropy", l2: float = 0.0,
+                 dtype: Any = "float32", seed: int = 0, mse_form: str = "sum"):
         if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
             raise TypeError(f"sizes: expected a sequence of layer widths, got {sizes!r}")
         sizes = tuple(positive_int(n, f"sizes[{i}]") for i, n in enumerate(sizes))
@@ -232,7 +247,7 @@ class MLP(Persistent):
                 np.copyto(W_old, W)
                 np.copyto(b_old, b)
 
-    def named_parameters(self):
+    def named_parameters(self) -> List[Tuple[str, np.ndarray]]:
         """``[(state-dict name, array), ...]``: each layer's W and b, the model's own
         arrays, named as the Linear layers of ``torch.nn.Sequential`` ("0.weight",
         "0.bias", "2.weight", ...)."""
@@ -242,32 +257,46 @@ class MLP(Persistent):
             named += [(w_name, W), (b_name, b)]
         return named
 
-    def config(self):
+    def config(self) -> dict:
         """The constructor's keyword arguments (JSON types; not ``seed``)."""
         return dict(sizes=list(self.sizes), activation=list(self.activations[:-1]),
                     output=self.activations[-1], loss=self.loss, l2=self.l2,
                     dtype=self.dtype.name, mse_form=self.mse_form)
 
-    def is_classifier(self):
+    def is_classifier(self) -> bool:
         """True for ``loss="cross_entropy"``: predictions are class labels."""
         return self._loss == "cross_entropy"
 
+    def __reduce__(self):
+        """Pickling and copy.deepcopy: the configuration and a state dict (the
+        compiled core and its workspaces are rebuilt, not copied)."""
+        return _rebuilt, (type(self), self.config(), self.state_dict())
+
     # ---- training -----------------------------------------------------------
-    def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, validation_data=None,
-            shuffle=True, seed=None, progress=True, clip_norm=None, comm=None, checkpoint=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, epochs: int = 10, batch_size: int = 32,
+            optimizer: Union[Optimizer, str, None] = None, validation_data: Optional[tuple] = None,
+            shuffle: bool = True, seed: Optional[int] = None, progress: bool = True,
+            clip_norm: Optional[float] = None, comm: Any = None,
+            checkpoint: Union[str, os.PathLike, None] = None,
+            callbacks: Optional[Sequence[Union[Callback, Callable]]] = None,
+            validation_split: Optional[float] = None) -> History:
         """Train with mini-batches of rows; returns a :class:`fastbp.training.History`.
 
         X (N, n_0) and y as for :meth:`loss_and_grad`; ``validation_data`` is
-        ``(X_val, y_val)``. Every argument and the behaviour (checkpoints,
-        Ctrl-C, data parallelism with ``comm``, one fit per model at a time)
-        are those of :func:`fastbp.training.fit`.
+        ``(X_val, y_val)``, or ``validation_split`` holds out the last fraction
+        of the rows. Every argument and the behaviour (callbacks such as
+        :class:`fastbp.callbacks.EarlyStopping` and the learning-rate
+        schedules, checkpoints, Ctrl-C, data parallelism with ``comm``, one
+        fit per model at a time) are those of :func:`fastbp.training.fit`.
         """
         return training.fit(self, MLPFeed(self), X, y, epochs=epochs, batch_size=batch_size,
                             optimizer=optimizer, validation_data=validation_data,
                             shuffle=shuffle, seed=seed, progress=progress, clip_norm=clip_norm,
-                            comm=comm, checkpoint=checkpoint)
+                            comm=comm, checkpoint=checkpoint, callbacks=callbacks,
+                            validation_split=validation_split)
 
-    def evaluate(self, X, y, batch_size=256, comm=None):
+    def evaluate(self, X: ArrayLike, y: ArrayLike, batch_size: int = 256,
+                 comm: Any = None) -> Tuple[float, Optional[float]]:
         """(loss, accuracy) on data, accuracy None for regressors; no parameter changes.
         With ``comm`` (as in :meth:`fit`) each rank scores its block of the samples."""
         return training.evaluate(self, MLPFeed(self), X, y, batch_size, comm)
@@ -320,7 +349,8 @@ class MLP(Persistent):
                                         finite=False)
 
     # ---- compiled calls -----------------------------------------------------
-    def loss_and_grad(self, X, y, out=None):
+    def loss_and_grad(self, X: ArrayLike, y: ArrayLike, out: Optional[list] = None
+                      ) -> Tuple[float, List[Tuple[np.ndarray, np.ndarray]]]:
         """Loss and gradients of one batch: forward, loss, backward in one call.
 
         Parameters
@@ -379,12 +409,12 @@ class MLP(Persistent):
                     raise ValueError(f"{name}: overlaps {other} in memory; the gradients need "
                                      "buffers of their own (separate arrays)")
 
-    def forward(self, X):
+    def forward(self, X: ArrayLike) -> np.ndarray:
         """The network's output ``A^(L)`` (B, n_L) as a new array, after the
         output activation (class probabilities for a softmax output)."""
         return self._core.forward(self._input(X))
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Class labels (B,) int64 for ``loss="cross_entropy"`` (argmax of the
         output), the outputs (B, n_L) for ``loss="mse"``."""
         out = self.forward(X)

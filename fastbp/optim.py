@@ -34,10 +34,13 @@ this optimizer) and copies of the per-parameter arrays); ``load_state_dict``
 restores it, checked whole before anything is set. ``fastbp.io.save_checkpoint``
 writes it with the model into one .npz (no pickle).
 """
+from __future__ import annotations
+
 import numbers
 import os
 import signal
 import threading
+from typing import Any, Dict, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -80,7 +83,7 @@ class Optimizer:
         self.weight_decay = _real(weight_decay, "weight_decay", 0.0)
         self.reset()
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget the state (momentum buffers, moments, step count)."""
         self.state = None   # list by position, one tuple of arrays per parameter
         self.t = 0          # number of completed steps
@@ -118,7 +121,7 @@ class Optimizer:
                     f"({len(self.state)} arrays); use a new optimizer or call reset()")
         return params, checked
 
-    def step(self, params, grads):
+    def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> None:
         """Update every array of ``params`` in place from ``grads`` (same order, same shapes)."""
         params, grads = self._check(params, grads)
         state = self.state if self.state is not None else [self._fresh_state(p) for p in params]
@@ -140,7 +143,7 @@ class Optimizer:
             self.t = t
 
     # -- saving and resuming --------------------------------------------------
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         """The optimizer's whole state, to resume exactly: a dict with
         ``"class"`` (``"SGD"``, ``"Adam"``), ``"hyper"`` (the constructor's
         arguments), ``"t"`` (completed steps), ``"epoch"`` (epochs completed by
@@ -152,7 +155,7 @@ class Optimizer:
                 "state": None if self.state is None else [[s.copy() for s in st]
                                                           for st in self.state]}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` (of this class): hyperparameters, ``t``,
         ``epoch`` and the per-parameter arrays (copied). Everything is checked
         before anything is set; a bad entry raises ValueError/TypeError naming it
@@ -255,7 +258,8 @@ class SGD(Optimizer):
         every array given, biases included; prefer the models' ``l2`` to spare biases).
     """
 
-    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0):
         self.momentum = _real(momentum, "momentum", 0.0, 1.0)
         if not isinstance(nesterov, (bool, np.bool_)):
             raise TypeError(f"nesterov: expected True or False, got {nesterov!r:.80}")
@@ -303,7 +307,8 @@ class Adam(Optimizer):
         λ, added to the gradient as λθ before the moments (``torch.optim.Adam``'s rule).
     """
 
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(self, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0):
         try:
             b1, b2 = betas
         except (TypeError, ValueError) as e:
@@ -398,7 +403,7 @@ except (ImportError, AttributeError):
         return signal.getsignal(signal.SIGINT)
 
 
-def get_optimizer(optimizer):
+def get_optimizer(optimizer: Union["Optimizer", str, None]) -> "Optimizer":
     """An Optimizer from an instance (returned as is), a name ('sgd', 'adam') or None (Adam)."""
     if optimizer is None:
         return Adam()

@@ -7,7 +7,7 @@ import os
 
 from .. import io as _io
 from ..optim import sigint_held
-from .history import even_out
+from .history import VALIDATION_KEYS, even_out
 
 
 def resume(model, path, opt, seed_given, seed, settings, history, dp):
@@ -27,6 +27,9 @@ def resume(model, path, opt, seed_given, seed, settings, history, dp):
     step_loss = saved.pop("step_loss", [])
     for key in history:
         history[key] = list(saved.get(key, []))
+    for key, values in saved.items():     # the lists the run's callbacks tracked
+        if key not in history and key not in VALIDATION_KEYS:
+            history[key] = list(values)
     history["epoch"] = [int(e) for e in history["epoch"]]
     history.step_loss = list(step_loss)
     even_out(history)
@@ -51,8 +54,9 @@ def _restore(model, path, opt, seed_given, settings):
         mismatch.append(f"the optimizer: {ck.optimizer!r} in the file, {opt!r} here")
     if seed_given is not None and ck.seed != seed_given:
         mismatch.append(f"seed: {ck.seed} in the file, {seed_given} here")
-    for key, value in settings.items():
-        theirs = (ck.settings or {}).get(key)
+    saved = ck.settings or {}
+    for key in dict.fromkeys([*settings, *saved]):   # a setting only one side has differs too
+        value, theirs = settings.get(key), saved.get(key)
         if theirs != value:
             mismatch.append(f"{key}: {theirs!r} in the file, {value!r} here")
     if mismatch:

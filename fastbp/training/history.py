@@ -20,15 +20,21 @@ class History(dict):
     all of the same length: an epoch whose validation Ctrl-C cut short has NaN
     validation entries. ``step_loss`` lists the loss of every optimizer step,
     for finer curves. A run resumed from a checkpoint lists every epoch from
-    the first, the checkpoint's included."""
+    the first, the checkpoint's included.
+
+    With callbacks, ``"lr"`` lists the learning rate of each epoch, callbacks
+    may add lists of their own (one entry per epoch), and ``stopped_by`` is the
+    ``repr`` of the callback that stopped training (None when none did)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.interrupted = False
+        self.stopped_by = None
         self.step_loss = []
 
     def __repr__(self):
-        return f"History({dict.__repr__(self)}, interrupted={self.interrupted})"
+        return (f"History({dict.__repr__(self)}, interrupted={self.interrupted}"
+                + (f", stopped_by={self.stopped_by!r}" if self.stopped_by else "") + ")")
 
 
 def new_history(validation, classifier):

@@ -5,6 +5,8 @@ same model raises RuntimeError, and :func:`is_training` lets a model refuse
 what would silently break the run (``set_params`` replacing an array the
 optimizer is updating).
 """
+from __future__ import annotations
+
 import threading
 from contextlib import contextmanager
 
@@ -12,7 +14,7 @@ _models_in_fit = set()          # id() of every model inside fit, in any thread
 _models_in_fit_lock = threading.Lock()
 
 
-def is_training(model):
+def is_training(model: object) -> bool:
     """True while a ``fit`` (in any thread) is training ``model``."""
     return id(model) in _models_in_fit
 

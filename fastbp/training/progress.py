@@ -1,5 +1,8 @@
 """fit's progress bar: one line per epoch with the running loss, on stderr.
 
+The bar is the only text fit writes itself; every other message goes through
+the ``logging`` module (loggers ``fastbp.training``, ``fastbp.callbacks``).
+
 tqdm when it is installed (imported only when a bar is shown), else a plain
 line rewritten with a carriage return at most 10 times a second.
 """
@@ -65,11 +68,13 @@ class Progress:
         self.width = 0 if end else len(text)
 
     def interrupted(self):
+        """End the bar's line (fit logs what happened, through the logging module)."""
         if self.enabled:
             if self.bar is not None:
                 self.bar.close()
                 self.bar = None
-            sys.stderr.write("\ninterrupted: returning the history of the completed epochs\n")
+            elif self.width:
+                self._line("", end="\n")
 
     def close(self):
         if self.bar is not None:

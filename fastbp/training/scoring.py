@@ -1,9 +1,15 @@
 """Scoring a model on data in batches, without changing it: the mean loss and the accuracy."""
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
 from ..distributed import DataParallel
 from .._validate import positive_int
+from .protocol import Feed, Trainable
 
 
-def evaluate(model, feed, X, y, batch_size=256, comm=None):
+def evaluate(model: Trainable, feed: Feed, X: Any, y: Any, batch_size: int = 256,
+             comm: Any = None) -> Tuple[float, Optional[float]]:
     """(loss, accuracy) of ``model`` (a :class:`~fastbp.training.Trainable`) on
     data, accuracy None for regressors; no parameter changes. ``feed`` (a
     :class:`~fastbp.training.Feed`) checks and batches the data. With ``comm``

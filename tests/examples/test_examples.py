@@ -27,6 +27,17 @@ def test_digits_mlp(capsys):
     assert "fastbp MLP : test accuracy" in out and "sklearn MLPClassifier" in out
 
 
+def test_digits_lstm_gridsearch(capsys):
+    pytest.importorskip("sklearn")
+    result = example("digits_lstm_gridsearch").main(["--quick"])
+    out = capsys.readouterr().out
+    search = result["lstm"]["search"]
+    assert type(search.best_estimator_).__name__ == "LSTMClassifier"
+    assert search.best_estimator_.n_features_in_ == 8              # 8 pixels per step (row)
+    assert result["lstm"]["accuracy"] >= 0.8 and result["sklearn"]["accuracy"] >= 0.8
+    assert "LSTMClassifier in GridSearchCV" in out and "scikit-learn MLPClassifier" in out
+
+
 def test_char_lstm(capsys):
     result = example("char_lstm").main(["--quick", "--no-progress"])
     out = capsys.readouterr().out

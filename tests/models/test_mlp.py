@@ -3,6 +3,8 @@
 docs/equations.md §1–4. float64 results must match fastbp.reference to ~1e-10
 relative; float32 must track float64 to float32 precision.
 """
+import copy
+import pickle
 import threading
 
 import numpy as np
@@ -573,3 +575,13 @@ def test_gradient_descent_learns_xor():
             b -= 0.5 * db
     assert loss < 0.05 * first
     np.testing.assert_array_equal(net.predict(X), y)
+
+
+def test_pickle_and_deepcopy_give_an_equal_independent_model():
+    net = MLP([4, 7, 3], activation=["tanh"], l2=0.01, dtype="float32", seed=3, mse_form="sum")
+    X = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    for other in (pickle.loads(pickle.dumps(net)), copy.deepcopy(net)):
+        assert type(other) is MLP and other.config() == net.config()
+        np.testing.assert_array_equal(other.forward(X), net.forward(X))
+        other.params[0][0][...] = 0          # its own arrays
+        assert np.any(net.params[0][0] != 0)

@@ -255,8 +255,12 @@ def test_each_step_is_exactly_one_allreduce_of_one_buffer(MPI, name):
     assert len(grads) == steps
     assert all(c[1][0] is MPI.IN_PLACE and c[2]["op"] == MPI.SUM for c in grads)
     assert len({c[1][1].__array_interface__["data"][0] for c in grads}) == 1   # the same buffer
-    others = names.count("Allreduce") - steps       # validation once an epoch, the final check
-    assert others == ("validation_data" in kw) * kw["epochs"] + 1
+    # validation once an epoch, callbacks' stop agreement at the start and once an epoch,
+    # the final check
+    others = names.count("Allreduce") - steps
+    epochs = cases.epochs_run(name)
+    validated = "validation_data" in kw or "validation_split" in kw
+    assert others == validated * epochs + ("callbacks" in kw) * (1 + epochs) + 1
 
 
 def test_comm_self_fit_equals_plain_fit(MPI):

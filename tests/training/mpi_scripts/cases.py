@@ -9,6 +9,7 @@ rank 0 with nothing (its empty part must still join the step).
 import numpy as np
 
 import fastbp
+from fastbp.callbacks import EarlyStopping, StepLR
 from fastbp.optim import SGD, Adam
 from fastbp.training import shuffle_order
 
@@ -101,9 +102,20 @@ def gru_tbptt():
                              optimizer=Adam(lr=1e-2), seed=16)
 
 
+def mlp_callbacks():
+    """validation_split, a schedule and early stopping on random labels (it stops, and
+    restores the best epoch's parameters, on every rank at the same epoch)."""
+    rng = np.random.default_rng(17)
+    X, y = rng.standard_normal((60, 5)), rng.integers(0, 3, 60)
+    model = fastbp.MLP([5, 24, 3], dtype="float64", seed=12)
+    return model, X, y, dict(epochs=12, batch_size=9, optimizer=Adam(lr=3e-2), seed=12,
+                             validation_split=0.3,
+                             callbacks=[StepLR(2, 0.5), EarlyStopping(patience=1)])
+
+
 CASES = {"mlp": mlp, "rnn": rnn, "lstm": lstm, "lstm_many_to_one": lstm_many_to_one,
          "rnn_lengths": rnn_lengths, "lstm_tbptt": lstm_tbptt, "gru": gru,
-         "gru_lengths": gru_lengths, "gru_tbptt": gru_tbptt}
+         "gru_lengths": gru_lengths, "gru_tbptt": gru_tbptt, "mlp_callbacks": mlp_callbacks}
 
 
 def expected_steps(name):
@@ -111,6 +123,12 @@ def expected_steps(name):
     those of the same fit in one process."""
     model, X, y, kw = CASES[name]()
     return len(model.fit(X, y, progress=False, **kw).step_loss)
+
+
+def epochs_run(name):
+    """The epochs a case trains (fewer than ``epochs`` when a callback stops it)."""
+    model, X, y, kw = CASES[name]()
+    return len(model.fit(X, y, progress=False, **kw)["epoch"])
 
 
 class Recorder:
