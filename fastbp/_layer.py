@@ -112,10 +112,11 @@ def _frozen(weights):
     return MappingProxyType({k: None if v is None else v.view() for k, v in weights.items()})
 
 
-def forward(cell, cache_class, x, init, weights, layout, **extra):
+def forward(cell, cache_class, x, init, weights, layout, keep_cache=True, **extra):
     """Run one layer, one direction. x (T, B, I) validated (its dtype
     computes); init: one (B, H) array or None per state name; weights: the
-    engine's dict of validated arrays. Returns (y, finals, cache)."""
+    engine's dict of validated arrays. Returns (y, finals, cache), the cache
+    None when not keep_cache (inference: nothing is kept for a backward)."""
     T, B, _ = x.shape
     H = weights["weight_hh"].shape[1]
     dt = x.dtype
@@ -125,6 +126,8 @@ def forward(cell, cache_class, x, init, weights, layout, **extra):
     run, = cell.forward_layer(layout, [xs], [weights], [tuple(init)], H, scratch)
     y = layout.outputs(run["states"][0], H)
     finals = tuple(layout.final(s) for s in run["states"])
+    if not keep_cache:
+        return y, finals, None
     return y, finals, cache_class(x, xs, weights, run, layout, cell, y, **extra)
 
 

@@ -50,13 +50,13 @@ class RecurrentModel(SequenceModel):
     def _init_direction(self, names):
         """A cell's own initial values for one layer direction (names: kind -> name)."""
 
-    def _layer_forward(self, X, states, layout):
+    def _layer_forward(self, X, states, layout, keep_cache=True):
         # the params are validated when set: C-contiguous, the model's dtype and shapes
         weights = [[self._cell.engine_weights(w) for w in layer]
                    for layer in self._layer_params(self._layer_kinds())]
         y, finals, cache = _stack.forward(self._cell, X, weights, self._split_states(states),
                                           layout, self.num_layers, self.num_directions,
-                                          self.hidden_size)
+                                          self.hidden_size, keep_cache)
         return y, self._join_states(finals), cache
 
     def _layer_backward(self, dHs, dfinal, cache):

@@ -74,8 +74,9 @@ class SequenceModel(Persistent):
 
     Subclasses set ``_state_names`` (("h",) or ("h", "c")), and implement
     ``_init_layer(rng)`` (fill ``self._params`` with the layers' arrays first),
-    ``_layer_forward(X, states, layout) -> (Hs (T,B,F), final_states, cache)``
-    (layout: fastbp._sequence.Layout, the batch's lengths and resets; F =
+    ``_layer_forward(X, states, layout, keep_cache) -> (Hs (T,B,F), final_states,
+    cache)`` (keep_cache=False: no cache, None; layout: fastbp._sequence.Layout,
+    the batch's lengths and resets; F =
     ``_features``) and ``_layer_backward(dHs or None, dfinal_states, cache) ->
     dict`` with a gradient for each layer parameter name.
 
@@ -397,13 +398,13 @@ class SequenceModel(Persistent):
         out += self._kernel["bias_out"]
         return out
 
-    def _forward(self, X, states, lengths=None, reset=None):
+    def _forward(self, X, states, lengths=None, reset=None, keep_cache=True):
         self._checked_params()
         X = self._check_X(X)
         T, B, _ = X.shape
         states = tuple(self._check_state(s, n + "0", B) for s, n in zip(states, self._state_names))
         layout = Layout(T, B, lengths_array(lengths, T, B), reset_array(reset, T, B))
-        Hs, final, cache = self._layer_forward(X, states, layout)
+        Hs, final, cache = self._layer_forward(X, states, layout, keep_cache)
         # many-to-one reads each row's own last state (both directions' final states)
         Hrows = (self._last_features(final[0]) if self.many_to_one
                  else Hs.reshape(T * B, self._features))
@@ -412,7 +413,9 @@ class SequenceModel(Persistent):
     def _outputs(self, X, states, lengths=None, reset=None):
         """Readout outputs (T,B,O) (zero past each row's length), or (B,O)
         when many_to_one, and the final states."""
-        X, Hs, Hrows, final, _, layout = self._forward(X, states, lengths, reset)
+        # inference: the layers keep nothing for a backward
+        X, Hs, Hrows, final, _, layout = self._forward(X, states, lengths, reset,
+                                                       keep_cache=False)
         out = self._readout(Hrows)
         if not self.many_to_one:
             out = out.reshape(X.shape[0], X.shape[1], self.output_size)

@@ -174,26 +174,33 @@ def _next_inputs(layout, hs, H, D):
     return [layout.slots(y)] + ([layout.slots(y, reverse=True)] if D == 2 else [])
 
 
-def forward(cell, x, weights, init, layout, num_layers, D, H):
+def forward(cell, x, weights, init, layout, num_layers, D, H, keep_cache=True):
     """Run the stack. x (T, B, I) validated (its dtype computes); weights[l][d]:
     the cell's validated arrays; init[l][d]: a tuple with one (B, H) array or
-    None per state (caller order); layout: fastbp._sequence.Layout.
+    None per state (caller order); layout: fastbp._sequence.Layout;
+    keep_cache=False: inference, a layer's buffers are let go as soon as the
+    next layer has read them and no cache is built.
 
-    Returns (y (T, B, D·H), finals: one (L·D, B, H) array per state, cache)."""
+    Returns (y (T, B, D·H), finals: one (L·D, B, H) array per state, cache or None)."""
     T, B, _ = x.shape
     dt = x.dtype
     xs = [layout.slots(x)] + ([layout.slots(x, reverse=True)] if D == 2 else [])
     scratch = cell.scratch(layout.sched, H, dt, False, cell.pack_workspace(B, H, dt),
                            layout.reverse_sched if D == 2 else None)
-    runs = []
+    S = len(cell.spec.state_names)
+    runs, finals = [], [[] for _ in range(S)]
     for l in range(num_layers):
-        runs.append(cell.forward_layer(layout, xs, weights[l], init[l], H, scratch))
+        layer = cell.forward_layer(layout, xs, weights[l], init[l], H, scratch)
+        # each direction's states after its last step (the initial states when T = 0)
+        for k in range(S):
+            finals[k] += [layout.final(run["states"][k]) for run in layer]
         if l + 1 < num_layers:
-            xs = _next_inputs(layout, [r["states"][0] for r in runs[-1]], H, D)
-    y = _outputs(layout, [r["states"][0] for r in runs[-1]], H, D)
-    # each direction's states after its last step (the initial states when T = 0)
-    finals = tuple(np.stack([layout.final(run["states"][k]) for layer in runs for run in layer])
-                   for k in range(len(cell.spec.state_names)))
+            xs = _next_inputs(layout, [r["states"][0] for r in layer], H, D)
+        runs.append(layer if keep_cache else None)
+    y = _outputs(layout, [r["states"][0] for r in layer], H, D)
+    finals = tuple(np.stack(f) for f in finals)
+    if not keep_cache:
+        return y, finals, None
     return y, finals, StackCache(x, y, layout, num_layers, D, H, weights, runs, cell)
 
 
@@ -249,11 +256,12 @@ def _output_grads(layout, dxs, H, D):
 
 # ---- the public stack functions of every cell ----------------------------------
 
-def stack_forward(cell, x, params, init, num_layers, bidirectional, lengths, reset):
+def stack_forward(cell, x, params, init, num_layers, bidirectional, lengths, reset,
+                  keep_cache=True):
     """What ``{rnn,lstm,gru}_stack_forward`` do, for any cell (a
     fastbp._recurrent.EngineCell): validate, run, return (y, finals (one
-    (L·D, B, H) array per state), StackCache). init: one (L·D, B, H) array or
-    None per state name."""
+    (L·D, B, H) array per state), StackCache, or None when not keep_cache).
+    init: one (L·D, B, H) array or None per state name."""
     spec = cell.spec
     L, D = stack_config(num_layers, bidirectional)
     x = float_array(x, "x", ndim=3)
@@ -267,7 +275,7 @@ def stack_forward(cell, x, params, init, num_layers, bidirectional, lengths, res
                  for s, name in zip(init, spec.state_names)]
     init = [[tuple(p[l][d] for p in per_state) for d in range(D)] for l in range(L)]
     layout = Layout(T, B, lengths_array(lengths, T, B), reset_array(reset, T, B))
-    return forward(cell, x, weights, init, layout, L, D, H)
+    return forward(cell, x, weights, init, layout, L, D, H, flag(keep_cache, "keep_cache"))
 
 
 def stack_backward(spec, dy, dfinal, cache, overwrite=False):

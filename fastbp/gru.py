@@ -29,7 +29,7 @@ from ._layer import LayerCache
 from ._recurrent import GRU_SPEC, EngineCell
 from ._recurrent_model import RecurrentModel
 from ._sequence import Layout, lengths_array, reset_array
-from ._validate import float_array
+from ._validate import flag, float_array
 
 __all__ = ["GRU", "GRUCache", "gru_forward", "gru_backward", "gru_stack_forward",
            "gru_stack_backward"]
@@ -62,7 +62,8 @@ class GRUCache(LayerCache):
         return self._saved_gates(4 * self.H, "m")[..., 3 * self.H:]
 
 
-def gru_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths=None, reset=None):
+def gru_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths=None, reset=None,
+                keep_cache=True):
     """Run a GRU over a whole sequence (compiled).
 
     Parameters
@@ -83,6 +84,9 @@ def gru_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths=None, res
     reset : bool array, shape (T, B), or None
         Where ``reset[t, b]`` is set (t >= 1), row b starts step t from its
         initial state (``h0[b]`` or zeros); no gradient crosses that step.
+    keep_cache : bool
+        False for inference: nothing is kept for a backward pass (the layers'
+        buffers are let go as soon as they are read) and ``cache`` is None.
 
     Returns
     -------
@@ -90,8 +94,8 @@ def gru_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths=None, res
         Every ``h_t`` (a view of ``cache.hs`` without lengths).
     h_n : ndarray, shape (B, H)
         Each row's state after its last step (a copy of ``h0`` when T = 0).
-    cache : GRUCache
-        For :func:`gru_backward`.
+    cache : GRUCache or None
+        For :func:`gru_backward` (None when ``keep_cache=False``).
     """
     x = float_array(x, "x", ndim=3)
     dt = x.dtype
@@ -107,7 +111,8 @@ def gru_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths=None, res
                "peep": None}
     h0 = None if h0 is None else float_array(h0, "h0", dtype=dt, shape=(B, H))
     layout = Layout(T, B, lengths_array(lengths, T, B), reset_array(reset, T, B))
-    y, (h_n,), cache = _layer.forward(_CELL, GRUCache, x, (h0,), weights, layout)
+    y, (h_n,), cache = _layer.forward(_CELL, GRUCache, x, (h0,), weights, layout,
+                                      flag(keep_cache, "keep_cache"))
     return y, h_n, cache
 
 
@@ -148,7 +153,7 @@ def gru_backward(dy, dh_n, cache):
 # ---- stacked and bidirectional layers (fastbp._stack) ------------------------
 
 def gru_stack_forward(x, params, h0=None, num_layers=1, bidirectional=False, lengths=None,
-                      reset=None):
+                      reset=None, keep_cache=True):
     """Stacked, optionally bidirectional GRU: ``torch.nn.GRU(num_layers=...,
     bidirectional=...)`` (time-major, no dropout), compiled.
 
@@ -164,7 +169,7 @@ def gru_stack_forward(x, params, h0=None, num_layers=1, bidirectional=False, len
     h0 : array, shape (num_layers·D, B, H), or None
         Initial states, index l·D + d; None means zeros.
     num_layers, bidirectional : as for torch.nn.GRU.
-    lengths, reset : as for :func:`fastbp.lstm.lstm_stack_forward`.
+    lengths, reset, keep_cache : as for :func:`fastbp.lstm.lstm_stack_forward`.
 
     Returns
     -------
@@ -172,11 +177,11 @@ def gru_stack_forward(x, params, h0=None, num_layers=1, bidirectional=False, len
         The top layer's outputs, ``[forward, reverse]`` on the last axis.
     h_n : ndarray, shape (num_layers·D, B, H)
         Each layer and direction's state after its last step (reverse: after time 0).
-    cache : fastbp._stack.StackCache
-        For :func:`gru_stack_backward`.
+    cache : fastbp._stack.StackCache or None
+        For :func:`gru_stack_backward` (None when ``keep_cache=False``).
     """
     y, (h_n,), cache = _stack.stack_forward(_CELL, x, params, (h0,), num_layers, bidirectional,
-                                            lengths, reset)
+                                            lengths, reset, keep_cache)
     return y, h_n, cache
 
 

@@ -103,7 +103,7 @@ class LSTMCache(LayerCache):
 
 
 def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, peepholes=None,
-                 lengths=None, reset=None):
+                 lengths=None, reset=None, keep_cache=True):
     """Run an LSTM over a whole sequence (compiled).
 
     Parameters
@@ -130,6 +130,9 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, peepholes=No
         Where ``reset[t, b]`` is set (t >= 1), row b starts step t from its
         initial state (``h0[b]``, ``c0[b]``, or zeros) instead of carrying
         ``h_{t-1}``, ``c_{t-1}``; no gradient crosses that step.
+    keep_cache : bool
+        False for inference: nothing is kept for a backward pass (the layers'
+        buffers are let go as soon as they are read) and ``cache`` is None.
 
     Returns
     -------
@@ -137,9 +140,9 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, peepholes=No
         Every ``h_t`` (a view of ``cache.hs`` without lengths).
     (h_n, c_n) : tuple of ndarray, shape (B, H) each
         The states after each row's last step (copies of ``h0``, ``c0`` when T = 0).
-    cache : LSTMCache
+    cache : LSTMCache or None
         For :func:`lstm_backward`; also every ``c_t`` (``cache.c``) and the
-        activated gates (``cache.gates``).
+        activated gates (``cache.gates``). None when ``keep_cache=False``.
     """
     x = float_array(x, "x", ndim=3)
     dt = x.dtype
@@ -156,7 +159,8 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, peepholes=No
               for s, name in ((h0, "h0"), (c0, "c0"))]
     weights["peep"] = _peephole_array(peepholes, H, dt)
     layout = Layout(T, B, lengths_array(lengths, T, B), reset_array(reset, T, B))
-    y, finals, cache = _layer.forward(_CELL, LSTMCache, x, states, weights, layout)
+    y, finals, cache = _layer.forward(_CELL, LSTMCache, x, states, weights, layout,
+                                      flag(keep_cache, "keep_cache"))
     return y, finals, cache
 
 
@@ -222,7 +226,7 @@ def lstm_backward(dy, dh_n, dc_n, cache, overwrite_cache=False):
 # ---- stacked and bidirectional layers (fastbp._stack) ------------------------
 
 def lstm_stack_forward(x, params, h0=None, c0=None, num_layers=1, bidirectional=False,
-                       lengths=None, reset=None):
+                       lengths=None, reset=None, keep_cache=True):
     """Stacked, optionally bidirectional LSTM: ``torch.nn.LSTM(num_layers=...,
     bidirectional=...)`` (time-major, no dropout), compiled.
 
@@ -249,6 +253,9 @@ def lstm_stack_forward(x, params, h0=None, c0=None, num_layers=1, bidirectional=
     reset : bool array (T, B) or None
         ``reset[t, b]`` cuts row b before step t: the pieces run as separate
         sequences through every layer and both directions, each from h0, c0.
+    keep_cache : bool
+        False for inference: nothing is kept for a backward pass (the layers'
+        buffers are let go as soon as they are read) and ``cache`` is None.
 
     Returns
     -------
@@ -257,11 +264,11 @@ def lstm_stack_forward(x, params, h0=None, c0=None, num_layers=1, bidirectional=
     (h_n, c_n) : ndarrays, shape (num_layers·D, B, H)
         Each layer and direction's state after its last step (for a reverse
         direction: after time 0).
-    cache : fastbp._stack.StackCache
-        For :func:`lstm_stack_backward`.
+    cache : fastbp._stack.StackCache or None
+        For :func:`lstm_stack_backward` (None when ``keep_cache=False``).
     """
     return _stack.stack_forward(_CELL, x, params, (h0, c0), num_layers, bidirectional, lengths,
-                                reset)
+                                reset, keep_cache)
 
 
 def lstm_stack_backward(dy, dh_n, dc_n, cache, overwrite_cache=False):

@@ -26,7 +26,7 @@ from ._layer import LayerCache
 from ._recurrent import RNN_SPEC, EngineCell
 from ._recurrent_model import RecurrentModel
 from ._sequence import Layout, lengths_array, reset_array
-from ._validate import choice, float_array
+from ._validate import choice, flag, float_array
 
 __all__ = ["RNN_NONLINEARITIES", "RNNCache", "rnn_forward", "rnn_backward", "RNN",
            "rnn_stack_forward", "rnn_stack_backward"]
@@ -67,7 +67,7 @@ class RNNCache(LayerCache):
 
 
 def rnn_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity="tanh",
-                lengths=None, reset=None):
+                lengths=None, reset=None, keep_cache=True):
     """Run an Elman RNN over a whole sequence (compiled).
 
     Parameters
@@ -89,6 +89,9 @@ def rnn_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity="tan
         Where ``reset[t, b]`` is set (t >= 1), row b starts step t from its
         initial state (``h0[b]`` or zeros) instead of ``h_{t-1}``; no
         gradient crosses that step.
+    keep_cache : bool
+        False for inference: nothing is kept for a backward pass (the layers'
+        buffers are let go as soon as they are read) and ``cache`` is None.
 
     Returns
     -------
@@ -98,8 +101,8 @@ def rnn_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity="tan
     h_n : ndarray, shape (B, H)
         Each row's state after its last step (a copy of ``h0`` when T = 0); a
         copy, safe to keep and to pass as the next chunk's ``h0``.
-    cache : RNNCache
-        For :func:`rnn_backward`.
+    cache : RNNCache or None
+        For :func:`rnn_backward` (None when ``keep_cache=False``).
     """
     cell = _cell(nonlinearity)
     x = float_array(x, "x", ndim=3)
@@ -117,7 +120,7 @@ def rnn_forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity="tan
     h0 = None if h0 is None else float_array(h0, "h0", dtype=dt, ndim=2, shape=(B, H))
     layout = Layout(T, B, lengths_array(lengths, T, B), reset_array(reset, T, B))
     y, (h_n,), cache = _layer.forward(cell, RNNCache, x, (h0,), weights, layout,
-                                      nonlinearity=nonlinearity)
+                                      flag(keep_cache, "keep_cache"), nonlinearity=nonlinearity)
     return y, h_n, cache
 
 
@@ -158,7 +161,7 @@ def rnn_backward(dy, dh_n, cache):
 # ---- stacked and bidirectional layers (fastbp._stack) ------------------------
 
 def rnn_stack_forward(x, params, h0=None, num_layers=1, bidirectional=False,
-                      nonlinearity="tanh", lengths=None, reset=None):
+                      nonlinearity="tanh", lengths=None, reset=None, keep_cache=True):
     """Stacked, optionally bidirectional Elman RNN: ``torch.nn.RNN(num_layers=...,
     bidirectional=..., nonlinearity=...)`` (time-major, no dropout), compiled.
 
@@ -175,7 +178,7 @@ def rnn_stack_forward(x, params, h0=None, num_layers=1, bidirectional=False,
         Initial states, index l·D + d (l0 forward, l0 reverse, l1 forward, ...);
         None means zeros.
     num_layers, bidirectional, nonlinearity : as for torch.nn.RNN ("identity" too).
-    lengths, reset : as for :func:`fastbp.lstm.lstm_stack_forward`.
+    lengths, reset, keep_cache : as for :func:`fastbp.lstm.lstm_stack_forward`.
 
     Returns
     -------
@@ -183,11 +186,11 @@ def rnn_stack_forward(x, params, h0=None, num_layers=1, bidirectional=False,
         The top layer's outputs, ``[forward, reverse]`` on the last axis.
     h_n : ndarray, shape (num_layers·D, B, H)
         Each layer and direction's state after its last step (reverse: after time 0).
-    cache : fastbp._stack.StackCache
-        For :func:`rnn_stack_backward`.
+    cache : fastbp._stack.StackCache or None
+        For :func:`rnn_stack_backward` (None when ``keep_cache=False``).
     """
     y, (h_n,), cache = _stack.stack_forward(_cell(nonlinearity), x, params, (h0,), num_layers,
-                                            bidirectional, lengths, reset)
+                                            bidirectional, lengths, reset, keep_cache)
     return y, h_n, cache
 
 

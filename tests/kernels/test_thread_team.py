@@ -1,0 +1,174 @@
+"""fastbp's thread team (src_c/team.c): results bit-identical for every team
+size, the size setting and its environment variable, concurrent callers, and
+workers that sleep between calls."""
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fastbp
+from fastbp import _core, _recurrent
+from fastbp.bench.harness import other_threads_cpu_ticks
+
+from cells import cells
+from installed_python import run_python
+
+
+@pytest.fixture
+def restore_threads():
+    n = fastbp.get_num_threads()
+    yield
+    fastbp.set_num_threads(n)
+
+
+def _stack_run(cell, dtype, B, H, T, lengths, reset, seed):
+    """Every output and gradient of a 2-layer bidirectional stack, in a list."""
+    rng = np.random.default_rng(seed)
+    I = 5
+    params = cells.stack_params(cell, rng, I, H, 2, True, dtype=dtype)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    states = (None,) * len(cell.state_names)
+    y, finals, cache = cells.stack_forward(cell, x, params, states, 2, True, lengths, reset)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dfinals = tuple(rng.standard_normal(f.shape).astype(dtype) for f in finals)
+    g = cells.stack_backward(cell, dy, dfinals, cache)
+    return [y, *finals] + [g[k] for k in sorted(g)]
+
+
+@pytest.mark.parametrize("path", ["packed", "blas"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cell", cells.FULL_CELLS, ids=str)
+def test_results_are_bit_identical_for_every_team_size(cell, dtype, path, monkeypatch,
+                                                       restore_threads):
+    """H = 100 is four unit chunks (the last one partial), so every size splits
+    them differently; lengths and resets included."""
+    monkeypatch.setattr(_recurrent, "FORCE_PRODUCTS", path)
+    T, B, H = 9, 6, 100
+    rng = np.random.default_rng(1)
+    lengths = np.array([9, 0, 4, 9, 1, 7])
+    reset = rng.random((T, B)) < 0.25
+    runs = {}
+    for n in (1, 2, 3, 5):
+        fastbp.set_num_threads(n)
+        runs[n] = _stack_run(cell, dtype, B, H, T, lengths, reset, seed=2)
+    for n in (2, 3, 5):
+        for a, b in zip(runs[1], runs[n]):
+            np.testing.assert_array_equal(a, b, err_msg=f"{n} threads")
+
+
+@pytest.mark.parametrize("cell", cells.MODEL_CELLS, ids=str)
+def test_models_train_bit_identically_on_one_and_two_threads(cell, restore_threads):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((12, 5, 4))
+    Y = rng.standard_normal((12, 5, 3))
+    results = []
+    for n in (1, 2):
+        fastbp.set_num_threads(n)
+        net = cells.model(cell, 4, 70, 3, seed=4)
+        net.fit(X, Y, epochs=2, batch_size=2, seed=5, progress=False)
+        results.append({k: np.array(v) for k, v in net.params.items()})
+    for k in results[0]:
+        np.testing.assert_array_equal(results[0][k], results[1][k], err_msg=k)
+
+
+def test_the_team_size_is_checked_and_read_back(restore_threads):
+    for bad, err in ((0, ValueError), (_core.TEAM_MAX + 1, ValueError), (2.0, TypeError),
+                     (True, TypeError), ("2", TypeError)):
+        with pytest.raises(err, match="n: expected"):
+            fastbp.set_num_threads(bad)
+    for n in (1, 3, 2):
+        fastbp.set_num_threads(n)
+        assert fastbp.get_num_threads() == n
+
+
+def test_the_default_size_is_the_usable_cores_and_the_environment_sets_it():
+    code = "import os, fastbp; print(fastbp.get_num_threads(), len(os.sched_getaffinity(0)))"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "FASTBP_NUM_THREADS"}
+    out = run_python(code, env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == out[1]
+    out = run_python(code, env=dict(env, FASTBP_NUM_THREADS="3"), capture_output=True,
+                     text=True, check=True).stdout.split()
+    assert out[0] == "3"
+    bad = run_python("import fastbp", env=dict(env, FASTBP_NUM_THREADS="many"),
+                     capture_output=True, text=True)
+    assert bad.returncode != 0 and "FASTBP_NUM_THREADS" in bad.stderr and "'many'" in bad.stderr
+
+
+@pytest.mark.parametrize("cell", cells.MODEL_CELLS, ids=str)
+def test_concurrent_callers_get_their_serial_results(cell, restore_threads):
+    """Eight Python threads train their own models at once on a 2-member team:
+    one call holds the team, the others run alone; each equals its serial run."""
+    fastbp.set_num_threads(2)
+    rng = np.random.default_rng(6)
+    data = [(rng.standard_normal((10, 3, 4)), rng.standard_normal((10, 3, 2)))
+            for _ in range(8)]
+    nets = [cells.model(cell, 4, 66, 2, seed=i) for i in range(8)]
+    serial = [nets[i].loss_and_grad(*data[i]) for i in range(8)]
+    got = [None] * 8
+    errors = []
+
+    def work(i):
+        try:
+            for _ in range(5):
+                got[i] = nets[i].loss_and_grad(*data[i])
+        except BaseException as e:          # reported below, not lost in the thread
+            errors.append(e)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+        assert not t.is_alive(), "a caller hung"
+    assert not errors, errors
+    for (loss, grads, _), (loss_s, grads_s, _) in zip(got, serial):
+        assert loss == loss_s
+        for k in grads:
+            np.testing.assert_array_equal(grads[k], grads_s[k], err_msg=k)
+
+
+def test_resizing_while_others_compute_neither_hangs_nor_changes_results(restore_threads):
+    rng = np.random.default_rng(7)
+    X, Y = rng.standard_normal((10, 4, 3)), rng.standard_normal((10, 4, 2))
+    net = fastbp.LSTM(3, 96, 2, seed=1)
+    expected = net.loss_and_grad(X, Y)[0]
+    stop = threading.Event()
+    losses, errors = [], []
+
+    def work():
+        try:
+            while not stop.is_set():
+                losses.append(net.loss_and_grad(X, Y)[0])
+        except BaseException as e:
+            errors.append(e)
+    workers = [threading.Thread(target=work) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for n in (1, 3, 2, 4, 2) * 4:
+        fastbp.set_num_threads(n)
+        time.sleep(0.005)
+    stop.set()
+    for w in workers:
+        w.join(timeout=120)
+        assert not w.is_alive(), "a caller hung"
+    assert not errors, errors
+    assert losses and all(loss == expected for loss in losses)
+
+
+def test_the_team_sleeps_between_calls(restore_threads):
+    """After a call the workers spin a few microseconds, then sleep: over half a
+    second of silence they use (almost) no CPU."""
+    if other_threads_cpu_ticks() is None:
+        pytest.skip("needs Linux's /proc")
+    fastbp.set_num_threads(2)
+    rng = np.random.default_rng(8)
+    net = fastbp.GRU(8, 128, 4, seed=0)
+    X, Y = rng.standard_normal((20, 8, 8)), rng.standard_normal((20, 8, 4))
+    net.loss_and_grad(X, Y)
+    time.sleep(0.1)
+
+    def team_ticks():
+        return other_threads_cpu_ticks() - other_threads_cpu_ticks(skip_name=_core.TEAM_THREAD_NAME)
+    before = team_ticks()
+    time.sleep(0.5)
+    assert team_ticks() - before <= 1
