@@ -11,6 +11,7 @@ from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTI
 cdef extern from "engine.h":
     enum:
         FBP_MAX_STATES
+        FBP_ENGINE_TEAM_MIN_MACS
         FBP_CELL_RNN
         FBP_CELL_LSTM
         FBP_CELL_GRU
@@ -79,8 +80,10 @@ cdef extern from "engine.h":
                                    const double *W_hh, double *pack, int T, int B,
                                    int H) noexcept nogil
 
-# the cell codes of src_c/engine.h, for fastbp/_cells.py
+# the cell codes of src_c/engine.h, for fastbp/_recurrent.py
 CELL_RNN, CELL_LSTM, CELL_GRU = FBP_CELL_RNN, FBP_CELL_LSTM, FBP_CELL_GRU
+# a call's per-step product (B·G·H² multiply-adds) below which it runs on its caller alone
+ENGINE_TEAM_MIN_MACS = FBP_ENGINE_TEAM_MIN_MACS
 
 
 cdef fbp_cell _cell(int kind, int act) except *:

@@ -67,18 +67,37 @@ typedef struct {
     int p;              /* the current phase number */
     int64_t total;      /* chunks of every phase so far */
     int cursor;
+    int members, member;
+    int got;            /* chunks this member claimed in the phase */
+    int64_t began;      /* when this member began the phase (teams only) */
 } CELL(engine_phase);
 
 static void CELL(phase_begin)(CELL(engine_phase) *ph)
 {
     ph->p++;
     ph->cursor = 0;
+    ph->got = 0;
+    if (ph->members > 1) ph->began = fbp_team_now_ns();
+}
+
+/* The next chunk of the phase for this member, or −1. */
+static int CELL(claim)(FN(engine_ctx) *c, CELL(engine_phase) *ph, int chunks)
+{
+    const int k = fbp_phase_claim(&c->ph, ph->p, chunks, ph->member, ph->members, &ph->cursor);
+    if (k >= 0) ph->got++;
+    return k;
 }
 
 static void CELL(phase_end)(FN(engine_ctx) *c, CELL(engine_phase) *ph, int chunks)
 {
     ph->total += chunks;
-    fbp_phase_wait(&c->ph, ph->total);
+    /* the time this member computed, if it got a chunk: what tells a held-up
+     * partner from a busy one */
+    int64_t busy = 0;
+    if (ph->members > 1 && ph->got > 0
+        && __atomic_load_n(&c->ph.done, __ATOMIC_ACQUIRE) < ph->total)
+        busy = fbp_team_now_ns() - ph->began;
+    fbp_phase_wait(&c->ph, ph->total, busy);
 }
 
 /* ---- forward ---------------------------------------------------------------------- */
@@ -149,12 +168,12 @@ static void CELL(forward_member)(void *vctx, int member, int members)
     enum { G = CELL_K(GATES), S = CELL_K(STATES) };
     FN(engine_ctx) *c = vctx;
     const int H = c->H, B = c->B, T = c->T;
-    CELL(engine_phase) ph = {0, 0, 0};
+    CELL(engine_phase) ph = {0, 0, 0, members, member, 0, 0};
     int k, st;
     /* the input side of every step, in row blocks */
     const int blocks = FN(engine_gemm_blocks)(c->M);
     CELL(phase_begin)(&ph);
-    while ((k = fbp_phase_claim(&c->ph, ph.p, blocks, member, members, &ph.cursor)) >= 0) {
+    while ((k = CELL(claim)(c, &ph, blocks)) >= 0) {
         if ((st = CELL(input_block)(c, k))) fbp_phase_fail(&c->ph, st);
         fbp_phase_done(&c->ph);
     }
@@ -162,7 +181,7 @@ static void CELL(forward_member)(void *vctx, int member, int members)
     /* each chunk's slices of W_hhᵀ, packed by the member that will use them */
     if (c->pack) {
         CELL(phase_begin)(&ph);
-        while ((k = fbp_phase_claim(&c->ph, ph.p, c->chunks, member, members, &ph.cursor)) >= 0) {
+        while ((k = CELL(claim)(c, &ph, c->chunks)) >= 0) {
             const int u0 = k * c->units, nu = (u0 + c->units < H ? u0 + c->units : H) - u0;
             for (int g = 0; g < G; g++)     /* panels of W_hh[g·H + units]ᵀ (H, nu) */
                 FN(fbp_pack)(c->pack + k * c->pack_stride + g * FN(fbp_pack_size)(H, c->units),
@@ -175,7 +194,7 @@ static void CELL(forward_member)(void *vctx, int member, int members)
     for (int t = 0; t < T; t++) {
         const int m = fbp_seq_block(c->seq, t, B);
         CELL(phase_begin)(&ph);
-        while ((k = fbp_phase_claim(&c->ph, ph.p, c->chunks, member, members, &ph.cursor)) >= 0) {
+        while ((k = CELL(claim)(c, &ph, c->chunks)) >= 0) {
             if ((st = CELL(forward_chunk)(c, t, s, m, k))) fbp_phase_fail(&c->ph, st);
             fbp_phase_done(&c->ph);
         }
@@ -188,7 +207,7 @@ static void CELL(forward_member)(void *vctx, int member, int members)
     if (ne) {
         const ptrdiff_t s_last = s - fbp_seq_block(c->seq, T - 1, B), BH = (ptrdiff_t)B * H;
         CELL(phase_begin)(&ph);
-        while ((k = fbp_phase_claim(&c->ph, ph.p, c->chunks, member, members, &ph.cursor)) >= 0) {
+        while ((k = CELL(claim)(c, &ph, c->chunks)) >= 0) {
             const int u0 = k * c->units, u1 = u0 + c->units < H ? u0 + c->units : H;
             for (int q = 0; q < S; q++)
                 FN(cols_restore)(c->state[q] + s_last * H, c->work + ((T - 1) % 2 * S + q) * BH,
@@ -216,8 +235,8 @@ static int CELL(engine_forward)(fbp_run *run, const fbp_weights *w, const fbp_sc
      * (state[0]'s blocks 1..T) */
     c.gates = run->gates ? (REAL *)run->gates : c.state[0] + (ptrdiff_t)dims.B * dims.H;
     c.ldg = SAVED ? SAVED * dims.H : dims.H;
-    if (c.chunks > 1) fbp_team_run(CELL(forward_member), &c);
-    else CELL(forward_member)(&c, 0, 1);        /* one chunk: nothing to share */
+    if (FN(engine_use_team)(&c, CELL_K(GATES))) fbp_team_run(CELL(forward_member), &c);
+    else CELL(forward_member)(&c, 0, 1);        /* too small to share */
     return c.ph.status;
 }
 
@@ -321,11 +340,11 @@ static void CELL(backward_member)(void *vctx, int member, int members)
     FN(engine_ctx) *c = vctx;
     const int H = c->H, B = c->B, T = c->T, GH = G * H;
     const ptrdiff_t BH = (ptrdiff_t)B * H;
-    CELL(engine_phase) ph = {0, 0, 0};
+    CELL(engine_phase) ph = {0, 0, 0, members, member, 0, 0};
     int k, st;
     /* each chunk's columns of W_hh packed; its columns of the reset accumulators zeroed */
     CELL(phase_begin)(&ph);
-    while ((k = fbp_phase_claim(&c->ph, ph.p, c->chunks, member, members, &ph.cursor)) >= 0) {
+    while ((k = CELL(claim)(c, &ph, c->chunks)) >= 0) {
         const int u0 = k * c->units, u1 = u0 + c->units < H ? u0 + c->units : H;
         if (c->pack)    /* panels of W_hh[:, units] (GH, nu) */
             FN(fbp_pack)(c->pack + k * c->pack_stride, c->W_hh + u0, H, GH, u1 - u0, 0);
@@ -340,7 +359,7 @@ static void CELL(backward_member)(void *vctx, int member, int members)
     /* s_t of every step: the last step's first */
     ptrdiff_t s = c->M - fbp_seq_block(c->seq, T - 1, B);
     CELL(phase_begin)(&ph);
-    while ((k = fbp_phase_claim(&c->ph, ph.p, c->chunks, member, members, &ph.cursor)) >= 0) {
+    while ((k = CELL(claim)(c, &ph, c->chunks)) >= 0) {
         CELL(backward_pass)(c, T - 1, s, k);
         fbp_phase_done(&c->ph);
     }
@@ -348,7 +367,7 @@ static void CELL(backward_member)(void *vctx, int member, int members)
     for (int t = T - 1; t >= 0; t--) {
         const ptrdiff_t s_prev = t > 0 ? s - fbp_seq_block(c->seq, t - 1, B) : 0;
         CELL(phase_begin)(&ph);
-        while ((k = fbp_phase_claim(&c->ph, ph.p, c->chunks, member, members, &ph.cursor)) >= 0) {
+        while ((k = CELL(claim)(c, &ph, c->chunks)) >= 0) {
             /* δ_t is complete: this chunk's ∂L/∂h_{t−1}, then its pass of step t − 1 */
             if ((st = CELL(backward_product)(c, t, s, k))) fbp_phase_fail(&c->ph, st);
             if (t > 0) {
@@ -372,7 +391,7 @@ static void CELL(backward_member)(void *vctx, int member, int members)
         if (PREV_READ & (1 << q)) h_save += BH;
     if (c->events) {
         CELL(phase_begin)(&ph);
-        if (fbp_phase_claim(&c->ph, ph.p, 1, member, members, &ph.cursor) >= 0) {
+        if (CELL(claim)(c, &ph, 1) >= 0) {
             FN(fbp_seq_swap_all)(c->state[0], h_save, c->seq, T, B, H, 1);
             fbp_phase_done(&c->ph);
         }
@@ -382,14 +401,14 @@ static void CELL(backward_member)(void *vctx, int member, int members)
     const int blocks = (c->I > 0 ? w_blocks : 0) + w_blocks
                        + (c->dx && c->I > 0 ? FN(engine_gemm_blocks)(c->M) : 0);
     CELL(phase_begin)(&ph);
-    while ((k = fbp_phase_claim(&c->ph, ph.p, blocks, member, members, &ph.cursor)) >= 0) {
+    while ((k = CELL(claim)(c, &ph, blocks)) >= 0) {
         if ((st = CELL(gradient_block)(c, k))) fbp_phase_fail(&c->ph, st);
         fbp_phase_done(&c->ph);
     }
     CELL(phase_end)(c, &ph, blocks);
     if (c->events) {
         CELL(phase_begin)(&ph);
-        if (fbp_phase_claim(&c->ph, ph.p, 1, member, members, &ph.cursor) >= 0) {
+        if (CELL(claim)(c, &ph, 1) >= 0) {
             FN(fbp_seq_swap_all)(c->state[0], h_save, c->seq, T, B, H, 0);
             fbp_phase_done(&c->ph);
         }
@@ -421,7 +440,7 @@ static int CELL(engine_backward)(fbp_run_grads *out, fbp_weight_grads *dw, fbp_r
     c.dW_ih = dw->W_ih;
     c.dW_hh = dw->W_hh;
     c.grads.b_ih = dw->b_ih; c.grads.b_hh = dw->b_hh; c.grads.peep = dw->peep;
-    if (c.chunks > 1) fbp_team_run(CELL(backward_member), &c);
-    else CELL(backward_member)(&c, 0, 1);
+    if (FN(engine_use_team)(&c, CELL_K(GATES))) fbp_team_run(CELL(backward_member), &c);
+    else CELL(backward_member)(&c, 0, 1);       /* too small to share */
     return c.ph.status;
 }

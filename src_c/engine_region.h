@@ -14,6 +14,7 @@
 #define ENGINE_UNITS 32             /* units per chunk at least (panels: 16 floats, 8 doubles) */
 #define ENGINE_GEMM_ROWS 256        /* rows per block of the stacked GEMMs at least */
 #define ENGINE_GEMM_BLOCKS 16       /* blocks of one stacked GEMM at most */
+/* (FBP_ENGINE_TEAM_MIN_MACS, engine.h: below it a call runs on its caller alone) */
 
 typedef struct {
     /* the call */
@@ -36,6 +37,12 @@ typedef struct {
     ptrdiff_t pack_stride;          /* elements of one chunk's packed slices */
     fbp_phases ph;
 } FN(engine_ctx);
+
+/* Whether a call of this size runs on the team. */
+static int FN(engine_use_team)(const FN(engine_ctx) *c, int G)
+{
+    return c->chunks > 1 && (int64_t)c->B * G * c->H * c->H >= FBP_ENGINE_TEAM_MIN_MACS;
+}
 
 /* Units per chunk for hidden size H: ENGINE_UNITS, more when H is so large
  * that the chunks would pass FBP_TEAM_MAX_CHUNKS. */

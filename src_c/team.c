@@ -42,8 +42,16 @@ static struct {
     int pending;                    /* workers still in the region */
     pthread_t threads[FBP_TEAM_MAX];
     unsigned long born[FBP_TEAM_MAX];   /* the generation when each worker was started */
+    int64_t stalled_at;             /* when a region last went solo (atomic) */
 } team = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
-          PTHREAD_COND_INITIALIZER, 1, 0, FBP_TEAM_MAX, 0, 0, NULL, NULL, 1, 0, {0}, {0}};
+          PTHREAD_COND_INITIALIZER, 1, 0, FBP_TEAM_MAX, 0, 0, NULL, NULL, 1, 0, {0}, {0}, 0};
+
+int64_t fbp_team_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 static void *worker(void *arg)
 {
@@ -135,6 +143,11 @@ int fbp_team_size(void)
 int fbp_team_run(fbp_team_fn fn, void *ctx)
 {
     pthread_once(&fork_once, register_fork_handler);
+    const int64_t stalled_at = __atomic_load_n(&team.stalled_at, __ATOMIC_RELAXED);
+    if (stalled_at && fbp_team_now_ns() - stalled_at < FBP_TEAM_BACKOFF_NS) {
+        fn(ctx, 0, 1);                      /* a member was held up a moment ago */
+        return 1;
+    }
     pthread_mutex_lock(&team.lock);
     if (team.size == 1 || team.running) {   /* alone: no team, or it is another caller's now */
         pthread_mutex_unlock(&team.lock);
@@ -177,6 +190,7 @@ int fbp_team_run(fbp_team_fn fn, void *ctx)
 int fbp_phase_claim(fbp_phases *ph, int p, int chunks, int member, int members, int *cursor)
 {
     /* member m owns chunks [lo, hi): those c with c·members/chunks == m */
+    if (member > 0 && __atomic_load_n(&ph->solo, __ATOMIC_ACQUIRE)) return -1;
     const int lo = (int)(((int64_t)member * chunks + members - 1) / members);
     while (*cursor < chunks) {
         const int c = (lo + *cursor) % chunks;
@@ -197,14 +211,25 @@ void fbp_phase_done(fbp_phases *ph)
     __atomic_add_fetch(&ph->done, 1, __ATOMIC_RELEASE);
 }
 
-void fbp_phase_wait(fbp_phases *ph, int64_t total)
+
+void fbp_phase_wait(fbp_phases *ph, int64_t total, int64_t busy_ns)
 {
     int spins = 0, yields = 0;
+    int64_t began = 0;
+    const int64_t stall = busy_ns <= 0 ? INT64_MAX
+                          : 4 * busy_ns > FBP_TEAM_STALL_NS ? 4 * busy_ns : FBP_TEAM_STALL_NS;
     while (__atomic_load_n(&ph->done, __ATOMIC_ACQUIRE) < total) {
         if (spins < SPINS) {
             spins++;
             cpu_relax();
-        } else if (yields < YIELDS) {
+            continue;
+        }
+        if (began == 0) began = fbp_team_now_ns();
+        else if (stall != INT64_MAX && !ph->solo && fbp_team_now_ns() - began > stall) {
+            __atomic_store_n(&ph->solo, 1, __ATOMIC_RELEASE);
+            __atomic_store_n(&team.stalled_at, fbp_team_now_ns(), __ATOMIC_RELAXED);
+        }
+        if (yields < YIELDS) {
             yields++;
             sched_yield();
         } else {

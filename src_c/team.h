@@ -27,6 +27,8 @@
 #define FBP_TEAM_MAX 64             /* members at most */
 #define FBP_TEAM_MAX_CHUNKS 256     /* chunks of one phase at most */
 #define FBP_TEAM_THREAD_NAME "fastbp-team"     /* the workers' name (Linux: /proc/.../comm) */
+#define FBP_TEAM_STALL_NS 300000L   /* a wait this long (0.3 ms) makes a region solo */
+#define FBP_TEAM_BACKOFF_NS 100000000L  /* and the regions of the next 0.1 s run alone */
 
 /* fn(ctx, member, members) runs on every member of a region. */
 typedef void (*fbp_team_fn)(void *ctx, int member, int members);
@@ -38,8 +40,9 @@ int fbp_team_set_size(int n);
 int fbp_team_size(void);
 
 /* Run fn on the team and return when every member has returned. Runs on the
- * caller alone when the team has one member or is busy. Returns the number of
- * members that ran it. */
+ * caller alone when the team has one member, is busy, or a region stalled on a
+ * held-up member less than FBP_TEAM_BACKOFF_NS ago (then the team is tried
+ * again). Returns the number of members that ran it. */
 int fbp_team_run(fbp_team_fn fn, void *ctx);
 
 /* ---- chunked phases inside a region -----------------------------------------
@@ -52,16 +55,25 @@ typedef struct {
     int claim[FBP_TEAM_MAX_CHUNKS];     /* the last phase number that claimed the chunk */
     int64_t done;                       /* chunks done, over all phases so far */
     int status;                         /* the first error any member met (0: none) */
+    int solo;                           /* set once a wait stalled: member 0 does the rest */
 } fbp_phases;
 
 /* The next chunk of phase p (p ≥ 1) for `member` of `members`: its own chunks
  * first (a fixed share: chunk c belongs to member c·members/chunks), then any
- * left; −1 when none is left. */
+ * left; −1 when none is left, and always for members but 0 once the region
+ * went solo. */
 int fbp_phase_claim(fbp_phases *ph, int p, int chunks, int member, int members, int *cursor);
 void fbp_phase_done(fbp_phases *ph);
 /* Wait until `total` chunks are done since the region began (spin, then yield,
- * then sleep in short naps). */
-void fbp_phase_wait(fbp_phases *ph, int64_t total);
+ * then sleep in short naps). busy_ns: how long the waiting member itself spent
+ * on its chunks of the phase (0: it got none). A wait longer than four times
+ * that, and than FBP_TEAM_STALL_NS, means a member is held up (another process
+ * has its core): the region goes solo, member 0 claims every later chunk, and
+ * the call costs about what it costs on one thread instead of a stall per
+ * step. Which member computes a chunk never changes a result. */
+void fbp_phase_wait(fbp_phases *ph, int64_t total, int64_t busy_ns);
+/* A monotonic clock in nanoseconds, for busy_ns. */
+int64_t fbp_team_now_ns(void);
 /* Record a failure (the first one wins); members keep going through the
  * phases, so nobody waits for ever. */
 void fbp_phase_fail(fbp_phases *ph, int status);

@@ -36,6 +36,11 @@ def _stack_run(cell, dtype, B, H, T, lengths, reset, seed):
     return [y, *finals] + [g[k] for k in sorted(g)]
 
 
+def _on_the_team(cell, B, H):
+    """Whether a call of this size runs on the team (smaller ones run alone)."""
+    return B * cell.gates * H * H >= _core.ENGINE_TEAM_MIN_MACS
+
+
 @pytest.mark.parametrize("path", ["packed", "blas"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("cell", cells.FULL_CELLS, ids=str)
@@ -44,9 +49,10 @@ def test_results_are_bit_identical_for_every_team_size(cell, dtype, path, monkey
     """H = 100 is four unit chunks (the last one partial), so every size splits
     them differently; lengths and resets included."""
     monkeypatch.setattr(_recurrent, "FORCE_PRODUCTS", path)
-    T, B, H = 9, 6, 100
+    T, B, H = 9, 14, 100
+    assert _on_the_team(cell, B, H)
     rng = np.random.default_rng(1)
-    lengths = np.array([9, 0, 4, 9, 1, 7])
+    lengths = np.array([9, 0, 4, 9, 1, 7, 9, 2, 3, 8, 9, 5, 6, 9])
     reset = rng.random((T, B)) < 0.25
     runs = {}
     for n in (1, 2, 3, 5):
@@ -60,13 +66,14 @@ def test_results_are_bit_identical_for_every_team_size(cell, dtype, path, monkey
 @pytest.mark.parametrize("cell", cells.MODEL_CELLS, ids=str)
 def test_models_train_bit_identically_on_one_and_two_threads(cell, restore_threads):
     rng = np.random.default_rng(3)
-    X = rng.standard_normal((12, 5, 4))
-    Y = rng.standard_normal((12, 5, 3))
+    X = rng.standard_normal((12, 8, 4))
+    Y = rng.standard_normal((12, 8, 3))
+    assert _on_the_team(cell, 4, 200)
     results = []
     for n in (1, 2):
         fastbp.set_num_threads(n)
-        net = cells.model(cell, 4, 70, 3, seed=4)
-        net.fit(X, Y, epochs=2, batch_size=2, seed=5, progress=False)
+        net = cells.model(cell, 4, 200, 3, seed=4)
+        net.fit(X, Y, epochs=2, batch_size=4, seed=5, progress=False)
         results.append({k: np.array(v) for k, v in net.params.items()})
     for k in results[0]:
         np.testing.assert_array_equal(results[0][k], results[1][k], err_msg=k)
@@ -101,9 +108,10 @@ def test_concurrent_callers_get_their_serial_results(cell, restore_threads):
     one call holds the team, the others run alone; each equals its serial run."""
     fastbp.set_num_threads(2)
     rng = np.random.default_rng(6)
-    data = [(rng.standard_normal((10, 3, 4)), rng.standard_normal((10, 3, 2)))
+    assert _on_the_team(cell, 6, 160)
+    data = [(rng.standard_normal((10, 6, 4)), rng.standard_normal((10, 6, 2)))
             for _ in range(8)]
-    nets = [cells.model(cell, 4, 66, 2, seed=i) for i in range(8)]
+    nets = [cells.model(cell, 4, 160, 2, seed=i) for i in range(8)]
     serial = [nets[i].loss_and_grad(*data[i]) for i in range(8)]
     got = [None] * 8
     errors = []
@@ -131,6 +139,7 @@ def test_resizing_while_others_compute_neither_hangs_nor_changes_results(restore
     rng = np.random.default_rng(7)
     X, Y = rng.standard_normal((10, 4, 3)), rng.standard_normal((10, 4, 2))
     net = fastbp.LSTM(3, 96, 2, seed=1)
+    assert 4 * 4 * 96 * 96 >= _core.ENGINE_TEAM_MIN_MACS
     expected = net.loss_and_grad(X, Y)[0]
     stop = threading.Event()
     losses, errors = [], []
