@@ -62,44 +62,6 @@ static void CELL(engine_setup)(FN(engine_ctx) *c, fbp_run *run, const fbp_weight
     c->pack_stride = FN(engine_chunk_pack)(dims.H, CELL_K(GATES), c->units);
 }
 
-/* The phase bookkeeping of one member: claim, compute, done, wait. */
-typedef struct {
-    int p;              /* the current phase number */
-    int64_t total;      /* chunks of every phase so far */
-    int cursor;
-    int members, member;
-    int got;            /* chunks this member claimed in the phase */
-    int64_t began;      /* when this member began the phase (teams only) */
-} CELL(engine_phase);
-
-static void CELL(phase_begin)(CELL(engine_phase) *ph)
-{
-    ph->p++;
-    ph->cursor = 0;
-    ph->got = 0;
-    if (ph->members > 1) ph->began = fbp_team_now_ns();
-}
-
-/* The next chunk of the phase for this member, or −1. */
-static int CELL(claim)(FN(engine_ctx) *c, CELL(engine_phase) *ph, int chunks)
-{
-    const int k = fbp_phase_claim(&c->ph, ph->p, chunks, ph->member, ph->members, &ph->cursor);
-    if (k >= 0) ph->got++;
-    return k;
-}
-
-static void CELL(phase_end)(FN(engine_ctx) *c, CELL(engine_phase) *ph, int chunks)
-{
-    ph->total += chunks;
-    /* the time this member computed, if it got a chunk: what tells a held-up
-     * partner from a busy one */
-    int64_t busy = 0;
-    if (ph->members > 1 && ph->got > 0
-        && __atomic_load_n(&c->ph.done, __ATOMIC_ACQUIRE) < ph->total)
-        busy = fbp_team_now_ns() - ph->began;
-    fbp_phase_wait(&c->ph, ph->total, busy);
-}
-
 /* ---- forward ---------------------------------------------------------------------- */
 
 /* The input side of every step: row block k of A(M, GH) = X(M, I) @ W_ih(GH, I)ᵀ. */
@@ -168,37 +130,37 @@ static void CELL(forward_member)(void *vctx, int member, int members)
     enum { G = CELL_K(GATES), S = CELL_K(STATES) };
     FN(engine_ctx) *c = vctx;
     const int H = c->H, B = c->B, T = c->T;
-    CELL(engine_phase) ph = {0, 0, 0, members, member, 0, 0};
+    fbp_phase_state ph = fbp_phase_start(member, members);
     int k, st;
     /* the input side of every step, in row blocks */
     const int blocks = FN(engine_gemm_blocks)(c->M);
-    CELL(phase_begin)(&ph);
-    while ((k = CELL(claim)(c, &ph, blocks)) >= 0) {
+    fbp_phase_begin(&ph);
+    while ((k = fbp_phase_next(&c->ph, &ph, blocks)) >= 0) {
         if ((st = CELL(input_block)(c, k))) fbp_phase_fail(&c->ph, st);
         fbp_phase_done(&c->ph);
     }
-    CELL(phase_end)(c, &ph, blocks);
+    fbp_phase_end(&c->ph, &ph, blocks);
     /* each chunk's slices of W_hhᵀ, packed by the member that will use them */
     if (c->pack) {
-        CELL(phase_begin)(&ph);
-        while ((k = CELL(claim)(c, &ph, c->chunks)) >= 0) {
+        fbp_phase_begin(&ph);
+        while ((k = fbp_phase_next(&c->ph, &ph, c->chunks)) >= 0) {
             const int u0 = k * c->units, nu = (u0 + c->units < H ? u0 + c->units : H) - u0;
             for (int g = 0; g < G; g++)     /* panels of W_hh[g·H + units]ᵀ (H, nu) */
                 FN(fbp_pack)(c->pack + k * c->pack_stride + g * FN(fbp_pack_size)(H, c->units),
                              c->W_hh + ((ptrdiff_t)g * H + u0) * H, H, H, nu, 1);
             fbp_phase_done(&c->ph);
         }
-        CELL(phase_end)(c, &ph, c->chunks);
+        fbp_phase_end(&c->ph, &ph, c->chunks);
     }
     ptrdiff_t s = 0;                            /* s_t, seq.h */
     for (int t = 0; t < T; t++) {
         const int m = fbp_seq_block(c->seq, t, B);
-        CELL(phase_begin)(&ph);
-        while ((k = CELL(claim)(c, &ph, c->chunks)) >= 0) {
+        fbp_phase_begin(&ph);
+        while ((k = fbp_phase_next(&c->ph, &ph, c->chunks)) >= 0) {
             if ((st = CELL(forward_chunk)(c, t, s, m, k))) fbp_phase_fail(&c->ph, st);
             fbp_phase_done(&c->ph);
         }
-        CELL(phase_end)(c, &ph, c->chunks);
+        fbp_phase_end(&c->ph, &ph, c->chunks);
         s += m;
     }
     /* the reset rows of the last step get their true states back */
@@ -206,15 +168,15 @@ static void CELL(forward_member)(void *vctx, int member, int members)
     const int ne = T > 0 ? fbp_seq_events(c->seq, T - 1, &ev) : 0;
     if (ne) {
         const ptrdiff_t s_last = s - fbp_seq_block(c->seq, T - 1, B), BH = (ptrdiff_t)B * H;
-        CELL(phase_begin)(&ph);
-        while ((k = CELL(claim)(c, &ph, c->chunks)) >= 0) {
+        fbp_phase_begin(&ph);
+        while ((k = fbp_phase_next(&c->ph, &ph, c->chunks)) >= 0) {
             const int u0 = k * c->units, u1 = u0 + c->units < H ? u0 + c->units : H;
             for (int q = 0; q < S; q++)
                 FN(cols_restore)(c->state[q] + s_last * H, c->work + ((T - 1) % 2 * S + q) * BH,
                                  ev, ne, H, u0, u1);
             fbp_phase_done(&c->ph);
         }
-        CELL(phase_end)(c, &ph, c->chunks);
+        fbp_phase_end(&c->ph, &ph, c->chunks);
     }
 }
 
@@ -340,11 +302,11 @@ static void CELL(backward_member)(void *vctx, int member, int members)
     FN(engine_ctx) *c = vctx;
     const int H = c->H, B = c->B, T = c->T, GH = G * H;
     const ptrdiff_t BH = (ptrdiff_t)B * H;
-    CELL(engine_phase) ph = {0, 0, 0, members, member, 0, 0};
+    fbp_phase_state ph = fbp_phase_start(member, members);
     int k, st;
     /* each chunk's columns of W_hh packed; its columns of the reset accumulators zeroed */
-    CELL(phase_begin)(&ph);
-    while ((k = CELL(claim)(c, &ph, c->chunks)) >= 0) {
+    fbp_phase_begin(&ph);
+    while ((k = fbp_phase_next(&c->ph, &ph, c->chunks)) >= 0) {
         const int u0 = k * c->units, u1 = u0 + c->units < H ? u0 + c->units : H;
         if (c->pack)    /* panels of W_hh[:, units] (GH, nu) */
             FN(fbp_pack)(c->pack + k * c->pack_stride, c->W_hh + u0, H, GH, u1 - u0, 0);
@@ -355,19 +317,19 @@ static void CELL(backward_member)(void *vctx, int member, int members)
                            (size_t)(u1 - u0) * sizeof(REAL));
         fbp_phase_done(&c->ph);
     }
-    CELL(phase_end)(c, &ph, c->chunks);
+    fbp_phase_end(&c->ph, &ph, c->chunks);
     /* s_t of every step: the last step's first */
     ptrdiff_t s = c->M - fbp_seq_block(c->seq, T - 1, B);
-    CELL(phase_begin)(&ph);
-    while ((k = CELL(claim)(c, &ph, c->chunks)) >= 0) {
+    fbp_phase_begin(&ph);
+    while ((k = fbp_phase_next(&c->ph, &ph, c->chunks)) >= 0) {
         CELL(backward_pass)(c, T - 1, s, k);
         fbp_phase_done(&c->ph);
     }
-    CELL(phase_end)(c, &ph, c->chunks);
+    fbp_phase_end(&c->ph, &ph, c->chunks);
     for (int t = T - 1; t >= 0; t--) {
         const ptrdiff_t s_prev = t > 0 ? s - fbp_seq_block(c->seq, t - 1, B) : 0;
-        CELL(phase_begin)(&ph);
-        while ((k = CELL(claim)(c, &ph, c->chunks)) >= 0) {
+        fbp_phase_begin(&ph);
+        while ((k = fbp_phase_next(&c->ph, &ph, c->chunks)) >= 0) {
             /* δ_t is complete: this chunk's ∂L/∂h_{t−1}, then its pass of step t − 1 */
             if ((st = CELL(backward_product)(c, t, s, k))) fbp_phase_fail(&c->ph, st);
             if (t > 0) {
@@ -381,7 +343,7 @@ static void CELL(backward_member)(void *vctx, int member, int members)
             }
             fbp_phase_done(&c->ph);
         }
-        CELL(phase_end)(c, &ph, c->chunks);
+        fbp_phase_end(&c->ph, &ph, c->chunks);
         s = s_prev;
     }
     /* the stacked weight and input gradients, in row blocks; H_prev has h0 in
@@ -390,29 +352,29 @@ static void CELL(backward_member)(void *vctx, int member, int members)
     for (int q = 0; q < S; q++)
         if (PREV_READ & (1 << q)) h_save += BH;
     if (c->events) {
-        CELL(phase_begin)(&ph);
-        if (CELL(claim)(c, &ph, 1) >= 0) {
+        fbp_phase_begin(&ph);
+        if (fbp_phase_next(&c->ph, &ph, 1) >= 0) {
             FN(fbp_seq_swap_all)(c->state[0], h_save, c->seq, T, B, H, 1);
             fbp_phase_done(&c->ph);
         }
-        CELL(phase_end)(c, &ph, 1);
+        fbp_phase_end(&c->ph, &ph, 1);
     }
     const int w_blocks = FN(engine_gemm_blocks)(GH);
     const int blocks = (c->I > 0 ? w_blocks : 0) + w_blocks
                        + (c->dx && c->I > 0 ? FN(engine_gemm_blocks)(c->M) : 0);
-    CELL(phase_begin)(&ph);
-    while ((k = CELL(claim)(c, &ph, blocks)) >= 0) {
+    fbp_phase_begin(&ph);
+    while ((k = fbp_phase_next(&c->ph, &ph, blocks)) >= 0) {
         if ((st = CELL(gradient_block)(c, k))) fbp_phase_fail(&c->ph, st);
         fbp_phase_done(&c->ph);
     }
-    CELL(phase_end)(c, &ph, blocks);
+    fbp_phase_end(&c->ph, &ph, blocks);
     if (c->events) {
-        CELL(phase_begin)(&ph);
-        if (CELL(claim)(c, &ph, 1) >= 0) {
+        fbp_phase_begin(&ph);
+        if (fbp_phase_next(&c->ph, &ph, 1) >= 0) {
             FN(fbp_seq_swap_all)(c->state[0], h_save, c->seq, T, B, H, 0);
             fbp_phase_done(&c->ph);
         }
-        CELL(phase_end)(c, &ph, 1);
+        fbp_phase_end(&c->ph, &ph, 1);
     }
 }
 

@@ -7,6 +7,12 @@
 #include "fastbp.h"
 #include "fbp_math.h"
 #include "mlp.h"
+#include "team.h"
+
+/* A step runs on the thread team when one of its layers' products has this
+ * many multiply-adds (B·n_in·n_out); smaller ones run on the caller alone:
+ * the hand-over between cores costs more than sharing saves (speed only). */
+#define FBP_MLP_TEAM_MIN_MACS (1 << 17)
 
 /* Batches up to this many rows skip GEMM (see dense_forward / dense_backward_row_sweep). */
 #ifndef FBP_MLP_SMALL_BATCH

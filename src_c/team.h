@@ -74,6 +74,52 @@ void fbp_phase_done(fbp_phases *ph);
 void fbp_phase_wait(fbp_phases *ph, int64_t total, int64_t busy_ns);
 /* A monotonic clock in nanoseconds, for busy_ns. */
 int64_t fbp_team_now_ns(void);
+
+/* ---- one member's walk through the phases --------------------------------------
+ *     fbp_phase_state s = fbp_phase_start(member, members);
+ *     fbp_phase_begin(&s);
+ *     while ((k = fbp_phase_next(ph, &s, chunks)) >= 0) { work on chunk k; fbp_phase_done(ph); }
+ *     fbp_phase_end(ph, &s, chunks);            (returns when the phase is complete) */
+typedef struct {
+    int p;              /* the current phase number */
+    int64_t total;      /* chunks of every phase so far */
+    int cursor;
+    int member, members;
+    int got;            /* chunks this member claimed in the phase */
+    int64_t began;      /* when it began the phase (teams only) */
+} fbp_phase_state;
+
+static inline fbp_phase_state fbp_phase_start(int member, int members)
+{
+    fbp_phase_state s = {0, 0, 0, member, members, 0, 0};
+    return s;
+}
+
+static inline void fbp_phase_begin(fbp_phase_state *s)
+{
+    s->p++;
+    s->cursor = 0;
+    s->got = 0;
+    if (s->members > 1) s->began = fbp_team_now_ns();
+}
+
+static inline int fbp_phase_next(fbp_phases *ph, fbp_phase_state *s, int chunks)
+{
+    const int k = fbp_phase_claim(ph, s->p, chunks, s->member, s->members, &s->cursor);
+    if (k >= 0) s->got++;
+    return k;
+}
+
+static inline void fbp_phase_end(fbp_phases *ph, fbp_phase_state *s, int chunks)
+{
+    s->total += chunks;
+    /* the time this member computed, if it got a chunk: what tells a held-up
+     * partner from a busy one */
+    int64_t busy = 0;
+    if (s->members > 1 && s->got > 0 && __atomic_load_n(&ph->done, __ATOMIC_ACQUIRE) < s->total)
+        busy = fbp_team_now_ns() - s->began;
+    fbp_phase_wait(ph, s->total, busy);
+}
 /* Record a failure (the first one wins); members keep going through the
  * phases, so nobody waits for ever. */
 void fbp_phase_fail(fbp_phases *ph, int status);

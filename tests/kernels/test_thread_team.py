@@ -181,3 +181,25 @@ def test_the_team_sleeps_between_calls(restore_threads):
     before = team_ticks()
     time.sleep(0.5)
     assert team_ticks() - before <= 1
+
+
+@pytest.mark.parametrize("B", [4, 64, 200])          # the GEMV, transposed and plain paths
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_the_mlp_is_bit_identical_for_every_team_size(B, dtype, loss, restore_threads):
+    """Column and row blocks of 300-200-10 layers (the first layer's product is
+    above the team's threshold at every batch here), with L2."""
+    assert B * 300 * 200 >= 1 << 17
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((B, 300))
+    y = rng.integers(0, 10, B) if loss == "cross_entropy" else rng.standard_normal((B, 10))
+    runs = {}
+    for n in (1, 2, 3):
+        fastbp.set_num_threads(n)
+        net = fastbp.MLP([300, 200, 10], loss=loss, l2=1e-3, dtype=dtype, seed=2)
+        loss_value, grads = net.loss_and_grad(X, y)
+        runs[n] = [np.array(loss_value)] + [np.array(g) for pair in grads for g in pair]
+        runs[n].append(net.forward(X))
+    for n in (2, 3):
+        for a, b in zip(runs[1], runs[n]):
+            np.testing.assert_array_equal(a, b, err_msg=f"{n} threads")
