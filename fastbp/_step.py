@@ -1,0 +1,199 @@
+"""Streaming inference for the recurrent models: ``model.step(x, state)``, one or k steps a call, the state carried by the caller.
+
+A :class:`Stepper` belongs to one model and runs its layers on the recurrent
+engine as ``forward`` does (``_core.engine_forward``, the model's cell and its
+per-step product rule), on buffers it keeps from call to call, so that a step
+at batch 1 costs one engine call per layer, one readout product and a few
+copies (docs/performance.md, "Streaming: model.step").
+
+Per call: the input and the carried state are copied into the stepper's own
+buffers (the engine reads them without the GIL; nothing the caller holds is
+read), the layers run, and the new state and the outputs are returned as new
+arrays. Buffers are kept per (k, B), the last few shapes; a call that finds
+them in use by another thread works on buffers of its own.
+
+What differs from ``forward``: nothing in the cell arithmetic (the same
+compiled passes, the same product path for the same B), but the input side of
+a layer is one matrix product over the rows of the call, k·B here and T·B in
+``forward``, and BLAS may round a row differently depending on how many rows
+share the product (OpenBLAS picks its kernels by shape). So a loop of steps
+equals ``forward`` to rounding, not always bit for bit; ``step`` over k steps
+is bit for bit ``forward`` over the same k steps.
+"""
+import threading
+
+import numpy as np
+
+from . import _core
+from ._linalg import matmul
+from ._validate import float_array
+
+__all__ = ["Stepper"]
+
+_KEEP = 4       # buffer sets kept, by (k, B)
+
+
+class _Buffers:
+    """One call shape's buffers: the schedule, the engine's scratch, each
+    layer's state buffers (block 0 the carried state, then each step's), the
+    layer-0 input and a gate buffer the layers share (inference keeps none)."""
+
+    __slots__ = ("k", "B", "sched", "scratch", "x", "states", "gates")
+
+    def __init__(self, stepper, k, B):
+        spec, cell = stepper.spec, stepper.cell
+        H, dt = stepper.H, stepper.dtype
+        self.k, self.B = k, B
+        self.sched = _core.Schedule(k, B)
+        self.scratch = cell.scratch(self.sched, H, dt, False, cell.pack_workspace(B, H, dt))
+        self.x = np.empty((k * B, stepper.I), dt)
+        self.states = [[np.empty(((k + 1) * B, H), dt) for _ in spec.state_names]
+                       for _ in range(stepper.L)]
+        saved = spec.info["saved"]
+        self.gates = np.empty((k * B, saved * H), dt) if saved else None
+
+
+class Stepper:
+    """The streaming half of a unidirectional recurrent model (RNN, LSTM,
+    GRU; any num_layers). ``run(x, state)`` is ``model.step``."""
+
+    def __init__(self, model, layer_names):
+        """layer_names[l]: kind -> the model's parameter name of layer l (forward)."""
+        self.model = model
+        self.cell = model._cell
+        self.spec = self.cell.spec
+        self.H, self.I, self.L = model.hidden_size, model.input_size, model.num_layers
+        self.O = model.output_size
+        self.dtype = np.dtype(model.dtype)
+        self.stacked = model._stacked
+        self.names = layer_names
+        self.S = len(self.spec.state_names)
+        self._kept = {}                         # (k, B) -> _Buffers, most recent last
+        self._lock = threading.Lock()
+
+    # -- the call ----------------------------------------------------------------
+    def run(self, x, state):
+        model = self.model
+        model._checked_params()          # replaced or reshaped since: refused by name
+        x, one = self._check_x(x)
+        k, B = x.shape[0], x.shape[1]
+        init = self._check_state(state, B)
+        mine = self._lock.acquire(blocking=False)
+        try:
+            buf = self._buffers(k, B) if mine else _Buffers(self, k, B)
+            return self._run(buf, x, init, one)
+        finally:
+            if mine:
+                self._lock.release()
+
+    def _run(self, buf, x, init, one):
+        k, B, H, dt = buf.k, buf.B, self.H, self.dtype
+        # the engine reads what fastbp owns: x and the state are copied in
+        np.copyto(buf.x, x.reshape(k * B, self.I))
+        if not np.isfinite(buf.x).all():
+            raise ValueError("x: contains NaN or infinity")
+        for q in range(self.S):
+            for l in range(self.L):
+                head = buf.states[l][q][:B]
+                if init[q] is None:
+                    head.fill(0)
+                else:
+                    np.copyto(head, init[q][l] if self.stacked else init[q])
+                    if not np.isfinite(head).all():
+                        raise ValueError(f"{self._label(q)}: contains NaN or infinity")
+        kernel = self.model._kernel
+        below = buf.x
+        for l in range(self.L):
+            run = {"x": below, "states": buf.states[l], "gates": buf.gates}
+            _core.engine_forward(self.spec.kind, self.cell.act, [run],
+                                 [self._weights(kernel, self.names[l])], buf.scratch, buf.sched)
+            below = buf.states[l][0][B:]          # h_1..h_k: the next layer's (k·B, H) input
+        # the new state: each layer's block k, copied out of the buffers
+        last = slice(k * B, (k + 1) * B)
+        if self.stacked:
+            new = tuple(np.stack([buf.states[l][q][last] for l in range(self.L)])
+                        for q in range(self.S))
+        else:
+            new = tuple(buf.states[0][q][last].copy() for q in range(self.S))
+        top = buf.states[-1][0]
+        if self.model.many_to_one:
+            y = self._readout(top[last])
+        else:
+            y = self._readout(top[B:])
+            y = y.reshape(B, self.O) if one else y.reshape(k, B, self.O)
+        return y, (new if self.S > 1 else new[0])
+
+    def _readout(self, Hrows):
+        """O(rows, O) = H(rows, H) W_outᵀ + b_out, as forward reads out."""
+        kernel = self.model._kernel
+        out = matmul(Hrows, kernel["weight_out"], trans_b=True)
+        out += kernel["bias_out"]
+        return out
+
+    def _weights(self, kernel, names):
+        """Layer arrays as the engine's dict, read from the model's private views
+        on every call (set_params replaces them; the optimizers write in place)."""
+        return self.cell.engine_weights({kind: kernel[name] for kind, name in names.items()
+                                         if name in kernel})
+
+    def _buffers(self, k, B):
+        key = (k, B)
+        buf = self._kept.pop(key, None)
+        if buf is None:
+            buf = _Buffers(self, k, B)
+            if len(self._kept) >= _KEEP:
+                self._kept.pop(next(iter(self._kept)))     # the least recently used
+        self._kept[key] = buf
+        return buf
+
+    # -- validation ----------------------------------------------------------------
+    def _check_x(self, x):
+        """(B, I) -> ((1, B, I), True); (k, B, I) -> (itself, False); the model's dtype."""
+        dt, I = self.dtype, self.I
+        if not (type(x) is np.ndarray and x.dtype == dt and x.ndim in (2, 3)
+                and x.shape[-1] == I):
+            x = float_array(x, "x", dtype=dt)
+            if x.ndim not in (2, 3) or x.shape[-1] != I:
+                raise ValueError(f"x: expected shape (B, {I}) for one step or (k, B, {I}) for "
+                                 f"k steps, got {x.shape}")
+        one = x.ndim == 2
+        if one:
+            x = x[None]
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"x: expected at least one step and one row, got shape "
+                             f"{x.shape[1:] if one else x.shape}")
+        return x, one
+
+    def _label(self, q):
+        return f"state[{q}] ({self.spec.state_names[q]}_n)" if self.S > 1 else "state"
+
+    def _check_state(self, state, B):
+        """The state as forward returns it (None: zeros) -> one array or None per
+        state name, each (B, H) or (num_layers, B, H)."""
+        if state is None:
+            return (None,) * self.S
+        names = self.spec.state_names
+        if self.S > 1:
+            if not isinstance(state, (tuple, list)) or len(state) != self.S:
+                raise TypeError(f"state: expected None or the tuple ({', '.join(n + '_n' for n in names)}) "
+                                f"that forward and step return, got {type(state).__name__}"
+                                + (f" of length {len(state)}" if isinstance(state, (tuple, list))
+                                   else ""))
+            parts = state
+        else:
+            if isinstance(state, (tuple, list)):
+                raise TypeError(f"state: expected None or the array h_n that forward and step "
+                                f"return, got a {type(state).__name__}")
+            parts = (state,)
+        shape = ((self.L,) if self.stacked else ()) + (B, self.H)
+        out = []
+        for q, s in enumerate(parts):
+            label = self._label(q)
+            if s is None:
+                raise TypeError(f"{label}: expected an array of shape {shape}, got None")
+            a = s if (type(s) is np.ndarray and s.dtype == self.dtype) else float_array(
+                s, label, dtype=self.dtype, finite=False)
+            if a.shape != shape:
+                raise ValueError(f"{label}: expected shape {shape}, got {a.shape}")
+            out.append(a)
+        return tuple(out)
