@@ -6,7 +6,10 @@ A model class sets ``_spec`` (fastbp._recurrent.CellSpec) and builds
 from the spec. The readout, losses, states and training live in
 fastbp._seqmodel.SequenceModel.
 """
+from typing import Tuple, Union
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _stack
 from ._seqmodel import SequenceModel
@@ -61,7 +64,9 @@ class RecurrentModel(SequenceModel):
         return y, self._join_states(finals), cache
 
     # -- streaming ------------------------------------------------------------------
-    def step(self, x, state=None):
+    def step(self, x: ArrayLike,
+             state: Union[ArrayLike, Tuple[ArrayLike, ArrayLike], None] = None
+             ) -> Tuple[np.ndarray, Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]]:
         """Run one step (or k steps) from a carried state: streaming inference.
 
         x : array, shape (B, I) for one step, or (k, B, I) for k steps

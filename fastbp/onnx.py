@@ -41,9 +41,12 @@ gives fastbp's answer: each layer's final states go through
 Resets (``reset=``) are not part of the graph: a stream that restarts is fed
 as separate rows, or as separate runs.
 """
+from __future__ import annotations
+
 import json
 import numbers
 import os
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
 
@@ -52,6 +55,9 @@ from .gru import GRU
 from .lstm import LSTM
 from .mlp import MLP
 from .rnn import RNN
+
+if TYPE_CHECKING:           # the optional extra, for the annotations only
+    import onnx
 
 __all__ = ["export", "DEFAULT_OPSET", "MIN_OPSET"]
 
@@ -77,7 +83,8 @@ def _import_onnx():
     return onnx, helper, numpy_helper
 
 
-def export(model, path=None, *, opset=None):
+def export(model: Union[MLP, RNN, LSTM, GRU], path: Union[str, os.PathLike, None] = None, *,
+           opset: Optional[int] = None) -> "onnx.ModelProto":
     """Export a model to ONNX; returns the ``onnx.ModelProto`` (and writes it to
     ``path`` when given).
 

@@ -8,8 +8,6 @@ bad arguments are refused by name; onnx stays an optional import.
 onnx and onnxruntime are optional peers (the "onnx" extra; CI installs
 onnx==1.23.2 and onnxruntime==1.32.0)."""
 import itertools
-import subprocess
-import sys
 
 import numpy as np
 import pytest
