@@ -25,7 +25,6 @@ import threading
 import numpy as np
 
 from . import _core
-from ._linalg import matmul
 from ._validate import float_array
 
 __all__ = ["Stepper"]
@@ -36,9 +35,11 @@ _KEEP = 4       # buffer sets kept, by (k, B)
 class _Buffers:
     """One call shape's buffers: the schedule, the engine's scratch, each
     layer's state buffers (block 0 the carried state, then each step's), the
-    layer-0 input and a gate buffer the layers share (inference keeps none)."""
+    layer-0 input, a gate buffer the layers share (inference keeps none), and
+    each layer's engine run over them (layer l > 0 reads layer l − 1's states
+    h_1..h_k in place)."""
 
-    __slots__ = ("k", "B", "sched", "scratch", "x", "states", "gates")
+    __slots__ = ("k", "B", "sched", "scratch", "x", "states", "heads", "runs", "top", "last")
 
     def __init__(self, stepper, k, B):
         spec, cell = stepper.spec, stepper.cell
@@ -49,8 +50,16 @@ class _Buffers:
         self.x = np.empty((k * B, stepper.I), dt)
         self.states = [[np.empty(((k + 1) * B, H), dt) for _ in spec.state_names]
                        for _ in range(stepper.L)]
+        # heads[q][l]: block 0 of state q of layer l, where the carried state goes
+        self.heads = [[self.states[l][q][:B] for l in range(stepper.L)]
+                      for q in range(len(spec.state_names))]
         saved = spec.info["saved"]
-        self.gates = np.empty((k * B, saved * H), dt) if saved else None
+        gates = np.empty((k * B, saved * H), dt) if saved else None
+        self.runs = [[{"x": self.x if l == 0 else self.states[l - 1][0][B:],
+                       "states": self.states[l], "gates": gates}] for l in range(stepper.L)]
+        self.top = self.states[-1][0][B:]                    # the top layer's h_1..h_k
+        self.last = [[self.states[l][q][k * B:] for l in range(stepper.L)]
+                     for q in range(len(spec.state_names))]  # each layer's h_k (and c_k)
 
 
 class Stepper:
@@ -68,6 +77,9 @@ class Stepper:
         self.stacked = model._stacked
         self.names = layer_names
         self.S = len(self.spec.state_names)
+        self._peep = bool(model._with_optional)          # the LSTM's peepholes
+        self._sources = None                             # (name, array) the engine dicts hold
+        self._engine = None
         self._kept = {}                         # (k, B) -> _Buffers, most recent last
         self._lock = threading.Lock()
 
@@ -87,54 +99,66 @@ class Stepper:
                 self._lock.release()
 
     def _run(self, buf, x, init, one):
-        k, B, H, dt = buf.k, buf.B, self.H, self.dtype
+        k, B = buf.k, buf.B
         # the engine reads what fastbp owns: x and the state are copied in
         np.copyto(buf.x, x.reshape(k * B, self.I))
         if not np.isfinite(buf.x).all():
             raise ValueError("x: contains NaN or infinity")
-        for q in range(self.S):
-            for l in range(self.L):
-                head = buf.states[l][q][:B]
-                if init[q] is None:
+        for q, heads in enumerate(buf.heads):
+            if init[q] is None:
+                for head in heads:
                     head.fill(0)
-                else:
-                    np.copyto(head, init[q][l] if self.stacked else init[q])
-                    if not np.isfinite(head).all():
-                        raise ValueError(f"{self._label(q)}: contains NaN or infinity")
-        kernel = self.model._kernel
-        below = buf.x
-        for l in range(self.L):
-            run = {"x": below, "states": buf.states[l], "gates": buf.gates}
-            _core.engine_forward(self.spec.kind, self.cell.act, [run],
-                                 [self._weights(kernel, self.names[l])], buf.scratch, buf.sched)
-            below = buf.states[l][0][B:]          # h_1..h_k: the next layer's (k·B, H) input
+                continue
+            if self.stacked:
+                for l, head in enumerate(heads):
+                    np.copyto(head, init[q][l])
+            else:
+                np.copyto(heads[0], init[q])
+            for head in heads:
+                if not np.isfinite(head).all():
+                    raise ValueError(f"{self._label(q)}: contains NaN or infinity")
+        kind, act = self.spec.kind, self.cell.act
+        for run, weights in zip(buf.runs, self._weights()):
+            _core.engine_forward(kind, act, run, weights, buf.scratch, buf.sched)
         # the new state: each layer's block k, copied out of the buffers
-        last = slice(k * B, (k + 1) * B)
         if self.stacked:
-            new = tuple(np.stack([buf.states[l][q][last] for l in range(self.L)])
-                        for q in range(self.S))
+            new = tuple(np.stack(last) for last in buf.last)
         else:
-            new = tuple(buf.states[0][q][last].copy() for q in range(self.S))
-        top = buf.states[-1][0]
+            new = tuple(last[0].copy() for last in buf.last)
         if self.model.many_to_one:
-            y = self._readout(top[last])
+            y = self._readout(buf.last[0][-1])
         else:
-            y = self._readout(top[B:])
+            y = self._readout(buf.top)
             y = y.reshape(B, self.O) if one else y.reshape(k, B, self.O)
         return y, (new if self.S > 1 else new[0])
 
     def _readout(self, Hrows):
         """O(rows, O) = H(rows, H) W_outᵀ + b_out, as forward reads out."""
         kernel = self.model._kernel
-        out = matmul(Hrows, kernel["weight_out"], trans_b=True)
+        out = np.empty((Hrows.shape[0], self.O), self.dtype)
+        _core.gemm(out, Hrows, kernel["weight_out"], False, True)
         out += kernel["bias_out"]
         return out
 
-    def _weights(self, kernel, names):
-        """Layer arrays as the engine's dict, read from the model's private views
-        on every call (set_params replaces them; the optimizers write in place)."""
-        return self.cell.engine_weights({kind: kernel[name] for kind, name in names.items()
-                                         if name in kernel})
+    def _weights(self):
+        """Each layer's arrays as the engine's [dict], the model's private views:
+        rebuilt when set_params replaced one (the optimizers and
+        load_state_dict write in place, into the same memory); the peepholes,
+        which reach the engine stacked, are restacked on every call."""
+        kernel = self.model._kernel
+        sources = self._sources
+        if sources is None or not all(kernel[name] is a for name, a in sources):
+            self._sources = [(name, kernel[name]) for names in self.names
+                             for name in names.values() if name in kernel]
+            self._engine = [[self.cell.engine_weights({kind: kernel[name]
+                                                       for kind, name in names.items()
+                                                       if name in kernel})]
+                            for names in self.names]
+        elif self._peep:
+            for (w,), names in zip(self._engine, self.names):
+                for row, kind in zip(w["peep"], self.spec.optional_kinds):
+                    np.copyto(row, kernel[names[kind]])
+        return self._engine
 
     def _buffers(self, k, B):
         key = (k, B)
