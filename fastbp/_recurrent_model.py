@@ -71,8 +71,8 @@ class RecurrentModel(SequenceModel):
 
         x : array, shape (B, I) for one step, or (k, B, I) for k steps
         state : the state as :meth:`forward` (and ``step``) return it, or None
-            (zeros): ``h_n`` (B, H), ``(h_n, c_n)`` for an LSTM, each
-            (num_layers, B, H) for a stack.
+            (zeros): ``h_n`` (B, H), ``(h_n, c_n)`` for an LSTM (a None
+            part is zeros), each (num_layers, B, H) for a stack.
 
         Returns ``(y, state)``: y the readout of the new state(s), (B, O) for
         one step, (k, B, O) for k steps (before the softmax of a cross-entropy

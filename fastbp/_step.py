@@ -189,11 +189,13 @@ class Stepper:
         return x, one
 
     def _label(self, q):
-        return f"state[{q}] ({self.spec.state_names[q]}_n)" if self.S > 1 else "state"
+        name = self.spec.state_names[q] + "_n"
+        return f"state[{q}] ({name})" if self.S > 1 else f"state ({name})"
 
     def _check_state(self, state, B):
-        """The state as forward returns it (None: zeros) -> one array or None per
-        state name, each (B, H) or (num_layers, B, H)."""
+        """The state as forward returns it (None: zeros; in a tuple, a None part
+        is zeros, as forward's c0=None) -> one array or None per state name,
+        each (B, H) or (num_layers, B, H)."""
         if state is None:
             return (None,) * self.S
         names = self.spec.state_names
@@ -205,16 +207,14 @@ class Stepper:
                                    else ""))
             parts = state
         else:
-            if isinstance(state, (tuple, list)):
-                raise TypeError(f"state: expected None or the array h_n that forward and step "
-                                f"return, got a {type(state).__name__}")
-            parts = (state,)
+            parts = (state,)          # h_n, any array-like
         shape = ((self.L,) if self.stacked else ()) + (B, self.H)
         out = []
         for q, s in enumerate(parts):
             label = self._label(q)
             if s is None:
-                raise TypeError(f"{label}: expected an array of shape {shape}, got None")
+                out.append(None)
+                continue
             a = s if (type(s) is np.ndarray and s.dtype == self.dtype) else float_array(
                 s, label, dtype=self.dtype, finite=False)
             if a.shape != shape:

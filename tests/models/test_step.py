@@ -154,9 +154,13 @@ def test_bad_inputs_are_refused_by_name(cell):
         with pytest.raises(err, match="^x"):
             net.step(x, good)
     lstm = len(cell.state_names) > 1
-    wrong_form = good[0] if lstm else (good,)
-    with pytest.raises(TypeError, match="^state"):
-        net.step(np.zeros((2, I)), wrong_form)
+    if lstm:        # (h_n, c_n) or None
+        for wrong_form in (good[0], good[:1], list(good) * 2):
+            with pytest.raises(TypeError, match="^state"):
+                net.step(np.zeros((2, I)), wrong_form)
+    else:           # h_n, any array-like
+        with pytest.raises(ValueError, match=r"^state \(h_n\)"):
+            net.step(np.zeros((2, I)), (good, good))
     parts = states_of(cell, good)
     bad_shape = tuple(p[:, :1] for p in parts)
     with pytest.raises(ValueError, match="^state"):
@@ -164,9 +168,12 @@ def test_bad_inputs_are_refused_by_name(cell):
     nan = tuple(np.full_like(p, np.nan) for p in parts)
     with pytest.raises(ValueError, match="^state.*NaN"):
         net.step(np.zeros((2, I)), nan if lstm else nan[0])
-    if lstm:
-        with pytest.raises(TypeError, match=r"^state\[1\]"):
-            net.step(np.zeros((2, I)), (parts[0], None))
+    if lstm:        # a part of the tuple left None is zeros, as forward's c0=None
+        a = net.step(np.ones((2, I)), (parts[0], None))
+        b = net.step(np.ones((2, I)), (parts[0], np.zeros_like(parts[1])))
+        np.testing.assert_array_equal(a[0], b[0])
+        with pytest.raises(ValueError, match=r"^state\[1\] \(c_n\)"):
+            net.step(np.zeros((2, I)), (parts[0], parts[1][:, :1]))
 
 
 @pytest.mark.parametrize("cell", FULL_CELLS, ids=str)
