@@ -115,6 +115,19 @@ def test_many_to_one_reads_out_the_new_final_state(cell, num_layers):
                                **LOOP_TOL["float64"])
 
 
+def test_many_call_shapes_in_turn_give_forwards_results():
+    """More (k, B) shapes than the stepper keeps buffers for, in turn."""
+    rng = np.random.default_rng(11)
+    net = fastbp.GRU(I, H, O, num_layers=2, seed=0)
+    for _ in range(3):
+        for k, B in ((1, 1), (2, 3), (3, 1), (1, 4), (4, 2), (2, 5), (1, 1)):
+            X = rng.standard_normal((k, B, I))
+            y, state = net.step(X)
+            out, final = net.forward(X)
+            np.testing.assert_array_equal(y, out)
+            np.testing.assert_array_equal(state, final)
+
+
 @pytest.mark.parametrize("cell", FULL_CELLS, ids=str)
 def test_state_shapes_are_forwards(cell):
     net1, net2 = make(cell), make(cell, num_layers=2)
