@@ -317,7 +317,7 @@ PARAM_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_out", "bi
 class ReferenceLayerRNN(RNN):
     """The same model with the NumPy reference as its layer: the oracle."""
 
-    def _layer_forward(self, X, states, layout):
+    def _layer_forward(self, X, states, layout, keep_cache=True):
         assert not layout.varlen and not layout.sched.has_resets   # the reference has neither
         p = self._params
         y, h_n, cache = ref.rnn_forward(X, states[0], p["weight_ih"], p["weight_hh"],

@@ -21,7 +21,7 @@ class ReferenceRNN(SequenceModel):
                             ("bias_ih", (H,)), ("bias_hh", (H,))):
             self._params[name] = rng.uniform(-0.5, 0.5, shape).astype(self.dtype)
 
-    def _layer_forward(self, X, states, layout):
+    def _layer_forward(self, X, states, layout, keep_cache=True):
         assert not layout.varlen and not layout.sched.has_resets   # the reference has neither
         p = self._params
         y, h_n, cache = ref.rnn_forward(X, states[0], p["weight_ih"], p["weight_hh"],
