@@ -208,27 +208,50 @@ def _mlp_graph(g, model):
 # ---- the sequence models --------------------------------------------------------------
 
 def _sequence_graph(g, model):
+    """X -> one operator node per layer -> the readout; lengths and initial
+    states optional (their defaults computed in the graph)."""
     P = model._checked_params()
-    spec = model._spec
-    cell = spec.name
-    L, D, H, I, O = (model.num_layers, model.num_directions, model.hidden_size,
-                     model.input_size, model.output_size)
-    stacked = model._stacked
-    state_names = spec.state_names              # ("h",) or ("h", "c")
-    state_shape = [L * D, "B", H] if stacked else ["B", H]
-    batch_axis = 1 if stacked else 0
+    names = model._spec.state_names              # ("h",) or ("h", "c")
+    L, D, H = model.num_layers, model.num_directions, model.hidden_size
+    state_shape = [L * D, "B", H] if model._stacked else ["B", H]
+    X, T1, lengths, inits, empty = _sequence_inputs(g, model, state_shape)
+    finals = [[] for _ in names]            # per state, each layer's (D, B, H)
+    x = X
+    for l in range(L):
+        layer_init = [g.op("Slice", [s, g.ints([l * D], "start"), g.ints([(l + 1) * D], "end"),
+                                     g.ints([0], "axis0")], f"{name}0_l{l}")
+                      for s, name in zip(inits, names)]
+        Y, layer_finals = _layer(g, model, P, l, x, lengths, layer_init)
+        # rows of length 0 keep their initial states (onnxruntime gives zeros)
+        for k, (s, final) in enumerate(zip(names, layer_finals)):
+            finals[k].append(g.op("Where", [empty, layer_init[k], final], f"{s}_n_l{l}"))
+        # the next layer's input, or the readout's: (T, D, B, H) -> (T, B, D·H), [fwd, rev]
+        x = (g.op("Squeeze", [Y, g.ints([1], "axis1")], f"y_l{l}") if D == 1 else
+             g.op("Reshape", [g.op("Transpose", [Y], f"yt_l{l}", perm=[0, 2, 1, 3]),
+                              g.ints([0, 0, D * H], "shape_tbf")], f"y_l{l}"))
+    _readout(g, model, P, x, finals[0][-1], T1, lengths)
+    for s, parts in zip(names, finals):
+        joined = g.op("Concat", parts, f"{s}_n_all", axis=0) if len(parts) > 1 else parts[0]
+        if not model._stacked:
+            joined = g.op("Squeeze", [joined, g.ints([0], "axis0")], f"{s}_n_2d")
+        g.output(f"{s}_n", joined, state_shape)
 
-    X = g.input("X", ["T", "B", I], doc="inputs (T, B, I), time-major")
+
+def _sequence_inputs(g, model, state_shape):
+    """The graph inputs and what the layers read of them: X, T (1-D int64),
+    the lengths (B,) int32 (T for every row when not fed), the initial states
+    (L·D, B, H) each (zeros when not fed), and the rows of length 0 as a
+    (1, B, 1) mask."""
+    L, D, H, I = model.num_layers, model.num_directions, model.hidden_size, model.input_size
     i32 = g.TP.INT32
+    X = g.input("X", ["T", "B", I], doc="inputs (T, B, I), time-major")
     lengths_in = g.optional_input(
         "lengths", np.zeros(0, np.int32), ["B"], i32,
         doc="optional: each row's valid steps, 0 <= length <= T (not fed: T)")
     init_in = [g.optional_input(
         f"{s}0", np.zeros([0 if d == "B" else d for d in state_shape], g.dtype), state_shape,
         doc=f"optional: initial {s} in the model's state shape (not fed: zeros)")
-        for s in state_names]
-
-    # T and B as 1-D int64 tensors, from X's shape
+        for s in model._spec.state_names]
     shape = g.op("Shape", [X], "shape_x")
     T1 = g.op("Gather", [shape, g.ints([0], "i0")], "T", axis=0)
     B1 = g.op("Gather", [shape, g.ints([1], "i1")], "B", axis=0)
@@ -238,92 +261,83 @@ def _sequence_graph(g, model):
     lengths = g.op("Slice", [g.op("Concat", [lengths_in, full], "lengths_cat", axis=0),
                              zero1, B1, zero1], "lengths")
     # initial states: the fed ones, or zeros: the first B rows of [fed; zeros]
-    zeros_shape = g.op("Concat", [g.ints([L * D], "LD"), B1, g.ints([H], "H")]
-                       if stacked else [B1, g.ints([H], "H")], "state_shape", axis=0)
+    batch_axis = 1 if model._stacked else 0
+    zeros_shape = g.op("Concat", ([g.ints([L * D], "LD")] if model._stacked else [])
+                       + [B1, g.ints([H], "H")], "state_shape", axis=0)
     zero_state = g.op("ConstantOfShape", [zeros_shape], "zero_state",
                       value=g.numpy_helper.from_array(np.zeros(1, g.dtype)))
-    axis = g.ints([batch_axis], "batch_axis")
     inits = []
-    for s, fed in zip(state_names, init_in):
+    for s, fed in zip(model._spec.state_names, init_in):
         x = g.op("Slice", [g.op("Concat", [fed, zero_state], f"{s}0_cat", axis=batch_axis),
-                           zero1, B1, axis], f"{s}0")
-        inits.append(x if stacked else g.op("Unsqueeze", [x, zero1], f"{s}0_3d"))
-    # rows of length 0 keep their initial states (onnxruntime would give zeros): (1, B, 1)
+                           zero1, B1, g.ints([batch_axis], "batch_axis")], f"{s}0")
+        inits.append(x if model._stacked else g.op("Unsqueeze", [x, zero1], f"{s}0_3d"))
     empty = g.op("Unsqueeze", [g.op("Equal", [lengths, g.const(np.zeros(1, np.int32), "zero_i32",
                                                                  np.int32)], "empty_rows"),
                                g.ints([0, 2], "axes02")], "empty_mask")
+    return X, T1, lengths, inits, empty
 
-    finals = [[] for _ in state_names]
-    x = X
-    for l in range(L):
-        weights = [[P[model_param_name(kind, l, d)] for d in range(D)]
-                   for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-        W, R = (_reorder(cell, np.stack(ws)) for ws in weights[:2])
-        Bias = np.concatenate([_reorder(cell, np.stack(weights[2]), axis=1),
-                               _reorder(cell, np.stack(weights[3]), axis=1)], axis=1)
-        layer_init = [g.op("Slice", [s, g.ints([l * D], "start"), g.ints([(l + 1) * D], "end"),
-                                     zero1], f"{name}0_l{l}")
-                      for s, name in zip(inits, state_names)]
-        ins = [x, g.const(W, f"W_l{l}"), g.const(R, f"R_l{l}"), g.const(Bias, f"B_l{l}"),
-               lengths, layer_init[0]]
-        attrs = {"hidden_size": H, "direction": "bidirectional" if D == 2 else "forward"}
-        if cell == "lstm":
-            ins.append(layer_init[1])
-            if model.peepholes:      # P = [p_i, p_o, p_f] per direction
-                peep = np.stack([np.concatenate([P[model_param_name(k, l, d)] for k in
-                                                 ("peephole_i", "peephole_o", "peephole_f")])
-                                 for d in range(D)])
-                ins.append(g.const(peep, f"P_l{l}"))
-        elif cell == "gru":
-            attrs["linear_before_reset"] = 1
-        else:
-            name, alpha_beta = _RNN_ACTIVATION[model.nonlinearity]
-            attrs["activations"] = [name] * D
-            if alpha_beta is not None:
-                attrs["activation_alpha"] = [alpha_beta[0]] * D
-                attrs["activation_beta"] = [alpha_beta[1]] * D
-        outs = g.op(_OP[cell], ins, f"{cell}_l{l}", n_out=1 + len(state_names), **attrs)
-        Y = outs[0]                                         # (T, D, B, H)
-        for k, s in enumerate(state_names):                 # (D, B, H)
-            finals[k].append(g.op("Where", [empty, layer_init[k], outs[1 + k]], f"{s}_n_l{l}"))
-        # the next layer's input, or the readout's: (T, B, D·H), [forward, reverse]
-        if D == 1:
-            x = g.op("Squeeze", [Y, g.ints([1], "axis1")], f"y_l{l}")
-        else:
-            x = g.op("Reshape", [g.op("Transpose", [Y], f"yt_l{l}", perm=[0, 2, 1, 3]),
-                                 g.ints([0, 0, D * H], "shape_tbf")], f"y_l{l}")
 
+def _layer(g, model, P, l, x, lengths, layer_init):
+    """Layer l's ONNX RNN/LSTM/GRU node, both directions: its weights reordered
+    to ONNX's gate order. Returns Y (T, D, B, H) and the final states (D, B, H)."""
+    cell, D, H = model._spec.name, model.num_directions, model.hidden_size
+
+    def stacked(kind):          # (D, ...) over the directions, ONNX's gate order
+        return _reorder(cell, np.stack([P[model_param_name(kind, l, d)] for d in range(D)]))
+    bias = np.concatenate([stacked("bias_ih"), stacked("bias_hh")], axis=1)
+    ins = [x, g.const(stacked("weight_ih"), f"W_l{l}"), g.const(stacked("weight_hh"), f"R_l{l}"),
+           g.const(bias, f"B_l{l}"), lengths, layer_init[0]]
+    attrs = {"hidden_size": H, "direction": "bidirectional" if D == 2 else "forward"}
+    if cell == "lstm":
+        ins.append(layer_init[1])
+        if model.peepholes:      # P = [p_i, p_o, p_f] per direction
+            peep = np.stack([np.concatenate([P[model_param_name(k, l, d)] for k in
+                                             ("peephole_i", "peephole_o", "peephole_f")])
+                             for d in range(D)])
+            ins.append(g.const(peep, f"P_l{l}"))
+    elif cell == "gru":
+        attrs["linear_before_reset"] = 1
+    else:
+        name, alpha_beta = _RNN_ACTIVATION[model.nonlinearity]
+        attrs["activations"] = [name] * D
+        if alpha_beta is not None:
+            attrs["activation_alpha"] = [alpha_beta[0]] * D
+            attrs["activation_beta"] = [alpha_beta[1]] * D
+    outs = g.op(_OP[cell], ins, f"{cell}_l{l}", n_out=1 + len(layer_init), **attrs)
+    return outs[0], outs[1:]
+
+
+def _readout(g, model, P, x, top, T1, lengths):
+    """Y: the readout of every step's top-layer output x (T, B, D·H), zero past
+    each row's length, or with many_to_one of the top layer's final h (D, B, H)."""
+    D, H, O = model.num_directions, model.hidden_size, model.output_size
     weight_out = g.const(np.ascontiguousarray(P["weight_out"].T), "readout.weight_T")
     bias_out = g.const(P["bias_out"], "readout.bias")
+    zero1 = g.ints([0], "zero")
     if model.many_to_one:
         # [h_n forward, h_n reverse] of the top layer: (D, B, H) -> (B, D·H)
-        top = finals[0][-1]
         feats = (g.op("Squeeze", [top, zero1], "features") if D == 1 else
                  g.op("Reshape", [g.op("Transpose", [top], "top_t", perm=[1, 0, 2]),
                                   g.ints([0, D * H], "shape_bf")], "features"))
         out = g.op("Add", [g.op("MatMul", [feats, weight_out], "readout"), bias_out], "outputs")
         g.output("Y", out, ["B", O])
-    else:
-        out = g.op("Add", [g.op("MatMul", [x, weight_out], "readout"), bias_out], "outputs")
-        # zero past each row's length, as forward: step t < lengths[b]; (T, B, 1)
-        steps = g.op("Range", [g.ints(0, "start"), g.op("Squeeze", [T1, zero1], "T_scalar"),
-                               g.ints(1, "delta")], "steps")
-        valid = g.op("Less", [g.op("Unsqueeze", [steps, g.ints([1], "axis1")], "steps_col"),
-                              g.op("Unsqueeze", [g.op("Cast", [lengths], "lengths_i64",
-                                                      to=g.TP.INT64), zero1], "lengths_row")],
-                     "valid")
-        mask = g.op("Unsqueeze", [valid, g.ints([2], "axis2")], "valid_mask")
-        out = g.op("Where", [mask, out, g.const(np.zeros(1, g.dtype), "zero_out")], "outputs_masked")
-        g.output("Y", out, ["T", "B", O])
-    for s, parts in zip(state_names, finals):
-        joined = g.op("Concat", parts, f"{s}_n_all", axis=0) if len(parts) > 1 else parts[0]
-        if not stacked:
-            joined = g.op("Squeeze", [joined, zero1], f"{s}_n_2d")
-        g.output(f"{s}_n", joined, state_shape)
+        return
+    out = g.op("Add", [g.op("MatMul", [x, weight_out], "readout"), bias_out], "outputs")
+    # zero past each row's length, as forward: step t < lengths[b], a (T, B, 1) mask
+    steps = g.op("Range", [g.ints(0, "start"), g.op("Squeeze", [T1, zero1], "T_scalar"),
+                           g.ints(1, "delta")], "steps")
+    valid = g.op("Less", [g.op("Unsqueeze", [steps, g.ints([1], "axis1")], "steps_col"),
+                          g.op("Unsqueeze", [g.op("Cast", [lengths], "lengths_i64",
+                                                  to=g.TP.INT64), zero1], "lengths_row")],
+                 "valid")
+    mask = g.op("Unsqueeze", [valid, g.ints([2], "axis2")], "valid_mask")
+    out = g.op("Where", [mask, out, g.const(np.zeros(1, g.dtype), "zero_out")], "outputs_masked")
+    g.output("Y", out, ["T", "B", O])
 
 
 def _reorder(cell, a, axis=1):
-    """Gate blocks along ``axis`` (G·H long) from torch's order to ONNX's."""
+    """Gate blocks along ``axis`` (G·H long; axis 1 of the (D, G·H, ·) and
+    (D, G·H) stacks) from torch's order to ONNX's."""
     order = _GATE_ORDER[cell]
     if len(order) == 1:
         return np.ascontiguousarray(a)
