@@ -3,8 +3,11 @@
 A :class:`Stepper` belongs to one model and runs its layers on the recurrent
 engine as ``forward`` does (``_core.engine_forward``, the model's cell and its
 per-step product rule), on buffers it keeps from call to call, so that a step
-at batch 1 costs one engine call per layer, one readout product and a few
-copies (docs/performance.md, "Streaming: model.step").
+costs one engine call per layer, one readout product and a few copies. Each
+engine call still packs its layer's weights (BLAS for the input side, the
+packed kernel's copy of W_hh), once per call as for a whole sequence: at batch
+1 and H=256 that is most of a step's time (docs/performance.md, "Streaming:
+model.step", measured, and what the engine would need).
 
 Per call: the input and the carried state are copied into the stepper's own
 buffers (the engine reads them without the GIL; nothing the caller holds is
@@ -14,9 +17,10 @@ them in use by another thread works on buffers of its own.
 
 What differs from ``forward``: nothing in the cell arithmetic (the same
 compiled passes, the same product path for the same B), but the input side of
-a layer is one matrix product over the rows of the call, k·B here and T·B in
-``forward``, and BLAS may round a row differently depending on how many rows
-share the product (OpenBLAS picks its kernels by shape). So a loop of steps
+a layer, and the readout, are one matrix product over the rows of the call,
+k·B here and T·B in ``forward``, and BLAS may round a row differently
+depending on how many rows share the product (OpenBLAS picks its kernels by
+shape). So a loop of steps
 equals ``forward`` to rounding, not always bit for bit; ``step`` over k steps
 is bit for bit ``forward`` over the same k steps.
 """
