@@ -28,12 +28,12 @@ import threading
 
 import numpy as np
 
-from . import _core
+from . import _core, _recurrent
 from ._validate import float_array
 
 __all__ = ["Stepper"]
 
-_KEEP = 4       # buffer sets kept, by (k, B)
+_KEEP = 4       # buffer sets kept, by (k, B) (and the product path)
 
 
 class _Buffers:
@@ -165,7 +165,8 @@ class Stepper:
         return self._engine
 
     def _buffers(self, k, B):
-        key = (k, B)
+        # (the product path is the engine's rule for B, or the one the tests force)
+        key = (k, B, _recurrent.FORCE_PRODUCTS)
         buf = self._kept.pop(key, None)
         if buf is None:
             buf = _Buffers(self, k, B)

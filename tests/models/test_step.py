@@ -11,6 +11,7 @@ import pytest
 from cells.cells import FULL_CELLS, KERNEL_CELLS, model_forward
 
 import fastbp
+from fastbp import _recurrent
 
 I, H, O = 4, 6, 3
 DTYPES = ["float32", "float64"]
@@ -113,6 +114,19 @@ def test_many_to_one_reads_out_the_new_final_state(cell, num_layers):
     h_top = h_top[-1] if num_layers > 1 else h_top
     np.testing.assert_allclose(y, h_top @ net.params["weight_out"].T + net.params["bias_out"],
                                **LOOP_TOL["float64"])
+
+
+@pytest.mark.parametrize("products", ["packed", "blas"])
+def test_either_product_path_steps_as_forward_does(products, monkeypatch):
+    rng = np.random.default_rng(12)
+    net = fastbp.LSTM(I, H, O, peepholes=True, seed=0)
+    X = rng.standard_normal((5, 2, I))
+    net.step(X)                                        # buffers kept under the default rule
+    monkeypatch.setattr(_recurrent, "FORCE_PRODUCTS", products)
+    y, (h, c) = net.step(X)
+    out, (h_n, c_n) = net.forward(X)
+    np.testing.assert_array_equal(y, out)
+    np.testing.assert_array_equal(c, c_n)
 
 
 def test_many_call_shapes_in_turn_give_forwards_results():
