@@ -13,12 +13,14 @@ NumPy transcription of the equations lives in ``fastbp.reference``.
     fastbp.set_num_threads / get_num_threads   fastbp's thread team (FASTBP_NUM_THREADS)
     fastbp.callbacks                           fit(callbacks=[...]): EarlyStopping, learning-rate schedules
     fastbp.sklearn                             scikit-learn estimators (optional extra; not imported here)
+    fastbp.onnx.export                         ONNX export of every model (the onnx package: optional extra)
+    model.step(x, state)                       streaming inference of RNN, LSTM, GRU, one or k steps a call
     fastbp.io.save_checkpoint / load_checkpoint  the whole training state (fit(checkpoint=...) too)
     fastbp.tbptt.Stream                        truncated BPTT(k1, k2) over a stream
     fastbp.distributed                         data-parallel training over MPI (mpi4py, optional)
 """
 from . import _core
-from . import callbacks, distributed, io, optim, reference, tbptt
+from . import callbacks, distributed, io, onnx, optim, reference, tbptt
 from ._threads import get_num_threads, set_num_threads
 from .clip import clip_grad_norm
 from .functional import (activation_backward, activation_forward, softmax_cross_entropy,
@@ -38,4 +40,4 @@ __all__ = ["MLP", "RNN", "LSTM", "GRU", "rnn_forward", "rnn_backward", "lstm_for
            "gru_stack_backward",
            "activation_forward", "activation_backward", "softmax_cross_entropy", "squared_error",
            "gradcheck", "clip_grad_norm", "set_num_threads", "get_num_threads", "optim", "load",
-           "io", "reference", "tbptt", "distributed", "callbacks"]
+           "io", "reference", "tbptt", "distributed", "callbacks", "onnx"]

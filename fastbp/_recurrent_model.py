@@ -6,10 +6,14 @@ A model class sets ``_spec`` (fastbp._recurrent.CellSpec) and builds
 from the spec. The readout, losses, states and training live in
 fastbp._seqmodel.SequenceModel.
 """
+from typing import Tuple, Union
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _stack
 from ._seqmodel import SequenceModel
+from ._step import Stepper
 
 __all__ = ["RecurrentModel"]
 
@@ -58,6 +62,43 @@ class RecurrentModel(SequenceModel):
                                           layout, self.num_layers, self.num_directions,
                                           self.hidden_size, keep_cache)
         return y, self._join_states(finals), cache
+
+    # -- streaming ------------------------------------------------------------------
+    def step(self, x: ArrayLike,
+             state: Union[ArrayLike, Tuple[ArrayLike, ArrayLike], None] = None
+             ) -> Tuple[np.ndarray, Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]]:
+        """Run one step (or k steps) from a carried state: streaming inference.
+
+        x : array, shape (B, I) for one step, or (k, B, I) for k steps
+        state : the state as :meth:`forward` (and ``step``) return it, or None
+            (zeros): ``h_n`` (B, H), ``(h_n, c_n)`` for an LSTM (a None
+            part is zeros), each (num_layers, B, H) for a stack.
+
+        Returns ``(y, state)``: y the readout of the new state(s), (B, O) for
+        one step, (k, B, O) for k steps (before the softmax of a cross-entropy
+        model), or with ``many_to_one`` the readout of the new final state
+        (B, O); state the new state, in the same form. A loop of steps runs
+        what :meth:`forward` runs over the whole sequence, and matches it to
+        rounding (``step`` over k steps is ``forward`` over those k steps bit
+        for bit; fastbp._step says where a loop of single steps may round
+        differently). Bidirectional models cannot stream (ValueError): their
+        reverse direction starts from each row's last step.
+
+        The inputs and the state are copied (the caller's arrays are never
+        read by the compiled code, nor modified); the buffers are kept for the
+        next call of the same shape.
+        """
+        stepper = self.__dict__.get("_stepper")
+        if stepper is None:
+            if self.bidirectional:
+                raise ValueError(f"{type(self).__name__}.step: a bidirectional model cannot "
+                                 "stream: its reverse direction reads each sequence from its "
+                                 "last step backwards, which a stream does not have yet (run "
+                                 "forward over the whole sequence instead)")
+            names = [{kind: _stack.model_param_name(kind, l, 0) for kind in self._layer_kinds()}
+                     for l in range(self.num_layers)]
+            stepper = self._stepper = Stepper(self, names)
+        return stepper.run(x, state)
 
     def _layer_backward(self, dHs, dfinal, cache):
         # the model owns this cache and needs no ∂L/∂X: the gate gradients may

@@ -132,7 +132,8 @@ class SequenceModel(Persistent):
         """Pickling and copy.deepcopy: the parameters as plain arrays (the
         pinned storage is rebuilt by __setstate__)."""
         state = self.__dict__.copy()
-        for private in ("_kernel", "_bases", "_pins"):
+        # (_stepper: model.step's buffers, rebuilt on the next step)
+        for private in ("_kernel", "_bases", "_pins", "_stepper"):
             state.pop(private, None)
         state["_params"] = {name: np.array(p) for name, p in self._params.items()}
         return state

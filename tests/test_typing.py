@@ -6,7 +6,7 @@ import os
 import pytest
 
 import fastbp
-from fastbp import callbacks, io, optim, training
+from fastbp import callbacks, io, onnx, optim, training
 from fastbp.gru import GRU
 from fastbp.lstm import LSTM
 from fastbp.mlp import MLP
@@ -18,7 +18,8 @@ PUBLIC = [training.fit, training.evaluate, training.shuffle_order, training.is_t
           callbacks.Callback.on_train_begin, callbacks.Callback.on_epoch_begin,
           callbacks.Callback.on_epoch_end, callbacks.Callback.on_train_end,
           callbacks.LRSchedule.lr_at, MLP.fit, MLP.evaluate, MLP.forward, MLP.predict,
-          MLP.loss_and_grad, MLP.named_parameters, LSTM.fit, RNN.evaluate, GRU.named_parameters]
+          MLP.loss_and_grad, MLP.named_parameters, LSTM.fit, RNN.evaluate, GRU.named_parameters,
+          LSTM.step, GRU.step, RNN.step, onnx.export]
 
 
 def test_py_typed_is_in_the_package():

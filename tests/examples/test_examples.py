@@ -70,3 +70,15 @@ def test_plot_option_writes_a_png(name, tmp_path, capsys):
     example(name).main(args)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(path) in capsys.readouterr().out
+
+
+def test_deploy_onnx_step(capsys, tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    path = tmp_path / "lstm.onnx"
+    result = example("deploy_onnx_step").main(["--quick", "--out", str(path)])
+    out = capsys.readouterr().out
+    assert path.read_bytes()                                  # the exported model
+    assert result["ort_error"] < 1e-5 and result["step_error"] < 1e-5
+    assert result["history"]["loss"][-1] < result["history"]["loss"][0]
+    assert "onnxruntime on 8 new sequences" in out and "model.step, one value at a time" in out

@@ -958,6 +958,48 @@ def _stream():
                  setup=_seq_setup, dtype_from=lambda ex: ex.o["dtype"])
 
 
+STEP_OPTIONS = dict({k: v for k, v in SEQ_OPTIONS.items() if k != "varlen"},   # no lengths
+                    one=(False, True), **TAMPER_OPTIONS)
+
+
+def _seq_step():
+    """model.step: x (T, B, I) as T steps in one call, or its first step (B,
+    I) (option "one"), from the state (h_n[, c_n], None parts zeros): forward
+    over those steps, the readout of every new state (of the last with
+    many_to_one)."""
+    def state_args(o):
+        return [Arg(s + "_n", ("B", "H"), optional=True) for s in _spec(o).state_names]
+
+    def args(o):
+        return [Arg("x", ("B", "I") if o["one"] else ("T", "B", "I"))] + state_args(o)
+
+    def call(ex):
+        parts = tuple(ex.a.get(s + "_n") for s in _spec(ex.o).state_names)
+        state = (None if all(p is None for p in parts)
+                 else parts if len(parts) > 1 else parts[0])
+        y, new = ex.model.step(ex.a["x"], state)
+        new = new if isinstance(new, tuple) else (new,)
+        return {"y": y, **{f"state{i}": s for i, s in enumerate(new)}}
+
+    def reference(ex):
+        m, p = ex.model, ex.params0
+        # an ndim corruption may make (B, I) into (k, B, I), valid (kept integer by the harness)
+        x = ex.c["x"].astype(m.dtype)
+        one = x.ndim == 2
+        X = x[None] if one else x
+        states = tuple(ex.c.get(s + "_n") for s in _spec(ex.o).state_names)
+        Hs, final, _ = _model_layer(m, p, X, states, None, None)
+        if m.many_to_one:
+            y = final[0] @ p["weight_out"].T + p["bias_out"]
+        else:
+            y = Hs @ p["weight_out"].T + p["bias_out"]
+            y = y[0] if one else y
+        return {"y": y, **{f"state{i}": s for i, s in enumerate(final)}}
+    return Entry("RNN|LSTM|GRU.step", args, call, reference, dims=SEQ_MODEL_DIMS,
+                 options=STEP_OPTIONS, bad_options=TAMPER_BAD, setup=_seq_setup,
+                 dtype_from=lambda ex: ex.o["dtype"])
+
+
 def _seq_cell(o):
     """The Cell of the model the options build (its kinds: the LSTM's peepholes or not)."""
     return cells.cell_of(SEQ_MODELS[o["model"]](1, 1, 1, **SEQ_VARIANTS[o["model"]][o["variant"]]))
@@ -1078,7 +1120,7 @@ ENTRIES = [
     _gru_backward(), *(f(name) for name in SPECS for f in (_stack_forward, _stack_backward)),
     _mlp_loss_and_grad(), _mlp_forward(), _mlp_params_setter(), _mlp_fit(), _mlp_evaluate(),
     _seq_loss_and_grad(), _seq_forward(), _seq_fit(), _seq_evaluate(), _set_params(),
-    _load_state_dict(), _optimizer_step(), _clip(), _gradcheck(), _stream(),
+    _load_state_dict(), _optimizer_step(), _clip(), _gradcheck(), _stream(), _seq_step(),
 ]
 if HAVE_MPI4PY:
     ENTRIES += [_data_parallel(e) for e in ENTRIES

@@ -134,6 +134,10 @@ def _model_calls():
         calls.append((f"{cls_name}.fit(bptt=(2, 4))",
                       lambda n=net, a=Xs, b=Ys: n.fit(a, b, epochs=1, batch_size=5, bptt=(2, 4),
                                                       progress=False)))
+        calls.append((f"{cls_name}.step", lambda n=net, a=Xs: [n.step(a[:3]), n.step(a[0])]))
+        deep = cells.model(cell, 3, 5, 4, many_to_one=True, dtype="float64", seed=0, num_layers=2)
+        calls.append((f"{cls_name}(layers=2, many_to_one=True).step",
+                      lambda n=deep, a=Xs: n.step(a[1], n.step(a[0])[1])))
         stream = fastbp.tbptt.Stream(net, k1=2, k2=4, batch=5)
         calls.append((f"tbptt.Stream({cls_name}).step",
                       lambda s=stream, a=Xs, b=Ys: [s.step(a[t:t + 2], b[t:t + 2])

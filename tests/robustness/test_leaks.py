@@ -92,6 +92,19 @@ def _workloads():
     seq_models = [cells.model(cell, 3, 8, 2, dtype="float64", seed=0) for cell in FULL_CELLS]
     for cell, model in zip(FULL_CELLS, seq_models):
         w[f"{cell.name}_model_loss_and_grad"] = lambda model=model: model.loss_and_grad(Xs, Ys)
+    # streaming: model.step's kept buffers (reused: as many call shapes as it keeps; buffers
+    # replaced while tracing would count as growth here), its errors
+    x_nan = Xs[0].copy()
+    x_nan[0, 0] = np.nan
+
+    def steps():
+        for model in seq_models:
+            state = None
+            for k in (1, 2, 3, 2, 1):
+                _, state = model.step(Xs[:k], state)
+            model.step(Xs[0], state)
+            _raises(lambda: model.step(x_nan, state))()
+    w["model_step"] = steps
     # variable lengths and resets: the sorted slot layout, the schedule, the reset events
     lengths, reset = np.array([5, 0, 3, 2]), np.zeros((5, 4), bool)
     reset[2, 0] = reset[1, 2] = True
