@@ -1,10 +1,11 @@
-"""``fastbp bench``: time fastbp against the NumPy reference, PyTorch and JAX.
+"""``fastbp bench``: time fastbp against the NumPy reference, PyTorch, JAX and onnxruntime.
 
 For every workload and size, every implementation gets the same weights and
 inputs; each runs one step first (timed apart as its first call) whose
-gradients are checked against fastbp's, and only the implementations that
-agree are timed (``harness.measure``). The environment goes at the top of
-the output, the table at the end; Ctrl-C prints what was measured so far.
+gradients (the inference workload: outputs) are checked against fastbp's, and
+only the implementations that agree are timed (``harness.measure``). The
+environment goes at the top of the output, the table at the end; Ctrl-C prints
+what was measured so far.
 """
 import argparse
 import contextlib
@@ -20,10 +21,10 @@ import time
 import fastbp
 
 from . import env as envmod
-from . import harness, load, peers_jax, peers_torch, report, workloads
-from .workloads import CHECK_TOL, IMPLEMENTATIONS, Unavailable
+from . import harness, load, peers_jax, peers_onnx, peers_torch, report, workloads
+from .workloads import IMPLEMENTATIONS, Unavailable
 
-MODELS = ("mlp", "rnn", "lstm", "lstm_len", "lstm2bi", "gru")
+MODELS = ("mlp", "rnn", "lstm", "lstm_len", "lstm2bi", "gru", "lstm_infer")
 DTYPES = ("float32", "float64")
 DEFAULT_HIDDEN = 256
 
@@ -32,17 +33,19 @@ DEFAULT_HIDDEN = 256
 # the samples are spread over (harness.measure), and the size of the ceiling's GEMM
 MODES = {
     "quick": {"batches": {"mlp": [1, 32], "rnn": [1, 16], "lstm": [1, 16], "lstm_len": [8],
-                          "lstm2bi": [4], "gru": [1, 16]},
+                          "lstm2bi": [4], "gru": [1, 16], "lstm_infer": [1, 16]},
               "seq_len": 20,
               "repeat": 3, "min_time": 0.002, "budget": 0.3, "pause": 0.02, "rounds": 1,
               "ceiling_n": 512},
     "default": {"batches": {"mlp": [1, 32, 256], "rnn": [1, 16, 64], "lstm": [1, 16, 64],
-                            "lstm_len": [64], "lstm2bi": [32], "gru": [1, 16, 64]},
+                            "lstm_len": [64], "lstm2bi": [32], "gru": [1, 16, 64],
+                            "lstm_infer": [1, 16, 64]},
                 "seq_len": 100, "repeat": 9, "min_time": 0.01, "budget": 2.0, "pause": 0.1,
                 "rounds": 3, "ceiling_n": 1024},
     "full": {"batches": {"mlp": [1, 32, 256, 1024], "rnn": [1, 16, 64, 256],
                          "lstm": [1, 16, 64, 256], "lstm_len": [64, 256],
-                         "lstm2bi": [32, 128], "gru": [1, 16, 64, 256]}, "seq_len": 100,
+                         "lstm2bi": [32, 128], "gru": [1, 16, 64, 256],
+                         "lstm_infer": [1, 16, 64, 256]}, "seq_len": 100,
              "repeat": 15, "min_time": 0.05, "budget": 6.0, "pause": 0.3, "rounds": 3,
              "ceiling_n": 2048},
 }
@@ -82,8 +85,8 @@ def add_arguments(p):
                    help=f"comma-separated workloads to run: {','.join(MODELS)} "
                         "(default: all)")
     p.add_argument("--impl", type=_choices_list(IMPLEMENTATIONS), metavar="LIST",
-                   help="implementations to run: fastbp,reference,torch,jax,fastbp-padded "
-                        "(default: all; fastbp-padded only runs lstm_len)")
+                   help=f"implementations to run: {','.join(IMPLEMENTATIONS)} (default: all; "
+                        "fastbp-padded only runs lstm_len, onnxruntime only lstm_infer)")
     p.add_argument("--batch", type=_int_list, metavar="LIST",
                    help="batch sizes for every workload, e.g. 1,32,256 (default: per workload)")
     p.add_argument("--hidden", type=_positive_int, metavar="H",
@@ -96,8 +99,9 @@ def add_arguments(p):
                    help="timed samples per row (default 9; 3 with --quick, 15 with --full); "
                         "slow rows get fewer, never fewer than min(N, 3)")
     p.add_argument("--threads", type=_positive_int, metavar="N",
-                   help="BLAS threads (through threadpoolctl) and torch threads "
-                        "(torch.set_num_threads); default: the libraries' own")
+                   help="fastbp's thread team (fastbp.set_num_threads), BLAS threads (through "
+                        "threadpoolctl), torch threads (torch.set_num_threads) and "
+                        "onnxruntime's intra_op_num_threads; default: the libraries' own")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true",
                       help="small sizes and few repeats: a smoke test in seconds")
@@ -203,10 +207,17 @@ def _installed(name):
 
 @contextlib.contextmanager
 def thread_control(threads, notes):
-    """Limit BLAS (threadpoolctl) and torch threads to ``threads`` for the block."""
+    """Set fastbp's team, BLAS (threadpoolctl), torch and onnxruntime threads to
+    ``threads`` for the block."""
     if threads is None:
         yield
         return
+    team_before = fastbp.get_num_threads()
+    team = min(threads, fastbp._core.TEAM_MAX)
+    if team < threads:
+        notes.append(f"--threads: fastbp's team has at most {team} threads")
+    fastbp.set_num_threads(team)
+    peers_onnx.set_intra_op_threads(threads)
     limits = contextlib.nullcontext()
     try:
         from threadpoolctl import threadpool_limits
@@ -229,6 +240,8 @@ def thread_control(threads, notes):
     finally:
         if torch is not None:
             torch.set_num_threads(before)
+        peers_onnx.set_intra_op_threads(None)
+        fastbp.set_num_threads(team_before)
 
 
 # -- one problem: build, check, time ---------------------------------------------------
@@ -237,7 +250,7 @@ def builders():
     """Implementation name -> {workload: builder}; the peers import their libraries lazily."""
     return {"fastbp": workloads.FASTBP, "reference": workloads.REFERENCE,
             "torch": peers_torch.BUILDERS, "jax": peers_jax.BUILDERS,
-            "fastbp-padded": workloads.FASTBP_PADDED}
+            "onnxruntime": peers_onnx.BUILDERS, "fastbp-padded": workloads.FASTBP_PADDED}
 
 
 def new_row(problem, impl):
@@ -252,8 +265,8 @@ def _error_text(e):
     return f"{type(e).__name__}: {e}".strip().splitlines()[0][:300]
 
 
-def check_gradients(rows, grads, tol):
-    """Mark rows whose gradients disagree WRONG.
+def check_gradients(rows, grads, tol, what="gradient"):
+    """Mark rows whose gradients (``what``: or outputs) disagree WRONG.
 
     fastbp is checked against the NumPy reference (the oracle), and every other
     implementation against fastbp, or against the reference when fastbp is
@@ -266,7 +279,7 @@ def check_gradients(rows, grads, tol):
                                     "worst": name, "tol": tol, "ok": ok}
         if not ok:
             rows[impl]["status"] = "WRONG"
-            rows[impl]["detail"] = (f"gradient {name!r} differs from {against}'s: "
+            rows[impl]["detail"] = (f"{what} {name!r} differs from {against}'s: "
                                     f"relative error {err:.2e} > {tol:.0e}; not timed")
         return ok
 
@@ -292,7 +305,8 @@ def run_problem(problem, cfg, impl_builders, all_rows, progress):
             continue        # e.g. fastbp-padded exists for lstm_len only
         row = rows[impl] = new_row(problem, impl)
         all_rows.append(row)
-        progress.activity(f"{problem.workload} {problem.label} · {impl}: first call, gradients")
+        progress.activity(f"{problem.workload} {problem.label} · {impl}: first call, "
+                          f"{problem.checks}s")
         try:
             runner = impl_builders[impl][problem.workload](problem)
             grads[impl], row["first_call_s"] = harness.time_call(runner.grads)
@@ -305,7 +319,7 @@ def run_problem(problem, cfg, impl_builders, all_rows, progress):
         except Exception as e:   # a failing implementation is reported, the run goes on
             row["status"], row["detail"] = "error", _error_text(e)
 
-    check_gradients(rows, grads, CHECK_TOL[problem.dtype])
+    check_gradients(rows, grads, workloads.check_tol(problem), problem.checks)
 
     pending = {impl: runners[impl].step for impl, row in rows.items()
                if row["status"] == "pending"}
@@ -440,12 +454,15 @@ def run(args, error, argv=None, out=None):
             for line in envmod.lines(env):
                 say("  " + line)
             n = cfg["threads"]
-            threads = (f"{n} thread{'s' if n > 1 else ''} (BLAS and torch)" if n
-                       else "threads: the libraries' defaults")
+            threads = (f"{n} thread{'s' if n > 1 else ''} (fastbp's team, BLAS, torch, "
+                       "onnxruntime)" if n else "threads: the libraries' defaults")
             say(f"  run: {cfg['dtype']}, {cfg['mode']} sizes, up to {cfg['repeat']} samples per row "
                 f"in {cfg['rounds']} round(s), {threads}")
             for line in envmod.thread_lines(env):
                 say("  " + line)
+            if "onnxruntime" in cfg["implementations"] and any(
+                    w in peers_onnx.BUILDERS for w in cfg["models"]):
+                say("  " + peers_onnx.thread_rule())
             progress.activity("measuring the GEMM ceiling")
             ceiling = doc["gemm_ceiling"] = harness.gemm_ceiling(cfg["dtype"], cfg["ceiling_n"])
             say(f"  GEMM ceiling: {ceiling['routine']} n={ceiling['n']} via SciPy's BLAS: "

@@ -13,6 +13,7 @@ import re
 import sys
 
 from .. import _core
+from .._threads import get_num_threads
 
 CORETYPE_VAR = "OPENBLAS_CORETYPE"
 
@@ -110,7 +111,7 @@ def collect():
     """The environment as a JSON-ready dict."""
     versions = {"python": platform.python_version()}
     for name in ("fastbp", "numpy", "scipy", "threadpoolctl", "torch", "jax", "jaxlib",
-                 "matplotlib"):
+                 "onnx", "onnxruntime", "matplotlib"):
         versions[name] = _version(name)
     return {
         "cpu": cpu_model(),
@@ -124,21 +125,25 @@ def collect():
         "torch": _torch_details(),
         "versions": versions,
         "fastbp_blas_thread_control": getattr(_core, "BLAS_THREAD_CONTROL", None),
+        "fastbp_threads": get_num_threads(),
     }
 
 
 def thread_lines(env):
-    """How the run uses threads: fastbp's rule for its BLAS products, and the
-    pause that keeps one implementation's idle threads out of the next's timing."""
+    """How the run uses threads: fastbp's team and its rule for its BLAS products,
+    and the pause that keeps one implementation's idle threads out of the next's timing."""
+    n = env.get("fastbp_threads")
+    team = (f"its thread team of {n} (fastbp.set_num_threads; --threads sets it) runs the "
+            "time loops" if n else "its thread team's size is unknown")
     control = env.get("fastbp_blas_thread_control")
     if control is None:
-        rule = "fastbp: its BLAS thread rule is unknown in this build"
+        rule = f"fastbp: {team}; its BLAS thread rule is unknown in this build"
     elif control:
-        rule = ("fastbp: every product it hands to BLAS runs on 1 BLAS thread, whatever "
-                "the BLAS setting above (src_c/fastbp.h); its time loops run on 1 thread")
+        rule = (f"fastbp: {team}; every product it hands to BLAS runs on 1 BLAS thread, "
+                "whatever the BLAS setting above (src_c/blas.c)")
     else:
-        rule = ("fastbp: this BLAS's thread controls were not found: its products run on "
-                "the BLAS setting above")
+        rule = (f"fastbp: {team}; this BLAS's thread controls were not found: its products "
+                "run on the BLAS setting above")
     return [rule, "isolation: before each block of samples the run sleeps until every "
                   "other thread of the process (OpenBLAS's, torch's pools) is idle"]
 

@@ -3,11 +3,13 @@
 Each module is built with fastbp's weights copied in (the layouts are the same:
 ``Linear.weight (out, in)``, ``RNN``/``LSTM``/``GRU`` ``weight_ih_l0``, ``weight_hh_l0``,
 gates i, f, g, o for the LSTM and r, z, n for the GRU), runs in the benchmark's dtype, and one step is what a torch
-user writes: clear the gradients, forward, loss, ``backward()``.
+user writes: clear the gradients, forward, loss, ``backward()``; the inference
+workload (``lstm_infer``) runs the forward under ``torch.inference_mode()``.
 """
 import numpy as np
 
-from .workloads import CELL_GRADS, CELL_PARAMS, NOT_INSTALLED, RNN_PARAMS, Runner, Unavailable
+from .workloads import (CELL_GRADS, CELL_PARAMS, INFER_OUTPUTS, NOT_INSTALLED, RNN_PARAMS, Runner,
+                        Unavailable)
 
 
 def import_torch():
@@ -95,17 +97,21 @@ def torch_rnn(p):
     return Runner(step, grads)
 
 
-def _cell_module(torch, p):
-    """torch.nn.LSTM or torch.nn.GRU (the problem's cell), one layer, with the shared
-    weights; X requires grad (dL/dx is part of the workload). Returns the module, X,
-    R and every tensor whose gradient a step clears."""
-    d, s = p.data, p.size
-    P = d["params"]
-    module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[d["cell"]](
+def _new_cell(torch, p):
+    """torch.nn.LSTM or torch.nn.GRU (the problem's cell), one layer, with the shared weights."""
+    s = p.size
+    module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[p.data["cell"]](
         s["input"], s["hidden"], dtype=_dtype(torch, p))
-    _copy_into(torch, module, {f"{name}_l0": P[name] for name in CELL_PARAMS})
-    X = _tensor(torch, d["X"]).clone().requires_grad_(True)
-    return module, X, _tensor(torch, d["R"]), [X] + list(module.parameters())
+    _copy_into(torch, module, {f"{name}_l0": p.data["params"][name] for name in CELL_PARAMS})
+    return module
+
+
+def _cell_module(torch, p):
+    """The problem's cell (:func:`_new_cell`); X requires grad (dL/dx is part of the
+    workload). Returns the module, X, R and every tensor whose gradient a step clears."""
+    module = _new_cell(torch, p)
+    X = _tensor(torch, p.data["X"]).clone().requires_grad_(True)
+    return module, X, _tensor(torch, p.data["R"]), [X] + list(module.parameters())
 
 
 def _cell_grads(module, X):
@@ -155,6 +161,25 @@ def torch_lstm_len(p):
     return Runner(step, grads, note="pack_padded_sequence(enforce_sorted=False) + nn.LSTM")
 
 
+def torch_lstm_infer(p):
+    """Inference as a torch user writes it: nn.LSTM from (h0, c0) under
+    torch.inference_mode() (no autograd graph, no version counters)."""
+    torch = import_torch()
+    d = p.data
+    lstm = _new_cell(torch, p)
+    X = _tensor(torch, d["X"])
+    states = tuple(_tensor(torch, d[k])[None] for k in ("h0", "c0"))   # (1, B, H): one layer
+
+    def step():
+        with torch.inference_mode():
+            return lstm(X, states)
+
+    def outputs():
+        y, (h_n, c_n) = step()
+        return dict(zip(INFER_OUTPUTS, (y.numpy(), h_n[0].numpy(), c_n[0].numpy())))
+    return Runner(step, outputs, note="nn.LSTM under torch.inference_mode()")
+
+
 def torch_lstm2bi(p):
     """nn.LSTM(num_layers=2, bidirectional=True) with the same weights by name."""
     torch = import_torch()
@@ -182,4 +207,4 @@ def torch_lstm2bi(p):
 
 
 BUILDERS = {"mlp": torch_mlp, "rnn": torch_rnn, "lstm": torch_cell, "gru": torch_cell,
-            "lstm_len": torch_lstm_len, "lstm2bi": torch_lstm2bi}
+            "lstm_len": torch_lstm_len, "lstm2bi": torch_lstm2bi, "lstm_infer": torch_lstm_infer}

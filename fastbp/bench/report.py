@@ -5,7 +5,7 @@ carry timings, the rest say why they have none ("not installed", "WRONG", ...).
 """
 import json
 
-from .workloads import IMPLEMENTATIONS, WORKLOADS
+from .workloads import FORWARD_ONLY, IMPLEMENTATIONS, OUTPUT_TOL, WORKLOADS
 
 JSON_SCHEMA = "fastbp-bench/1"
 
@@ -146,8 +146,13 @@ def legend(doc, workloads=tuple(WORKLOADS)):
         "first call: the first step, timed apart (JAX compilation, oneDNN's first call).",
         "grad check: worst norm-wise relative gradient error against fastbp (fastbp itself:",
         "  against the NumPy reference); a row over tolerance is WRONG and not timed.",
-        "vs X: X's median / this row's median (above 1: this row is faster than X).",
     ]
+    inference = [w for w in workloads if w in FORWARD_ONLY]
+    if inference:
+        tol = " and ".join(f"{t:.0e} in {dt}" for dt, t in OUTPUT_TOL.items())
+        lines += [f"  {', '.join(inference)}: a forward pass, timed alone; its check compares "
+                  f"the outputs instead, to {tol}."]
+    lines.append("vs X: X's median / this row's median (above 1: this row is faster than X).")
     for name in workloads:
         lines.append(f"{name}: {WORKLOADS[name]}")
     return lines
@@ -195,7 +200,7 @@ def plot(path, doc):
         ax.set_xticks(range(len(labels)))
         ax.set_xticklabels(labels, rotation=15, fontsize=8)
         ax.set_yscale("log")
-        ax.set_ylabel("µs per training step (lower is faster)")
+        ax.set_ylabel("µs per step (lower is faster)")
         ax.set_title(workload)
         ax.grid(axis="y", which="both", alpha=0.3)
     axes[0][0].legend(fontsize=8)

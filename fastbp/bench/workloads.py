@@ -29,6 +29,12 @@ Workloads (one training step each, forward + backward, every gradient):
   fastbp runs ``lstm_stack_forward``/``lstm_stack_backward``; the reference
   composes the NumPy LSTM layer by layer, the reverse direction on the
   time-flipped sequence.
+- ``lstm_infer``: inference, the ``lstm`` workload's LSTM forward only from
+  given initial states (h0, c0), nothing kept for a backward: fastbp's
+  ``lstm_forward(..., keep_cache=False)``, ``torch.nn.LSTM`` under
+  ``torch.inference_mode()`` and a one-node ONNX ``LSTM`` graph in
+  onnxruntime. Its check compares the outputs (y, h_n, c_n) instead of
+  gradients, to :data:`OUTPUT_TOL`; ``Runner.grads`` returns them.
 """
 import functools
 import importlib
@@ -41,9 +47,10 @@ import numpy as np
 from .. import functional
 from .. import reference as ref
 
-IMPLEMENTATIONS = ("fastbp", "reference", "torch", "jax", "fastbp-padded")
+IMPLEMENTATIONS = ("fastbp", "reference", "torch", "jax", "onnxruntime", "fastbp-padded")
 NOT_INSTALLED = "not installed"
 NOT_AVAILABLE = "not available in this build"
+NOT_SUPPORTED = "not supported"        # a peer that lacks the workload's dtype, say
 
 MLP_INPUT, MLP_CLASSES = 784, 10
 RNN_INPUT, RNN_OUTPUT = 64, 64
@@ -61,7 +68,7 @@ class Unavailable(Exception):
 @dataclass
 class Runner:
     step: Callable[[], object]
-    grads: Callable[[], dict]
+    grads: Callable[[], dict]     # the checked arrays by name (a forward-only problem: outputs)
     note: str = ""
 
 
@@ -74,6 +81,7 @@ class Problem:
     data: dict
     flops: float                  # matmul FLOPs (2·m·n·k per product) of one step
     grad_names: tuple = field(default=())
+    checks: str = "gradient"      # what Runner.grads returns: "gradient"s, or "output"s
 
 
 # -- problem definitions -------------------------------------------------------
@@ -153,6 +161,23 @@ def cell_problem(cell, batch, seq_len, hidden, dtype, seed=0):
                    f"T={T} B={B} H={H}", np.dtype(dtype), data, flops, CELL_GRADS)
 
 
+INFER_OUTPUTS = ("y", "h_n", "c_n")
+FORWARD_ONLY = ("lstm_infer",)          # the workloads whose check is on outputs
+
+
+def lstm_infer_problem(batch, seq_len, hidden, dtype, seed=0):
+    """The lstm workload's LSTM, forward only, from random initial states (so the
+    check covers how every implementation takes h0 and c0)."""
+    p = cell_problem("lstm", batch, seq_len, hidden, dtype, seed)
+    rng = np.random.default_rng([seed, 2])
+    del p.data["R"]
+    p.data["h0"], p.data["c0"] = (rng.standard_normal((batch, hidden)).astype(dtype)
+                                  for _ in range(2))
+    p.workload, p.grad_names, p.checks = "lstm_infer", INFER_OUTPUTS, "output"
+    p.flops /= 3                # X W_ihᵀ and h W_hhᵀ: the forward third of a training step
+    return p
+
+
 def lstm_len_problem(batch, seq_len, hidden, dtype, seed=0):
     p = cell_problem("lstm", batch, seq_len, hidden, dtype, seed)
     T, B, H = seq_len, batch, hidden
@@ -213,6 +238,9 @@ WORKLOADS = {
                 "the padded batch (GFLOP/s count the valid steps' work only)",
     "lstm2bi": f"{STACK_LAYERS}-layer bidirectional LSTM I=H, loss sum(y·R) over the top "
                "layer's [forward, reverse] outputs: forward + full BPTT incl. dL/dx",
+    "lstm_infer": "inference: the lstm workload's LSTM forward only from random (h0, c0), "
+                  "nothing kept for a backward (fastbp keep_cache=False, torch under "
+                  "inference_mode, onnxruntime's LSTM); checked: y, h_n, c_n",
 }
 
 
@@ -227,6 +255,8 @@ def make_problem(workload, batch, seq_len, hidden, dtype, seed=0):
         return lstm_len_problem(batch, seq_len, hidden, dtype, seed)
     if workload == "lstm2bi":
         return lstm2bi_problem(batch, seq_len, hidden, dtype, seed)
+    if workload == "lstm_infer":
+        return lstm_infer_problem(batch, seq_len, hidden, dtype, seed)
     raise ValueError(f"unknown workload {workload!r}")
 
 
@@ -267,6 +297,21 @@ def _inner(a, b):
     """Σ a·b without BLAS: np.vdot would run on NumPy's OpenBLAS, whose threads
     then spin beside the implementation being timed (einsum's own loop does not)."""
     return float(np.einsum("i,i->", a.ravel(), b.ravel()))
+
+
+def _infer_runner(forward, p, **options):
+    """lstm_infer: ``forward(X, h0, c0, *weights, **options)``, the outputs by name."""
+    d = p.data
+    P = d["params"]
+    args = (d["X"], d["h0"], d["c0"]) + tuple(P[name] for name in CELL_PARAMS)
+
+    def step():
+        return forward(*args, **options)
+
+    def outputs():
+        y, (h_n, c_n), _ = step()
+        return _pick({"y": y, "h_n": h_n, "c_n": c_n}, INFER_OUTPUTS)
+    return Runner(step, outputs)
 
 
 def _pick(grads, names):
@@ -310,6 +355,10 @@ def reference_cell(p):
     def step():
         return _cell_step(forward, backward, d["X"], d["R"], d["params"], states)
     return Runner(step, lambda: _pick(step()[1], CELL_GRADS))
+
+
+def reference_lstm_infer(p):
+    return _infer_runner(ref.lstm_forward, p)
 
 
 def _reference_stack_step(X, R, P, L):
@@ -490,17 +539,34 @@ def fastbp_lstm2bi(p):
     return Runner(step, lambda: _pick(step()[1], p.grad_names))
 
 
+def fastbp_lstm_infer(p):
+    """The compiled forward with keep_cache=False: no cache, nothing for a backward."""
+    forward = _require(_fastbp_module("lstm"), "lstm_forward")
+    if "keep_cache" not in inspect.signature(forward).parameters:
+        raise Unavailable(NOT_AVAILABLE, "lstm_forward has no keep_cache= in this build")
+    return _infer_runner(forward, p, keep_cache=False)
+
+
 FASTBP = {"mlp": fastbp_mlp, "rnn": fastbp_rnn, "lstm": fastbp_cell, "gru": fastbp_cell,
-          "lstm_len": fastbp_lstm_len, "lstm2bi": fastbp_lstm2bi}
+          "lstm_len": fastbp_lstm_len, "lstm2bi": fastbp_lstm2bi,
+          "lstm_infer": fastbp_lstm_infer}
 # the padded batch with the loss masked: every step of every row is computed
 FASTBP_PADDED = {"lstm_len": fastbp_cell}
 REFERENCE = {"mlp": reference_mlp, "rnn": reference_rnn, "lstm": reference_cell,
-             "gru": reference_cell, "lstm_len": reference_cell, "lstm2bi": reference_lstm2bi}
+             "gru": reference_cell, "lstm_len": reference_cell, "lstm2bi": reference_lstm2bi,
+             "lstm_infer": reference_lstm_infer}
 
 
 # -- the gradient check ------------------------------------------------------------
 
 CHECK_TOL = {np.dtype(np.float32): 1e-3, np.dtype(np.float64): 1e-8}
+# a forward pass's outputs carry no backward's rounding: a tighter bound
+OUTPUT_TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-8}
+
+
+def check_tol(problem):
+    """The check's bound for the problem: its outputs' or its gradients'."""
+    return (OUTPUT_TOL if problem.checks == "output" else CHECK_TOL)[problem.dtype]
 
 
 def compare_grads(got, want):

@@ -24,7 +24,8 @@ from fastbp.bench.workloads import Runner
 TINY = ["--quick", "--repeat", "1", "--batch", "2", "--hidden", "16", "--seq-len", "4",
         "--no-progress"]
 MODULE_OF = {"mlp": "fastbp.mlp", "rnn": "fastbp.rnn", "lstm": "fastbp.lstm",
-             "lstm_len": "fastbp.lstm", "lstm2bi": "fastbp.lstm", "gru": "fastbp.gru"}
+             "lstm_len": "fastbp.lstm", "lstm2bi": "fastbp.lstm", "gru": "fastbp.gru",
+             "lstm_infer": "fastbp.lstm"}
 ROW_KEYS = {"workload", "label", "size", "dtype", "implementation", "status", "detail", "note",
             "median_us", "min_us", "max_us", "repeats", "inner", "first_call_s", "gflops",
             "ceiling_fraction", "grad_check", "ratios"}
@@ -37,12 +38,16 @@ def _importable(name):
         return False
 
 
-def expected_status(workload, impl):
+def expected_status(workload, impl, dtype="float32"):
     """What a row must say on this machine: a number wherever the code is there."""
     if impl in ("fastbp", "fastbp-padded"):
         return "ok" if _importable(MODULE_OF[workload]) else workloads.NOT_AVAILABLE
     if impl in ("torch", "jax"):
         return "ok" if _importable(impl) else workloads.NOT_INSTALLED
+    if impl == "onnxruntime":
+        if not (_importable("onnx") and _importable("onnxruntime")):
+            return workloads.NOT_INSTALLED
+        return "ok" if dtype == "float32" else workloads.NOT_SUPPORTED
     return "ok"
 
 
@@ -69,7 +74,7 @@ def check_document(doc, implementations, models, batches):
                                            if m in builders[i])
     for row in rows:
         assert set(row) >= ROW_KEYS
-        want = expected_status(row["workload"], row["implementation"])
+        want = expected_status(row["workload"], row["implementation"], row["dtype"])
         assert row["status"] == want, (row["implementation"], row["workload"], row["detail"])
         if want != "ok":
             assert row["median_us"] is None and row["detail"]
