@@ -29,7 +29,7 @@ import numpy as np
 from _which_fastbp import ROOT  # noqa: E402,F401  (bench/: a built tree, else the installed fastbp)
 
 import fastbp  # noqa: E402
-from fastbp import _core  # noqa: E402
+from fastbp import _core, _recurrent  # noqa: E402
 from fastbp import reference as ref  # noqa: E402
 from fastbp.lstm import lstm_backward, lstm_forward  # noqa: E402
 
@@ -206,12 +206,14 @@ def breakdown(args):
             dW_ih = np.zeros_like(W_ih)
             dW_hh = np.zeros_like(W_hh)
             dX = np.empty((T * B, I), dtype)
-            pack = np.empty(_core.lstm_pack_size(H, dtype == "float64"), dtype)
-            steps_packed = median_time(lambda: _core.lstm_step_products(G, dh, hs, W_hh, pack),
-                                       args.repeats)
-            steps_blas = median_time(lambda: _core.lstm_step_products(G, dh, hs, W_hh, None),
-                                     args.repeats)
-            uses_packed = lstm_module._pack_workspace(B, H, np.dtype(dtype)) is not None
+            lstm = _core.CELL_LSTM
+            pack = np.empty(_core.engine_pack_size(lstm, 0, H, dtype == "float64"), dtype)
+            steps_packed = median_time(
+                lambda: _core.engine_step_products(lstm, 0, G, dh, hs, W_hh, pack), args.repeats)
+            steps_blas = median_time(
+                lambda: _core.engine_step_products(lstm, 0, G, dh, hs, W_hh, None), args.repeats)
+            uses_packed = _recurrent.pack_workspace(_recurrent.LSTM_SPEC, B, H,
+                                                    np.dtype(dtype)) is not None
             steps = steps_packed if uses_packed else steps_blas
 
             def stacked():

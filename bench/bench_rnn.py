@@ -31,7 +31,7 @@ import numpy as np
 from _which_fastbp import ROOT  # noqa: E402,F401  (bench/: a built tree, else the installed fastbp)
 
 import fastbp  # noqa: E402
-from fastbp import _core  # noqa: E402
+from fastbp import _core, _recurrent  # noqa: E402
 from fastbp import reference as ref  # noqa: E402
 from fastbp import rnn as fastbp_rnn  # noqa: E402
 from fastbp.functional import squared_error  # noqa: E402
@@ -260,22 +260,31 @@ def breakdown(args):
             x, W_ih, W_hh = p["x"], p["weight_ih"], p["weight_hh"]
             b_ih, b_hh, W_out = p["bias_ih"], p["bias_hh"], p["weight_out"]
             tanh, identity = _core.ACTIVATION_CODES["tanh"], _core.ACTIVATION_CODES["identity"]
-            pack = fastbp_rnn._pack_workspace(B, H, np.dtype(dtype))
+            # the engine's calls as rnn_forward / rnn_backward make them (src_c/engine.h)
+            scratch = {"work": None, "rec": None,
+                       "pack": _recurrent.pack_workspace(_recurrent.RNN_SPEC, B, H, np.dtype(dtype))}
             hs = np.zeros(((T + 1) * B, H), dtype)
             plain = _core.Schedule(T, B)                # every row runs every step
             x2 = x.reshape(T * B, I)
-            _core.rnn_forward(hs, None, None, x2, W_ih, W_hh, b_ih, b_hh, pack, plain, tanh)
+            run = {"x": x2, "states": [hs], "gates": None}   # the input side waits in hs
+            weights = {"weight_ih": W_ih, "weight_hh": W_hh, "bias_ih": b_ih, "bias_hh": b_hh,
+                       "peep": None}
             dy = np.random.default_rng(0).standard_normal((T * B, H)).astype(dtype) * 1e-3
             delta = np.empty((T * B, H), dtype)
-            dh0 = np.empty((B, H), dtype)
+            dh0 = np.zeros((B, H), dtype)
             dW_ih, dW_hh, db = np.zeros_like(W_ih), np.zeros_like(W_hh), np.zeros(H, dtype)
+            grads = {"dgates": delta, "drec": None, "dx": None, "dstates": [dh0], "dy": dy}
+            dweights = {"weight_ih": dW_ih, "weight_hh": dW_hh, "bias_ih": db, "bias_hh": None,
+                        "peep": None}
 
             def kern_fwd(act=tanh):
-                _core.rnn_forward(hs, None, None, x2, W_ih, W_hh, b_ih, b_hh, pack, plain, act)
+                _core.engine_forward(_core.CELL_RNN, act, [run], [weights], scratch, plain)
+
+            kern_fwd()
 
             def kern_bwd():
-                _core.rnn_backward(dh0, dW_ih, dW_hh, db, delta, None, None, dy, None, hs, x2,
-                                   W_ih, W_hh, pack, plain, tanh)
+                _core.engine_backward(_core.CELL_RNN, tanh, [grads], [dweights], [run], [weights],
+                                      scratch, plain)
 
             D, X2 = delta, x2
             A = np.empty((T * B, H), dtype)
