@@ -12,53 +12,13 @@
 
 #define REAL float
 #define FN(name) name##_f
-#include "cell.h"
-#include "cell_rnn.h"
-#include "cell_lstm.h"
-#include "cell_gru.h"
-#include "engine_products.h"
-#include "engine_region.h"
-#define CELL(name) FN(rnn_##name)
-#define CELL_K(name) FBP_RNN_##name
-#include "engine_body.h"
-#undef CELL
-#undef CELL_K
-#define CELL(name) FN(lstm_##name)
-#define CELL_K(name) FBP_LSTM_##name
-#include "engine_body.h"
-#undef CELL
-#undef CELL_K
-#define CELL(name) FN(gru_##name)
-#define CELL_K(name) FBP_GRU_##name
-#include "engine_body.h"
-#undef CELL
-#undef CELL_K
+#include "engine_cells.h"
 #undef REAL
 #undef FN
 
 #define REAL double
 #define FN(name) name##_d
-#include "cell.h"
-#include "cell_rnn.h"
-#include "cell_lstm.h"
-#include "cell_gru.h"
-#include "engine_products.h"
-#include "engine_region.h"
-#define CELL(name) FN(rnn_##name)
-#define CELL_K(name) FBP_RNN_##name
-#include "engine_body.h"
-#undef CELL
-#undef CELL_K
-#define CELL(name) FN(lstm_##name)
-#define CELL_K(name) FBP_LSTM_##name
-#include "engine_body.h"
-#undef CELL
-#undef CELL_K
-#define CELL(name) FN(gru_##name)
-#define CELL_K(name) FBP_GRU_##name
-#include "engine_body.h"
-#undef CELL
-#undef CELL_K
+#include "engine_cells.h"
 #undef REAL
 #undef FN
 
