@@ -15,7 +15,7 @@ from . import _stack
 from ._seqmodel import SequenceModel
 from ._step import Stepper
 
-__all__ = ["RecurrentModel"]
+__all__ = ["RecurrentModel", "HiddenStateModel"]
 
 
 class RecurrentModel(SequenceModel):
@@ -106,3 +106,44 @@ class RecurrentModel(SequenceModel):
         _, grads, _ = _stack.backward(cache, dHs, self._split_states(dfinal), want_dx=False,
                                       overwrite=True)
         return self._layer_grads(grads)
+
+
+class HiddenStateModel(RecurrentModel):
+    """A recurrent model whose only state is h (fastbp.RNN, fastbp.GRU): the
+    public calls those two share; the LSTM has its own, with (h, c)."""
+
+    def forward(self, X, h0=None, lengths=None, reset=None):
+        """Readout outputs and the final state.
+
+        X (T, B, I); h0 (B, H), or (num_layers·D, B, H) for a stack, or None
+        (zeros); lengths (B,) and reset (T, B) as for the cell's stack forward
+        (:func:`fastbp.rnn_stack_forward`, :func:`fastbp.gru_stack_forward`).
+        Returns ``(outputs, h_n)``: outputs (T, B, O) (zero past each row's
+        length), or (B, O) read from each row's final state when many_to_one,
+        before the softmax of a cross-entropy model.
+        """
+        out, (h_n,) = self._outputs(X, (h0,), lengths, reset)
+        return out, h_n
+
+    def predict(self, X, h0=None, lengths=None, reset=None):
+        """Class labels (argmax) for cross-entropy models, outputs for mse."""
+        return self._predict_from(self.forward(X, h0, lengths, reset)[0])
+
+    def loss_and_grad(self, X, Y, h0=None, lengths=None, reset=None):
+        """Loss, gradients and final state for one sequence (or chunk of one).
+
+        X (T, B, I); Y: targets (T, B, O) / labels (T, B), or (B, O) / (B,)
+        when many_to_one; h0 (B, H), or (num_layers·D, B, H) for a stack, or
+        None (zeros). Returns ``(loss, grads, h_n)``: grads by parameter name
+        (same order as ``params``); pass h_n as the next chunk's h0 to carry the
+        state (truncated BPTT; this makes no sense for a reverse direction,
+        whose final state is the one at the chunk's start).
+
+        lengths (B,) int: each sequence's valid steps (the loss averages over
+        those only; Y past a row's length is not read); reset (T, B) bool:
+        rows that restart from h0 (or zeros) at a step (every layer and
+        direction: the pieces are separate sequences). See the cell's stack
+        forward (:func:`fastbp.rnn_stack_forward`, :func:`fastbp.gru_stack_forward`).
+        """
+        loss, grads, (h_n,) = self._loss_and_grad(X, Y, (h0,), lengths, reset)
+        return loss, grads, h_n

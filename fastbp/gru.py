@@ -27,7 +27,7 @@ real inputs are computed in float64); the other arrays are converted to it.
 from . import _layer, _stack
 from ._layer import LayerCache
 from ._recurrent import GRU_SPEC, EngineCell
-from ._recurrent_model import RecurrentModel
+from ._recurrent_model import HiddenStateModel
 from ._sequence import Layout, lengths_array, reset_array
 from ._validate import flag, float_array
 
@@ -199,7 +199,7 @@ def gru_stack_backward(dy, dh_n, cache):
 
 # ---- the model ---------------------------------------------------------------
 
-class GRU(RecurrentModel):
+class GRU(HiddenStateModel):
     """A GRU (compiled forward and BPTT; stacked and bidirectional on request)
     with a linear readout and a loss.
 
@@ -251,33 +251,3 @@ class GRU(RecurrentModel):
         super().__init__(input_size, hidden_size, output_size, loss=loss, many_to_one=many_to_one,
                          l2=l2, dtype=dtype, seed=seed, mse_form=mse_form, num_layers=num_layers,
                          bidirectional=bidirectional)
-
-    # -- public API -----------------------------------------------------------
-    def forward(self, X, h0=None, lengths=None, reset=None):
-        """Readout outputs and the final state.
-
-        X (T, B, I); h0 (B, H), or (num_layers·D, B, H) for a stack, or None
-        (zeros); lengths (B,) and reset (T, B) as for :func:`gru_stack_forward`.
-        Returns ``(outputs, h_n)``: outputs (T, B, O) (zero past each row's
-        length), or (B, O) read from each row's final state when many_to_one,
-        before the softmax of a cross-entropy model.
-        """
-        out, (h_n,) = self._outputs(X, (h0,), lengths, reset)
-        return out, h_n
-
-    def predict(self, X, h0=None, lengths=None, reset=None):
-        """Class labels (argmax) for cross-entropy models, outputs for mse."""
-        return self._predict_from(self.forward(X, h0, lengths, reset)[0])
-
-    def loss_and_grad(self, X, Y, h0=None, lengths=None, reset=None):
-        """Loss, gradients and final state for one sequence (or chunk of one).
-
-        X (T, B, I); Y: targets (T, B, O) / labels (T, B), or (B, O) / (B,)
-        when many_to_one; h0 (B, H), or (num_layers·D, B, H) for a stack, or
-        None (zeros). Returns ``(loss, grads, h_n)``: grads by parameter name
-        (same order as ``params``); pass h_n as the next chunk's h0 to carry the
-        state (truncated BPTT). lengths (B,) and reset (T, B) as for
-        :func:`gru_stack_forward`.
-        """
-        loss, grads, (h_n,) = self._loss_and_grad(X, Y, (h0,), lengths, reset)
-        return loss, grads, h_n
