@@ -303,7 +303,9 @@ class LRSchedule(Callback):
         """The learning rate of ``epoch`` (1, 2, ...) given the rate ``lr`` it
         starts from (the optimizer's, or the previous schedule's) and the
         history of the epochs before it."""
-        raise NotImplementedError
+        # the base class has no rule of its own: StepLR, ExponentialLR, ... each define one
+        raise NotImplementedError(f"{type(self).__name__}: a learning-rate schedule must "
+                                  "define lr_at(epoch, lr, history)")
 
     def config(self):
         return repr(self)
