@@ -185,7 +185,6 @@ def breakdown(args):
     (through the kernels' own path, by a C hook), the stacked GEMMs (the same
     BLAS calls the kernels make), and the rest by difference: the fused
     elementwise passes, copies, allocation and the Python layer."""
-    import fastbp.lstm as lstm_module
     T, I, H = args.T, args.I, args.H
     print(f"\n== where the time goes ({coretype_label()}; {blas_description()}); µs per forward+backward; "
           f"{load_label()}")

@@ -25,6 +25,15 @@ import _which_fastbp  # noqa: E402,F401  (the fastbp being measured: installed o
 
 import numpy as np  # noqa: E402
 
+try:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.neural_network import MLPClassifier as SkMLP
+except ImportError:
+    sys.exit('this benchmark needs scikit-learn: pip install "fastbp[sklearn]"')
+
+from fastbp.sklearn import MLPClassifier as FbpMLP  # noqa: E402
+
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -55,11 +64,6 @@ def run(make, X, y, Xt, yt, classes, epochs, target):
 
 def main(argv=None):
     args = parse_args(argv)
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-    from sklearn.neural_network import MLPClassifier as SkMLP
-
-    from fastbp.sklearn import MLPClassifier as FbpMLP
     digits = load_digits()
     X = digits.data / 16.0
     X, Xt, y, yt = train_test_split(X, digits.target, test_size=0.25, stratify=digits.target,
