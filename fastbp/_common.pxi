@@ -43,6 +43,13 @@ cdef extern from "fastbp.h":
     int fbp_ger_d(double *A, int lda, const double *x, const double *y, int M, int N, double alpha) noexcept nogil
 
 
+cdef extern from "rowdot.h":
+    void fbp_rowdot_team_f(float *C, int ldc, const float *A, int lda, const float *W, int ldw,
+                           int M, int N, int K, int accumulate) noexcept nogil
+    void fbp_rowdot_team_d(double *C, int ldc, const double *A, int lda, const double *W, int ldw,
+                           int M, int N, int K, int accumulate) noexcept nogil
+
+
 cdef int check_status(int status) except -1:
     """Turn a kernel's status code into an exception (0 passes through)."""
     if status == FBP_OK:
@@ -120,6 +127,43 @@ def gemm(floating[:, ::1] C, const floating[:, ::1] A, const floating[:, ::1] B,
                             &B[0, 0] if B.shape[0] and B.shape[1] else NULL, <int>B.shape[1],
                             M, N, K, trans_a, trans_b, alpha, beta)
     check_status(st)
+
+
+def rowdot(floating[:, :] C, const floating[:, :] A, const floating[:, :] W, bint accumulate=False):
+    """C (+)= A @ Wᵀ, every element summed in one fixed order (src_c/rowdot.h),
+    on the thread team when large enough.
+
+    Shapes: A (M, K), W (N, K), C (M, N), each with unit stride along its rows
+    (any row stride); checked here. A row of C depends on that row of A and
+    on W only: the readout of one streamed step equals that step's inside a
+    whole sequence, bit for bit.
+    """
+    cdef Py_ssize_t M = C.shape[0], N = C.shape[1], K = A.shape[1]
+    if A.shape[0] != M or W.shape[0] != N or W.shape[1] != K:
+        raise ValueError(f"rowdot: expected A (M, K), W (N, K), C (M, N); got A "
+                         f"({A.shape[0]}, {A.shape[1]}), W ({W.shape[0]}, {W.shape[1]}), "
+                         f"C ({M}, {N})")
+    for name, arr in (("C", C), ("A", A), ("W", W)):
+        if arr.shape[0] > 1 and arr.shape[1] > 0 and (arr.strides[0] % arr.itemsize
+                                                      or arr.strides[0] < arr.shape[1] * arr.itemsize):
+            raise ValueError(f"{name}: expected rows laid out one after the other, got row stride "
+                             f"{arr.strides[0]} bytes")
+        if arr.shape[1] > 1 and arr.strides[1] != arr.itemsize:
+            raise ValueError(f"{name}: expected unit stride along the rows, got {arr.strides[1]} bytes")
+    if max(M, N, K) > 2147483647:
+        raise ValueError("rowdot: a dimension exceeds 2**31 - 1")
+    if M == 0 or N == 0:
+        return
+    cdef int ldc = <int>(C.strides[0] // C.itemsize) if M > 1 else <int>N
+    cdef int lda = <int>(A.strides[0] // A.itemsize) if M > 1 else <int>K
+    cdef int ldw = <int>(W.strides[0] // W.itemsize) if N > 1 else <int>K
+    with nogil:
+        if floating is float:
+            fbp_rowdot_team_f(&C[0, 0], ldc, &A[0, 0] if K else NULL, lda, &W[0, 0] if K else NULL,
+                              ldw, <int>M, <int>N, <int>K, accumulate)
+        else:
+            fbp_rowdot_team_d(&C[0, 0], ldc, &A[0, 0] if K else NULL, lda, &W[0, 0] if K else NULL,
+                              ldw, <int>M, <int>N, <int>K, accumulate)
 
 
 def gemv(floating[::1] y, const floating[:, ::1] A, const floating[::1] x,

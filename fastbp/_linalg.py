@@ -29,6 +29,21 @@ def matmul(a, b, *, trans_a=False, trans_b=False, out=None):
     return out
 
 
+def matmul_rows(a, w):
+    """``a @ wᵀ`` (a (M, K), w (N, K), one float dtype) with every element
+    summed in one fixed order (``_core.rowdot``, on fastbp's thread team when
+    large): a row of the result depends on that row of ``a`` and on ``w``
+    only, never on how many rows come with it. The recurrent models read out
+    through it, so that ``model.step`` reads out a step exactly as ``forward``
+    does inside a whole sequence. Returns a new (M, N) array."""
+    if a.strides[-1] != a.itemsize:
+        a = np.ascontiguousarray(a)
+    w = np.ascontiguousarray(w, dtype=a.dtype)
+    out = np.empty((a.shape[0], w.shape[0]), dtype=a.dtype)
+    _core.rowdot(out, a, w)
+    return out
+
+
 def sum_of_squares(a):
     """``Σ a²`` over every element, as a Python float (the L2 penalty's ‖W‖²_F)."""
     flat = np.ascontiguousarray(a).reshape(1, -1)

@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import functional, training
-from ._linalg import matmul, sum_of_squares
+from ._linalg import matmul, matmul_rows, sum_of_squares
 from ._persistent import Persistent
 from ._seqfeed import SequenceFeed
 from ._torch_names import sequence_name
@@ -394,8 +394,9 @@ class SequenceModel(Persistent):
 
     # -- forward, loss, backward --------------------------------------------
     def _readout(self, Hrows):
-        """O(rows,O) = H(rows,H) W_outᵀ + b_out: one GEMM for every step."""
-        out = matmul(Hrows, self._kernel["weight_out"], trans_b=True)
+        """O(rows,O) = H(rows,H) W_outᵀ + b_out for every step at once, each
+        row as if alone (matmul_rows: what ``step`` reads out equals this)."""
+        out = matmul_rows(Hrows, self._kernel["weight_out"])
         out += self._kernel["bias_out"]
         return out
 

@@ -130,19 +130,11 @@ class Stepper:
         else:
             new = tuple(last[0].copy() for last in buf.last)
         if self.model.many_to_one:
-            y = self._readout(buf.last[0][-1])
+            y = self.model._readout(buf.last[0][-1])
         else:
-            y = self._readout(buf.top)
+            y = self.model._readout(buf.top)
             y = y.reshape(B, self.O) if one else y.reshape(k, B, self.O)
         return y, (new if self.S > 1 else new[0])
-
-    def _readout(self, Hrows):
-        """O(rows, O) = H(rows, H) W_outᵀ + b_out, as forward reads out."""
-        kernel = self.model._kernel
-        out = np.empty((Hrows.shape[0], self.O), self.dtype)
-        _core.gemm(out, Hrows, kernel["weight_out"], False, True)
-        out += kernel["bias_out"]
-        return out
 
     def _weights(self):
         """Each layer's arrays as the engine's [dict], the model's private views:

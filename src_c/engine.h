@@ -4,7 +4,8 @@
  *
  * A call runs one layer over a whole sequence in one or two directions, with
  * variable lengths and reset events (seq.h's slot layout), the per-step
- * recurrent product on a packed copy of W_hh (packed.h) or through BLAS. It
+ * recurrent products on fastbp's kernels (rowdot.h forward, packed.h
+ * backward) or through BLAS. It
  * allocates nothing: every buffer comes from the caller, named in the structs
  * below. The loop is in engine_body.h, written once; a cell (cell_rnn.h,
  * cell_lstm.h, cell_gru.h) supplies only its constants and two fused row
@@ -107,8 +108,10 @@ typedef struct {
 typedef struct {
     void *work;                 /* fbp_engine_work_size elements; NULL without reset events */
     void *pack;                 /* fbp_engine_pack_size elements to run the per-step
-                                   products on fastbp's packed kernel, or NULL for BLAS
-                                   (GEMM, GEMV at one row); results agree to rounding */
+                                   products on fastbp's kernels (forward: rowdot.h, on
+                                   W_hh as it is; backward: packed.h, on the columns of
+                                   W_hh packed here), or NULL for BLAS (GEMM, GEMV at
+                                   one row); results agree to rounding */
     void *rec;                  /* (B, G·H) separate cells: one step's h W_hhᵀ; else NULL */
 } fbp_scratch;
 
@@ -142,8 +145,8 @@ int fbp_engine_backward_d(int D, fbp_run_grads grads[], fbp_weight_grads dweight
  * events (0 when there are none), forward or backward; −1 for a bad cell. */
 ptrdiff_t fbp_engine_work_size(fbp_cell cell, int B, int H, ptrdiff_t events, int backward);
 
-/* Elements of scratch.pack for hidden size H (the larger of the forward's
- * packing of W_hhᵀ and the backward's of W_hh); −1 for a bad cell. */
+/* Elements of scratch.pack for hidden size H (the backward's packing of
+ * W_hh's columns); −1 for a bad cell. */
 ptrdiff_t fbp_engine_pack_size_f(fbp_cell cell, int H);
 ptrdiff_t fbp_engine_pack_size_d(fbp_cell cell, int H);
 

@@ -5,7 +5,8 @@
  *     CELL_K(name)  the cell's constants: FBP_RNN_##name, ... (cell.h)
  *
  * Shape of a call. Forward:
- *   one GEMM over all M slot rows for the input side of every gate,
+ *   one product over all M slot rows for the input side of every gate
+ *             (rowdot.h, in tiles),
  *   per step: the recurrent product on the n_t active rows (added to the input
  *             side, or apart for a separate cell), then the cell's fused row
  *             pass (biases, gates, the new states).
@@ -64,19 +65,31 @@ static void CELL(engine_setup)(FN(engine_ctx) *c, fbp_run *run, const fbp_weight
 
 /* ---- forward ---------------------------------------------------------------------- */
 
-/* The input side of every step: row block k of A(M, GH) = X(M, I) @ W_ih(GH, I)ᵀ. */
-static int CELL(input_block)(FN(engine_ctx) *c, int k)
+/* Tiles of the input side (row blocks × column blocks). */
+static int CELL(input_tiles)(const FN(engine_ctx) *c)
+{
+    const int GH = CELL_K(GATES) * c->H, cols = FN(engine_input_cols)(c->M, GH);
+    return FN(engine_gemm_blocks)(c->M) * ((GH + cols - 1) / cols);
+}
+
+/* The input side of every step: tile k of A(M, GH) = X(M, I) @ W_ih(GH, I)ᵀ,
+ * on the fixed-order kernel (rowdot.h): a row's values do not depend on how
+ * many rows the call has, so a streamed step (fastbp/_step.py) computes the
+ * same input side as the whole sequence. */
+static void CELL(input_tile)(FN(engine_ctx) *c, int k)
 {
     const int GH = CELL_K(GATES) * c->H, rows = FN(engine_gemm_rows)(c->M);
-    const int r0 = k * rows, nr = c->M - r0 < rows ? c->M - r0 : rows;
-    REAL *A = c->gates + (ptrdiff_t)r0 * c->ldg;
+    const int cols = FN(engine_input_cols)(c->M, GH), col_blocks = (GH + cols - 1) / cols;
+    const int r0 = k / col_blocks * rows, nr = c->M - r0 < rows ? c->M - r0 : rows;
+    const int j0 = k % col_blocks * cols, nc = GH - j0 < cols ? GH - j0 : cols;
+    REAL *A = c->gates + (ptrdiff_t)r0 * c->ldg + j0;
     if (c->I == 0) {    /* no inputs: the recurrent product and the bias alone */
-        memset(A, 0, (size_t)nr * (size_t)c->ldg * sizeof(REAL));
-        return FBP_OK;
+        for (int r = 0; r < nr; r++) memset(A + (ptrdiff_t)r * c->ldg, 0, (size_t)nc * sizeof(REAL));
+        return;
     }
-    /* A(nr, GH) = X(nr, I) @ W_ih(GH, I)ᵀ */
-    return FN(fbp_gemm)(A, c->ldg, c->x + (ptrdiff_t)r0 * c->I, c->I, c->W_ih, c->I, nr, GH, c->I,
-                        0, 1, (REAL)1, (REAL)0);
+    /* A(nr, nc) = X(nr, I) @ W_ih[j0 : j0 + nc](nc, I)ᵀ */
+    FN(fbp_rowdot)(A, c->ldg, c->x + (ptrdiff_t)r0 * c->I, c->I, c->W_ih + (ptrdiff_t)j0 * c->I,
+                   c->I, nr, nc, c->I, 0);
 }
 
 /* Forward step t (rows s.. of block t, m rows, n active) on chunk k's units. */
@@ -105,15 +118,13 @@ static int CELL(forward_chunk)(FN(engine_ctx) *c, int t, ptrdiff_t s, int m, int
         /* per gate block g: gates(n, units) += h_{t−1}(n, H) @ W_hh[g·H + units]ᵀ,
          * or rec(n, units) = it apart */
         for (int g = 0; g < G && !st; g++) {
-            const REAL *panel = c->pack ? c->pack + k * c->pack_stride
-                                          + g * FN(fbp_pack_size)(H, c->units) : NULL;
             const REAL *W_rows = c->W_hh + ((ptrdiff_t)g * H + u0) * H;
             if (SEPARATE)
                 st = FN(chunk_product_forward)(c->rec + (ptrdiff_t)g * H + u0, GH, step.prev[0],
-                                               W_rows, panel, n, H, nu, 0);
+                                               W_rows, c->pack != NULL, n, H, nu, 0);
             else
                 st = FN(chunk_product_forward)(step.gates + (ptrdiff_t)g * H + u0, c->ldg,
-                                               step.prev[0], W_rows, panel, n, H, nu, 1);
+                                               step.prev[0], W_rows, c->pack != NULL, n, H, nu, 1);
         }
         if (st) return st;
         CELL(forward_step)(&step, &c->params, c->act);
@@ -132,26 +143,14 @@ static void CELL(forward_member)(void *vctx, int member, int members)
     const int H = c->H, B = c->B, T = c->T;
     fbp_phase_state ph = fbp_phase_start(member, members);
     int k, st;
-    /* the input side of every step, in row blocks */
-    const int blocks = FN(engine_gemm_blocks)(c->M);
+    /* the input side of every step, in tiles */
+    const int tiles = CELL(input_tiles)(c);
     fbp_phase_begin(&ph);
-    while ((k = fbp_phase_next(&c->ph, &ph, blocks)) >= 0) {
-        if ((st = CELL(input_block)(c, k))) fbp_phase_fail(&c->ph, st);
+    while ((k = fbp_phase_next(&c->ph, &ph, tiles)) >= 0) {
+        CELL(input_tile)(c, k);
         fbp_phase_done(&c->ph);
     }
-    fbp_phase_end(&c->ph, &ph, blocks);
-    /* each chunk's slices of W_hhᵀ, packed by the member that will use them */
-    if (c->pack) {
-        fbp_phase_begin(&ph);
-        while ((k = fbp_phase_next(&c->ph, &ph, c->chunks)) >= 0) {
-            const int u0 = k * c->units, nu = (u0 + c->units < H ? u0 + c->units : H) - u0;
-            for (int g = 0; g < G; g++)     /* panels of W_hh[g·H + units]ᵀ (H, nu) */
-                FN(fbp_pack)(c->pack + k * c->pack_stride + g * FN(fbp_pack_size)(H, c->units),
-                             c->W_hh + ((ptrdiff_t)g * H + u0) * H, H, H, nu, 1);
-            fbp_phase_done(&c->ph);
-        }
-        fbp_phase_end(&c->ph, &ph, c->chunks);
-    }
+    fbp_phase_end(&c->ph, &ph, tiles);
     ptrdiff_t s = 0;                            /* s_t, seq.h */
     for (int t = 0; t < T; t++) {
         const int m = fbp_seq_block(c->seq, t, B);

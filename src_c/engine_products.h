@@ -1,19 +1,22 @@
 /* The engine's per-step recurrent products on one chunk of hidden units,
- * written once for REAL (included by engine.c before engine_body.h). The
- * weight slices are packed once per call for fastbp's register-blocked kernel
- * (packed.h), or the products go through BLAS: a GEMV for one row, a GEMM
+ * written once for REAL (included by engine.c before engine_body.h). On
+ * fastbp's own kernels (small batches): the forward product is the
+ * fixed-order row-dot product on W_hh's rows as they are (rowdot.h: no
+ * packing, and one row's result does not depend on the batch), the backward
+ * one the register-blocked kernel on the chunk's columns of W_hh, packed once
+ * per call (packed.h). Else through BLAS: a GEMV for one row, a GEMM
  * otherwise. GH = G·H, the cell's gate width. */
 
 /* One chunk's forward product for one gate block:
  * C(n,nu) (+)= h_prev(n,H) @ W_rows(nu,H)ᵀ, W_rows = that block's rows of
  * W_hh for the chunk's units (row stride H); ldc: C's row stride; accumulate:
- * add to C (the input side already there) instead of overwriting it; panel:
- * W_rowsᵀ packed, or NULL for BLAS. */
+ * add to C (the input side already there) instead of overwriting it; own:
+ * fastbp's kernel, else BLAS. */
 static int FN(chunk_product_forward)(REAL *C, int ldc, const REAL *h_prev, const REAL *W_rows,
-                                     const REAL *panel, int n, int H, int nu, int accumulate)
+                                     int own, int n, int H, int nu, int accumulate)
 {
-    if (panel) {
-        FN(fbp_gemm_packed)(C, ldc, h_prev, H, panel, n, nu, H, accumulate);
+    if (own) {
+        FN(fbp_rowdot)(C, ldc, h_prev, H, W_rows, H, n, nu, H, accumulate);
         return FBP_OK;
     }
     const REAL beta = accumulate ? (REAL)1 : (REAL)0;
@@ -47,11 +50,11 @@ int FN(fbp_engine_step_products)(fbp_cell cell, REAL *gates, REAL *dh, const REA
     const int GH = info.gates * H;
     const ptrdiff_t step_g = (ptrdiff_t)B * GH, step_h = (ptrdiff_t)B * H;
     int st;
-    /* the whole width as one chunk: W_hhᵀ (K = H, N = GH), then W_hh (K = GH, N = H) */
-    if (pack) FN(fbp_pack)(pack, W_hh, H, H, GH, 1);
+    /* the whole width as one chunk: W_hh's rows (N = GH, K = H), then W_hh
+     * packed (K = GH, N = H) */
     for (int t = 0; t < T; t++) {
-        st = FN(chunk_product_forward)(gates + t * step_g, GH, hs + t * step_h, W_hh, pack, B, H,
-                                       GH, 1);
+        st = FN(chunk_product_forward)(gates + t * step_g, GH, hs + t * step_h, W_hh, pack != NULL,
+                                       B, H, GH, 1);
         if (st) return st;
     }
     if (pack) FN(fbp_pack)(pack, W_hh, H, GH, H, 0);

@@ -5,11 +5,14 @@
  *
  * Per step, the chunks are ranges of hidden units (ENGINE_UNITS at least, a
  * multiple of every packed panel width): a chunk's forward computes the gate
- * columns of its units (each gate block) and their fused pass; its backward
- * the fused pass of its units and then its columns of ∂L/∂h_{t−1} =
- * δ_rec W_hh. Each chunk has its own packed slice of W_hh, packed by the
- * member that owns it, which then stays in that core's cache across steps.
- * The stacked GEMMs before and after the loop run in fixed row blocks. */
+ * columns of its units (each gate block, from those rows of W_hh) and their
+ * fused pass; its backward the fused pass of its units and then its columns
+ * of ∂L/∂h_{t−1} = δ_rec W_hh. Backward, each chunk has its own packed slice
+ * of W_hh's columns, packed by the member that owns it, which then stays in
+ * that core's cache across steps. The stacked GEMMs before and after the
+ * loop run in fixed blocks: the input side in row × column blocks
+ * (rowdot.h, whose elements do not depend on the blocking), the gradients in
+ * row blocks. */
 
 #define ENGINE_UNITS 32             /* units per chunk at least (panels: 16 floats, 8 doubles) */
 #define ENGINE_GEMM_ROWS 256        /* rows per block of the stacked GEMMs at least */
@@ -53,12 +56,10 @@ static int FN(engine_units)(int H)
     return u;
 }
 
-/* Elements of one chunk's packed slices: G blocks of W_hhᵀ (K = H, N = units)
- * forward, the columns of W_hh (K = GH, N = units) backward. */
+/* Elements of one chunk's packed slice: its columns of W_hh (K = GH, N = units). */
 static ptrdiff_t FN(engine_chunk_pack)(int H, int G, int units)
 {
-    const ptrdiff_t fwd = G * FN(fbp_pack_size)(H, units), bwd = FN(fbp_pack_size)(G * H, units);
-    return fwd > bwd ? fwd : bwd;
+    return FN(fbp_pack_size)(G * H, units);
 }
 
 /* Rows per block of a stacked GEMM over `rows` rows (ENGINE_GEMM_ROWS at
@@ -74,6 +75,20 @@ static int FN(engine_gemm_blocks)(int rows)
 {
     const int r = FN(engine_gemm_rows)(rows);
     return rows == 0 ? 0 : (rows + r - 1) / r;
+}
+
+/* Columns per block of the input side (GH columns over `rows` rows): all of
+ * them, or when there are fewer than ENGINE_INPUT_TILES row blocks (a short
+ * sequence, a step) enough column blocks to make that many tiles, so that
+ * every member gets a share. */
+#define ENGINE_INPUT_TILES 4
+static int FN(engine_input_cols)(int rows, int GH)
+{
+    const int row_blocks = FN(engine_gemm_blocks)(rows);
+    if (row_blocks == 0 || row_blocks >= ENGINE_INPUT_TILES) return GH;
+    const int want = (ENGINE_INPUT_TILES + row_blocks - 1) / row_blocks;
+    const int cols = ((GH + want - 1) / want + 11) / 12 * 12;   /* whole 4 × 3 tiles */
+    return cols < GH ? cols : GH;
 }
 
 /* ---- reset events on one chunk's units [u0, u1) ---------------------------------
