@@ -168,6 +168,27 @@ cdef class _Pinned:
         return self.views[self.count - 1].buf if arr.size else NULL
 
 
+    cdef void *take_flat(self, arr, str name, Py_ssize_t n, bint writable) except? NULL:
+        """The data of a C-contiguous array of self.dtype with n elements
+        (any shape)."""
+        if type(arr) is not _np.ndarray:
+            raise TypeError(f"{name}: expected a numpy array, got {type(arr).__name__}")
+        if arr.dtype != self.dtype:
+            raise TypeError(f"{name}: expected dtype {self.dtype}, got {arr.dtype}")
+        if self.count == 64:
+            raise RuntimeError("engine call: too many buffers")
+        cdef int flags = PyBUF_C_CONTIGUOUS | (PyBUF_WRITABLE if writable else 0)
+        try:
+            PyObject_GetBuffer(arr, &self.views[self.count], flags)
+        except BufferError as e:
+            raise ValueError(f"{name}: expected a C-contiguous"
+                             f"{' writable' if writable else ''} array ({e})") from None
+        self.count += 1
+        if self.views[self.count - 1].len != n * self.views[self.count - 1].itemsize:
+            raise ValueError(f"{name}: expected {n} elements, got {arr.size}")
+        return self.views[self.count - 1].buf if n else NULL
+
+
 cdef class _Call:
     """One engine call's cell, sizes, schedules and pinned buffers."""
     cdef fbp_cell cell

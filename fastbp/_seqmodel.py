@@ -127,6 +127,7 @@ class SequenceModel(Persistent):
         self._bases = {name: public.base for name, (public, _, _) in owned.items()}
         self._pins = {name: pin for name, (_, _, pin) in owned.items()}
         self._params = _Params(self, {name: public for name, (public, _, _) in owned.items()})
+        self._kernel_generation = getattr(self, "_kernel_generation", 0) + 1
 
     def __getstate__(self):
         """Pickling and copy.deepcopy: the parameters as plain arrays (the
@@ -312,6 +313,7 @@ class SequenceModel(Persistent):
             self._bases.update({name: public.base for name, (public, _, _) in checked.items()})
             self._pins.update({name: pin for name, (_, _, pin) in checked.items()})
             dict.update(self._params, {name: public for name, (public, _, _) in checked.items()})
+            self._kernel_generation += 1    # arrays replaced: model.step's plans are rebuilt
 
     def _checked_params(self):
         """Refuse, by name, a parameter that was replaced (``model.params[name] =

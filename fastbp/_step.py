@@ -1,28 +1,27 @@
 """Streaming inference for the recurrent models: ``model.step(x, state)``, one or k steps a call, the state carried by the caller.
 
 A :class:`Stepper` belongs to one model and runs its layers on the recurrent
-engine as ``forward`` does (``_core.engine_forward``, the model's cell and its
-per-step product rule), on buffers it keeps from call to call, so that a step
-costs one engine call per layer, one readout product and a few copies. Each
-engine call still packs its layer's weights (BLAS for the input side, the
-packed kernel's copy of W_hh), once per call as for a whole sequence: at batch
-1 and H=256 that is most of a step's time (docs/performance.md, "Streaming:
-model.step", measured, and what the engine would need).
+engine as ``forward`` does (the model's cell, its per-step product rule, the
+same compiled passes), on buffers it keeps from call to call. For each call
+shape (k steps of B rows) it keeps a compiled plan (``_core.StepPlan``): the
+engine's structs of every layer, filled once, so a call is one compiled call
+that copies the input and the carried state in, runs every layer and reads
+out, with the GIL released. Nothing is packed per call: the engine's forward
+products (the input side, the recurrent product of small batches, the
+readout) read the weights as they are (src_c/rowdot.h).
+
+A loop of steps equals ``forward`` over the whole sequence bit for bit: those
+products sum every element in one fixed order, whatever the number of rows
+(k·B here, T·B in ``forward``) or the thread that computes it, and everything
+else is the same code on the same rows.
 
 Per call: the input and the carried state are copied into the stepper's own
-buffers (the engine reads them without the GIL; nothing the caller holds is
-read), the layers run, and the new state and the outputs are returned as new
-arrays. Buffers are kept per (k, B), the last few shapes; a call that finds
-them in use by another thread works on buffers of its own.
-
-What differs from ``forward``: nothing in the cell arithmetic (the same
-compiled passes, the same product path for the same B), but the input side of
-a layer, and the readout, are one matrix product over the rows of the call,
-k·B here and T·B in ``forward``, and BLAS may round a row differently
-depending on how many rows share the product (OpenBLAS picks its kernels by
-shape). So a loop of steps
-equals ``forward`` to rounding, not always bit for bit; ``step`` over k steps
-is bit for bit ``forward`` over the same k steps.
+buffers (nothing the caller holds is read without the GIL), and the new state
+and the outputs are returned as new arrays. Buffers are kept per (k, B), the
+last few shapes; a call that finds them in use by another thread works on
+buffers of its own. The plans hold the model's weight arrays and are rebuilt
+when ``set_params`` replaces them (in-place writes, the optimizers' and
+``load_state_dict``'s, are read by the next call as they are).
 """
 import threading
 
@@ -37,33 +36,41 @@ _KEEP = 4       # buffer sets kept, by (k, B) (and the product path)
 
 
 class _Buffers:
-    """One call shape's buffers: the schedule, the engine's scratch, each
-    layer's state buffers (block 0 the carried state, then each step's), the
-    layer-0 input, a gate buffer the layers share (inference keeps none), and
-    each layer's engine run over them (layer l > 0 reads layer l − 1's states
-    h_1..h_k in place)."""
+    """One call shape's buffers and their compiled plan (``_core.StepPlan``):
+    the schedule, the engine's scratch, each layer's state buffers (block 0
+    the carried state, then each step's), the layer-0 input, a gate buffer
+    the layers share (inference keeps none); layer l > 0 reads layer l − 1's
+    states h_1..h_k in place. The plan holds the model's weight arrays of one
+    generation (``Stepper._weights``) and is rebuilt for the next."""
 
-    __slots__ = ("k", "B", "sched", "scratch", "x", "states", "heads", "runs", "top", "last")
+    __slots__ = ("k", "B", "force", "sched", "scratch", "x", "states", "gates", "plan",
+                 "generation")
 
     def __init__(self, stepper, k, B):
         spec, cell = stepper.spec, stepper.cell
         H, dt = stepper.H, stepper.dtype
         self.k, self.B = k, B
+        self.force = _recurrent.FORCE_PRODUCTS      # the product path the tests forced, if any
         self.sched = _core.Schedule(k, B)
         self.scratch = cell.scratch(self.sched, H, dt, False, cell.pack_workspace(B, H, dt))
         self.x = np.empty((k * B, stepper.I), dt)
         self.states = [[np.empty(((k + 1) * B, H), dt) for _ in spec.state_names]
                        for _ in range(stepper.L)]
-        # heads[q][l]: block 0 of state q of layer l, where the carried state goes
-        self.heads = [[self.states[l][q][:B] for l in range(stepper.L)]
-                      for q in range(len(spec.state_names))]
         saved = spec.info["saved"]
-        gates = np.empty((k * B, saved * H), dt) if saved else None
-        self.runs = [[{"x": self.x if l == 0 else self.states[l - 1][0][B:],
-                       "states": self.states[l], "gates": gates}] for l in range(stepper.L)]
-        self.top = self.states[-1][0][B:]                    # the top layer's h_1..h_k
-        self.last = [[self.states[l][q][k * B:] for l in range(stepper.L)]
-                     for q in range(len(spec.state_names))]  # each layer's h_k (and c_k)
+        self.gates = np.empty((k * B, saved * H), dt) if saved else None
+        self.plan, self.generation = None, None
+
+    def plan_for(self, stepper):
+        """The plan over the model's current weight arrays."""
+        engine, peep_sources, generation = stepper._weights()
+        model = stepper.model
+        if self.generation != (generation, model.many_to_one):
+            self.plan = _core.StepPlan(
+                stepper.spec.kind, stepper.cell.act, self.sched, self.x, self.states,
+                self.gates, engine, peep_sources, self.scratch, model._kernel["weight_out"],
+                model._kernel["bias_out"], model.many_to_one)
+            self.generation = (generation, model.many_to_one)
+        return self.plan
 
 
 class Stepper:
@@ -82,79 +89,71 @@ class Stepper:
         self.names = layer_names
         self.S = len(self.spec.state_names)
         self._peep = bool(model._with_optional)          # the LSTM's peepholes
-        self._sources = None                             # (name, array) the engine dicts hold
-        self._engine = None
+        self._engine = None                     # (engine dicts, peephole arrays) the plans hold
+        self._generation = None                 # the model's _kernel_generation they are of
         self._kept = {}                         # (k, B) -> _Buffers, most recent last
+        self._recent = None                     # the last call's _Buffers
         self._lock = threading.Lock()
 
     # -- the call ----------------------------------------------------------------
     def run(self, x, state):
         model = self.model
         model._checked_params()          # replaced or reshaped since: refused by name
-        x, one = self._check_x(x)
-        k, B = x.shape[0], x.shape[1]
-        init = self._check_state(state, B)
-        mine = self._lock.acquire(blocking=False)
+        if not self._lock.acquire(blocking=False):
+            # another thread is stepping this model: buffers of this call's own
+            x, one = self._check_x(x)
+            init = self._check_state(state, x.shape[1])
+            return self._run(_Buffers(self, x.shape[0], x.shape[1]), x, init, one)
         try:
-            buf = self._buffers(k, B) if mine else _Buffers(self, k, B)
-            return self._run(buf, x, init, one)
+            recent = self._recent
+            if recent is not None and recent.force is _recurrent.FORCE_PRODUCTS:
+                # the common case (arrays of the model's dtype, the last call's
+                # shape) checked and run in one compiled call
+                out = recent.plan_for(self).step(x, state, self.stacked)
+                if out is not None:
+                    return out
+            x, one = self._check_x(x)
+            init = self._check_state(state, x.shape[1])
+            return self._run(self._buffers(x.shape[0], x.shape[1]), x, init, one)
         finally:
-            if mine:
-                self._lock.release()
+            self._lock.release()
 
     def _run(self, buf, x, init, one):
-        k, B = buf.k, buf.B
-        # the engine reads what fastbp owns: x and the state are copied in
-        np.copyto(buf.x, x.reshape(k * B, self.I))
-        if not np.isfinite(buf.x).all():
-            raise ValueError("x: contains NaN or infinity")
-        for q, heads in enumerate(buf.heads):
-            if init[q] is None:
-                for head in heads:
-                    head.fill(0)
-                continue
-            if self.stacked:
-                for l, head in enumerate(heads):
-                    np.copyto(head, init[q][l])
-            else:
-                np.copyto(heads[0], init[q])
-            for head in heads:
-                if not np.isfinite(head).all():
-                    raise ValueError(f"{self._label(q)}: contains NaN or infinity")
-        kind, act = self.spec.kind, self.cell.act
-        for run, weights in zip(buf.runs, self._weights()):
-            _core.engine_forward(kind, act, run, weights, buf.scratch, buf.sched)
-        # the new state: each layer's block k, copied out of the buffers
-        if self.stacked:
-            new = tuple(np.stack(last) for last in buf.last)
-        else:
-            new = tuple(last[0].copy() for last in buf.last)
-        if self.model.many_to_one:
-            y = self.model._readout(buf.last[0][-1])
-        else:
-            y = self.model._readout(buf.top)
-            y = y.reshape(B, self.O) if one else y.reshape(k, B, self.O)
+        k, B, dt = buf.k, buf.B, self.dtype
+        lead = (self.L,) if self.stacked else ()
+        new = tuple(np.empty(lead + (B, self.H), dt) for _ in range(self.S))
+        many_to_one = self.model.many_to_one
+        y = np.empty((B, self.O) if one or many_to_one else (k, B, self.O), dt)
+        # the plan copies x and the state into the buffers (nothing the
+        # caller holds is read without the GIL), runs the layers and reads out
+        bad = buf.plan_for(self).run(x, init, y.reshape(-1, self.O), new)
+        if bad:
+            raise ValueError("x: contains NaN or infinity" if bad < 0
+                             else f"{self._label(bad - 1)}: contains NaN or infinity")
         return y, (new if self.S > 1 else new[0])
 
     def _weights(self):
-        """Each layer's arrays as the engine's [dict], the model's private views:
-        rebuilt when set_params replaced one (the optimizers and
-        load_state_dict write in place, into the same memory); the peepholes,
-        which reach the engine stacked, are restacked on every call."""
-        kernel = self.model._kernel
-        sources = self._sources
-        if sources is None or not all(kernel[name] is a for name, a in sources):
-            self._sources = [(name, kernel[name]) for names in self.names
-                             for name in names.values() if name in kernel]
-            self._engine = [[self.cell.engine_weights({kind: kernel[name]
-                                                       for kind, name in names.items()
-                                                       if name in kernel})]
-                            for names in self.names]
-        elif self._peep:
-            for (w,), names in zip(self._engine, self.names):
-                for row, kind in zip(w["peep"], self.spec.optional_kinds):
-                    np.copyto(row, kernel[names[kind]])
-        return self._engine
+        """Each layer's arrays as the engine's dict (the model's private
+        views), the peephole arrays per layer (or None), and their generation,
+        the model's ``_kernel_generation``: set_params replaces arrays and
+        moves it on (the optimizers and load_state_dict write in place, into
+        the same memory, which the plans read on every call; the peepholes,
+        which reach the engine stacked, are restacked by the plan on every
+        call)."""
+        model = self.model
+        if self._generation != model._kernel_generation:
+            kernel = model._kernel
+            opt = self.spec.optional_kinds
+            engine, peeps = [], []
+            for names in self.names:
+                arrays = {kind: kernel[name] for kind, name in names.items() if name in kernel}
+                w = self.cell.engine_weights(arrays)       # "peep": a stacked copy, ours
+                engine.append(w)
+                peeps.append([arrays[kind] for kind in opt] if w.get("peep") is not None
+                             else None)
+            self._engine = (engine, peeps)
+            self._generation = model._kernel_generation
+        return self._engine + (self._generation,)
 
     def _buffers(self, k, B):
         # (the product path is the engine's rule for B, or the one the tests force)
@@ -165,6 +164,7 @@ class Stepper:
             if len(self._kept) >= _KEEP:
                 self._kept.pop(next(iter(self._kept)))     # the least recently used
         self._kept[key] = buf
+        self._recent = buf
         return buf
 
     # -- validation ----------------------------------------------------------------
@@ -180,6 +180,8 @@ class Stepper:
         one = x.ndim == 2
         if one:
             x = x[None]
+        if not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x)
         if x.shape[0] == 0 or x.shape[1] == 0:
             raise ValueError(f"x: expected at least one step and one row, got shape "
                              f"{x.shape[1:] if one else x.shape}")
@@ -216,5 +218,5 @@ class Stepper:
                 s, label, dtype=self.dtype, finite=False)
             if a.shape != shape:
                 raise ValueError(f"{label}: expected shape {shape}, got {a.shape}")
-            out.append(a)
+            out.append(a if a.flags.c_contiguous else np.ascontiguousarray(a))
         return tuple(out)

@@ -65,6 +65,21 @@ static void CELL(engine_setup)(FN(engine_ctx) *c, fbp_run *run, const fbp_weight
 
 /* ---- forward ---------------------------------------------------------------------- */
 
+/* A(r0 : r0 + nr, j0 : j0 + nc) = X(r0 : r0 + nr, I) @ W_ih[j0 : j0 + nc](nc, I)ᵀ,
+ * on the fixed-order kernel (rowdot.h): a row's values do not depend on how
+ * many rows the call has, nor on the blocking, so a streamed step
+ * (fastbp/_step.py) computes the same input side as the whole sequence. */
+static void CELL(input_block)(FN(engine_ctx) *c, int r0, int nr, int j0, int nc)
+{
+    REAL *A = c->gates + (ptrdiff_t)r0 * c->ldg + j0;
+    if (c->I == 0) {    /* no inputs: the recurrent product and the bias alone */
+        for (int r = 0; r < nr; r++) memset(A + (ptrdiff_t)r * c->ldg, 0, (size_t)nc * sizeof(REAL));
+        return;
+    }
+    FN(fbp_rowdot)(A, c->ldg, c->x + (ptrdiff_t)r0 * c->I, c->I, c->W_ih + (ptrdiff_t)j0 * c->I,
+                   c->I, nr, nc, c->I, 0);
+}
+
 /* Tiles of the input side (row blocks × column blocks). */
 static int CELL(input_tiles)(const FN(engine_ctx) *c)
 {
@@ -72,24 +87,14 @@ static int CELL(input_tiles)(const FN(engine_ctx) *c)
     return FN(engine_gemm_blocks)(c->M) * ((GH + cols - 1) / cols);
 }
 
-/* The input side of every step: tile k of A(M, GH) = X(M, I) @ W_ih(GH, I)ᵀ,
- * on the fixed-order kernel (rowdot.h): a row's values do not depend on how
- * many rows the call has, so a streamed step (fastbp/_step.py) computes the
- * same input side as the whole sequence. */
+/* The input side of every step: tile k of A(M, GH) = X(M, I) @ W_ih(GH, I)ᵀ. */
 static void CELL(input_tile)(FN(engine_ctx) *c, int k)
 {
     const int GH = CELL_K(GATES) * c->H, rows = FN(engine_gemm_rows)(c->M);
     const int cols = FN(engine_input_cols)(c->M, GH), col_blocks = (GH + cols - 1) / cols;
     const int r0 = k / col_blocks * rows, nr = c->M - r0 < rows ? c->M - r0 : rows;
     const int j0 = k % col_blocks * cols, nc = GH - j0 < cols ? GH - j0 : cols;
-    REAL *A = c->gates + (ptrdiff_t)r0 * c->ldg + j0;
-    if (c->I == 0) {    /* no inputs: the recurrent product and the bias alone */
-        for (int r = 0; r < nr; r++) memset(A + (ptrdiff_t)r * c->ldg, 0, (size_t)nc * sizeof(REAL));
-        return;
-    }
-    /* A(nr, nc) = X(nr, I) @ W_ih[j0 : j0 + nc](nc, I)ᵀ */
-    FN(fbp_rowdot)(A, c->ldg, c->x + (ptrdiff_t)r0 * c->I, c->I, c->W_ih + (ptrdiff_t)j0 * c->I,
-                   c->I, nr, nc, c->I, 0);
+    CELL(input_block)(c, r0, nr, j0, nc);
 }
 
 /* Forward step t (rows s.. of block t, m rows, n active) on chunk k's units. */
@@ -114,6 +119,8 @@ static int CELL(forward_chunk)(FN(engine_ctx) *c, int t, ptrdiff_t s, int m, int
         step.prev[q] = c->state[q] + s * h;
         step.next[q] = c->state[q] + (s + m) * h;
     }
+    if (c->T == 1)      /* one step: its input side here, the chunk's columns of each gate */
+        for (int g = 0; g < G; g++) CELL(input_block)(c, 0, m, g * H + u0, nu);
     if (n > 0) {
         /* per gate block g: gates(n, units) += h_{t−1}(n, H) @ W_hh[g·H + units]ᵀ,
          * or rec(n, units) = it apart */
@@ -143,14 +150,17 @@ static void CELL(forward_member)(void *vctx, int member, int members)
     const int H = c->H, B = c->B, T = c->T;
     fbp_phase_state ph = fbp_phase_start(member, members);
     int k, st;
-    /* the input side of every step, in tiles */
-    const int tiles = CELL(input_tiles)(c);
-    fbp_phase_begin(&ph);
-    while ((k = fbp_phase_next(&c->ph, &ph, tiles)) >= 0) {
-        CELL(input_tile)(c, k);
-        fbp_phase_done(&c->ph);
+    /* the input side of every step, in tiles (one step: in its chunks, below,
+     * which saves a hand-over between the members) */
+    if (T > 1) {
+        const int tiles = CELL(input_tiles)(c);
+        fbp_phase_begin(&ph);
+        while ((k = fbp_phase_next(&c->ph, &ph, tiles)) >= 0) {
+            CELL(input_tile)(c, k);
+            fbp_phase_done(&c->ph);
+        }
+        fbp_phase_end(&c->ph, &ph, tiles);
     }
-    fbp_phase_end(&c->ph, &ph, tiles);
     ptrdiff_t s = 0;                            /* s_t, seq.h */
     for (int t = 0; t < T; t++) {
         const int m = fbp_seq_block(c->seq, t, B);

@@ -41,10 +41,13 @@ typedef struct {
     fbp_phases ph;
 } FN(engine_ctx);
 
-/* Whether a call of this size runs on the team. */
+/* Whether a call of this size runs on the team: its per-step recurrent
+ * product is large enough, or it is one step (a streamed step,
+ * fastbp/_step.py), whose input side then counts as part of the step. */
 static int FN(engine_use_team)(const FN(engine_ctx) *c, int G)
 {
-    return c->chunks > 1 && (int64_t)c->B * G * c->H * c->H >= FBP_ENGINE_TEAM_MIN_MACS;
+    const int64_t step = (int64_t)c->B * G * c->H * (c->H + (c->T == 1 ? c->I : 0));
+    return c->chunks > 1 && step >= FBP_ENGINE_TEAM_MIN_MACS;
 }
 
 /* Units per chunk for hidden size H: ENGINE_UNITS, more when H is so large
