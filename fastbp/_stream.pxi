@@ -212,8 +212,9 @@ cdef class StepPlan:
         if len(init) != self.S or len(new) != self.S:
             raise ValueError(f"init, new: expected {self.S} states each")
         for q in range(self.S):
-            ip[q] = NULL if init[q] is None else <const char *>pin.take_flat(
-                init[q], "state", self.L * BH, False)
+            ip[q] = NULL
+            if init[q] is not None:
+                ip[q] = <const char *>pin.take_flat(init[q], "state", self.L * BH, False)
             np_[q] = <char *>pin.take_flat(new[q], "new state", self.L * BH, True)
         cdef size_t item = self.item
         cdef const char *top
