@@ -40,11 +40,13 @@ static struct {
     void *ctx;
     int members;
     int pending;                    /* workers still in the region */
+    int joined;                     /* workers that took up the current region */
+    unsigned long closed;           /* the last region its caller closed to late workers */
     pthread_t threads[FBP_TEAM_MAX];
     unsigned long born[FBP_TEAM_MAX];   /* the generation when each worker was started */
     int64_t stalled_at;             /* when a region last went solo (atomic) */
 } team = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
-          PTHREAD_COND_INITIALIZER, 1, 0, FBP_TEAM_MAX, 0, 0, NULL, NULL, 1, 0, {0}, {0}, 0};
+          PTHREAD_COND_INITIALIZER, 1, 0, FBP_TEAM_MAX, 0, 0, NULL, NULL, 1, 0, 0, 0, {0}, {0}, 0};
 
 int64_t fbp_team_now_ns(void)
 {
@@ -80,8 +82,11 @@ static void *worker(void *arg)
         const fbp_team_fn fn = team.fn;
         void *ctx = team.ctx;
         const int members = team.members;
+        /* not part of this region, or woken after its caller finished it alone */
+        const int skip = id >= members || team.closed == seen;
+        if (!skip) team.joined++;
         pthread_mutex_unlock(&team.lock);
-        if (id >= members) continue;        /* not part of this region */
+        if (skip) continue;
         fn(ctx, id, members);
         pthread_mutex_lock(&team.lock);
         if (--team.pending == 0) pthread_cond_signal(&team.finished);
@@ -171,13 +176,20 @@ int fbp_team_run(fbp_team_fn fn, void *ctx)
     team.ctx = ctx;
     team.members = members;
     team.pending = members - 1;
+    team.joined = 0;
     __atomic_add_fetch(&team.generation, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&team.wake);
     pthread_mutex_unlock(&team.lock);
 
     fn(ctx, 0, members);
 
+    /* The caller took every chunk the others did not claim, so the region's
+     * work is done: workers that have not taken it up yet (asleep when it
+     * began: a streamed step after a pause) skip it instead of being waited
+     * for; only those inside it are. */
     pthread_mutex_lock(&team.lock);
+    team.closed = team.generation;
+    team.pending -= (members - 1) - team.joined;
     while (team.pending > 0) pthread_cond_wait(&team.finished, &team.lock);
     team.running = 0;
     pthread_cond_broadcast(&team.idle);
