@@ -31,6 +31,11 @@
  * (the RNN at B = 1, H = 256 ran only 1.2x faster on two threads, the LSTM at
  * B = 1, 1.9x). Speed only: the results are the same either way. */
 #define FBP_ENGINE_TEAM_MIN_MACS (1 << 17)
+/* The same for a call of one step (a streamed step), counting its input side:
+ * one hand-over per call, which a short step does not win back (the RNN at
+ * B = 1, I = H = 256, 2^17 multiply-adds, streamed at 20 µs a step on one
+ * thread and 23-29 µs on two; the GRU, 3·2^17, at 43 and 27-35 µs). */
+#define FBP_ENGINE_STEP_TEAM_MIN_MACS (1 << 18)
 
 enum fbp_cell_kind {
     FBP_CELL_RNN = 0,           /* Elman: h' = φ(W_ih x + b_ih + W_hh h + b_hh) */

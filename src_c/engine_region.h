@@ -43,11 +43,14 @@ typedef struct {
 
 /* Whether a call of this size runs on the team: its per-step recurrent
  * product is large enough, or it is one step (a streamed step,
- * fastbp/_step.py), whose input side then counts as part of the step. */
+ * fastbp/_step.py) whose whole product, the input side included, is
+ * (FBP_ENGINE_STEP_TEAM_MIN_MACS, engine.h). */
 static int FN(engine_use_team)(const FN(engine_ctx) *c, int G)
 {
-    const int64_t step = (int64_t)c->B * G * c->H * (c->H + (c->T == 1 ? c->I : 0));
-    return c->chunks > 1 && step >= FBP_ENGINE_TEAM_MIN_MACS;
+    if (c->chunks < 2) return 0;
+    if (c->T == 1)
+        return (int64_t)c->B * G * c->H * (c->H + c->I) >= FBP_ENGINE_STEP_TEAM_MIN_MACS;
+    return (int64_t)c->B * G * c->H * c->H >= FBP_ENGINE_TEAM_MIN_MACS;
 }
 
 /* Units per chunk for hidden size H: ENGINE_UNITS, more when H is so large
