@@ -8,8 +8,8 @@ sine_rnn.py), then:
 2. onnxruntime runs it on new sequences of different lengths, from given
    initial states, and its outputs are compared with ``model.forward``'s;
 3. ``model.step`` streams the same sequences one step at a time, the state
-   carried from call to call, as a server would as values arrive, and is
-   compared with ``model.forward`` over the whole sequences.
+   carried from call to call, as a server would as values arrive, and gives
+   ``model.forward``'s results over the whole sequences bit for bit.
 
     python examples/deploy_onnx_step.py        # [--out model.onnx] [--quick]
 

@@ -79,6 +79,7 @@ def test_deploy_onnx_step(capsys, tmp_path):
     result = example("deploy_onnx_step").main(["--quick", "--out", str(path)])
     out = capsys.readouterr().out
     assert path.read_bytes()                                  # the exported model
-    assert result["ort_error"] < 1e-5 and result["step_error"] < 1e-5
+    assert result["ort_error"] < 1e-5
+    assert result["step_error"] == 0.0      # a loop of steps is forward, bit for bit
     assert result["history"]["loss"][-1] < result["history"]["loss"][0]
     assert "onnxruntime on 8 new sequences" in out and "model.step, one value at a time" in out
