@@ -186,6 +186,8 @@ cdef class _Pinned:
         self.count += 1
         if self.views[self.count - 1].len != n * self.views[self.count - 1].itemsize:
             raise ValueError(f"{name}: expected {n} elements, got {arr.size}")
+        if <size_t>self.views[self.count - 1].buf % <size_t>self.views[self.count - 1].itemsize:
+            raise ValueError(f"{name}: expected an aligned array")
         return self.views[self.count - 1].buf if n else NULL
 
 

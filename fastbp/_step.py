@@ -180,8 +180,8 @@ class Stepper:
         one = x.ndim == 2
         if one:
             x = x[None]
-        if not x.flags.c_contiguous:
-            x = np.ascontiguousarray(x)
+        if not (x.flags.c_contiguous and x.flags.aligned):
+            x = np.array(x, order="C")          # the compiled code reads it whole and aligned
         if x.shape[0] == 0 or x.shape[1] == 0:
             raise ValueError(f"x: expected at least one step and one row, got shape "
                              f"{x.shape[1:] if one else x.shape}")
@@ -218,5 +218,5 @@ class Stepper:
                 s, label, dtype=self.dtype, finite=False)
             if a.shape != shape:
                 raise ValueError(f"{label}: expected shape {shape}, got {a.shape}")
-            out.append(a if a.flags.c_contiguous else np.ascontiguousarray(a))
+            out.append(a if a.flags.c_contiguous and a.flags.aligned else np.array(a, order="C"))
         return tuple(out)

@@ -149,15 +149,18 @@ cdef class StepPlan:
         self.dims.T, self.dims.B, self.dims.H = self.k, self.B, H
 
     def step(self, x, state, bint stacked):
-        """The common case of ``model.step`` in one call: x a C-contiguous
-        array of the plan's dtype, (B, I) (when k = 1) or (k, B, I); state
+        """The common case of ``model.step`` in one call: x a C-contiguous,
+        aligned array of the plan's dtype, (B, I) (when k = 1) or (k, B, I); state
         None, or the carried state as step returns it (one array, or a tuple
-        of S for the LSTM, each C-contiguous of the plan's dtype, (L, B, H)
+        of S for the LSTM, each C-contiguous and aligned, of the plan's dtype, (L, B, H)
         when stacked, else (B, H)). Returns (y, new state), or None when an
         argument is anything else or not finite (the caller converts it, or
         reports why, and calls run)."""
         cdef object dt = _np.float64 if self.dbl else _np.float32
-        if type(x) is not _np.ndarray or x.dtype != dt or not x.flags.c_contiguous:
+        if type(x) is not _np.ndarray or x.dtype != dt:
+            return None
+        flags = x.flags
+        if not (flags.c_contiguous and flags.aligned):
             return None
         cdef bint one = x.ndim == 2
         if one:
@@ -175,7 +178,10 @@ cdef class StepPlan:
             for s in init:
                 if s is None:
                     continue
-                if type(s) is not _np.ndarray or s.dtype != dt or not s.flags.c_contiguous:
+                if type(s) is not _np.ndarray or s.dtype != dt:
+                    return None
+                flags = s.flags
+                if not (flags.c_contiguous and flags.aligned):
                     return None
                 if stacked:
                     if s.ndim != 3 or s.shape[0] != self.L or s.shape[1] != self.B \

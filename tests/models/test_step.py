@@ -237,9 +237,9 @@ def test_the_callers_arrays_are_neither_modified_nor_shared(cell):
 
 @pytest.mark.parametrize("cell", FULL_CELLS, ids=str)
 def test_any_layout_of_the_inputs_gives_the_same_step(cell):
-    """Read-only, strided and Fortran-ordered inputs and states, a list for
-    the LSTM's tuple: the results of C-contiguous arrays (the compiled fast
-    path and the converting one agree)."""
+    """Read-only, strided, Fortran-ordered and misaligned inputs and states,
+    a list for the LSTM's tuple: the results of C-contiguous arrays (the
+    compiled fast path and the converting one agree)."""
     rng = np.random.default_rng(13)
     net = make(cell, num_layers=2)
     x = rng.standard_normal((3, I))
@@ -256,8 +256,17 @@ def test_any_layout_of_the_inputs_gives_the_same_step(cell):
         q.flags.writeable = False
         ro_parts.append(q)
     fortran = [np.asfortranarray(p) for p in parts]
-    for xv in (ro, wide[:, ::2], np.asfortranarray(x)):
-        for sv in (tuple(ro_parts), tuple(fortran)) + ((list(parts),) if len(parts) > 1 else ()):
+
+    def misaligned(a):      # C-contiguous, one byte off an 8-byte boundary
+        raw = np.zeros(a.nbytes + 1, np.uint8)[1:]
+        out = raw.view(a.dtype).reshape(a.shape)
+        out[...] = a
+        assert not out.flags.aligned
+        return out
+    odd = [misaligned(p) for p in parts]
+    for xv in (ro, wide[:, ::2], np.asfortranarray(x), misaligned(x)):
+        for sv in ((tuple(ro_parts), tuple(fortran), tuple(odd))
+                   + ((list(parts),) if len(parts) > 1 else ())):
             y, new = net.step(xv, sv if len(parts) > 1 else sv[0])
             np.testing.assert_array_equal(y, want_y)
             assert_states_equal(cell, new, want_s)
