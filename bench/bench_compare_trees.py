@@ -44,21 +44,17 @@ print(json.dumps(out))
 """
 
 
-BATCHES = (1, 16, 64)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--before", required=True, help="the tree before the change")
     ap.add_argument("--after", default=".", help="the tree after it (default: here)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--models", default="RNN,LSTM")
-    ap.add_argument("--batches", default="1,16,64")
+    ap.add_argument("--batches", default="1,16,64", help="comma-separated batch sizes")
     args = ap.parse_args()
-    global BATCHES
-    BATCHES = tuple(int(b) for b in args.batches.split(","))
+    batches = [int(b) for b in args.batches.split(",")]
     rows = [(f"{cls} B={B} {what}", cls, B, what) for cls in args.models.split(",")
-            for B in BATCHES for what in ("loss_and_grad", "predict")]
+            for B in batches for what in ("loss_and_grad", "predict")]
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     ratios = {name: [] for name, *_ in rows}
     times = {name: ([], []) for name, *_ in rows}

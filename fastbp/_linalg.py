@@ -30,9 +30,9 @@ def matmul(a, b, *, trans_a=False, trans_b=False, out=None):
 
 
 def matmul_rows(a, w):
-    """``a @ wᵀ`` (a (M, K), w (N, K), one float dtype) with every element
-    summed in one fixed order (``_core.rowdot``, on fastbp's thread team when
-    large): a row of the result depends on that row of ``a`` and on ``w``
+    """The product a·wᵀ (a (M, K), w (N, K), one float dtype) in the compiled
+    core (``_core.rowdot``, on fastbp's thread team when large), every
+    element summed in one fixed order: a row of the result depends on that row of ``a`` and on ``w``
     only, never on how many rows come with it. The recurrent models read out
     through it, so that ``model.step`` reads out a step exactly as ``forward``
     does inside a whole sequence. Returns a new (M, N) array."""

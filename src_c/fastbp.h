@@ -28,6 +28,17 @@
 #define FBP_HOT
 #endif
 
+/* FBP_CONTRACT lets GCC contract a*b + c into FMA in the matrix-product
+ * kernels only (packed.c, rowdot.c): they are products like BLAS's, whose
+ * rounding differs across CPUs anyway; the fused elementwise passes stay
+ * uncontracted. Every element of one kernel goes through the same code, so
+ * its results still do not depend on the tiling. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define FBP_CONTRACT __attribute__((optimize("fp-contract=fast")))
+#else
+#define FBP_CONTRACT
+#endif
+
 /* Per-row loops are inlined into the (multiversioned) per-step passes with
  * constant flags and sizes, so each combination becomes its own branch-free,
  * vectorised loop. */

@@ -10,13 +10,6 @@
 #define RD_TEAM_ROWS 256            /* rows per tile on the team */
 #define RD_TEAM_TILES 4             /* tiles at least, when the rows give fewer */
 
-/* FMA contraction in the product only, as in packed.c. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define FBP_CONTRACT __attribute__((optimize("fp-contract=fast")))
-#else
-#define FBP_CONTRACT
-#endif
-
 #define REAL float
 #define FN(name) name##_f
 #define RD_DOUBLE 0
