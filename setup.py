@@ -8,6 +8,7 @@ Environment switches (all off by default):
 import glob
 import os
 
+import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
@@ -49,7 +50,9 @@ directives = {
 extension = Extension(
     "fastbp._core",
     sources=["fastbp/_core.pyx"] + sorted(glob.glob("src_c/*.c")),
-    include_dirs=["src_c"],
+    include_dirs=["src_c", numpy.get_include()],
+    # the NumPy C API of fastbp/_arrays.pxi, without the deprecated names
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     depends=sorted(glob.glob("src_c/*.h")) + sorted(glob.glob("fastbp/*.pxi")),
     extra_compile_args=compile_args,
     extra_link_args=link_args,

@@ -11,6 +11,7 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 
 include "_common.pxi"
+include "_arrays.pxi"
 include "_elementwise.pxi"
 include "_mlp.pxi"
 include "_seq.pxi"

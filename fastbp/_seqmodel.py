@@ -26,7 +26,7 @@ from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple, Unio
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import functional, training
+from . import _core, functional, training
 from ._linalg import matmul, matmul_rows, sum_of_squares
 from ._persistent import Persistent
 from ._seqfeed import SequenceFeed
@@ -320,19 +320,9 @@ class SequenceModel(Persistent):
         ...``) or changed in place since it was set: every call that computes
         checks the model's arrays first (the compiled glue checks sizes again,
         so nothing changed meanwhile is read out of bounds either)."""
-        P, dt, bases = self._params, self.dtype, self._bases
-        for name, shape in self._shapes.items():     # the common case, quickly
-            p = P.get(name)
-            if type(p) is not np.ndarray or p.base is not bases[name]:
-                break
-            if p.shape != shape or p.dtype != dt:
-                break
-            flags = p.flags
-            if not (flags.c_contiguous and flags.aligned):
-                break
-        else:
-            if len(P) == len(self._shapes):
-                return P
+        P = self._params
+        if _core.params_intact(P, self._shapes, self._bases, self.dtype.num):
+            return P                                # the common case, in compiled code
         if P.keys() != self._shapes.keys():
             missing = [n for n in self._shapes if n not in P]
             extra = [n for n in P if n not in self._shapes]

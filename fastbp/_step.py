@@ -62,14 +62,15 @@ class _Buffers:
 
     def plan_for(self, stepper):
         """The plan over the model's current weight arrays."""
-        engine, peep_sources, generation = stepper._weights()
         model = stepper.model
-        if self.generation != (generation, model.many_to_one):
+        key = (model._kernel_generation, model.many_to_one)
+        if self.generation != key:
+            engine, peep_sources, _ = stepper._weights()    # (of that generation)
             self.plan = _core.StepPlan(
                 stepper.spec.kind, stepper.cell.act, self.sched, self.x, self.states,
                 self.gates, engine, peep_sources, self.scratch, model._kernel["weight_out"],
                 model._kernel["bias_out"], model.many_to_one)
-            self.generation = (generation, model.many_to_one)
+            self.generation = key
         return self.plan
 
 

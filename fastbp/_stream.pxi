@@ -156,17 +156,12 @@ cdef class StepPlan:
         when stacked, else (B, H)). Returns (y, new state), or None when an
         argument is anything else or not finite (the caller converts it, or
         reports why, and calls run)."""
-        cdef object dt = _np.float64 if self.dbl else _np.float32
-        if type(x) is not _np.ndarray or x.dtype != dt:
-            return None
-        flags = x.flags
-        if not (flags.c_contiguous and flags.aligned):
-            return None
-        cdef bint one = x.ndim == 2
+        cdef int type_num = cnp.NPY_DOUBLE if self.dbl else cnp.NPY_FLOAT
+        cdef bint one = _plain_array(x, type_num, 2)
         if one:
-            if self.k != 1 or x.shape[0] != self.B or x.shape[1] != self.I:
+            if self.k != 1 or not _has_shape(x, self.B, self.I, -1):
                 return None
-        elif x.ndim != 3 or x.shape[0] != self.k or x.shape[1] != self.B or x.shape[2] != self.I:
+        elif not (_plain_array(x, type_num, 3) and _has_shape(x, self.k, self.B, self.I)):
             return None
         cdef int q
         if state is None:
@@ -178,25 +173,19 @@ cdef class StepPlan:
             for s in init:
                 if s is None:
                     continue
-                if type(s) is not _np.ndarray or s.dtype != dt:
-                    return None
-                flags = s.flags
-                if not (flags.c_contiguous and flags.aligned):
-                    return None
                 if stacked:
-                    if s.ndim != 3 or s.shape[0] != self.L or s.shape[1] != self.B \
-                            or s.shape[2] != self.H:
+                    if not (_plain_array(s, type_num, 3) and _has_shape(s, self.L, self.B, self.H)):
                         return None
-                elif s.ndim != 2 or s.shape[0] != self.B or s.shape[1] != self.H:
+                elif not (_plain_array(s, type_num, 2) and _has_shape(s, self.B, self.H, -1)):
                     return None
-        cdef object lead = (self.B, self.H)
-        if stacked:
-            lead = (self.L, self.B, self.H)
-        new = tuple([_np.empty(lead, dt) for q in range(self.S)])
+        cdef Py_ssize_t d0 = self.L if stacked else self.B
+        cdef Py_ssize_t d1 = self.B if stacked else self.H
+        cdef Py_ssize_t d2 = self.H if stacked else -1
+        new = tuple([_new_array(type_num, d0, d1, d2) for q in range(self.S)])
         if self.many_to_one or one:
-            y = _np.empty((self.B, self.O), dt)
+            y = _new_array(type_num, self.B, self.O, -1)
         else:
-            y = _np.empty((self.k, self.B, self.O), dt)
+            y = _new_array(type_num, self.k, self.B, self.O)
         if self.run(x, init, y, new):
             return None         # not finite: the caller's checks say which
         return y, (new if self.S > 1 else new[0])

@@ -32,10 +32,12 @@
  * B = 1, 1.9x). Speed only: the results are the same either way. */
 #define FBP_ENGINE_TEAM_MIN_MACS (1 << 17)
 /* The same for a call of one step (a streamed step), counting its input side:
- * one hand-over per call, which a short step does not win back (the RNN at
- * B = 1, I = H = 256, 2^17 multiply-adds, streamed at 20 µs a step on one
- * thread and 23-29 µs on two; the GRU, 3·2^17, at 43 and 27-35 µs). */
-#define FBP_ENGINE_STEP_TEAM_MIN_MACS (1 << 18)
+ * one hand-over per call. From 2^16 (256 KiB of float32 weights, half a
+ * core's L2 on the AVX2 EPYC measured) each core's half stays in its L2 from
+ * step to step, which wins the hand-over back: B = 1, float32, µs per
+ * model.step on one thread and two: RNN I=128 H=384 (2^16) 9.7 and 7.9, GRU
+ * I=H=128 13.6 and 10.0, RNN I=H=256 17.2 and 13.7, GRU I=H=256 41 and 26. */
+#define FBP_ENGINE_STEP_TEAM_MIN_MACS (1 << 16)
 
 enum fbp_cell_kind {
     FBP_CELL_RNN = 0,           /* Elman: h' = φ(W_ih x + b_ih + W_hh h + b_hh) */

@@ -264,8 +264,10 @@ def test_any_layout_of_the_inputs_gives_the_same_step(cell):
         assert not out.flags.aligned
         return out
     odd = [misaligned(p) for p in parts]
-    for xv in (ro, wide[:, ::2], np.asfortranarray(x), misaligned(x)):
-        for sv in ((tuple(ro_parts), tuple(fortran), tuple(odd))
+    swapped = x.astype(x.dtype.newbyteorder())
+    for xv in (ro, wide[:, ::2], np.asfortranarray(x), misaligned(x), swapped):
+        for sv in ((tuple(ro_parts), tuple(fortran), tuple(odd),
+                    tuple(p.astype(p.dtype.newbyteorder()) for p in parts))
                    + ((list(parts),) if len(parts) > 1 else ())):
             y, new = net.step(xv, sv if len(parts) > 1 else sv[0])
             np.testing.assert_array_equal(y, want_y)

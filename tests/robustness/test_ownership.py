@@ -307,6 +307,7 @@ def _tampered(model, name):
     yield "wrong dtype", p.astype(np.float32), TypeError
     yield "not contiguous", np.repeat(p, 2, axis=-1)[..., ::2], ValueError
     yield "not an array", p.tolist(), TypeError
+    yield "byte-swapped", p.astype(p.dtype.newbyteorder()), TypeError
     reshaped = p.copy()
     reshaped.shape = (p.size,) if p.ndim == 2 else (1, p.size)
     yield "reshaped in place", reshaped, ValueError
@@ -326,7 +327,8 @@ def test_tampered_parameters_are_refused_by_name_by_every_entry_point(cell, name
              "fit": lambda: model.fit(X, Y, epochs=1, progress=False),
              "Stream": lambda: Stream(model, 3, 3, batch=2),
              "Stream.step": lambda: stream.step(X[:3], Y[:3]),
-             "Stream.advance": lambda: stream.advance(X[:3])}
+             "Stream.advance": lambda: stream.advance(X[:3]),
+             "step": lambda: model.step(X[0])}
     for how, bad, err in _tampered(model, name):
         if how == "wrong shape":         # assignment is set_params: validated by name
             with pytest.raises(ValueError, match=name):
