@@ -26,27 +26,36 @@ static inline void cpu_relax(void)
 #endif
 }
 
+/* A region's hand-overs avoid the mutex: a spinning worker sees the new
+ * generation, reads the region with atomic loads and joins it by taking one
+ * of its tickets; it reports the end through `finished`, and the caller spins
+ * for that before it sleeps. A futex wake-up costs a VM microseconds, and a
+ * streamed step (fastbp/_step.py) is one region of a few tens of µs. */
 static struct {
-    pthread_mutex_t lock;           /* guards every field below but `pending`, `generation` */
+    pthread_mutex_t lock;           /* guards every field below but the atomic ones */
     pthread_cond_t wake;            /* workers: a new region (or exit) */
-    pthread_cond_t finished;        /* the caller: the workers are done with the region */
+    pthread_cond_t finished_cv;     /* the caller, asleep: a worker finished the region */
     pthread_cond_t idle;            /* set_size: no region in flight */
     int size;                       /* members wanted (the caller included) */
     int started;                    /* workers alive: ids 1 .. started */
     int exit_from;                  /* workers with id >= exit_from leave */
     int running;                    /* a region is in flight */
-    unsigned long generation;       /* bumped by each region (read atomically by spinners) */
-    fbp_team_fn fn;
+    unsigned long generation;       /* bumped by each region (atomic; written under lock) */
+    fbp_team_fn fn;                 /* the region (atomic; written before generation) */
     void *ctx;
     int members;
-    int pending;                    /* workers still in the region */
-    int joined;                     /* workers that took up the current region */
-    unsigned long closed;           /* the last region its caller closed to late workers */
+    uint64_t tickets;               /* (generation << 16) | places left: a worker joins by
+                                       taking one; the caller closes the region by taking
+                                       the rest (atomic) */
+    int finished;                   /* workers that joined and returned (atomic) */
+    int caller_waiting;             /* the caller sleeps on finished_cv (atomic) */
     pthread_t threads[FBP_TEAM_MAX];
     unsigned long born[FBP_TEAM_MAX];   /* the generation when each worker was started */
     int64_t stalled_at;             /* when a region last went solo (atomic) */
 } team = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
           PTHREAD_COND_INITIALIZER, 1, 0, FBP_TEAM_MAX, 0, 0, NULL, NULL, 1, 0, 0, 0, {0}, {0}, 0};
+
+#define TICKET_BITS 16              /* FBP_TEAM_MAX < 2^16 */
 
 int64_t fbp_team_now_ns(void)
 {
@@ -67,30 +76,42 @@ static void *worker(void *arg)
     unsigned long seen = team.born[id];
     pthread_mutex_unlock(&team.lock);
     for (;;) {
-        /* spin a little for the next region (a forward is followed by its backward) */
+        /* spin a little for the next region (a forward is followed by its
+         * backward, a streamed step by the next), then sleep */
+        unsigned long g = seen;
         for (int i = 0; i < WORKER_SPINS &&
-                        __atomic_load_n(&team.generation, __ATOMIC_ACQUIRE) == seen; i++)
+                        (g = __atomic_load_n(&team.generation, __ATOMIC_ACQUIRE)) == seen; i++)
             cpu_relax();
-        pthread_mutex_lock(&team.lock);
-        while (team.generation == seen && id < team.exit_from)
-            pthread_cond_wait(&team.wake, &team.lock);
-        if (id >= team.exit_from) {
+        if (g == seen) {
+            pthread_mutex_lock(&team.lock);
+            while (team.generation == seen && id < team.exit_from)
+                pthread_cond_wait(&team.wake, &team.lock);
+            const int leave = id >= team.exit_from;
+            g = team.generation;
             pthread_mutex_unlock(&team.lock);
-            return NULL;
+            if (leave) return NULL;
         }
-        seen = team.generation;
-        const fbp_team_fn fn = team.fn;
-        void *ctx = team.ctx;
-        const int members = team.members;
-        /* not part of this region, or woken after its caller finished it alone */
-        const int skip = id >= members || team.closed == seen;
-        if (!skip) team.joined++;
-        pthread_mutex_unlock(&team.lock);
-        if (skip) continue;
+        seen = g;
+        const fbp_team_fn fn = __atomic_load_n(&team.fn, __ATOMIC_RELAXED);
+        void *ctx = __atomic_load_n(&team.ctx, __ATOMIC_RELAXED);
+        const int members = __atomic_load_n(&team.members, __ATOMIC_RELAXED);
+        if (id >= members) continue;            /* not part of this region */
+        /* join region g unless its caller closed it (it finished alone while
+         * this worker slept, or a later region began: then what was read above
+         * is not used) */
+        uint64_t t = __atomic_load_n(&team.tickets, __ATOMIC_ACQUIRE);
+        int joined = 0;
+        while (!joined && t >> TICKET_BITS == (uint64_t)g && (t & 0xffff) > 0)
+            joined = __atomic_compare_exchange_n(&team.tickets, &t, t - 1, 0, __ATOMIC_ACQ_REL,
+                                                 __ATOMIC_ACQUIRE);
+        if (!joined) continue;
         fn(ctx, id, members);
-        pthread_mutex_lock(&team.lock);
-        if (--team.pending == 0) pthread_cond_signal(&team.finished);
-        pthread_mutex_unlock(&team.lock);
+        __atomic_add_fetch(&team.finished, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&team.caller_waiting, __ATOMIC_SEQ_CST)) {
+            pthread_mutex_lock(&team.lock);
+            pthread_cond_signal(&team.finished_cv);
+            pthread_mutex_unlock(&team.lock);
+        }
     }
 }
 
@@ -99,12 +120,14 @@ static void team_after_fork_child(void)
 {
     pthread_mutex_init(&team.lock, NULL);
     pthread_cond_init(&team.wake, NULL);
-    pthread_cond_init(&team.finished, NULL);
+    pthread_cond_init(&team.finished_cv, NULL);
     pthread_cond_init(&team.idle, NULL);
     team.started = 0;
     team.exit_from = FBP_TEAM_MAX;
     team.running = 0;
-    team.pending = 0;
+    team.tickets = 0;
+    team.finished = 0;
+    team.caller_waiting = 0;
 }
 
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
@@ -172,25 +195,35 @@ int fbp_team_run(fbp_team_fn fn, void *ctx)
         return 1;
     }
     team.running = 1;
-    team.fn = fn;
-    team.ctx = ctx;
-    team.members = members;
-    team.pending = members - 1;
-    team.joined = 0;
-    __atomic_add_fetch(&team.generation, 1, __ATOMIC_RELEASE);
-    pthread_cond_broadcast(&team.wake);
+    __atomic_store_n(&team.fn, fn, __ATOMIC_RELAXED);
+    __atomic_store_n(&team.ctx, ctx, __ATOMIC_RELAXED);
+    __atomic_store_n(&team.members, members, __ATOMIC_RELAXED);
+    __atomic_store_n(&team.finished, 0, __ATOMIC_RELAXED);
+    const unsigned long g = team.generation + 1;
+    __atomic_store_n(&team.tickets, ((uint64_t)g << TICKET_BITS) | (uint64_t)(members - 1),
+                     __ATOMIC_RELEASE);
+    __atomic_store_n(&team.generation, g, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&team.wake);     /* the sleepers (no system call without any) */
     pthread_mutex_unlock(&team.lock);
 
     fn(ctx, 0, members);
 
     /* The caller took every chunk the others did not claim, so the region's
-     * work is done: workers that have not taken it up yet (asleep when it
-     * began: a streamed step after a pause) skip it instead of being waited
-     * for; only those inside it are. */
+     * work is done: it closes the region to workers that have not taken it up
+     * yet (asleep when it began: a streamed step after a pause), and waits
+     * only for those inside it, spinning first. */
+    const uint64_t left = __atomic_exchange_n(&team.tickets, (uint64_t)g << TICKET_BITS,
+                                              __ATOMIC_ACQ_REL);
+    const int joined = members - 1 - (int)(left & 0xffff);
+    for (int i = 0; i < SPINS && __atomic_load_n(&team.finished, __ATOMIC_ACQUIRE) < joined; i++)
+        cpu_relax();
     pthread_mutex_lock(&team.lock);
-    team.closed = team.generation;
-    team.pending -= (members - 1) - team.joined;
-    while (team.pending > 0) pthread_cond_wait(&team.finished, &team.lock);
+    if (__atomic_load_n(&team.finished, __ATOMIC_ACQUIRE) < joined) {
+        __atomic_store_n(&team.caller_waiting, 1, __ATOMIC_SEQ_CST);
+        while (__atomic_load_n(&team.finished, __ATOMIC_SEQ_CST) < joined)
+            pthread_cond_wait(&team.finished_cv, &team.lock);
+        __atomic_store_n(&team.caller_waiting, 0, __ATOMIC_SEQ_CST);
+    }
     team.running = 0;
     pthread_cond_broadcast(&team.idle);
     pthread_mutex_unlock(&team.lock);
