@@ -12,6 +12,12 @@ cdef extern from "numpy_compat.h":
 from cpython.dict cimport PyDict_GetItem
 from cpython.ref cimport PyObject
 
+cdef extern from "finite.h":
+    int fbp_all_finite_f(const float *x, Py_ssize_t n) noexcept nogil
+    int fbp_all_finite_d(const double *x, Py_ssize_t n) noexcept nogil
+
+cdef Py_ssize_t _INT32_MAX = 2147483647
+
 cnp.import_array()
 
 
@@ -67,3 +73,52 @@ def params_intact(params, dict shapes, dict bases, int type_num):
             if dims[d] != <cnp.npy_intp>shape[d]:
                 return False
     return True
+
+
+cdef inline bint _finite_data(const void *p, Py_ssize_t n, bint dbl) noexcept nogil:
+    """Every one of the n elements at p is finite."""
+    return fbp_all_finite_d(<const double *>p, n) if dbl else fbp_all_finite_f(<const float *>p, n)
+
+
+def ready_float_array(x, int type_num, int ndim, shape, bint finite):
+    """x itself when it needs neither a copy nor a message (fastbp._validate's
+    float_array, in compiled code): an ndarray (no subclass) of type_num
+    (−1: float32 or float64) in native byte order, C-contiguous and aligned,
+    with ndim dimensions (−1: any) and shape (None: any; None entries match
+    anything), within the 32-bit BLAS sizes, all finite when finite is set.
+    Else None, and the caller's checks say what is wrong or convert it."""
+    if type(x) is not _np.ndarray:
+        return None
+    cdef cnp.ndarray arr = <cnp.ndarray>x
+    cdef int t = cnp.PyArray_TYPE(arr), nd = cnp.PyArray_NDIM(arr), d
+    if type_num < 0:
+        if t != cnp.NPY_FLOAT and t != cnp.NPY_DOUBLE:
+            return None
+    elif t != type_num:
+        return None
+    if ndim >= 0 and nd != ndim:
+        return None
+    if not _plain_array(x, t, nd):
+        return None
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(arr)
+    if shape is not None:
+        if len(shape) != nd:
+            return None
+        for d in range(nd):
+            s = shape[d]
+            if s is not None and dims[d] != <cnp.npy_intp>s:
+                return None
+    cdef Py_ssize_t rows = 1, size = 1
+    for d in range(nd):
+        if dims[d] > _INT32_MAX:
+            return None
+        size *= dims[d]
+        if d < nd - 1:
+            rows *= dims[d]
+            if rows > _INT32_MAX:
+                return None
+    if size > _INT32_MAX * 64:
+        return None
+    if finite and size and not _finite_data(cnp.PyArray_DATA(arr), size, t == cnp.NPY_DOUBLE):
+        return None
+    return x

@@ -46,8 +46,6 @@ cdef extern from "mlp.h":
                             const double **W, const double **b,
                             const int *sizes, const int *acts, int n_layers, int batch,
                             int loss_code, double scale, double l2) noexcept nogil
-    int fbp_all_finite_f(const float *x, Py_ssize_t n) noexcept nogil
-    int fbp_all_finite_d(const double *x, Py_ssize_t n) noexcept nogil
 
 MLP_LOSS_CODES = {"xent_labels": FBP_MLP_XENT_LABELS, "xent_probs": FBP_MLP_XENT_PROBS,
                   "squared": FBP_MLP_SQUARED}

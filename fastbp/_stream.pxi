@@ -5,21 +5,7 @@
 # the GIL released, instead of a dict-checking engine call per layer.
 
 from libc.string cimport memcpy, memset
-from libc.math cimport isfinite
 from cpython.mem cimport PyMem_Calloc, PyMem_Free
-
-cdef int _all_finite(const char *p, Py_ssize_t n, bint dbl) noexcept nogil:
-    cdef Py_ssize_t i
-    if dbl:
-        for i in range(n):
-            if not isfinite((<const double *>p)[i]):
-                return 0
-    else:
-        for i in range(n):
-            if not isfinite((<const float *>p)[i]):
-                return 0
-    return 1
-
 
 cdef class StepPlan:
     """StepPlan(kind, act, sched, x, states, gates, weights, peep_sources,
@@ -216,7 +202,7 @@ cdef class StepPlan:
         cdef int H = self.H, O = self.O
         with nogil:
             memcpy(self.x, xp, rows * self.I * item)
-            if not _all_finite(self.x, rows * self.I, self.dbl):
+            if not _finite_data(self.x, rows * self.I, self.dbl):
                 bad = -1
             for q in range(self.S):
                 if bad:
@@ -226,7 +212,7 @@ cdef class StepPlan:
                         memset(self.state[l * self.S + q], 0, BH * item)
                     else:
                         memcpy(self.state[l * self.S + q], ip[q] + l * BH * item, BH * item)
-                if ip[q] != NULL and not _all_finite(ip[q], self.L * BH, self.dbl):
+                if ip[q] != NULL and not _finite_data(ip[q], self.L * BH, self.dbl):
                     bad = 1 + q
             if not bad:
                 for l in range(self.L):

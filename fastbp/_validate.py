@@ -19,8 +19,13 @@ import operator
 
 import numpy as np
 
+from . import _core
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _INT32_MAX = 2**31 - 1
+# float_array's fast path: a dtype spec as NumPy's type number
+_FLOAT_NUMS = {d: np.dtype(d).num for d in (np.float32, np.float64, "float32", "float64",
+                                             np.dtype(np.float32), np.dtype(np.float64))}
 
 
 def resolve_dtype(dtype, name="dtype"):
@@ -95,6 +100,12 @@ def float_array(x, name, dtype=None, ndim=None, shape=None, finite=True):
     The input is never modified; a copy is made only when needed, and only
     after the shape and the 32-bit size limits are checked.
     """
+    if type(x) is np.ndarray:                   # the common case, checked in compiled code
+        num = -1 if dtype is None else (_FLOAT_NUMS.get(dtype, -2)
+                                        if isinstance(dtype, (type, str, np.dtype)) else -2)
+        if num != -2 and _core.ready_float_array(x, num, -1 if ndim is None else ndim, shape,
+                                                 finite) is not None:
+            return x
     if x is None:
         raise TypeError(f"{name}: expected an array, got None")
     arr = as_array(x, name)

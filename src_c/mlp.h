@@ -66,9 +66,4 @@ int fbp_mlp_loss_grad_d(double *loss, double *const *dW, double *const *db, doub
                         const int *sizes, const int *acts, int n_layers, int batch,
                         int loss_code, double scale, double l2);
 
-/* 1 when every entry of x(n) is finite, else 0: the input check at the Python
- * boundary, one integer pass over the bits so it vectorises. */
-int fbp_all_finite_f(const float *x, ptrdiff_t n);
-int fbp_all_finite_d(const double *x, ptrdiff_t n);
-
 #endif /* FASTBP_MLP_H */

@@ -2,14 +2,6 @@
  * Included by mlp.c with REAL = float / double. Shapes are row-major; layer
  * sizes n_in = n_l, n_out = n_{l+1}; B is the batch. */
 
-/* 1 when x(n) holds no NaN or ±inf: x − x is 0 exactly for finite x, NaN otherwise. */
-int FN(fbp_all_finite)(const REAL *x, ptrdiff_t n)
-{
-    int ok = 1;
-    for (ptrdiff_t i = 0; i < n; i++) ok &= (x[i] - x[i] == 0);
-    return ok;
-}
-
 /* A(B,n) = f(Z + b), in place over Z(B,n): the bias add fused into the
  * activation pass, one sweep over Z after the GEMM. */
 static int FN(bias_activation)(REAL *Z, const REAL *restrict b, ptrdiff_t B, ptrdiff_t n, int act)

@@ -5,8 +5,12 @@
  * (fastbp.set_num_threads, FASTBP_NUM_THREADS, by default the usable cores);
  * the caller of a parallel region is member 0 and the workers are the rest.
  * Between regions the workers sleep on a condition variable; after a region
- * they spin briefly first, so the backward that follows a forward finds them
- * awake.
+ * they spin briefly first, so the backward that follows a forward (or the
+ * next streamed step) finds them awake. A region's hand-overs between awake
+ * threads are atomic operations only: a worker joins it by taking a ticket,
+ * and the caller spins for the joined workers' end before it sleeps; the
+ * mutex and the condition variables serve sleepers only (a futex wake-up
+ * costs a VM microseconds, a streamed step is one region of a few tens).
  *
  * Work inside a region is split into chunks whose boundaries depend on the
  * problem only, never on the team size, and each chunk is computed the same
