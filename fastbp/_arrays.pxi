@@ -122,3 +122,52 @@ def ready_float_array(x, int type_num, int ndim, shape, bint finite):
     if finite and size and not _finite_data(cnp.PyArray_DATA(arr), size, t == cnp.NPY_DOUBLE):
         return None
     return x
+
+
+cdef bint _extent(object a, char **lo, char **hi) noexcept:
+    """The bytes an ndarray's elements can touch, [lo, hi) (NumPy's
+    may_share_memory bounds); False when it has no elements."""
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef int d, nd = cnp.PyArray_NDIM(arr)
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(arr)
+    cdef cnp.npy_intp *strides = cnp.PyArray_STRIDES(arr)
+    cdef char *base = <char *>cnp.PyArray_DATA(arr)
+    cdef Py_ssize_t low = 0, high = cnp.PyArray_ITEMSIZE(arr), step
+    for d in range(nd):
+        if dims[d] == 0:
+            return False
+        step = (dims[d] - 1) * strides[d]
+        if step < 0:
+            low += step
+        else:
+            high += step
+    lo[0] = base + low
+    hi[0] = base + high
+    return True
+
+
+def first_overlap(list bufs, list others):
+    """The first pair that may share memory (by the bounds of their bytes, as
+    np.may_share_memory), in the order: for each i, others[0..] and then
+    bufs[0..i): (i, j, False) for others[j], (i, j, True) for bufs[j]; None
+    when none does. Entries that are not ndarrays are skipped."""
+    cdef Py_ssize_t i, j
+    cdef char *lo_a
+    cdef char *hi_a
+    cdef char *lo_b
+    cdef char *hi_b
+    for i in range(len(bufs)):
+        a = bufs[i]
+        if not isinstance(a, _np.ndarray) or not _extent(a, &lo_a, &hi_a):
+            continue
+        for j in range(len(others)):
+            b = others[j]
+            if isinstance(b, _np.ndarray) and _extent(b, &lo_b, &hi_b) \
+                    and lo_a < hi_b and lo_b < hi_a:
+                return i, j, False
+        for j in range(i):
+            b = bufs[j]
+            if isinstance(b, _np.ndarray) and _extent(b, &lo_b, &hi_b) \
+                    and lo_a < hi_b and lo_b < hi_a:
+                return i, j, True
+    return None

@@ -395,19 +395,25 @@ class MLP(Persistent):
         gradients while it still reads the others."""
         if not isinstance(out, list):
             return                  # the compiled call names the wrong structure
-        bufs = []
+        bufs, where = [], []
         for l, pair in enumerate(out):
             if isinstance(pair, tuple) and len(pair) == 2:
-                bufs += [(f"out[{l}][{k}]", a) for k, a in enumerate(pair)
-                         if isinstance(a, np.ndarray)]
-        others = [(name, a) for name, a in inputs if isinstance(a, np.ndarray)]
-        others += [(f"params[{l}][{k}]", a) for l, pair in enumerate(self._params)
-                   for k, a in enumerate(pair)]
-        for i, (name, a) in enumerate(bufs):
-            for other, b in others + bufs[:i]:
-                if np.may_share_memory(a, b):
-                    raise ValueError(f"{name}: overlaps {other} in memory; the gradients need "
-                                     "buffers of their own (separate arrays)")
+                bufs += pair
+                where += ((l, 0), (l, 1))
+        others = [a for _, a in inputs] + [a for pair in self._params for a in pair]
+        # compiled: np.may_share_memory's bounds, pair by pair (non-arrays skipped)
+        hit = _core.first_overlap(bufs, others)
+        if hit is not None:
+            i, j, among_bufs = hit
+            name = "out[{}][{}]".format(*where[i])
+            if among_bufs:
+                other = "out[{}][{}]".format(*where[j])
+            elif j < len(inputs):
+                other = inputs[j][0]
+            else:
+                other = "params[{}][{}]".format(*divmod(j - len(inputs), 2))
+            raise ValueError(f"{name}: overlaps {other} in memory; the gradients need "
+                             "buffers of their own (separate arrays)")
 
     def forward(self, X: ArrayLike) -> np.ndarray:
         """The network's output ``A^(L)`` (B, n_L) as a new array, after the
