@@ -439,6 +439,7 @@ cdef extern from "team.h":
     const char *FBP_TEAM_THREAD_NAME
     int fbp_team_set_size(int n) nogil
     int fbp_team_size() noexcept nogil
+    void fbp_team_stall_state(int64_t *ago_ns, int64_t *backoff_ns) noexcept nogil
 
 TEAM_MAX = FBP_TEAM_MAX
 TEAM_THREAD_NAME = FBP_TEAM_THREAD_NAME.decode()     # the worker threads' name
@@ -458,3 +459,12 @@ def team_set_size(int n):
 def team_size():
     """The thread team's size (members, the caller included)."""
     return fbp_team_size()
+
+
+def team_stall_state():
+    """(seconds since a team member was last held up, or None if never; the
+    back-off it set, in seconds): regions run on their callers alone for the
+    back-off after a stall (src_c/team.h). Diagnostics and tests."""
+    cdef int64_t ago, backoff
+    fbp_team_stall_state(&ago, &backoff)
+    return (None if ago < 0 else ago * 1e-9), backoff * 1e-9

@@ -17,7 +17,10 @@
 #define SPINS 4000              /* pause instructions, about 10-40 µs */
 #define YIELDS 200              /* sched_yield calls before napping */
 #define NAP_NS 20000            /* 20 µs naps after that */
-#define WORKER_SPINS 20000      /* a worker's spin for the next region before it sleeps */
+#define WORKER_SPINS 20000      /* a worker's spin for the next region before it sleeps, */
+#define WORKER_YIELD_EVERY 64   /* yielding its core now and then: when it shares one with
+                                   its caller (another process holds the other), the
+                                   caller's Python between two regions runs meanwhile */
 
 static inline void cpu_relax(void)
 {
@@ -52,10 +55,37 @@ static struct {
     pthread_t threads[FBP_TEAM_MAX];
     unsigned long born[FBP_TEAM_MAX];   /* the generation when each worker was started */
     int64_t stalled_at;             /* when a region last went solo (atomic) */
+    int64_t backoff_ns;             /* how long regions run alone after it (atomic) */
 } team = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
-          PTHREAD_COND_INITIALIZER, 1, 0, FBP_TEAM_MAX, 0, 0, NULL, NULL, 1, 0, 0, 0, {0}, {0}, 0};
+          PTHREAD_COND_INITIALIZER, 1, 0, FBP_TEAM_MAX, 0, 0, NULL, NULL, 1, 0, 0, 0, {0}, {0}, 0,
+          FBP_TEAM_BACKOFF_NS};
+
+/* A member was held up (another process has its core): the regions of the
+ * back-off that follows run on their callers alone. A stall soon after the
+ * last back-off ended doubles it (the core is still taken: each retry costs a
+ * stall); a later one starts over. Races between members only blur the
+ * length of one back-off. */
+static void team_note_stall(void)
+{
+    const int64_t now = fbp_team_now_ns();
+    const int64_t last = __atomic_load_n(&team.stalled_at, __ATOMIC_RELAXED);
+    int64_t backoff = __atomic_load_n(&team.backoff_ns, __ATOMIC_RELAXED);
+    if (last && now - last < backoff + 1000000000L)
+        backoff = 2 * backoff < FBP_TEAM_BACKOFF_MAX_NS ? 2 * backoff : FBP_TEAM_BACKOFF_MAX_NS;
+    else
+        backoff = FBP_TEAM_BACKOFF_NS;
+    __atomic_store_n(&team.backoff_ns, backoff, __ATOMIC_RELAXED);
+    __atomic_store_n(&team.stalled_at, now, __ATOMIC_RELAXED);
+}
 
 #define TICKET_BITS 16              /* FBP_TEAM_MAX < 2^16 */
+
+void fbp_team_stall_state(int64_t *ago_ns, int64_t *backoff_ns)
+{
+    const int64_t at = __atomic_load_n(&team.stalled_at, __ATOMIC_RELAXED);
+    *ago_ns = at ? fbp_team_now_ns() - at : -1;
+    *backoff_ns = __atomic_load_n(&team.backoff_ns, __ATOMIC_RELAXED);
+}
 
 int64_t fbp_team_now_ns(void)
 {
@@ -80,8 +110,10 @@ static void *worker(void *arg)
          * backward, a streamed step by the next), then sleep */
         unsigned long g = seen;
         for (int i = 0; i < WORKER_SPINS &&
-                        (g = __atomic_load_n(&team.generation, __ATOMIC_ACQUIRE)) == seen; i++)
+                        (g = __atomic_load_n(&team.generation, __ATOMIC_ACQUIRE)) == seen; i++) {
             cpu_relax();
+            if (i % WORKER_YIELD_EVERY == WORKER_YIELD_EVERY - 1) sched_yield();
+        }
         if (g == seen) {
             pthread_mutex_lock(&team.lock);
             while (team.generation == seen && id < team.exit_from)
@@ -128,6 +160,8 @@ static void team_after_fork_child(void)
     team.tickets = 0;
     team.finished = 0;
     team.caller_waiting = 0;
+    team.stalled_at = 0;
+    team.backoff_ns = FBP_TEAM_BACKOFF_NS;
 }
 
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
@@ -172,7 +206,8 @@ int fbp_team_run(fbp_team_fn fn, void *ctx)
 {
     pthread_once(&fork_once, register_fork_handler);
     const int64_t stalled_at = __atomic_load_n(&team.stalled_at, __ATOMIC_RELAXED);
-    if (stalled_at && fbp_team_now_ns() - stalled_at < FBP_TEAM_BACKOFF_NS) {
+    if (stalled_at && fbp_team_now_ns() - stalled_at
+                      < __atomic_load_n(&team.backoff_ns, __ATOMIC_RELAXED)) {
         fn(ctx, 0, 1);                      /* a member was held up a moment ago */
         return 1;
     }
@@ -219,6 +254,7 @@ int fbp_team_run(fbp_team_fn fn, void *ctx)
         cpu_relax();
     pthread_mutex_lock(&team.lock);
     if (__atomic_load_n(&team.finished, __ATOMIC_ACQUIRE) < joined) {
+        team_note_stall();          /* a worker that is not running (its core is taken) */
         __atomic_store_n(&team.caller_waiting, 1, __ATOMIC_SEQ_CST);
         while (__atomic_load_n(&team.finished, __ATOMIC_SEQ_CST) < joined)
             pthread_cond_wait(&team.finished_cv, &team.lock);
@@ -272,7 +308,7 @@ void fbp_phase_wait(fbp_phases *ph, int64_t total, int64_t busy_ns)
         if (began == 0) began = fbp_team_now_ns();
         else if (stall != INT64_MAX && !ph->solo && fbp_team_now_ns() - began > stall) {
             __atomic_store_n(&ph->solo, 1, __ATOMIC_RELEASE);
-            __atomic_store_n(&team.stalled_at, fbp_team_now_ns(), __ATOMIC_RELAXED);
+            team_note_stall();
         }
         if (yields < YIELDS) {
             yields++;

@@ -32,7 +32,10 @@
 #define FBP_TEAM_MAX_CHUNKS 256     /* chunks of one phase at most */
 #define FBP_TEAM_THREAD_NAME "fastbp-team"     /* the workers' name (Linux: /proc/.../comm) */
 #define FBP_TEAM_STALL_NS 300000L   /* a wait this long (0.3 ms) makes a region solo */
-#define FBP_TEAM_BACKOFF_NS 100000000L  /* and the regions of the next 0.1 s run alone */
+#define FBP_TEAM_BACKOFF_NS 100000000L  /* and the regions of the next 0.1 s run alone; */
+#define FBP_TEAM_BACKOFF_MAX_NS 3200000000L /* doubled, up to 3.2 s, for each stall that
+                                               follows the last one's back-off within 1 s
+                                               (a core held for good by another process) */
 
 /* fn(ctx, member, members) runs on every member of a region. */
 typedef void (*fbp_team_fn)(void *ctx, int member, int members);
@@ -45,7 +48,9 @@ int fbp_team_size(void);
 
 /* Run fn on the team and return when every member has returned. Runs on the
  * caller alone when the team has one member, is busy, or a region stalled on a
- * held-up member less than FBP_TEAM_BACKOFF_NS ago (then the team is tried
+ * held-up member less than the back-off ago (FBP_TEAM_BACKOFF_NS, more after
+ * stalls in a row; a caller that waited past its spin for a worker to leave
+ * the region counts as one too) (then the team is tried
  * again). Returns the number of members that ran it. */
 int fbp_team_run(fbp_team_fn fn, void *ctx);
 
@@ -76,6 +81,9 @@ void fbp_phase_done(fbp_phases *ph);
  * the call costs about what it costs on one thread instead of a stall per
  * step. Which member computes a chunk never changes a result. */
 void fbp_phase_wait(fbp_phases *ph, int64_t total, int64_t busy_ns);
+/* How long ago a member was last held up (−1: never since the start or the
+ * last fork) and the back-off it set, in nanoseconds: diagnostics. */
+void fbp_team_stall_state(int64_t *ago_ns, int64_t *backoff_ns);
 /* A monotonic clock in nanoseconds, for busy_ns. */
 int64_t fbp_team_now_ns(void);
 

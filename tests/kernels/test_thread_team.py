@@ -1,6 +1,9 @@
 """fastbp's thread team (src_c/team.c): results bit-identical for every team
 size, the size setting and its environment variable, concurrent callers, and
 workers that sleep between calls."""
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -203,3 +206,57 @@ def test_the_mlp_is_bit_identical_for_every_team_size(B, dtype, loss, restore_th
     for n in (2, 3):
         for a, b in zip(runs[1], runs[n]):
             np.testing.assert_array_equal(a, b, err_msg=f"{n} threads")
+
+
+def _team_thread_ids():
+    """The thread ids of this process's team workers (Linux)."""
+    ids = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                if f.read().strip() == _core.TEAM_THREAD_NAME:
+                    ids.append(int(tid))
+        except OSError:
+            pass
+    return ids
+
+
+def test_a_held_up_worker_neither_stalls_nor_changes_a_call(restore_threads):
+    """The worker pinned to a core where a busy process outranks it (nice 19
+    against 0): calls give their one-thread results bit for bit, the team
+    notes the stall and backs off, and the back-off grows while the worker
+    stays held up."""
+    if len(os.sched_getaffinity(0)) < 2 or not os.path.isdir("/proc/self/task"):
+        pytest.skip("needs two usable cores and Linux's /proc")
+    core = sorted(os.sched_getaffinity(0))[-1]
+    rng = np.random.default_rng(12)
+    net = fastbp.LSTM(16, 256, 4, seed=0)           # 4·256² multiply-adds a step: the team's
+    X, Y = rng.standard_normal((40, 2, 16)), rng.standard_normal((40, 2, 4))
+    fastbp.set_num_threads(1)
+    want_loss, want_grads, _ = net.loss_and_grad(X, Y)
+    fastbp.set_num_threads(2)
+    net.loss_and_grad(X, Y)                         # the worker exists
+    workers = _team_thread_ids()
+    assert workers
+    busy = subprocess.Popen(
+        [sys.executable, "-c", f"import os\nos.sched_setaffinity(0, {{{core}}})\nwhile True: pass"])
+    try:
+        for tid in workers:
+            os.sched_setaffinity(tid, {core})
+            os.setpriority(os.PRIO_PROCESS, tid, 19)
+        backoffs = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(set(backoffs)) < 2:
+            loss, grads, _ = net.loss_and_grad(X, Y)
+            assert loss == want_loss
+            for k in want_grads:
+                np.testing.assert_array_equal(grads[k], want_grads[k])
+            ago, backoff = _core.team_stall_state()
+            if ago is not None and ago < backoff:
+                backoffs.append(backoff)
+        assert backoffs, "the held-up worker was never noticed"
+        assert max(backoffs) > min(backoffs), backoffs   # stalls in a row: a longer back-off
+    finally:
+        busy.kill()
+        busy.wait()
+        fastbp.set_num_threads(1)                   # the held-up worker leaves
