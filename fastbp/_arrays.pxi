@@ -11,6 +11,7 @@ cdef extern from "numpy_compat.h":
     pass
 from cpython.dict cimport PyDict_GetItem
 from cpython.ref cimport PyObject
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
 
 cdef extern from "finite.h":
     int fbp_all_finite_f(const float *x, Py_ssize_t n) noexcept nogil
@@ -150,24 +151,28 @@ def first_overlap(list bufs, list others):
     """The first pair that may share memory (by the bounds of their bytes, as
     np.may_share_memory), in the order: for each i, others[0..] and then
     bufs[0..i): (i, j, False) for others[j], (i, j, True) for bufs[j]; None
-    when none does. Entries that are not ndarrays are skipped."""
-    cdef Py_ssize_t i, j
-    cdef char *lo_a
-    cdef char *hi_a
-    cdef char *lo_b
-    cdef char *hi_b
-    for i in range(len(bufs)):
-        a = bufs[i]
-        if not isinstance(a, _np.ndarray) or not _extent(a, &lo_a, &hi_a):
-            continue
-        for j in range(len(others)):
-            b = others[j]
-            if isinstance(b, _np.ndarray) and _extent(b, &lo_b, &hi_b) \
-                    and lo_a < hi_b and lo_b < hi_a:
-                return i, j, False
-        for j in range(i):
-            b = bufs[j]
-            if isinstance(b, _np.ndarray) and _extent(b, &lo_b, &hi_b) \
-                    and lo_a < hi_b and lo_b < hi_a:
-                return i, j, True
-    return None
+    when none does. Entries that are not ndarrays (or have no elements) are
+    skipped."""
+    cdef Py_ssize_t nb = len(bufs), no = len(others), n = nb + no, i, j
+    # every extent once: [lo, hi) per entry, lo == hi for one that is skipped
+    cdef char **lo = <char **>PyMem_Malloc(2 * (n + 1) * sizeof(char *))
+    if lo == NULL:
+        raise MemoryError()
+    cdef char **hi = lo + n + 1
+    try:
+        for i in range(n):
+            a = bufs[i] if i < nb else others[i - nb]
+            if not isinstance(a, _np.ndarray) or not _extent(a, &lo[i], &hi[i]):
+                lo[i] = hi[i] = NULL
+        for i in range(nb):
+            if lo[i] == hi[i]:
+                continue
+            for j in range(no):
+                if lo[nb + j] != hi[nb + j] and lo[i] < hi[nb + j] and lo[nb + j] < hi[i]:
+                    return i, j, False
+            for j in range(i):
+                if lo[j] != hi[j] and lo[i] < hi[j] and lo[j] < hi[i]:
+                    return i, j, True
+        return None
+    finally:
+        PyMem_Free(lo)

@@ -1,6 +1,7 @@
-"""The compiled acceptance of arrays (fastbp/_arrays.pxi, src_c/finite.c): the
+"""The compiled checks of arrays (fastbp/_arrays.pxi, src_c/finite.c): the
 common case of every argument check, which must accept exactly what the
-Python path accepts unchanged and find every NaN and infinity."""
+Python path accepts unchanged and find every NaN and infinity, and the overlap
+check of output buffers, which must agree with np.may_share_memory."""
 import numpy as np
 import pytest
 
@@ -68,3 +69,26 @@ def test_read_only_arrays_are_accepted_as_they_are():
     x = np.ones((2, 3))
     x.flags.writeable = False
     assert float_array(x, "x", ndim=2) is x
+
+
+def test_first_overlap_agrees_with_numpys_bounds_check():
+    """Views of one buffer (negative strides, steps, empty ones) and separate
+    arrays: a pair is reported exactly when np.may_share_memory says so, the
+    first one in the documented order."""
+    rng = np.random.default_rng(5)
+    base = np.zeros(400)
+    views = [base[10:50], base[::-1][:30], base[100:200:7], base[45:45], base.reshape(20, 20)[:, 3],
+             base.reshape(20, 20)[::-2, ::3], np.zeros(10), np.zeros((3, 0)), base[390:], base[0:5]]
+    for _ in range(300):
+        picked = [views[i] for i in rng.integers(0, len(views), rng.integers(1, 7))]
+        cut = int(rng.integers(0, len(picked) + 1))
+        bufs, others = picked[:cut], picked[cut:] + ["not an array"]
+        want = None
+        for i, a in enumerate(bufs):
+            hits = [(i, j, False) for j, b in enumerate(others)
+                    if isinstance(b, np.ndarray) and np.may_share_memory(a, b)]
+            hits += [(i, j, True) for j, b in enumerate(bufs[:i]) if np.may_share_memory(a, b)]
+            if hits:
+                want = hits[0]
+                break
+        assert _core.first_overlap(bufs, others) == want
