@@ -56,26 +56,27 @@ static struct {
     unsigned long born[FBP_TEAM_MAX];   /* the generation when each worker was started */
     int64_t stalled_at;             /* when a region last went solo (atomic) */
     int64_t backoff_ns;             /* how long regions run alone after it (atomic) */
+    int stall_streak;               /* stalls since a region last completed on the team */
+    long stalls;                    /* stalls so far (atomic) */
 } team = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
           PTHREAD_COND_INITIALIZER, 1, 0, FBP_TEAM_MAX, 0, 0, NULL, NULL, 1, 0, 0, 0, {0}, {0}, 0,
-          FBP_TEAM_BACKOFF_NS};
+          FBP_TEAM_BACKOFF_NS, 0, 0};
 
 /* A member was held up (another process has its core): the regions of the
- * back-off that follows run on their callers alone. A stall soon after the
- * last back-off ended doubles it (the core is still taken: each retry costs a
- * stall); a later one starts over. Races between members only blur the
- * length of one back-off. */
+ * back-off that follows run on their callers alone. Each stall with no team
+ * region completed since the last one doubles the back-off (the core is still
+ * taken: each retry costs a stall); a region that completes on the team
+ * starts it over (a passing burst, such as another runtime's threads spinning
+ * down, costs one short back-off). Races between members only blur the length
+ * of one back-off. */
 static void team_note_stall(void)
 {
-    const int64_t now = fbp_team_now_ns();
-    const int64_t last = __atomic_load_n(&team.stalled_at, __ATOMIC_RELAXED);
-    int64_t backoff = __atomic_load_n(&team.backoff_ns, __ATOMIC_RELAXED);
-    if (last && now - last < backoff + 1000000000L)
-        backoff = 2 * backoff < FBP_TEAM_BACKOFF_MAX_NS ? 2 * backoff : FBP_TEAM_BACKOFF_MAX_NS;
-    else
-        backoff = FBP_TEAM_BACKOFF_NS;
+    const int streak = __atomic_add_fetch(&team.stall_streak, 1, __ATOMIC_RELAXED);
+    int64_t backoff = FBP_TEAM_BACKOFF_NS;
+    for (int i = 1; i < streak && 2 * backoff <= FBP_TEAM_BACKOFF_MAX_NS; i++) backoff *= 2;
     __atomic_store_n(&team.backoff_ns, backoff, __ATOMIC_RELAXED);
-    __atomic_store_n(&team.stalled_at, now, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&team.stalls, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&team.stalled_at, fbp_team_now_ns(), __ATOMIC_RELAXED);
 }
 
 #define TICKET_BITS 16              /* FBP_TEAM_MAX < 2^16 */
@@ -162,6 +163,7 @@ static void team_after_fork_child(void)
     team.caller_waiting = 0;
     team.stalled_at = 0;
     team.backoff_ns = FBP_TEAM_BACKOFF_NS;
+    team.stall_streak = 0;
 }
 
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
@@ -241,6 +243,7 @@ int fbp_team_run(fbp_team_fn fn, void *ctx)
     pthread_cond_broadcast(&team.wake);     /* the sleepers (no system call without any) */
     pthread_mutex_unlock(&team.lock);
 
+    const long stalls_before = __atomic_load_n(&team.stalls, __ATOMIC_RELAXED);
     fn(ctx, 0, members);
 
     /* The caller took every chunk the others did not claim, so the region's
@@ -253,7 +256,11 @@ int fbp_team_run(fbp_team_fn fn, void *ctx)
     for (int i = 0; i < SPINS && __atomic_load_n(&team.finished, __ATOMIC_ACQUIRE) < joined; i++)
         cpu_relax();
     pthread_mutex_lock(&team.lock);
-    if (__atomic_load_n(&team.finished, __ATOMIC_ACQUIRE) < joined) {
+    if (__atomic_load_n(&team.finished, __ATOMIC_ACQUIRE) >= joined) {
+        /* done on the team, nobody held up: the next stall starts over */
+        if (joined > 0 && __atomic_load_n(&team.stalls, __ATOMIC_RELAXED) == stalls_before)
+            __atomic_store_n(&team.stall_streak, 0, __ATOMIC_RELAXED);
+    } else {
         team_note_stall();          /* a worker that is not running (its core is taken) */
         __atomic_store_n(&team.caller_waiting, 1, __ATOMIC_SEQ_CST);
         while (__atomic_load_n(&team.finished, __ATOMIC_SEQ_CST) < joined)

@@ -33,9 +33,10 @@
 #define FBP_TEAM_THREAD_NAME "fastbp-team"     /* the workers' name (Linux: /proc/.../comm) */
 #define FBP_TEAM_STALL_NS 300000L   /* a wait this long (0.3 ms) makes a region solo */
 #define FBP_TEAM_BACKOFF_NS 100000000L  /* and the regions of the next 0.1 s run alone; */
-#define FBP_TEAM_BACKOFF_MAX_NS 3200000000L /* doubled, up to 3.2 s, for each stall that
-                                               follows the last one's back-off within 1 s
-                                               (a core held for good by another process) */
+#define FBP_TEAM_BACKOFF_MAX_NS 3200000000L /* doubled, up to 3.2 s, for each stall with
+                                               no region completed on the team since the
+                                               last (a core held for good by another
+                                               process) */
 
 /* fn(ctx, member, members) runs on every member of a region. */
 typedef void (*fbp_team_fn)(void *ctx, int member, int members);
