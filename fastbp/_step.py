@@ -65,7 +65,7 @@ class _Buffers:
         model = stepper.model
         key = (model._kernel_generation, model.many_to_one)
         if self.generation != key:
-            engine, peep_sources, _ = stepper._weights()    # (of that generation)
+            engine, peep_sources = stepper._weights()       # (of that generation)
             self.plan = _core.StepPlan(
                 stepper.spec.kind, stepper.cell.act, self.sched, self.x, self.states,
                 self.gates, engine, peep_sources, self.scratch, model._kernel["weight_out"],
@@ -135,9 +135,9 @@ class Stepper:
 
     def _weights(self):
         """Each layer's arrays as the engine's dict (the model's private
-        views), the peephole arrays per layer (or None), and their generation,
-        the model's ``_kernel_generation``: set_params replaces arrays and
-        moves it on (the optimizers and load_state_dict write in place, into
+        views) and the peephole arrays per layer (or None), rebuilt when the
+        model's ``_kernel_generation`` moved on: set_params replaces arrays
+        and moves it (the optimizers and load_state_dict write in place, into
         the same memory, which the plans read on every call; the peepholes,
         which reach the engine stacked, are restacked by the plan on every
         call)."""
@@ -154,7 +154,7 @@ class Stepper:
                              else None)
             self._engine = (engine, peeps)
             self._generation = model._kernel_generation
-        return self._engine + (self._generation,)
+        return self._engine
 
     def _buffers(self, k, B):
         # (the product path is the engine's rule for B, or the one the tests force)
