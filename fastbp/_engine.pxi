@@ -156,17 +156,7 @@ cdef class _Pinned:
                 or (shape[0] < rows if at_least else shape[0] != rows)):
             raise ValueError(f"{name}: expected shape {'at least ' if at_least else ''}"
                              f"{want}, got {shape}")
-        if self.count == 64:
-            raise RuntimeError("engine call: too many buffers")
-        cdef int flags = PyBUF_C_CONTIGUOUS | (PyBUF_WRITABLE if writable else 0)
-        try:
-            PyObject_GetBuffer(arr, &self.views[self.count], flags)
-        except BufferError as e:
-            raise ValueError(f"{name}: expected a C-contiguous"
-                             f"{' writable' if writable else ''} array ({e})") from None
-        self.count += 1
-        return self.views[self.count - 1].buf if arr.size else NULL
-
+        return self._hold(arr, name, writable).buf if arr.size else NULL
 
     cdef void *take_flat(self, arr, str name, Py_ssize_t n, bint writable) except? NULL:
         """The data of a C-contiguous array of self.dtype with n elements
@@ -175,6 +165,16 @@ cdef class _Pinned:
             raise TypeError(f"{name}: expected a numpy array, got {type(arr).__name__}")
         if arr.dtype != self.dtype:
             raise TypeError(f"{name}: expected dtype {self.dtype}, got {arr.dtype}")
+        cdef Py_buffer *view = self._hold(arr, name, writable)
+        if view.len != n * view.itemsize:
+            raise ValueError(f"{name}: expected {n} elements, got {arr.size}")
+        if <size_t>view.buf % <size_t>view.itemsize:
+            raise ValueError(f"{name}: expected an aligned array")
+        return view.buf if n else NULL
+
+    cdef Py_buffer *_hold(self, arr, str name, bint writable) except NULL:
+        """Acquire arr's buffer (C-contiguous, writable if asked), held until
+        this object is freed."""
         if self.count == 64:
             raise RuntimeError("engine call: too many buffers")
         cdef int flags = PyBUF_C_CONTIGUOUS | (PyBUF_WRITABLE if writable else 0)
@@ -184,11 +184,7 @@ cdef class _Pinned:
             raise ValueError(f"{name}: expected a C-contiguous"
                              f"{' writable' if writable else ''} array ({e})") from None
         self.count += 1
-        if self.views[self.count - 1].len != n * self.views[self.count - 1].itemsize:
-            raise ValueError(f"{name}: expected {n} elements, got {arr.size}")
-        if <size_t>self.views[self.count - 1].buf % <size_t>self.views[self.count - 1].itemsize:
-            raise ValueError(f"{name}: expected an aligned array")
-        return self.views[self.count - 1].buf if n else NULL
+        return &self.views[self.count - 1]
 
 
 cdef class _Call:
