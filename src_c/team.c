@@ -56,7 +56,8 @@ static struct {
     unsigned long born[FBP_TEAM_MAX];   /* the generation when each worker was started */
     int64_t stalled_at;             /* when a region last went solo (atomic) */
     int64_t backoff_ns;             /* how long regions run alone after it (atomic) */
-    int stall_streak;               /* stalls since a region last completed on the team */
+    int stall_streak;               /* stalls since a region last completed on the team
+                                       (atomic) */
     long stalls;                    /* stalls so far (atomic) */
 } team = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
           PTHREAD_COND_INITIALIZER, 1, 0, FBP_TEAM_MAX, 0, 0, NULL, NULL, 1, 0, 0, 0, {0}, {0}, 0,
@@ -80,6 +81,7 @@ static void team_note_stall(void)
 }
 
 #define TICKET_BITS 16              /* FBP_TEAM_MAX < 2^16 */
+#define TICKET_PLACES(t) ((int)((t) & ((1u << TICKET_BITS) - 1)))  /* places left */
 
 void fbp_team_stall_state(int64_t *ago_ns, int64_t *backoff_ns)
 {
@@ -134,7 +136,7 @@ static void *worker(void *arg)
          * is not used) */
         uint64_t t = __atomic_load_n(&team.tickets, __ATOMIC_ACQUIRE);
         int joined = 0;
-        while (!joined && t >> TICKET_BITS == (uint64_t)g && (t & 0xffff) > 0)
+        while (!joined && t >> TICKET_BITS == (uint64_t)g && TICKET_PLACES(t) > 0)
             joined = __atomic_compare_exchange_n(&team.tickets, &t, t - 1, 0, __ATOMIC_ACQ_REL,
                                                  __ATOMIC_ACQUIRE);
         if (!joined) continue;
@@ -252,7 +254,7 @@ int fbp_team_run(fbp_team_fn fn, void *ctx)
      * only for those inside it, spinning first. */
     const uint64_t left = __atomic_exchange_n(&team.tickets, (uint64_t)g << TICKET_BITS,
                                               __ATOMIC_ACQ_REL);
-    const int joined = members - 1 - (int)(left & 0xffff);
+    const int joined = members - 1 - TICKET_PLACES(left);
     for (int i = 0; i < SPINS && __atomic_load_n(&team.finished, __ATOMIC_ACQUIRE) < joined; i++)
         cpu_relax();
     pthread_mutex_lock(&team.lock);
