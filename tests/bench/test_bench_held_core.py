@@ -2,19 +2,14 @@
 the script runs every workload on both settings and reports them; no test
 asserts a duration."""
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPT = os.path.join(ROOT, "bench", "bench_held_core.py")
+from bench_scripts import run_bench_script
 
 
 def run(*args):
-    return subprocess.run([sys.executable, SCRIPT, *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+    return run_bench_script("bench_held_core.py", *args)
 
 
 def test_every_workload_is_timed_on_the_team_and_on_one_thread(tmp_path):

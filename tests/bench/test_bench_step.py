@@ -2,19 +2,14 @@
 the two agree before timing, and reports a row per cell; no test asserts a duration."""
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPT = os.path.join(ROOT, "bench", "bench_step.py")
+from bench_scripts import run_bench_script
 
 
 def run(*args):
-    return subprocess.run([sys.executable, SCRIPT, *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+    return run_bench_script("bench_step.py", *args)
 
 
 def test_the_step_benchmark_reports_every_cell(tmp_path):

@@ -38,6 +38,15 @@ def assert_states_equal(cell, got, want):
         np.testing.assert_array_equal(g, w)
 
 
+def stream(net, X):
+    """X (T, B, I) one step a call from zeros: each step's y, and the last state."""
+    state, ys = None, []
+    for x in X:
+        y, state = net.step(x, state)
+        ys.append(y)
+    return ys, state
+
+
 @pytest.mark.parametrize("cell", KERNEL_CELLS, ids=str)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("num_layers", [1, 2])
@@ -65,11 +74,8 @@ def test_a_loop_of_steps_equals_forward_over_the_whole_sequence(cell, dtype, num
     T = 12
     X = rng.standard_normal((T, B, I)).astype(dtype)
     out, final = model_forward(cell, net, X)
-    state, ys = None, []
-    for t in range(T):
-        y, state = net.step(X[t], state)
-        assert y.shape == (B, O)
-        ys.append(y)
+    ys, state = stream(net, X)
+    assert all(y.shape == (B, O) for y in ys)
     np.testing.assert_array_equal(np.stack(ys), out)
     assert_states_equal(cell, state, final if len(final) > 1 else final[0])
 
@@ -88,10 +94,7 @@ def test_a_loop_of_steps_equals_forward_at_every_width(cell, dtype, B, hidden, i
     T = 6
     X = rng.standard_normal((T, B, inputs)).astype(dtype)
     out, final = model_forward(cell, net, X)
-    state, ys = None, []
-    for t in range(T):
-        y, state = net.step(X[t], state)
-        ys.append(y)
+    ys, state = stream(net, X)
     np.testing.assert_array_equal(np.stack(ys), out)
     assert_states_equal(cell, state, final if len(final) > 1 else final[0])
 
