@@ -234,7 +234,11 @@ def test_a_held_up_worker_neither_stalls_nor_changes_a_call(restore_threads):
     core = sorted(os.sched_getaffinity(0))[-1]
     rng = np.random.default_rng(12)
     net = fastbp.LSTM(16, 256, 4, seed=0)           # 4·256² multiply-adds a step: the team's
-    X, Y = rng.standard_normal((40, 2, 16)), rng.standard_normal((40, 2, 4))
+    # 400 steps: a region (one forward or backward, about 10 ms) outlasts the
+    # slices the scheduler gives the held-up worker, so it never completes one
+    # on the team and the stalls follow each other (a region it completes would
+    # start the back-off over, and the test would depend on the scheduler)
+    X, Y = rng.standard_normal((400, 2, 16)), rng.standard_normal((400, 2, 4))
     fastbp.set_num_threads(1)
     want_loss, want_grads, _ = net.loss_and_grad(X, Y)
     fastbp.set_num_threads(2)
