@@ -12,6 +12,7 @@ cdef extern from "engine.h":
     enum:
         FBP_MAX_STATES
         FBP_ENGINE_TEAM_MIN_MACS
+        FBP_ENGINE_TEAM_MIN_WEIGHT_BYTES
         FBP_CELL_RNN
         FBP_CELL_LSTM
         FBP_CELL_GRU
@@ -82,8 +83,10 @@ cdef extern from "engine.h":
 
 # the cell codes of src_c/engine.h, for fastbp/_recurrent.py
 CELL_RNN, CELL_LSTM, CELL_GRU = FBP_CELL_RNN, FBP_CELL_LSTM, FBP_CELL_GRU
-# a call's per-step product (B·G·H² multiply-adds) below which it runs on its caller alone
+# a call's per-step product (B·G·H² multiply-adds) below which it runs on its caller
+# alone; from half that, with a W_hh of ENGINE_TEAM_MIN_WEIGHT_BYTES or more, on the team
 ENGINE_TEAM_MIN_MACS = FBP_ENGINE_TEAM_MIN_MACS
+ENGINE_TEAM_MIN_WEIGHT_BYTES = FBP_ENGINE_TEAM_MIN_WEIGHT_BYTES
 
 
 cdef fbp_cell _cell(int kind, int act) except *:
@@ -436,6 +439,7 @@ cdef extern from "team.h":
     int fbp_team_set_size(int n) nogil
     int fbp_team_size() noexcept nogil
     void fbp_team_stall_state(int64_t *ago_ns, int64_t *backoff_ns) noexcept nogil
+    long fbp_team_requests() noexcept nogil
 
 TEAM_MAX = FBP_TEAM_MAX
 TEAM_THREAD_NAME = FBP_TEAM_THREAD_NAME.decode()     # the worker threads' name
@@ -464,3 +468,10 @@ def team_stall_state():
     cdef int64_t ago, backoff
     fbp_team_stall_state(&ago, &backoff)
     return (None if ago < 0 else ago * 1e-9), backoff * 1e-9
+
+
+def team_requests():
+    """How many regions were asked of the team so far, however they ran (on
+    the team, or on their caller alone: a busy team, a back-off): tells the
+    calls large enough to share from the rest. Diagnostics and tests."""
+    return fbp_team_requests()

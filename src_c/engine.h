@@ -27,10 +27,21 @@
 #define FBP_MAX_STATES 2        /* h, and the LSTM's c */
 /* Multiply-adds of one step's recurrent product (B·G·H²) below which a call
  * runs on its caller alone, not on the thread team (team.h): the per-step
- * hand-over between cores costs about a microsecond, more than sharing saves
- * (the RNN at B = 1, H = 256 ran only 1.2x faster on two threads, the LSTM at
- * B = 1, 1.9x). Speed only: the results are the same either way. */
+ * hand-over between cores costs about a microsecond, more than sharing saves.
+ * Speed only: the results are the same either way. */
 #define FBP_ENGINE_TEAM_MIN_MACS (1 << 17)
+/* From half that, a call runs on the team when W_hh has this many bytes or
+ * more: then each step streams the weight from L2 or L3 at a few rows of h
+ * (batch 1), bound by the bandwidth, and each core's half takes half the
+ * time. A smaller weight stays in L1/L2 and is reused across the batch's
+ * rows, and the hand-over costs more than sharing saves. Measured, float32,
+ * T = 100, B = 1, training step in ms, one alternative run after the other
+ * (AVX2 EPYC, 512 KiB L2 per core): RNN H = 256 (256 KiB) 1.50-1.56 before,
+ * 1.04-1.34 after; LSTM H = 128 1.80-1.90 against 1.20-1.45; float64 LSTM
+ * H = 128 5.1-5.3 against 4.0-4.4. Left alone: the RNN at H = 128, B = 4
+ * and the LSTM at H = 64, B = 4 (64 KiB, 2^16 multiply-adds), which ran
+ * slower on two threads. */
+#define FBP_ENGINE_TEAM_MIN_WEIGHT_BYTES (1 << 18)
 /* The same for a call of one step (a streamed step), counting its input side:
  * one hand-over per call. From 2^16 (256 KiB of float32 weights, half a
  * core's L2 on the AVX2 EPYC measured) each core's half stays in its L2 from

@@ -42,7 +42,8 @@ typedef struct {
 } FN(engine_ctx);
 
 /* Whether a call of this size runs on the team: its per-step recurrent
- * product is large enough, or it is one step (a streamed step,
+ * product is large enough (engine.h: in multiply-adds, or in multiply-adds
+ * and the bytes of W_hh it streams), or it is one step (a streamed step,
  * fastbp/_step.py) whose whole product, the input side included, is
  * (FBP_ENGINE_STEP_TEAM_MIN_MACS, engine.h). */
 static int FN(engine_use_team)(const FN(engine_ctx) *c, int G)
@@ -50,7 +51,11 @@ static int FN(engine_use_team)(const FN(engine_ctx) *c, int G)
     if (c->chunks < 2) return 0;
     if (c->T == 1)
         return (int64_t)c->B * G * c->H * (c->H + c->I) >= FBP_ENGINE_STEP_TEAM_MIN_MACS;
-    return (int64_t)c->B * G * c->H * c->H >= FBP_ENGINE_TEAM_MIN_MACS;
+    const int64_t macs = (int64_t)c->B * G * c->H * c->H;
+    const int64_t weight_bytes = (int64_t)G * c->H * c->H * (int64_t)sizeof(REAL);
+    return macs >= FBP_ENGINE_TEAM_MIN_MACS
+           || (2 * macs >= FBP_ENGINE_TEAM_MIN_MACS
+               && weight_bytes >= FBP_ENGINE_TEAM_MIN_WEIGHT_BYTES);
 }
 
 /* Units per chunk for hidden size H: ENGINE_UNITS, more when H is so large

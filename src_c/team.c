@@ -59,9 +59,10 @@ static struct {
     int stall_streak;               /* stalls since a region last completed on the team
                                        (atomic) */
     long stalls;                    /* stalls so far (atomic) */
+    long requests;                  /* fbp_team_run calls so far (atomic) */
 } team = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
           PTHREAD_COND_INITIALIZER, 1, 0, FBP_TEAM_MAX, 0, 0, NULL, NULL, 1, 0, 0, 0, {0}, {0}, 0,
-          FBP_TEAM_BACKOFF_NS, 0, 0};
+          FBP_TEAM_BACKOFF_NS, 0, 0, 0};
 
 /* A member was held up (another process has its core): the regions of the
  * back-off that follows run on their callers alone. Each stall with no team
@@ -206,9 +207,15 @@ int fbp_team_size(void)
     return n;
 }
 
+long fbp_team_requests(void)
+{
+    return __atomic_load_n(&team.requests, __ATOMIC_RELAXED);
+}
+
 int fbp_team_run(fbp_team_fn fn, void *ctx)
 {
     pthread_once(&fork_once, register_fork_handler);
+    __atomic_add_fetch(&team.requests, 1, __ATOMIC_RELAXED);
     const int64_t stalled_at = __atomic_load_n(&team.stalled_at, __ATOMIC_RELAXED);
     if (stalled_at && fbp_team_now_ns() - stalled_at
                       < __atomic_load_n(&team.backoff_ns, __ATOMIC_RELAXED)) {

@@ -54,6 +54,9 @@ int fbp_team_size(void);
  * the region counts as one too) (then the team is tried
  * again). Returns the number of members that ran it. */
 int fbp_team_run(fbp_team_fn fn, void *ctx);
+/* How many regions were asked of the team so far (fbp_team_run calls, however
+ * they ran): which calls are large enough to share, for tests. */
+long fbp_team_requests(void);
 
 /* ---- chunked phases inside a region -----------------------------------------
  * A phase has `chunks` pieces of work (≤ FBP_TEAM_MAX_CHUNKS). Every member

@@ -39,9 +39,57 @@ def _stack_run(cell, dtype, B, H, T, lengths, reset, seed):
     return [y, *finals] + [g[k] for k in sorted(g)]
 
 
-def _on_the_team(cell, B, H):
-    """Whether a call of this size runs on the team (smaller ones run alone)."""
-    return B * cell.gates * H * H >= _core.ENGINE_TEAM_MIN_MACS
+def _on_the_team(cell, B, H, dtype=np.float64):
+    """Whether a call of this size runs on the team (smaller ones run alone):
+    its per-step product in multiply-adds, or half that with a W_hh of
+    ENGINE_TEAM_MIN_WEIGHT_BYTES (src_c/engine.h)."""
+    macs = B * cell.gates * H * H
+    weight_bytes = cell.gates * H * H * np.dtype(dtype).itemsize
+    return (macs >= _core.ENGINE_TEAM_MIN_MACS
+            or (2 * macs >= _core.ENGINE_TEAM_MIN_MACS
+                and weight_bytes >= _core.ENGINE_TEAM_MIN_WEIGHT_BYTES))
+
+
+def _layer_run(cell, dtype, B, H, T=5, I=3, seed=0):
+    """One layer's forward and backward on the compiled engine: outputs and gradients."""
+    p = cells.problem(cell, np.random.default_rng(seed), T, B, I, H, dtype)
+    y, finals, cache = cells.forward(cell, p["x"], p["states"], p["weights"])
+    g = cells.backward(cell, p["dy"], p["dfinals"], cache)
+    return [y, *finals] + [g[k] for k in sorted(g)]
+
+
+# (cell, dtype, B, H, on the team): batch 1 shares a step whose W_hh streams
+# from L2 (256 KiB and more) once its product reaches half the threshold; a
+# small weight reused across a few rows does not share
+TEAM_RULE_CASES = [
+    ("rnn-tanh", np.float32, 1, 256, True),     # 2^16 multiply-adds, 256 KiB
+    ("rnn-tanh", np.float32, 1, 255, False),    # just under 2^16
+    ("rnn-tanh", np.float32, 4, 128, False),    # 2^16, 64 KiB
+    ("rnn-tanh", np.float32, 2, 256, True),     # 2^17
+    ("lstm", np.float32, 1, 128, True),
+    ("lstm", np.float64, 1, 91, False),         # 259 KiB but 2^15 multiply-adds
+    ("lstm", np.float64, 1, 128, True),
+    ("gru", np.float32, 1, 148, True),          # 3·148² = 65712 > 2^16, 257 KiB
+    ("gru", np.float32, 1, 147, False),
+]
+
+
+@pytest.mark.parametrize("name, dtype, B, H, shared", TEAM_RULE_CASES,
+                         ids=lambda v: getattr(v, "__name__", str(v)))
+def test_a_call_shares_by_its_product_and_the_weight_it_streams(name, dtype, B, H, shared,
+                                                                 restore_threads):
+    """Which calls go to the team (one request each for forward and backward),
+    and those that do equal their one-thread results bit for bit."""
+    cell = next(c for c in cells.KERNEL_CELLS if c.id == name)
+    assert _on_the_team(cell, B, H, dtype) == shared
+    fastbp.set_num_threads(1)
+    alone = _layer_run(cell, dtype, B, H)
+    fastbp.set_num_threads(2)
+    before = _core.team_requests()
+    on_two = _layer_run(cell, dtype, B, H)
+    assert _core.team_requests() - before == (2 if shared else 0)
+    for a, b in zip(alone, on_two):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("path", ["packed", "blas"])
