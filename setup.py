@@ -52,7 +52,10 @@ extension = Extension(
     sources=["fastbp/_core.pyx"] + sorted(glob.glob("src_c/*.c")),
     include_dirs=["src_c", numpy.get_include()],
     # the NumPy C API of fastbp/_arrays.pxi, without the deprecated names
-    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                   # the oldest NumPy fastbp runs on, whose API has NEP 49's
+                   # allocators (fastbp/_pool.pxi)
+                   ("NPY_TARGET_VERSION", "NPY_1_23_API_VERSION")],
     depends=sorted(glob.glob("src_c/*.h")) + sorted(glob.glob("fastbp/*.pxi")),
     extra_compile_args=compile_args,
     extra_link_args=link_args,

@@ -11,6 +11,7 @@ NumPy transcription of the equations lives in ``fastbp.reference``.
     fastbp.activation_forward / _backward, softmax_cross_entropy, squared_error
     fastbp.gradcheck, fastbp.clip_grad_norm, fastbp.optim, fastbp.load
     fastbp.set_num_threads / get_num_threads   fastbp's thread team (FASTBP_NUM_THREADS)
+    fastbp.set_memory_pool / release_memory    the freed buffers kept for the next calls
     fastbp.callbacks                           fit(callbacks=[...]): EarlyStopping, learning-rate schedules
     fastbp.sklearn                             scikit-learn estimators (optional extra; not imported here)
     fastbp.onnx.export                         ONNX export of every model (the onnx package: optional extra)
@@ -21,6 +22,7 @@ NumPy transcription of the equations lives in ``fastbp.reference``.
 """
 from . import _core
 from . import callbacks, distributed, io, onnx, optim, reference, tbptt
+from ._memory import memory_pool_info, release_memory, set_memory_pool
 from ._threads import get_num_threads, set_num_threads
 from .clip import clip_grad_norm
 from .functional import (activation_backward, activation_forward, softmax_cross_entropy,
@@ -39,5 +41,6 @@ __all__ = ["MLP", "RNN", "LSTM", "GRU", "rnn_forward", "rnn_backward", "lstm_for
            "rnn_stack_backward", "lstm_stack_forward", "lstm_stack_backward", "gru_stack_forward",
            "gru_stack_backward",
            "activation_forward", "activation_backward", "softmax_cross_entropy", "squared_error",
-           "gradcheck", "clip_grad_norm", "set_num_threads", "get_num_threads", "optim", "load",
+           "gradcheck", "clip_grad_norm", "set_num_threads", "get_num_threads", "set_memory_pool",
+           "memory_pool_info", "release_memory", "optim", "load",
            "io", "reference", "tbptt", "distributed", "callbacks", "onnx"]

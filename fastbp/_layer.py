@@ -7,6 +7,7 @@ what the backward needs in a read-only :class:`LayerCache`.
 """
 from types import MappingProxyType
 
+from ._memory import pooled
 from ._sequence import ReadOnly
 
 __all__ = ["LayerCache", "forward", "backward"]
@@ -112,6 +113,7 @@ def _frozen(weights):
     return MappingProxyType({k: None if v is None else v.view() for k, v in weights.items()})
 
 
+@pooled
 def forward(cell, cache_class, x, init, weights, layout, keep_cache=True, **extra):
     """Run one layer, one direction. x (T, B, I) validated (its dtype
     computes); init: one (B, H) array or None per state name; weights: the
@@ -131,6 +133,7 @@ def forward(cell, cache_class, x, init, weights, layout, keep_cache=True, **extr
     return y, finals, cache_class(x, xs, weights, run, layout, cell, y, **extra)
 
 
+@pooled
 def backward(cache, dy, dfinal, overwrite_cache=False, want_dx=True):
     """BPTT for :func:`forward`'s cache. dy (T, B, H) validated or None;
     dfinal: one (B, H) array or None per state. Returns a dict: "x" (T, B, I)

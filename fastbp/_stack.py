@@ -36,6 +36,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from ._memory import pooled
 from ._sequence import Layout, ReadOnly, lengths_array, reset_array
 from ._validate import as_array, as_numpy, flag, float_array, positive_int
 
@@ -174,6 +175,7 @@ def _next_inputs(layout, hs, H, D):
     return [layout.slots(y)] + ([layout.slots(y, reverse=True)] if D == 2 else [])
 
 
+@pooled
 def forward(cell, x, weights, init, layout, num_layers, D, H, keep_cache=True):
     """Run the stack. x (T, B, I) validated (its dtype computes); weights[l][d]:
     the cell's validated arrays; init[l][d]: a tuple with one (B, H) array or
@@ -204,6 +206,7 @@ def forward(cell, x, weights, init, layout, num_layers, D, H, keep_cache=True):
     return y, finals, StackCache(x, y, layout, num_layers, D, H, weights, runs, cell)
 
 
+@pooled
 def backward(cache, dy, dfinal, want_dx, overwrite):
     """BPTT through the stack. dy (T, B, D·H) validated or None; dfinal[l][d]:
     a tuple with one (B, H) array or None per state, the gradients of the final

@@ -191,8 +191,9 @@ def test_the_compiled_module_has_no_mutable_global_state():
     toolchain's, fastbp's BLAS table and NumPy's C-API table (each filled
     once at import), the BLAS
     thread rule's count of products in flight, under its mutex (src_c/blas.c),
-    and the thread team's state, under its mutex (src_c/team.c) - nothing else
-    a kernel writes per call."""
+    the thread team's state, under its mutex (src_c/team.c), and the pool of
+    freed blocks, under its mutex, with the NumPy allocator over it
+    (src_c/pool.c, numpy_pool.h) - nothing else a kernel writes per call."""
     nm = shutil.which("nm")
     if nm is None:
         pytest.skip("needs binutils' nm")
@@ -204,6 +205,8 @@ def test_the_compiled_module_has_no_mutable_global_state():
                                         "indirect_contiguous", "strided", "full", "direct")}
     thread_rule = {"blas_threads_lock", "blas_threads_users", "blas_threads_saved"}
     thread_team = {"team", "fork_once"}
+    buffer_pool = {"pool", "pool_once", "fbp_np_handler"}
     # NumPy's C-API tables, set once by import_array (unoptimised builds keep the unused one)
     numpy_import = {"PyArray_API", "PyArray_RUNTIME_VERSION", "PyUFunc_API"}
-    assert ours - thread_rule - thread_team - numpy_import == {"fbp_blas"}, sorted(ours)
+    assert (ours - thread_rule - thread_team - buffer_pool - numpy_import == {"fbp_blas"}), \
+        sorted(ours)
