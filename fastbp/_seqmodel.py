@@ -28,6 +28,7 @@ from numpy.typing import ArrayLike
 
 from . import _core, functional, training
 from ._linalg import matmul, matmul_rows, sum_of_squares
+from ._memory import pooled
 from ._persistent import Persistent
 from ._seqfeed import SequenceFeed
 from ._torch_names import sequence_name
@@ -404,6 +405,7 @@ class SequenceModel(Persistent):
                  else Hs.reshape(T * B, self._features))
         return X, Hs, Hrows, final, cache, layout
 
+    @pooled
     def _outputs(self, X, states, lengths=None, reset=None):
         """Readout outputs (T,B,O) (zero past each row's length), or (B,O)
         when many_to_one, and the final states."""
@@ -466,6 +468,7 @@ class SequenceModel(Persistent):
                 grads[name] = grads[name] + self.l2 * W
         return loss, {name: grads[name] for name in self._params}
 
+    @pooled     # the readout's arrays too (fastbp/_memory.py)
     def _loss_and_grad(self, X, Y, states, lengths=None, reset=None):
         X, Hs, Hrows, final, cache, layout = self._forward(X, states, lengths, reset)
         T, B, H = Hs.shape
