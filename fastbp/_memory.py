@@ -24,11 +24,13 @@ def pooled(fn):
     """Run ``fn`` with the pool's allocator as NumPy's (this thread only)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        previous = _core.pool_scope_enter()
-        try:
+        previous = None
+        try:        # (entered inside: a KeyboardInterrupt right after it still restores)
+            previous = _core.pool_scope_enter()
             return fn(*args, **kwargs)
         finally:
-            _core.pool_scope_exit(previous)
+            if previous is not None:
+                _core.pool_scope_exit(previous)
     return wrapper
 
 

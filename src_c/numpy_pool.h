@@ -16,6 +16,11 @@ static void *fbp_np_malloc(void *ctx, size_t n)
 {
     (void)ctx;
     void *p = fbp_pool_take(n);
+#ifndef NDEBUG
+    /* debug builds: a reused block is all NaN (bytes 0xff), so that code which
+     * only worked because fresh pages from the kernel are zero fails there */
+    if (p) memset(p, 0xff, n);
+#endif
     return p ? p : malloc(n);
 }
 

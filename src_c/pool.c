@@ -2,7 +2,7 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdlib.h>
-#ifdef __GLIBC__
+#ifdef __linux__
 #include <malloc.h>
 #endif
 #include "pool.h"
@@ -21,10 +21,15 @@ static struct {
 /* fork() copies the blocks with the memory; the lock may have been held by a
  * thread that does not exist in the child */
 static void pool_prepare(void) { pthread_mutex_lock(&pool.lock); }
-static void pool_parent(void) { pthread_mutex_unlock(&pool.lock); }
-static void pool_child(void) { pthread_mutex_init(&pool.lock, NULL); }
+static void pool_after(void) { pthread_mutex_unlock(&pool.lock); }   /* the forking thread
+                                                                       holds it, in both */
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
-static void pool_register_fork(void) { pthread_atfork(pool_prepare, pool_parent, pool_child); }
+static void pool_register_fork(void) { pthread_atfork(pool_prepare, pool_after, pool_after); }
+static void pool_lock(void)
+{
+    pthread_once(&pool_once, pool_register_fork);
+    pthread_mutex_lock(&pool.lock);
+}
 
 /* Remove slot i (under the lock). */
 static void *pool_remove(int i)
@@ -42,9 +47,8 @@ static void *pool_remove(int i)
 void *fbp_pool_take(size_t n)
 {
     if (n < FBP_POOL_MIN_BYTES) return NULL;
-    pthread_once(&pool_once, pool_register_fork);
     void *p = NULL;
-    pthread_mutex_lock(&pool.lock);
+    pool_lock();
     for (int i = pool.n - 1; i >= 0; i--)
         if (pool.size[i] == n) {
             p = pool_remove(i);
@@ -58,13 +62,15 @@ void *fbp_pool_take(size_t n)
 int fbp_pool_keep(void *p, size_t n)
 {
     if (!p || n < FBP_POOL_MIN_BYTES) return 0;
-#ifdef __GLIBC__
-    if (malloc_usable_size(p) < n) return 0;    /* not the block its size says: let it go */
+#ifdef __linux__
+    /* not the block its size says (glibc's and musl's malloc know): let it go */
+    if (malloc_usable_size(p) < n) return 0;
+#else
+    return 0;       /* no way to check a block's size here: keep nothing */
 #endif
-    pthread_once(&pool_once, pool_register_fork);
     void *evicted[POOL_SLOTS];
     int ne = 0, kept = 0;
-    pthread_mutex_lock(&pool.lock);
+    pool_lock();
     if (n <= pool.limit) {
         /* the oldest blocks make room */
         while (pool.n > 0 && (pool.n == POOL_SLOTS || pool.bytes + n > pool.limit))
@@ -84,7 +90,7 @@ int fbp_pool_keep(void *p, size_t n)
 size_t fbp_pool_release(void)
 {
     void *blocks[POOL_SLOTS];
-    pthread_mutex_lock(&pool.lock);
+    pool_lock();
     const int n = pool.n;
     const size_t bytes = pool.bytes;
     for (int i = 0; i < n; i++) blocks[i] = pool.ptr[i];
@@ -99,7 +105,7 @@ size_t fbp_pool_set_limit(size_t bytes)
 {
     void *evicted[POOL_SLOTS];
     int ne = 0;
-    pthread_mutex_lock(&pool.lock);
+    pool_lock();
     const size_t old = pool.limit;
     pool.limit = bytes;
     while (pool.n > 0 && pool.bytes > pool.limit) evicted[ne++] = pool_remove(0);
@@ -110,7 +116,7 @@ size_t fbp_pool_set_limit(size_t bytes)
 
 void fbp_pool_get_stats(fbp_pool_stats *s)
 {
-    pthread_mutex_lock(&pool.lock);
+    pool_lock();
     s->limit = pool.limit;
     s->bytes = pool.bytes;
     s->blocks = pool.n;

@@ -40,14 +40,15 @@ def _stack_run(cell, dtype, B, H, T, lengths, reset, seed):
 
 
 def _on_the_team(cell, B, H, dtype=np.float64):
-    """Whether a call of this size runs on the team (smaller ones run alone):
-    its per-step product in multiply-adds, or half that with a W_hh of
+    """Whether a call of this size and T > 1 steps runs on the team (smaller
+    ones run alone; src_c/engine_region.h): two unit chunks at least (H > 32),
+    and its per-step product in multiply-adds, or half that with a W_hh of
     ENGINE_TEAM_MIN_WEIGHT_BYTES (src_c/engine.h)."""
     macs = B * cell.gates * H * H
     weight_bytes = cell.gates * H * H * np.dtype(dtype).itemsize
-    return (macs >= _core.ENGINE_TEAM_MIN_MACS
-            or (2 * macs >= _core.ENGINE_TEAM_MIN_MACS
-                and weight_bytes >= _core.ENGINE_TEAM_MIN_WEIGHT_BYTES))
+    return H > 32 and (macs >= _core.ENGINE_TEAM_MIN_MACS
+                       or (2 * macs >= _core.ENGINE_TEAM_MIN_MACS
+                           and weight_bytes >= _core.ENGINE_TEAM_MIN_WEIGHT_BYTES))
 
 
 def _layer_run(cell, dtype, B, H, T=5, I=3, seed=0):
