@@ -35,6 +35,12 @@ cdef extern from "fastbp.h":
                    int M, int N, int K, int trans_a, int trans_b, float alpha, float beta) noexcept nogil
     int fbp_gemm_d(double *C, int ldc, const double *A, int lda, const double *B, int ldb,
                    int M, int N, int K, int trans_a, int trans_b, double alpha, double beta) noexcept nogil
+    int fbp_gemm_team_f(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
+                        int M, int N, int K, int trans_a, int trans_b, float alpha,
+                        float beta) noexcept nogil
+    int fbp_gemm_team_d(double *C, int ldc, const double *A, int lda, const double *B, int ldb,
+                        int M, int N, int K, int trans_a, int trans_b, double alpha,
+                        double beta) noexcept nogil
     int fbp_gemv_f(float *y, const float *A, int lda, const float *x, int M, int N,
                    int trans_a, float alpha, float beta) noexcept nogil
     int fbp_gemv_d(double *y, const double *A, int lda, const double *x, int M, int N,
@@ -104,7 +110,10 @@ BLAS_THREAD_CONTROL = _fill_blas_table()
 
 def gemm(floating[:, ::1] C, const floating[:, ::1] A, const floating[:, ::1] B,
          bint trans_a=False, bint trans_b=False, double alpha=1.0, double beta=0.0):
-    """Row-major C = alpha op(A) @ op(B) + beta C through the BLAS table (test hook).
+    """Row-major C = alpha op(A) @ op(B) + beta C through the BLAS table: the
+    Python layer's products (fastbp/_linalg.py). On the thread team when large
+    enough, in blocks of C fixed by the shape (src_c/blas_body.h): the result
+    does not depend on the team size.
 
     Shapes: op(A) (M, K), op(B) (K, N), C (M, N); checked here.
     """
@@ -117,15 +126,15 @@ def gemm(floating[:, ::1] C, const floating[:, ::1] A, const floating[:, ::1] B,
     cdef int st
     with nogil:
         if floating is float:
-            st = fbp_gemm_f(&C[0, 0] if M and N else NULL, N,
-                            &A[0, 0] if A.shape[0] and A.shape[1] else NULL, <int>A.shape[1],
-                            &B[0, 0] if B.shape[0] and B.shape[1] else NULL, <int>B.shape[1],
-                            M, N, K, trans_a, trans_b, <float>alpha, <float>beta)
+            st = fbp_gemm_team_f(&C[0, 0] if M and N else NULL, N,
+                                 &A[0, 0] if A.shape[0] and A.shape[1] else NULL, <int>A.shape[1],
+                                 &B[0, 0] if B.shape[0] and B.shape[1] else NULL, <int>B.shape[1],
+                                 M, N, K, trans_a, trans_b, <float>alpha, <float>beta)
         else:
-            st = fbp_gemm_d(&C[0, 0] if M and N else NULL, N,
-                            &A[0, 0] if A.shape[0] and A.shape[1] else NULL, <int>A.shape[1],
-                            &B[0, 0] if B.shape[0] and B.shape[1] else NULL, <int>B.shape[1],
-                            M, N, K, trans_a, trans_b, alpha, beta)
+            st = fbp_gemm_team_d(&C[0, 0] if M and N else NULL, N,
+                                 &A[0, 0] if A.shape[0] and A.shape[1] else NULL, <int>A.shape[1],
+                                 &B[0, 0] if B.shape[0] and B.shape[1] else NULL, <int>B.shape[1],
+                                 M, N, K, trans_a, trans_b, alpha, beta)
     check_status(st)
 
 

@@ -1,7 +1,10 @@
 /* The BLAS function table, the BLAS thread rule, and the row-major
- * GEMM/GEMV/GER helpers. */
+ * GEMM/GEMV/GER helpers (GEMM also in fixed blocks on the thread team). */
 #define _GNU_SOURCE             /* dladdr */
+#include <stddef.h>
+#include <stdint.h>
 #include "fastbp.h"
+#include "team.h"
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <dlfcn.h>
@@ -106,6 +109,13 @@ void fbp_blas_threads_leave(void)
         fbp_blas.set_threads(blas_threads_saved);
     blas_threads_lock_give();
 }
+
+/* fbp_gemm_team: below this many multiply-adds a product is one BLAS call on
+ * its caller; else C in blocks of rows (or columns) of GEMM_TEAM_BLOCK_MIN at
+ * least, GEMM_TEAM_BLOCKS at most, shared by the team */
+#define GEMM_TEAM_MIN_MACS (1 << 17)
+#define GEMM_TEAM_BLOCK_MIN 32
+#define GEMM_TEAM_BLOCKS 8
 
 #define REAL float
 #define FN(name) name##_f

@@ -131,6 +131,13 @@ int fbp_gemm_f(float *C, int ldc, const float *A, int lda, const float *B, int l
                int M, int N, int K, int trans_a, int trans_b, float alpha, float beta);
 int fbp_gemm_d(double *C, int ldc, const double *A, int lda, const double *B, int ldb,
                int M, int N, int K, int trans_a, int trans_b, double alpha, double beta);
+/* The same, on the thread team when large enough: C in blocks of rows (or
+ * columns) fixed by the shape, each one BLAS call, so the result does not
+ * depend on the team size. Not from inside a team region (it would run alone). */
+int fbp_gemm_team_f(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
+                    int M, int N, int K, int trans_a, int trans_b, float alpha, float beta);
+int fbp_gemm_team_d(double *C, int ldc, const double *A, int lda, const double *B, int ldb,
+                    int M, int N, int K, int trans_a, int trans_b, double alpha, double beta);
 
 /* y(M) = alpha * A(M,N) @ x(N) + beta * y, or with trans_a: y(N) = alpha * A(M,N)ᵀ @ x(M) + beta * y.
  * A row-major with lda >= N. */

@@ -3,9 +3,17 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+import fastbp
 from fastbp import _core
 
 DTYPES = [(np.float32, 2e-5), (np.float64, 1e-13)]
+
+
+@pytest.fixture
+def restore_threads():
+    n = fastbp.get_num_threads()
+    yield
+    fastbp.set_num_threads(n)
 
 
 def _operand(rng, rows, cols, trans, dtype):
@@ -39,6 +47,49 @@ def test_gemm_shapes_including_ones_and_empty_k(M, N, K, trans_a, trans_b, seed)
     C = np.full((M, N), np.nan)   # beta = 0 must ignore what C held, NaN included
     _core.gemm(C, np.ascontiguousarray(A), np.ascontiguousarray(B), trans_a, trans_b, 1.0, 0.0)
     np.testing.assert_allclose(C, opA @ opB, rtol=1e-13, atol=1e-13)
+
+
+# (M, N, K): by blocks of rows (M >= N) and of columns, the last block partial
+TEAM_SHAPES = [(300, 64, 100), (64, 300, 100), (257, 33, 70), (40, 700, 9)]
+
+
+@pytest.mark.parametrize("M, N, K", TEAM_SHAPES)
+@pytest.mark.parametrize("dtype,tol", DTYPES)
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True),
+                                              (True, True)])
+def test_gemm_on_the_team_is_the_product_and_the_same_for_every_team_size(
+        M, N, K, dtype, tol, trans_a, trans_b, restore_threads):
+    """Products of 2^17 multiply-adds and more go to the team in blocks of C
+    fixed by the shape: NumPy's product to the tolerance, and the same bits
+    on one, two and three threads."""
+    assert M * N * K >= 1 << 17
+    rng = np.random.default_rng(M + N + K)
+    A, opA = _operand(rng, M, K, trans_a, dtype)
+    B, opB = _operand(rng, K, N, trans_b, dtype)
+    C0 = rng.standard_normal((M, N)).astype(dtype)
+    results = {}
+    for n in (1, 2, 3):
+        fastbp.set_num_threads(n)
+        C = C0.copy()
+        before = _core.team_requests()
+        _core.gemm(C, np.ascontiguousarray(A), np.ascontiguousarray(B), trans_a, trans_b,
+                   0.5, 0.25)
+        assert _core.team_requests() == before + 1
+        results[n] = C
+    expected = 0.5 * (opA.astype(np.float64) @ opB) + 0.25 * C0
+    np.testing.assert_allclose(results[1], expected, rtol=tol * 10, atol=tol * 10)
+    for n in (2, 3):
+        np.testing.assert_array_equal(results[n], results[1], err_msg=f"{n} threads")
+
+
+def test_small_products_stay_one_blas_call_on_the_caller():
+    rng = np.random.default_rng(5)
+    A, B = rng.standard_normal((64, 40)), rng.standard_normal((40, 50))    # 2^17 > 128000
+    C = np.empty((64, 50))
+    before = _core.team_requests()
+    _core.gemm(C, A, B)
+    assert _core.team_requests() == before
+    np.testing.assert_allclose(C, A @ B, rtol=1e-13, atol=1e-13)
 
 
 def test_gemm_rejects_mismatched_shapes():
