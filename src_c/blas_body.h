@@ -66,9 +66,8 @@ typedef struct {
 
 static int FN(gemm_block)(const FN(gemm_team_ctx) *c, int k)
 {
-    const int lo = k * c->size;
-    const int n = (c->by_rows ? c->M : c->N) - lo < c->size ? (c->by_rows ? c->M : c->N) - lo
-                                                             : c->size;
+    const int dim = c->by_rows ? c->M : c->N, lo = k * c->size;
+    const int n = dim - lo < c->size ? dim - lo : c->size;
     if (c->by_rows)     /* C[lo:lo+n, :] = op(A)[lo:lo+n, :] @ op(B) */
         return FN(fbp_gemm)(c->C + (ptrdiff_t)lo * c->ldc, c->ldc,
                             c->A + (c->trans_a ? (ptrdiff_t)lo : (ptrdiff_t)lo * c->lda), c->lda,
@@ -99,8 +98,7 @@ int FN(fbp_gemm_team)(REAL *C, int ldc, const REAL *A, int lda, const REAL *B, i
     if (!BLAS_GEMM) return FBP_ERR_NO_BLAS;
     if (M < 0 || N < 0 || K < 0) return FBP_ERR_ARG;
     const int by_rows = M >= N, dim = by_rows ? M : N;
-    int size = (dim + GEMM_TEAM_BLOCKS - 1) / GEMM_TEAM_BLOCKS;
-    if (size < GEMM_TEAM_BLOCK_MIN) size = GEMM_TEAM_BLOCK_MIN;
+    const int size = fbp_block_size(dim, GEMM_TEAM_BLOCK_MIN, GEMM_TEAM_BLOCKS);
     if ((int64_t)M * N * K < GEMM_TEAM_MIN_MACS || dim <= size)     /* one block */
         return FN(fbp_gemm)(C, ldc, A, lda, B, ldb, M, N, K, trans_a, trans_b, alpha, beta);
     FN(gemm_team_ctx) c = {.C = C, .A = A, .B = B, .ldc = ldc, .lda = lda, .ldb = ldb, .M = M,

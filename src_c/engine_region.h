@@ -77,9 +77,7 @@ static ptrdiff_t FN(engine_chunk_pack)(int H, int G, int units)
  * least, ENGINE_GEMM_BLOCKS blocks at most), and the number of blocks. */
 static int FN(engine_gemm_rows)(int rows)
 {
-    int r = ENGINE_GEMM_ROWS;
-    if ((rows + r - 1) / r > ENGINE_GEMM_BLOCKS) r = (rows + ENGINE_GEMM_BLOCKS - 1) / ENGINE_GEMM_BLOCKS;
-    return r;
+    return fbp_block_size(rows, ENGINE_GEMM_ROWS, ENGINE_GEMM_BLOCKS);
 }
 
 static int FN(engine_gemm_blocks)(int rows)

@@ -1,7 +1,8 @@
 /* finite.h: an exponent field of all ones is NaN or ±inf. Tested on the bits
- * with integer AND and compare, which GCC vectorises without -ffast-math
- * (checked in the objects: float in both clones, double in the AVX2 one; the
- * baseline SSE2 has no 64-bit compare), in blocks so that a bad array is
+ * with an integer AND and compare, a loop GCC vectorises with the project's
+ * flags (no -ffast-math, which the build never uses). Checked in the
+ * objects: float in both clones, double in the AVX2 one only, since the
+ * baseline SSE2 has no 64-bit compare. In blocks, so that a bad array is
  * answered early. */
 #include <stdint.h>
 #include "fastbp.h"

@@ -220,9 +220,7 @@ void FN(fbp_rowdot_team)(REAL *C, int ldc, const REAL *A, int lda, const REAL *W
     /* tiles of RD_TEAM_ROWS rows (more when that would make too many), and
      * when there are fewer than RD_TEAM_TILES row blocks, column blocks of
      * whole 4 × 3 tiles to make that many */
-    c.rows = RD_TEAM_ROWS;
-    if ((M + c.rows - 1) / c.rows > FBP_TEAM_MAX_CHUNKS / RD_TEAM_TILES)
-        c.rows = (M + FBP_TEAM_MAX_CHUNKS / RD_TEAM_TILES - 1) / (FBP_TEAM_MAX_CHUNKS / RD_TEAM_TILES);
+    c.rows = fbp_block_size(M, RD_TEAM_ROWS, FBP_TEAM_MAX_CHUNKS / RD_TEAM_TILES);
     const int row_blocks = (M + c.rows - 1) / c.rows;
     const int want = row_blocks >= RD_TEAM_TILES ? 1 : (RD_TEAM_TILES + row_blocks - 1) / row_blocks;
     c.cols = ((N + want - 1) / want + 11) / 12 * 12;

@@ -38,6 +38,15 @@
                                                last (a core held for good by another
                                                process) */
 
+/* Elements per block when n elements are cut into blocks of min_size at least
+ * and max_blocks at most: max(min_size, ceil(n / max_blocks)). Blocks that
+ * depend on the problem only, never on the team size. */
+static inline int fbp_block_size(int n, int min_size, int max_blocks)
+{
+    const int size = (int)(((int64_t)n + max_blocks - 1) / max_blocks);
+    return size > min_size ? size : min_size;
+}
+
 /* fn(ctx, member, members) runs on every member of a region. */
 typedef void (*fbp_team_fn)(void *ctx, int member, int members);
 
@@ -49,10 +58,10 @@ int fbp_team_size(void);
 
 /* Run fn on the team and return when every member has returned. Runs on the
  * caller alone when the team has one member, is busy, or a region stalled on a
- * held-up member less than the back-off ago (FBP_TEAM_BACKOFF_NS, more after
- * stalls in a row; a caller that waited past its spin for a worker to leave
- * the region counts as one too) (then the team is tried
- * again). Returns the number of members that ran it. */
+ * held-up member less than the back-off ago, after which the team is tried
+ * again. The back-off is FBP_TEAM_BACKOFF_NS, doubled for stalls in a row; a
+ * caller that waited past its spin for a worker to leave the region counts
+ * as a stall too. Returns the number of members that ran it. */
 int fbp_team_run(fbp_team_fn fn, void *ctx);
 /* How many regions were asked of the team so far (fbp_team_run calls, however
  * they ran): which calls are large enough to share, for tests. */

@@ -160,7 +160,7 @@ def test_threads_allocating_and_freeing_at_once_keep_their_own_data(pool_limit):
     assert fastbp.memory_pool_info()["reused"] > 0
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX's")
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork exists on POSIX systems only")
 def test_a_forked_child_allocates_from_its_copy_of_the_pool(pool_limit):
     kept = _pooled(np.ones, BIG)
     del kept
