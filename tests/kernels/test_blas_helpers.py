@@ -9,13 +9,6 @@ from fastbp import _core
 DTYPES = [(np.float32, 2e-5), (np.float64, 1e-13)]
 
 
-@pytest.fixture
-def restore_threads():
-    n = fastbp.get_num_threads()
-    yield
-    fastbp.set_num_threads(n)
-
-
 def _operand(rng, rows, cols, trans, dtype):
     """A row-major operand whose op(·) is (rows, cols)."""
     a = rng.standard_normal((cols, rows) if trans else (rows, cols)).astype(dtype)

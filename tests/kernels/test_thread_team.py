@@ -18,13 +18,6 @@ from cells import cells
 from installed_python import run_python
 
 
-@pytest.fixture
-def restore_threads():
-    n = fastbp.get_num_threads()
-    yield
-    fastbp.set_num_threads(n)
-
-
 def _stack_run(cell, dtype, B, H, T, lengths, reset, seed):
     """Every output and gradient of a 2-layer bidirectional stack, in a list."""
     rng = np.random.default_rng(seed)
