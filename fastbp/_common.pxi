@@ -28,6 +28,7 @@ cdef extern from "fastbp.h":
         fbp_dger_fn dger
 
     fbp_blas_table fbp_blas
+    const char *fbp_kernel_isa() noexcept nogil
     int fbp_blas_ready() noexcept nogil
     int fbp_blas_find_thread_control() noexcept nogil
 
@@ -54,6 +55,13 @@ cdef extern from "rowdot.h":
                            int M, int N, int K, int accumulate) noexcept nogil
     void fbp_rowdot_team_d(double *C, int ldc, const double *A, int lda, const double *W, int ldw,
                            int M, int N, int K, int accumulate) noexcept nogil
+
+
+def kernel_isa():
+    """Which copy of the multiversioned kernels runs on this CPU (src_c/fastbp.h,
+    FBP_HOT): ``"x86-64-v4"`` (AVX-512), ``"x86-64-v3"`` (AVX2, FMA), ``"x86-64"``
+    (the baseline), or ``"portable"`` in a build without multiversioning."""
+    return fbp_kernel_isa().decode("ascii")
 
 
 cdef int check_status(int status) except -1:

@@ -12,21 +12,33 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* FBP_HOT marks the fused elementwise loops. GCC compiles each twice, for the
- * x86-64 baseline and for x86-64-v3 (AVX2, FMA), and the dynamic loader picks
- * the best for the running CPU (function multiversioning through an ifunc):
- * twice the throughput of the transcendental loops on AVX2 machines while the
- * wheel stays portable (no -march flag). "arch=haswell" would dispatch on the
- * CPU model and never select AMD processors; x86-64-v3 dispatches on features.
- * Builds that cannot do it (other compilers, non-glibc, -DFBP_NO_MULTIVERSION)
- * fall back to the baseline loops, same results. FP contraction stays off
- * (-std=c99), so both versions compute bit-identical values. */
+/* FBP_HOT marks the fused elementwise loops and the matrix-product kernels.
+ * GCC compiles each three times, for the x86-64 baseline, for x86-64-v3
+ * (AVX2, FMA) and for x86-64-v4 (AVX-512 F/BW/CD/DQ/VL), and the dynamic
+ * loader picks the best for the running CPU (function multiversioning through
+ * an ifunc; fbp_kernel_isa says which): twice the throughput of the
+ * transcendental loops on AVX2 machines while the wheel stays portable (no
+ * -march flag). The v4 copies vectorise the elementwise loops 16 floats wide
+ * and have 32 vector registers (the LSTM's gate pass spills constants with 16);
+ * the product kernels keep their 32-byte vectors, and with them their
+ * summation order. "arch=haswell" would dispatch on the CPU model and never
+ * select AMD processors; x86-64-vN dispatches on features. Builds that cannot
+ * do it (other compilers, non-glibc, -DFBP_NO_MULTIVERSION) fall back to the
+ * baseline loops, same results. FP contraction stays off (-std=c99) outside
+ * FBP_CONTRACT, so every version computes bit-identical elementwise values. */
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) && \
     defined(__GLIBC__) && !defined(FBP_NO_MULTIVERSION)
-#define FBP_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define FBP_MULTIVERSION 1
+#define FBP_HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
+#define FBP_MULTIVERSION 0
 #define FBP_HOT
 #endif
+
+/* The copy of the FBP_HOT functions the loader picks on this CPU, by the
+ * rule GCC's resolver follows: "x86-64-v4", "x86-64-v3", "x86-64" (the
+ * baseline), or "portable" in a build without multiversioning (src_c/cpu.c). */
+const char *fbp_kernel_isa(void);
 
 /* FBP_CONTRACT lets GCC contract a*b + c into FMA in the matrix-product
  * kernels only (packed.c, rowdot.c): they are products like BLAS's, whose

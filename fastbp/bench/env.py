@@ -17,6 +17,10 @@ from .._threads import get_num_threads
 
 CORETYPE_VAR = "OPENBLAS_CORETYPE"
 
+# fastbp._core.kernel_isa(): which copy of the multiversioned kernels runs (src_c/fastbp.h)
+KERNEL_COPIES = {"x86-64-v4": "AVX-512", "x86-64-v3": "AVX2 and FMA",
+                 "x86-64": "the SSE2 baseline", "portable": "a build without multiversioning"}
+
 
 def cpu_model():
     """The CPU's marketing name (from /proc/cpuinfo on Linux), or what platform says."""
@@ -126,6 +130,7 @@ def collect():
         "versions": versions,
         "fastbp_blas_thread_control": getattr(_core, "BLAS_THREAD_CONTROL", None),
         "fastbp_threads": get_num_threads(),
+        "fastbp_kernels": _core.kernel_isa(),
     }
 
 
@@ -151,6 +156,10 @@ def thread_lines(env):
 def lines(env):
     """Human-readable lines for the top of the report."""
     out = [f"CPU: {env['cpu']}, {env['cores']} logical cores ({env['usable_cores']} usable)"]
+    isa = env.get("fastbp_kernels")
+    if isa:
+        out.append(f"fastbp's kernels: the {isa} copy ({KERNEL_COPIES.get(isa, isa)}), "
+                   "picked for this CPU when the module loaded")
     load = env["load_average"]
     if load is not None:
         busy = load[0] >= 1.0

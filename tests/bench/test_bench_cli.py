@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from installed_python import PACKAGE_PARENT
 
+from fastbp import _core
 from fastbp.__main__ import main
 from fastbp.bench import cli, harness, workloads
 from fastbp.bench.workloads import Runner
@@ -62,6 +63,7 @@ def check_document(doc, implementations, models, batches):
     assert doc["interrupted"] is False
     env = doc["environment"]
     assert env["cpu"] and env["cores"] >= 1
+    assert env["fastbp_kernels"] == _core.kernel_isa()
     assert "openblas_coretype" in env and env["versions"]["numpy"] == np.__version__
     ceiling = doc["gemm_ceiling"]
     assert ceiling["routine"] in ("sgemm", "dgemm")
