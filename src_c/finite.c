@@ -1,9 +1,9 @@
 /* finite.h: an exponent field of all ones is NaN or ±inf. Tested on the bits
- * with an integer AND and compare, a loop GCC vectorises with the project's
- * flags (no -ffast-math, which the build never uses). Checked in the
- * objects: float in both clones, double in the AVX2 one only, since the
- * baseline SSE2 has no 64-bit compare. In blocks, so that a bad array is
- * answered early. */
+ * with an integer AND and compare, which GCC vectorises without -ffast-math
+ * (isfinite on the floats would not be). Checked in the objects: float in
+ * every clone, double in the AVX2 and AVX-512 ones only, since the baseline
+ * SSE2 has no 64-bit compare. In blocks, so that a bad array is answered
+ * early. */
 #include <stdint.h>
 #include "fastbp.h"
 #include "finite.h"
