@@ -6,9 +6,10 @@ same compiled passes), on buffers it keeps from call to call. For each call
 shape (k steps of B rows) it keeps a compiled plan (``_core.StepPlan``): the
 engine's structs of every layer, filled once, so a call is one compiled call
 that copies the input and the carried state in, runs every layer and reads
-out, with the GIL released. Nothing is packed per call: the engine's forward
-products (the input side, the recurrent product of small batches, the
-readout) read the weights as they are (src_c/rowdot.h).
+out, with the GIL released. Below 8 rows of batch nothing is packed per call:
+the engine's forward products (the input side, the recurrent product, the
+readout) read the weights as they are (src_c/rowdot.h); from 8 rows the
+recurrent product packs W_hh's panels as it goes (src_c/engine_products.h).
 
 A loop of steps equals ``forward`` over the whole sequence bit for bit: those
 products sum every element in one fixed order, whatever the number of rows

@@ -66,8 +66,8 @@ ptrdiff_t fbp_engine_work_size(fbp_cell cell, int B, int H, ptrdiff_t events, in
     return (info.states + swaps) * BH + events * (ptrdiff_t)H;
 }
 
-/* Every chunk's packed columns of W_hh (engine_region.h); at least the whole
- * W_hh packed (the benchmark hook's packing). */
+/* Every chunk's packed slice of W_hh (engine_region.h); at least the whole
+ * W_hh packed either way (the benchmark hook's packing). */
 #define FBP_ENGINE_PACK_SIZE(S)                                                              \
 ptrdiff_t fbp_engine_pack_size_##S(fbp_cell cell, int H)                                    \
 {                                                                                            \
@@ -76,8 +76,9 @@ ptrdiff_t fbp_engine_pack_size_##S(fbp_cell cell, int H)                        
     const int units = engine_units_##S(H), GH = info.gates * H;                             \
     const ptrdiff_t chunks = (H + units - 1) / units;                                        \
     const ptrdiff_t all = chunks * engine_chunk_pack_##S(H, info.gates, units);              \
-    const ptrdiff_t whole = fbp_pack_size_##S(GH, H);                                        \
-    return all > whole ? all : whole;                                                        \
+    const ptrdiff_t whole = fbp_pack_size_##S(GH, H), rows = fbp_pack_size_##S(H, GH);     \
+    const ptrdiff_t most = whole > rows ? whole : rows;                                      \
+    return all > most ? all : most;                                                          \
 }
 FBP_ENGINE_PACK_SIZE(f)
 FBP_ENGINE_PACK_SIZE(d)

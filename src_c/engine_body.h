@@ -121,17 +121,29 @@ static int CELL(forward_chunk)(FN(engine_ctx) *c, int t, ptrdiff_t s, int m, int
     }
     if (c->T == 1)      /* one step: its input side here, the chunk's columns of each gate */
         for (int g = 0; g < G; g++) CELL(input_block)(c, 0, m, g * H + u0, nu);
+    /* on the packed kernel, the chunk's rows of W_hh packed per gate block by
+     * whoever runs step 0 (one step: panel by panel as it goes) */
+    REAL *panels = FN(engine_forward_packs)(c) ? c->pack + k * c->pack_stride : NULL;
+    const ptrdiff_t panel_stride = FN(fbp_pack_size)(H, c->units);
+    if (panels && t == 0 && c->T > 1)
+        for (int g = 0; g < G; g++)
+            FN(fbp_pack)(panels + g * panel_stride, c->W_hh + ((ptrdiff_t)g * H + u0) * H, H, H,
+                         nu, 1);
     if (n > 0) {
         /* per gate block g: gates(n, units) += h_{t−1}(n, H) @ W_hh[g·H + units]ᵀ,
          * or rec(n, units) = it apart */
         for (int g = 0; g < G && !st; g++) {
             const REAL *W_rows = c->W_hh + ((ptrdiff_t)g * H + u0) * H;
-            if (SEPARATE)
-                st = FN(chunk_product_forward)(c->rec + (ptrdiff_t)g * H + u0, GH, step.prev[0],
-                                               W_rows, c->pack != NULL, n, H, nu, 0);
+            REAL *C = SEPARATE ? c->rec + (ptrdiff_t)g * H + u0
+                               : step.gates + (ptrdiff_t)g * H + u0;
+            const int ldc = SEPARATE ? GH : c->ldg;
+            if (panels && c->T == 1)
+                FN(chunk_product_forward_once)(C, ldc, step.prev[0], W_rows, panels, n, H, nu,
+                                               !SEPARATE);
             else
-                st = FN(chunk_product_forward)(step.gates + (ptrdiff_t)g * H + u0, c->ldg,
-                                               step.prev[0], W_rows, c->pack != NULL, n, H, nu, 1);
+                st = FN(chunk_product_forward)(C, ldc, step.prev[0], W_rows,
+                                               panels ? panels + g * panel_stride : NULL,
+                                               c->pack != NULL, n, H, nu, !SEPARATE);
         }
         if (st) return st;
         CELL(forward_step)(&step, &c->params, c->act);

@@ -7,9 +7,10 @@
  * multiple of every packed panel width): a chunk's forward computes the gate
  * columns of its units (each gate block, from those rows of W_hh) and their
  * fused pass; its backward the fused pass of its units and then its columns
- * of ∂L/∂h_{t−1} = δ_rec W_hh. Backward, each chunk has its own packed slice
- * of W_hh's columns, packed by the member that owns it, which then stays in
- * that core's cache across steps. The stacked GEMMs before and after the
+ * of ∂L/∂h_{t−1} = δ_rec W_hh. Each chunk has its own packed slice of W_hh:
+ * backward its columns, forward on the packed kernel its rows of each gate
+ * block (engine_products.h), packed by the member that runs the chunk first,
+ * which then usually keeps it in that core's cache across steps. The stacked GEMMs before and after the
  * loop run in fixed blocks: the input side in row × column blocks
  * (rowdot.h, whose elements do not depend on the blocking), the gradients in
  * row blocks. */
@@ -67,7 +68,16 @@ static int FN(engine_units)(int H)
     return u;
 }
 
-/* Elements of one chunk's packed slice: its columns of W_hh (K = GH, N = units). */
+/* Whether the forward's per-step products run on the packed kernel (engine_products.h):
+ * fastbp's kernels, and a batch of ENGINE_PACKED_ROWS rows or more. */
+static int FN(engine_forward_packs)(const FN(engine_ctx) *c)
+{
+    return c->pack != NULL && c->B >= ENGINE_PACKED_ROWS;
+}
+
+/* Elements of one chunk's packed slice: backward, its columns of W_hh (K =
+ * GH, N = units); forward, the same number: its rows of each gate block
+ * transposed, G panels of (K = H, N = units). */
 static ptrdiff_t FN(engine_chunk_pack)(int H, int G, int units)
 {
     return FN(fbp_pack_size)(G * H, units);

@@ -5,10 +5,13 @@
 
 #define REAL float
 #define FN(name) name##_f
+#define PACK_DOUBLE 0
 #include "packed_body.h"
 #undef REAL
 #undef FN
+#undef PACK_DOUBLE
 
 #define REAL double
 #define FN(name) name##_d
+#define PACK_DOUBLE 1
 #include "packed_body.h"

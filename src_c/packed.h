@@ -22,4 +22,13 @@ void fbp_gemm_packed_f(float *C, int ldc, const float *A, int lda, const float *
 void fbp_gemm_packed_d(double *C, int ldc, const double *A, int lda, const double *P,
                        int M, int N, int K, int accumulate);
 
+/* The same with every element summed in one order, one FMA chain over k from
+ * zero, whatever M or the tile it falls in (fbp_gemm_packed runs a lone row
+ * on a faster split-k kernel): a row's result does not depend on how many
+ * rows share the call, which the engine's forward needs (engine_products.h). */
+void fbp_gemm_packed_fixed_f(float *C, int ldc, const float *A, int lda, const float *P,
+                             int M, int N, int K, int accumulate);
+void fbp_gemm_packed_fixed_d(double *C, int ldc, const double *A, int lda, const double *P,
+                             int M, int N, int K, int accumulate);
+
 #endif /* FASTBP_PACKED_H */

@@ -16,19 +16,80 @@ ptrdiff_t FN(fbp_pack_size)(int K, int N)
     return K < 0 || N < 0 ? 0 : ((ptrdiff_t)N + PACK_NR - 1) / PACK_NR * PACK_NR * K;
 }
 
+#if defined(__GNUC__) && !defined(__clang__)
+typedef REAL FN(pack_tvec) __attribute__((vector_size(32), aligned(sizeof(REAL)), may_alias));
+
+/* One whole panel of Wᵀ, NR rows of W (ldw apart) × K, in blocks of LANES
+ * × LANES transposed in registers: panel[k][jj] = W[jj][k]. A streamed step
+ * packs W_hh on every call (engine_products.h), where the scalar gather cost
+ * as much as the product at batch 4. */
+FBP_ALWAYS_INLINE void FN(pack_panel_transposed)(REAL *restrict panel, const REAL *restrict W,
+                                                 int ldw, int K)
+{
+    typedef FN(pack_tvec) vec;
+    enum { L = 32 / (int)sizeof(REAL) };        /* lanes: 8 floats, 4 doubles */
+    int k = 0;
+    for (; k + L <= K; k += L)
+        for (int j0 = 0; j0 < PACK_NR; j0 += L) {
+            vec r[L];
+            for (int i = 0; i < L; i++) r[i] = *(const vec *)(W + (ptrdiff_t)(j0 + i) * ldw + k);
+#if PACK_DOUBLE
+            typedef long long idx __attribute__((vector_size(32)));
+            /* [a0 b0 a2 b2], [a1 b1 a3 b3], [c0 d0 c2 d2], [c1 d1 c3 d3] */
+            const vec ab0 = __builtin_shuffle(r[0], r[1], (idx){0, 4, 2, 6});
+            const vec ab1 = __builtin_shuffle(r[0], r[1], (idx){1, 5, 3, 7});
+            const vec cd0 = __builtin_shuffle(r[2], r[3], (idx){0, 4, 2, 6});
+            const vec cd1 = __builtin_shuffle(r[2], r[3], (idx){1, 5, 3, 7});
+            vec t[4] = {__builtin_shuffle(ab0, cd0, (idx){0, 1, 4, 5}),
+                        __builtin_shuffle(ab1, cd1, (idx){0, 1, 4, 5}),
+                        __builtin_shuffle(ab0, cd0, (idx){2, 3, 6, 7}),
+                        __builtin_shuffle(ab1, cd1, (idx){2, 3, 6, 7})};
+#else
+            typedef int idx __attribute__((vector_size(32)));
+            const idx lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
+            const idx lo2 = {0, 1, 8, 9, 4, 5, 12, 13}, hi2 = {2, 3, 10, 11, 6, 7, 14, 15};
+            const idx first = {0, 1, 2, 3, 8, 9, 10, 11}, second = {4, 5, 6, 7, 12, 13, 14, 15};
+            vec u[8], v[8], t[8];
+            for (int i = 0; i < 8; i += 2) {    /* pairs of rows interleaved */
+                u[i] = __builtin_shuffle(r[i], r[i + 1], lo);
+                u[i + 1] = __builtin_shuffle(r[i], r[i + 1], hi);
+            }
+            for (int i = 0; i < 8; i += 4)      /* then pairs of pairs */
+                for (int h = 0; h < 2; h++) {
+                    v[i + h] = __builtin_shuffle(u[i + h], u[i + h + 2], lo2);
+                    v[i + h + 2] = __builtin_shuffle(u[i + h], u[i + h + 2], hi2);
+                }
+            /* then the 128-bit halves: t[kk] = column k + kk of the 8 rows */
+            const int order[4] = {0, 2, 1, 3};
+            for (int q = 0; q < 4; q++) {
+                t[q] = __builtin_shuffle(v[order[q]], v[order[q] + 4], first);
+                t[q + 4] = __builtin_shuffle(v[order[q]], v[order[q] + 4], second);
+            }
+#endif
+            for (int kk = 0; kk < L; kk++)
+                *(vec *)(panel + (ptrdiff_t)(k + kk) * PACK_NR + j0) = t[kk];
+        }
+    for (; k < K; k++)
+        for (int jj = 0; jj < PACK_NR; jj++)
+            panel[(ptrdiff_t)k * PACK_NR + jj] = W[(ptrdiff_t)jj * ldw + k];
+}
+#else
+FBP_ALWAYS_INLINE void FN(pack_panel_transposed)(REAL *restrict panel, const REAL *restrict W,
+                                                 int ldw, int K)
+{
+    for (int jj = 0; jj < PACK_NR; jj++)
+        for (int k = 0; k < K; k++) panel[(ptrdiff_t)k * PACK_NR + jj] = W[(ptrdiff_t)jj * ldw + k];
+}
+#endif
+
 /* P (ceil(N/NR)·NR·K): the panels of op(W)(K,N): Wᵀ of a row-major W (N,K) when
  * transposed, else W (K,N) itself; ldw: W's row stride. */
-void FN(fbp_pack)(REAL *P, const REAL *W, int ldw, int K, int N, int transposed)
+FBP_HOT void FN(fbp_pack)(REAL *P, const REAL *W, int ldw, int K, int N, int transposed)
 {
     const int full = N / PACK_NR * PACK_NR;     /* columns in whole panels */
     if (transposed) {   /* op(W)[k][j] = W[j][k]: each panel gathers NR rows of W */
-        for (int j0 = 0; j0 < full; j0 += PACK_NR) {
-            REAL *panel = P + (ptrdiff_t)j0 * K;
-            for (int jj = 0; jj < PACK_NR; jj++) {
-                const REAL *w = W + (ptrdiff_t)(j0 + jj) * ldw;
-                for (int k = 0; k < K; k++) panel[(ptrdiff_t)k * PACK_NR + jj] = w[k];
-            }
-        }
+        for (int j0 = 0; j0 < full; j0 += PACK_NR)
+            FN(pack_panel_transposed)(P + (ptrdiff_t)j0 * K, W + (ptrdiff_t)j0 * ldw, ldw, K);
     } else {            /* op(W)[k][j] = W[k][j]: NR contiguous entries per panel row */
         for (int k = 0; k < K; k++)
             for (int j0 = 0; j0 < full; j0 += PACK_NR)
@@ -138,11 +199,12 @@ FBP_ALWAYS_INLINE void FN(pack_micro)(REAL *restrict C, int ldc, const REAL *res
 }
 #endif
 
-/* C(M,N) (+)= A(M,K) @ op(W)(K,N), op(W) packed by fbp_pack. FMA contraction is
- * allowed here (and only here): it is a matrix product like BLAS's, whose
- * rounding differs across CPUs anyway; the elementwise passes stay uncontracted. */
-FBP_HOT FBP_CONTRACT void FN(fbp_gemm_packed)(REAL *C, int ldc, const REAL *A, int lda,
-                                              const REAL *P, int M, int N, int K, int accumulate)
+/* C(M,N) (+)= A(M,K) @ op(W)(K,N), op(W) packed by fbp_pack; one_row: the
+ * four-way split kernel for a single row (faster, but a row's sum then
+ * depends on M), else every element is one FMA chain over k = 0..K−1, the
+ * same in every tile. */
+FBP_ALWAYS_INLINE void FN(pack_gemm)(REAL *C, int ldc, const REAL *A, int lda, const REAL *P,
+                                     int M, int N, int K, int accumulate, const int one_row)
 {
     for (int j0 = 0; j0 < N; j0 += PACK_NR) {
         const REAL *panel = P + (ptrdiff_t)j0 * K;
@@ -155,7 +217,10 @@ FBP_HOT FBP_CONTRACT void FN(fbp_gemm_packed)(REAL *C, int ldc, const REAL *A, i
         REAL *Cr = Cj + (ptrdiff_t)r * ldc;
         const REAL *Ar = A + (ptrdiff_t)r * lda;
         switch (M - r) {    /* the last rows: one constant-size copy of the kernel each */
-        case 1: FN(pack_micro_row)(Cr, Ar, panel, K, nc, accumulate); break;
+        case 1:
+            if (one_row) FN(pack_micro_row)(Cr, Ar, panel, K, nc, accumulate);
+            else FN(pack_micro)(Cr, ldc, Ar, lda, panel, K, nc, accumulate, 1);
+            break;
         case 2: FN(pack_micro)(Cr, ldc, Ar, lda, panel, K, nc, accumulate, 2); break;
         case 3: FN(pack_micro)(Cr, ldc, Ar, lda, panel, K, nc, accumulate, 3); break;
         case 4: FN(pack_micro)(Cr, ldc, Ar, lda, panel, K, nc, accumulate, 4); break;
@@ -163,6 +228,22 @@ FBP_HOT FBP_CONTRACT void FN(fbp_gemm_packed)(REAL *C, int ldc, const REAL *A, i
         default: break;
         }
     }
+}
+
+/* FMA contraction is allowed here (and only here, with rowdot.h): these are
+ * matrix products like BLAS's, whose rounding differs across CPUs anyway; the
+ * elementwise passes stay uncontracted. */
+FBP_HOT FBP_CONTRACT void FN(fbp_gemm_packed)(REAL *C, int ldc, const REAL *A, int lda,
+                                              const REAL *P, int M, int N, int K, int accumulate)
+{
+    FN(pack_gemm)(C, ldc, A, lda, P, M, N, K, accumulate, 1);
+}
+
+FBP_HOT FBP_CONTRACT void FN(fbp_gemm_packed_fixed)(REAL *C, int ldc, const REAL *A, int lda,
+                                                    const REAL *P, int M, int N, int K,
+                                                    int accumulate)
+{
+    FN(pack_gemm)(C, ldc, A, lda, P, M, N, K, accumulate, 0);
 }
 
 #undef PACK_NR

@@ -50,6 +50,27 @@ def test_lengths_give_zeros_past_the_end_and_caller_row_order(cell):
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("B", [3, 8, 13])
+def test_a_rows_outputs_do_not_depend_on_the_other_rows_lengths(cell, dtype, B, monkeypatch):
+    """Bit for bit, on fastbp's product kernels: the row-dot kernel below 8
+    rows of batch, the packed one from 4 (src_c/engine_products.h), where the
+    active rows of a step pass through every count from B down to 1 (leftover
+    rows of its 6-row tiles included)."""
+    calls = cells.force_product_path(cell, "packed", monkeypatch)
+    rng = np.random.default_rng(17)
+    T, H = 9, 40                        # two unit chunks, the second partial
+    p = cells.problem(cell, rng, T, B, 5, H, dtype)
+    full = cells.forward(cell, p["x"], p["states"], p["weights"], lengths=[T] * B)
+    short = [T] + [1 + b % T for b in range(B - 1)]
+    mixed = cells.forward(cell, p["x"], p["states"], p["weights"], lengths=short)
+    assert calls and all(work is not None for work in calls)
+    np.testing.assert_array_equal(mixed[0][:, 0], full[0][:, 0])
+    for f_mixed, f_full in zip(mixed[1], full[1]):
+        np.testing.assert_array_equal(f_mixed[0], f_full[0])
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=str)
 def test_full_lengths_take_the_plain_path_bit_for_bit(cell):
     rng = np.random.default_rng(4)
     p = cells.problem(cell, rng, 5, 3, 2, 4)

@@ -50,7 +50,7 @@ def stream(net, X):
 @pytest.mark.parametrize("cell", KERNEL_CELLS, ids=str)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("num_layers", [1, 2])
-@pytest.mark.parametrize("B", [1, 3])
+@pytest.mark.parametrize("B", [1, 3, 8])
 @pytest.mark.parametrize("many_to_one", [False, True])
 def test_k_steps_in_one_call_equal_forward_bit_for_bit(cell, dtype, num_layers, B, many_to_one):
     rng = np.random.default_rng(1)
@@ -67,7 +67,7 @@ def test_k_steps_in_one_call_equal_forward_bit_for_bit(cell, dtype, num_layers, 
 @pytest.mark.parametrize("cell", KERNEL_CELLS, ids=str)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("num_layers", [1, 2])
-@pytest.mark.parametrize("B", [1, 3])
+@pytest.mark.parametrize("B", [1, 3, 8])
 def test_a_loop_of_steps_equals_forward_over_the_whole_sequence(cell, dtype, num_layers, B):
     rng = np.random.default_rng(2)
     net = make(cell, dtype, num_layers)
