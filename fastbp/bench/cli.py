@@ -18,6 +18,8 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
 import fastbp
 
 from . import env as envmod
@@ -205,6 +207,21 @@ def _installed(name):
         return False
 
 
+# --load's extra row: fastbp's own step on one thread, beside the team's
+ONE_THREAD = "fastbp@1thread"
+
+
+@contextlib.contextmanager
+def one_thread():
+    """fastbp's team at one thread for the block, then as it was."""
+    before = fastbp.get_num_threads()
+    fastbp.set_num_threads(1)
+    try:
+        yield
+    finally:
+        fastbp.set_num_threads(before)
+
+
 @contextlib.contextmanager
 def thread_control(threads, notes):
     """Set fastbp's team, BLAS (threadpoolctl), torch and onnxruntime threads to
@@ -265,6 +282,19 @@ def _error_text(e):
     return f"{type(e).__name__}: {e}".strip().splitlines()[0][:300]
 
 
+def check_same_bits(row, got, want, what="gradient"):
+    """Mark ``row`` WRONG unless ``got`` equals ``want`` bit for bit (fastbp on
+    one thread against its team: the README's guarantee)."""
+    err, name = workloads.compare_grads(got, want)
+    same = got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in want)
+    row["grad_check"] = {"against": "fastbp", "max_rel_error": err, "worst": name, "tol": 0.0,
+                         "ok": same}
+    if not same:
+        row["status"] = "WRONG"
+        row["detail"] = (f"{what}s differ from the team's in the last bits (relative error "
+                         f"{err:.2e}): results should not depend on the thread count; not timed")
+
+
 def check_gradients(rows, grads, tol, what="gradient"):
     """Mark rows whose gradients (``what``: or outputs) disagree WRONG.
 
@@ -319,6 +349,20 @@ def run_problem(problem, cfg, impl_builders, all_rows, progress):
         except Exception as e:   # a failing implementation is reported, the run goes on
             row["status"], row["detail"] = "error", _error_text(e)
 
+    contexts = {}
+    if cfg["load"] and cfg["threads"] != 1 and "fastbp" in runners:
+        # the team against one thread under the same load, in the same rounds
+        row = rows[ONE_THREAD] = new_row(problem, ONE_THREAD)
+        all_rows.append(row)
+        row["note"] = ("fastbp on one thread (fastbp.set_num_threads(1)) under the same load, "
+                       "timed in the same rounds as the team")
+        with one_thread():
+            got, row["first_call_s"] = harness.time_call(runners["fastbp"].grads)
+        check_same_bits(row, got, grads["fastbp"], problem.checks)
+        if row["status"] == "pending":
+            runners[ONE_THREAD] = runners["fastbp"]
+            contexts[ONE_THREAD] = one_thread
+
     check_gradients(rows, grads, workloads.check_tol(problem), problem.checks)
 
     pending = {impl: runners[impl].step for impl, row in rows.items()
@@ -329,7 +373,7 @@ def run_problem(problem, cfg, impl_builders, all_rows, progress):
                           f"round {r + 1}/{cfg['rounds']}")
     timings = harness.measure(pending, repeat=cfg["repeat"], min_time=cfg["min_time"],
                               budget=cfg["budget"], pause=cfg["pause"], rounds=cfg["rounds"],
-                              on_block=on_block)
+                              on_block=on_block, contexts=contexts)
     for impl, row in rows.items():
         t = timings.get(impl)
         if isinstance(t, BaseException):

@@ -25,6 +25,7 @@ Each implementation also has a time budget: a slow step (the NumPy reference
 at large sizes) gets fewer samples, never fewer than ``min(repeat, 3)``, so
 the suite's length stays predictable. The samples taken are recorded.
 """
+import contextlib
 import math
 import os
 import statistics
@@ -115,23 +116,31 @@ def settle(pause, window=0.05, max_wait=2.0):
 
 
 def measure(steps, *, repeat, min_time, budget, pause=0.0, rounds=1,
-            clock=time.perf_counter, on_block=None):
+            clock=time.perf_counter, on_block=None, contexts=None):
     """Time every ``steps[name]()`` (each already called once: its first call).
 
     repeat: samples wanted per step; budget: seconds a step's samples should
     stay under, lowering its samples to no fewer than min(repeat, 3); pause:
     seconds of sleep before each block, and on until the other threads are
     idle (:func:`settle`; 0: no pause); rounds: how many blocks the samples are
-    spread over; on_block(name, round): called before each block (progress).
+    spread over; on_block(name, round): called before each block (progress);
+    contexts: {name: a function returning a context manager}, entered around
+    that step's calibration and each of its blocks (e.g. a thread setting).
 
     Returns {name: Timing, or the exception the step raised}.
     """
     if repeat < 1:
         raise ValueError(f"repeat: expected >= 1, got {repeat}")
     results, plans = {}, {}
+    contexts = contexts or {}
+
+    def around(name):
+        return contexts[name]() if name in contexts else contextlib.nullcontext()
+
     for name, step in steps.items():
         try:
-            inner, estimate = calibrate(step, min_time, clock)
+            with around(name):
+                inner, estimate = calibrate(step, min_time, clock)
         except Exception as e:   # one failing implementation must not stop the others
             results[name] = e
             continue
@@ -152,12 +161,13 @@ def measure(steps, *, repeat, min_time, budget, pause=0.0, rounds=1,
                 settle(pause)
             step = steps[name]
             try:
-                step()                      # re-warm this library's threads and caches
-                for _ in range(share):
-                    t0 = clock()
-                    for _ in range(inner):
-                        step()
-                    samples[name].append((clock() - t0) / inner)
+                with around(name):
+                    step()                  # re-warm this library's threads and caches
+                    for _ in range(share):
+                        t0 = clock()
+                        for _ in range(inner):
+                            step()
+                        samples[name].append((clock() - t0) / inner)
             except Exception as e:
                 results[name] = e
     for name, (inner, _) in plans.items():

@@ -80,7 +80,8 @@ def table(rows):
                       f"({fmt_us(row['min_us'])}–{fmt_us(row['max_us'])})",
                       f"{row['gflops']:.1f}",
                       f"{100 * row['ceiling_fraction']:.0f}%" if row["ceiling_fraction"] else "-",
-                      fmt_seconds(row["first_call_s"]), _check_cell(row)]
+                      fmt_seconds(row["first_call_s"]) if row["first_call_s"] is not None else "-",
+                      _check_cell(row)]
             cells += [fmt_ratio(row["ratios"][i]) if i in row["ratios"] else ""
                       for i in impls]
             body.append(cells)
@@ -153,6 +154,9 @@ def legend(doc, workloads=tuple(WORKLOADS)):
         lines += [f"  {', '.join(inference)}: a forward pass, timed alone; its check compares "
                   f"the outputs instead, to {tol}."]
     lines.append("vs X: X's median / this row's median (above 1: this row is faster than X).")
+    if any(r["implementation"].startswith("fastbp@1thread") for r in doc.get("results", ())):
+        lines += ["fastbp@1thread (--load): fastbp's own step with its team at one thread, timed in",
+                  "  the same rounds under the same load; its check: the team's results, bit for bit."]
     for name in workloads:
         lines.append(f"{name}: {WORKLOADS[name]}")
     return lines

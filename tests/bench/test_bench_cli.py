@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from installed_python import PACKAGE_PARENT
 
+import fastbp
 from fastbp import _core
 from fastbp.__main__ import main
 from fastbp.bench import cli, harness, workloads
@@ -332,6 +333,74 @@ def test_measure_spreads_samples_over_rounds_and_survives_a_failing_step():
     assert isinstance(results["b"], RuntimeError)
     # blocks alternate between the implementations, round by round
     assert calls == [("a", 0), ("c", 0), ("a", 1), ("c", 1), ("a", 2), ("c", 2)]
+
+
+def test_measure_enters_a_steps_context_around_its_calibration_and_blocks():
+    now = [0.0]
+    inside, events = [], []
+
+    @contextlib.contextmanager
+    def tagged():
+        events.append("enter")
+        inside.append(True)
+        try:
+            yield
+        finally:
+            inside.pop()
+            events.append("exit")
+
+    seen = {"a": [], "b": []}
+
+    def step_of(name):
+        def step():
+            now[0] += 0.001
+            seen[name].append(bool(inside))
+        return step
+
+    results = harness.measure({"a": step_of("a"), "b": step_of("b")}, repeat=4, min_time=0.0,
+                              budget=10.0, rounds=2, clock=lambda: now[0],
+                              contexts={"b": tagged})
+    assert results["a"].repeats == 4 and results["b"].repeats == 4
+    assert seen["b"] and all(seen["b"]) and not any(seen["a"])
+    # once for the calibration, once per block (two rounds), never left open
+    assert events == ["enter", "exit"] * 3
+
+
+def test_load_times_fastbp_on_one_thread_beside_its_team(tmp_path, capsys):
+    """--load: a fastbp@1thread row for every fastbp row, timed in the same run,
+    whose check is the team's results bit for bit; the team size is restored."""
+    before = fastbp.get_num_threads()
+    out = tmp_path / "r.json"
+    assert main(["bench", *TINY, "--models", "mlp,gru", "--impl", "fastbp", "--load",
+                 "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "fastbp@1thread (--load)" in text
+    rows = json.loads(out.read_text())["results"]
+    team = [r for r in rows if r["implementation"] == "fastbp"]
+    alone = [r for r in rows if r["implementation"] == cli.ONE_THREAD]
+    assert len(team) == len(alone) == 2
+    for t, a in zip(team, alone):
+        assert (a["workload"], a["label"]) == (t["workload"], t["label"])
+        assert a["status"] == "ok" and a["median_us"] > 0
+        assert a["grad_check"]["ok"] and a["grad_check"]["max_rel_error"] == 0.0
+        assert t["ratios"][cli.ONE_THREAD] == pytest.approx(a["median_us"] / t["median_us"])
+    assert fastbp.get_num_threads() == before
+    # with --threads 1 the team is one thread already: no extra row
+    assert main(["bench", *TINY, "--models", "mlp", "--impl", "fastbp", "--load",
+                 "--threads", "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert not any(r["implementation"] == cli.ONE_THREAD for r in rows)
+
+
+def test_one_thread_results_must_be_the_teams_bit_for_bit():
+    want = {"w": np.array([1.0, 2.0], np.float32)}
+    row = {"status": "pending", "detail": ""}
+    cli.check_same_bits(row, {"w": want["w"].copy()}, want)
+    assert row["status"] == "pending" and row["grad_check"]["ok"]
+    off = {"w": np.nextafter(want["w"], np.float32(3))}     # one ulp away
+    cli.check_same_bits(row, off, want)
+    assert row["status"] == "WRONG" and not row["grad_check"]["ok"]
+    assert "thread count" in row["detail"]
 
 
 def test_compare_grads():
