@@ -3,8 +3,9 @@
  * fastbp's own kernels (the scratch has a pack): forward, from ENGINE_PACKED_ROWS
  * rows of batch up, the register-blocked kernel on the chunk's rows of W_hh
  * packed once per call (packed.h, its fixed-order entry), below that the
- * fixed-order row-dot product on W_hh's rows as they are (rowdot.h: a step at
- * batch 1-3 streams W_hh once, and packing it would double that); backward,
+ * fixed-order row-dot product on W_hh's rows as they are (rowdot.h: a streamed
+ * step of a few rows reads W_hh once, and packing it would cost more than
+ * the product); backward,
  * the register-blocked kernel on the chunk's columns of W_hh, packed once per
  * call. Else through BLAS: a GEMV for one row, a GEMM otherwise. GH = G·H,
  * the cell's gate width. Either forward kernel sums each element in an order
