@@ -18,6 +18,7 @@ ptrdiff_t FN(fbp_pack_size)(int K, int N)
 
 #if defined(__GNUC__) && !defined(__clang__)
 typedef REAL FN(pack_tvec) __attribute__((vector_size(32), aligned(sizeof(REAL)), may_alias));
+#endif
 
 /* One whole panel of Wᵀ, NR rows of W (ldw apart) × K, in blocks of LANES
  * × LANES transposed in registers: panel[k][jj] = W[jj][k]. A streamed step
@@ -26,9 +27,10 @@ typedef REAL FN(pack_tvec) __attribute__((vector_size(32), aligned(sizeof(REAL))
 FBP_ALWAYS_INLINE void FN(pack_panel_transposed)(REAL *restrict panel, const REAL *restrict W,
                                                  int ldw, int K)
 {
+    int k = 0;
+#if defined(__GNUC__) && !defined(__clang__)
     typedef FN(pack_tvec) vec;
     enum { L = 32 / (int)sizeof(REAL) };        /* lanes: 8 floats, 4 doubles */
-    int k = 0;
     for (; k + L <= K; k += L)
         for (int j0 = 0; j0 < PACK_NR; j0 += L) {
             vec r[L];
@@ -69,18 +71,11 @@ FBP_ALWAYS_INLINE void FN(pack_panel_transposed)(REAL *restrict panel, const REA
             for (int kk = 0; kk < L; kk++)
                 *(vec *)(panel + (ptrdiff_t)(k + kk) * PACK_NR + j0) = t[kk];
         }
-    for (; k < K; k++)
+#endif
+    for (; k < K; k++)         /* the last columns of W, or all of them without vectors */
         for (int jj = 0; jj < PACK_NR; jj++)
             panel[(ptrdiff_t)k * PACK_NR + jj] = W[(ptrdiff_t)jj * ldw + k];
 }
-#else
-FBP_ALWAYS_INLINE void FN(pack_panel_transposed)(REAL *restrict panel, const REAL *restrict W,
-                                                 int ldw, int K)
-{
-    for (int jj = 0; jj < PACK_NR; jj++)
-        for (int k = 0; k < K; k++) panel[(ptrdiff_t)k * PACK_NR + jj] = W[(ptrdiff_t)jj * ldw + k];
-}
-#endif
 
 /* P (ceil(N/NR)·NR·K): the panels of op(W)(K,N): Wᵀ of a row-major W (N,K) when
  * transposed, else W (K,N) itself; ldw: W's row stride. */
