@@ -4,13 +4,16 @@ Environment switches (all off by default):
   FASTBP_NATIVE=1    add -march=native (fast on the build machine, not portable)
   FASTBP_DEBUG=1     Cython bounds/wraparound checks on, -O0 -g, asserts kept
   FASTBP_SANITIZE=1  build the C kernels with AddressSanitizer + UBSan (-O1 -g)
+  FASTBP_BUILD_JOBS=n  compile n sources at once (default: the usable cores)
 """
 import glob
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 
 def _flag(name):
@@ -61,7 +64,37 @@ extension = Extension(
     extra_link_args=link_args,
 )
 
+
+
+class ParallelBuildExt(build_ext):
+    """build_ext compiling the extension's sources in parallel.
+
+    setuptools compiles one extension's sources one after another; fastbp has
+    one extension of a dozen sources, a few of them heavy (the Cython module,
+    the engine and the kernels, each compiled for three instruction sets), so
+    on two cores the install takes about half as long this way."""
+
+    def build_extensions(self):
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        jobs = int(os.environ.get("FASTBP_BUILD_JOBS") or cores or 1)
+        compile_all = self.compiler.compile
+
+        def compile_parallel(sources, output_dir=None, **options):
+            # the object folders first: distutils' mkpath is not safe to race
+            for obj in self.compiler.object_filenames(sources, output_dir=output_dir):
+                os.makedirs(os.path.dirname(obj) or ".", exist_ok=True)
+            with ThreadPoolExecutor(max(1, jobs)) as pool:
+                objects = pool.map(lambda src: compile_all([src], output_dir=output_dir, **options),
+                                   sources)
+                return [obj for group in objects for obj in group]
+
+        if jobs > 1:
+            self.compiler.compile = compile_parallel
+        super().build_extensions()
+
+
 setup(
+    cmdclass={"build_ext": ParallelBuildExt},
     packages=["fastbp", "fastbp.reference", "fastbp.bench", "fastbp.training"],
     # PEP 561: the package ships its type hints
     package_data={"fastbp": ["py.typed"]},
