@@ -9,7 +9,8 @@ that copies the input and the carried state in, runs every layer and reads
 out, with the GIL released. Below 8 rows of batch nothing is packed per call:
 the engine's forward products (the input side, the recurrent product, the
 readout) read the weights as they are (src_c/rowdot.h); from 8 rows the
-recurrent product packs W_hh's panels as it goes (src_c/engine_products.h).
+recurrent product and the input side pack W_hh's and W_ih's panels as they go
+(src_c/engine_products.h).
 
 A loop of steps equals ``forward`` over the whole sequence bit for bit: those
 products sum every element in one fixed order, whatever the number of rows

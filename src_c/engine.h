@@ -5,7 +5,8 @@
  * A call runs one layer over a whole sequence in one or two directions, with
  * variable lengths and reset events (seq.h's slot layout), the per-step
  * recurrent products on fastbp's kernels (forward: rowdot.h below 8 rows of
- * batch, packed.h from 8; backward: packed.h) or through BLAS. It
+ * batch, packed.h from 8, for the input side as for the recurrent product;
+ * backward: packed.h) or through BLAS. It
  * allocates nothing: every buffer comes from the caller, named in the structs
  * below. The loop is in engine_body.h, written once; a cell (cell_rnn.h,
  * cell_lstm.h, cell_gru.h) supplies only its constants and two fused row
@@ -128,9 +129,11 @@ typedef struct {
     void *pack;                 /* fbp_engine_pack_size elements to run the per-step
                                    products on fastbp's kernels (forward: rowdot.h on
                                    W_hh as it is below 8 rows of batch, packed.h on its
-                                   rows packed here from 8; backward: packed.h, on the
-                                   columns of W_hh packed here), or NULL for BLAS (GEMM,
-                                   GEMV at one row); results agree to rounding */
+                                   rows packed here from 8, and on W_ih's packed here
+                                   first, before the loop, when a panel of them fits a
+                                   chunk's slice; backward: packed.h, on the columns of
+                                   W_hh packed here), or NULL for BLAS (GEMM, GEMV at
+                                   one row); results agree to rounding */
     void *rec;                  /* (B, G·H) separate cells: one step's h W_hhᵀ; else NULL */
 } fbp_scratch;
 

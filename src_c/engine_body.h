@@ -6,7 +6,8 @@
  *
  * Shape of a call. Forward:
  *   one product over all M slot rows for the input side of every gate
- *             (rowdot.h, in tiles),
+ *             (rowdot.h, or from 8 rows of batch packed.h on W_ih packed
+ *             first; in tiles),
  *   per step: the recurrent product on the n_t active rows (added to the input
  *             side, or apart for a separate cell), then the cell's fused row
  *             pass (biases, gates, the new states).
@@ -97,6 +98,47 @@ static void CELL(input_tile)(FN(engine_ctx) *c, int k)
     CELL(input_block)(c, r0, nr, j0, nc);
 }
 
+/* The input side of every step on the packed kernel (engine_region.h), as
+ * phases of the region: per pass over the gate columns, W_ih's panels packed
+ * into the pack scratch (free until step 0 packs W_hh's rows there), then
+ * A(M, pass columns) = X(M, I) @ those panels in tiles. Every element is one
+ * FMA chain over k (packed.h's fixed-order entry), whatever tile or pass it
+ * falls in: a streamed step (forward_chunk, T = 1) computes the same values. */
+static void CELL(input_side_packed)(FN(engine_ctx) *c, fbp_phase_state *ph)
+{
+    const int GH = CELL_K(GATES) * c->H, I = c->I, M = c->M;
+    const int width = (int)FN(fbp_pack_size)(1, 1), group = FN(engine_input_pass_cols)(c, GH);
+    const ptrdiff_t panel = FN(fbp_pack_size)(I, 1);    /* elements of one packed panel */
+    int k;
+    for (int j0 = 0; j0 < GH; j0 += group) {
+        const int nc = GH - j0 < group ? GH - j0 : group, panels = (nc + width - 1) / width;
+        const int per = fbp_block_size(panels, ENGINE_PACK_PANELS, FBP_TEAM_MAX_CHUNKS);
+        const int pieces = (panels + per - 1) / per;
+        fbp_phase_begin(ph);
+        while ((k = fbp_phase_next(&c->ph, ph, pieces)) >= 0) {
+            for (int p = k * per; p < (k + 1) * per && p < panels; p++) {
+                const int j = j0 + p * width, w = GH - j < width ? GH - j : width;
+                FN(fbp_pack)(c->pack + p * panel, c->W_ih + (ptrdiff_t)j * I, I, I, w, 1);
+            }
+            fbp_phase_done(&c->ph);
+        }
+        fbp_phase_end(&c->ph, ph, pieces);
+        const int cols = FN(engine_input_tile_cols)(nc), col_blocks = (nc + cols - 1) / cols;
+        const int rows = FN(engine_input_tile_rows)(M, col_blocks);
+        const int tiles = (M + rows - 1) / rows * col_blocks;
+        fbp_phase_begin(ph);
+        while ((k = fbp_phase_next(&c->ph, ph, tiles)) >= 0) {
+            const int r0 = k / col_blocks * rows, nr = M - r0 < rows ? M - r0 : rows;
+            const int c0 = k % col_blocks * cols, w = nc - c0 < cols ? nc - c0 : cols;
+            FN(fbp_gemm_packed_fixed)(c->gates + (ptrdiff_t)r0 * c->ldg + j0 + c0, c->ldg,
+                                      c->x + (ptrdiff_t)r0 * I, I, c->pack + c0 / width * panel,
+                                      nr, w, I, 0);
+            fbp_phase_done(&c->ph);
+        }
+        fbp_phase_end(&c->ph, ph, tiles);
+    }
+}
+
 /* Forward step t (rows s.. of block t, m rows, n active) on chunk k's units. */
 static int CELL(forward_chunk)(FN(engine_ctx) *c, int t, ptrdiff_t s, int m, int k)
 {
@@ -119,11 +161,18 @@ static int CELL(forward_chunk)(FN(engine_ctx) *c, int t, ptrdiff_t s, int m, int
         step.prev[q] = c->state[q] + s * h;
         step.next[q] = c->state[q] + (s + m) * h;
     }
-    if (c->T == 1)      /* one step: its input side here, the chunk's columns of each gate */
-        for (int g = 0; g < G; g++) CELL(input_block)(c, 0, m, g * H + u0, nu);
     /* on the packed kernel, the chunk's rows of W_hh packed per gate block by
      * whoever runs step 0 (one step: panel by panel as it goes) */
     REAL *panels = FN(engine_forward_packs)(c) ? c->pack + k * c->pack_stride : NULL;
+    if (c->T == 1)      /* one step: its input side here, the chunk's columns of each gate */
+        for (int g = 0; g < G; g++) {
+            if (FN(engine_input_packs)(c))     /* W_ih's rows for them, panel by panel */
+                FN(chunk_product_forward_once)(step.gates + (ptrdiff_t)g * H + u0, c->ldg, c->x,
+                                               c->W_ih + ((ptrdiff_t)g * H + u0) * c->I, panels,
+                                               m, c->I, nu, 0);
+            else
+                CELL(input_block)(c, 0, m, g * H + u0, nu);
+        }
     const ptrdiff_t panel_stride = FN(fbp_pack_size)(H, c->units);
     if (panels && t == 0 && c->T > 1)
         for (int g = 0; g < G; g++)
@@ -163,8 +212,11 @@ static void CELL(forward_member)(void *vctx, int member, int members)
     fbp_phase_state ph = fbp_phase_start(member, members);
     int k, st;
     /* the input side of every step, in tiles (one step: in its chunks, below,
-     * which saves a hand-over between the members) */
-    if (T > 1) {
+     * which saves a hand-over between the members), on the packed kernel from
+     * 8 rows of batch */
+    if (T > 1 && FN(engine_input_packs)(c)) {
+        CELL(input_side_packed)(c, &ph);
+    } else if (T > 1) {
         const int tiles = CELL(input_tiles)(c);
         fbp_phase_begin(&ph);
         while ((k = fbp_phase_next(&c->ph, &ph, tiles)) >= 0) {

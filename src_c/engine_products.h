@@ -12,14 +12,18 @@
  * fixed by K alone, and the choice depends on the batch B, never on the rows
  * a step has active: so a row's result does not depend on the other rows, the
  * thread or the number of steps in the call (a streamed step, fastbp/_step.py,
- * equals the whole sequence). */
+ * equals the whole sequence). The input side follows the same rule
+ * (engine_region.h, engine_input_packs). */
 
 /* Rows of batch from which the forward's per-step products run on the packed
  * kernel. One thread of the AVX2 EPYC, LSTM H = 256, T = 100, W_hh packed per
  * call: the forward 10-14% faster than on the row-dot kernel at B = 4, 16 and
  * 64. A streamed step packs on every call, which at B = 4 cost 20-27% more
  * than the row-dot product, at B = 8 about 11%, and paid off from B = 16
- * (docs/performance.md, session 10). */
+ * (docs/performance.md, session 10). From the same B the input side runs on
+ * the packed kernel too, W_ih packed per call: the forward 4-21% faster in
+ * float32 and 23-25% in float64, a streamed step 8% dearer at B = 8, 4% at
+ * 16, 8% cheaper at 32 (session 11). */
 #define ENGINE_PACKED_ROWS 8
 
 /* One chunk's forward product for one gate block:
@@ -46,19 +50,19 @@ static int FN(chunk_product_forward)(REAL *C, int ldc, const REAL *h_prev, const
     return FN(fbp_gemm)(C, ldc, h_prev, H, W_rows, H, n, nu, H, 0, 1, (REAL)1, beta);
 }
 
-/* The same product on the packed kernel for a single step (a streamed step,
- * fastbp/_step.py), which packs W_rows on every call: one panel at a time into
- * panel, used at once while it is in L1 (the values are those of packing the
- * whole block first). */
-static void FN(chunk_product_forward_once)(REAL *C, int ldc, const REAL *h_prev,
-                                           const REAL *W_rows, REAL *panel, int n, int H, int nu,
-                                           int accumulate)
+/* C(n,nu) (+)= A(n,K) @ W_rows(nu,K)ᵀ on the packed kernel for a single step
+ * (a streamed step, fastbp/_step.py: the recurrent product, K = H, and the
+ * input side, K = I), which packs W_rows on every call: one panel at a time
+ * into panel, used at once while it is in L1 (the values are those of packing
+ * the whole block first). */
+static void FN(chunk_product_forward_once)(REAL *C, int ldc, const REAL *A, const REAL *W_rows,
+                                           REAL *panel, int n, int K, int nu, int accumulate)
 {
     const int width = (int)FN(fbp_pack_size)(1, 1);    /* the panel width */
     for (int j0 = 0; j0 < nu; j0 += width) {
         const int nc = nu - j0 < width ? nu - j0 : width;
-        FN(fbp_pack)(panel, W_rows + (ptrdiff_t)j0 * H, H, H, nc, 1);
-        FN(fbp_gemm_packed_fixed)(C + j0, ldc, h_prev, H, panel, n, nc, H, accumulate);
+        FN(fbp_pack)(panel, W_rows + (ptrdiff_t)j0 * K, K, K, nc, 1);
+        FN(fbp_gemm_packed_fixed)(C + j0, ldc, A, K, panel, n, nc, K, accumulate);
     }
 }
 

@@ -10,10 +10,12 @@
  * of ∂L/∂h_{t−1} = δ_rec W_hh. Each chunk has its own packed slice of W_hh:
  * backward its columns, forward on the packed kernel its rows of each gate
  * block (engine_products.h), packed by the member that runs the chunk first,
- * which then usually keeps it in that core's cache across steps. The stacked GEMMs before and after the
- * loop run in fixed blocks: the input side in row × column blocks
- * (rowdot.h, whose elements do not depend on the blocking), the gradients in
- * row blocks. */
+ * which then usually keeps it in that core's cache across steps. The stacked
+ * GEMMs before and after the loop run in fixed blocks: the input side in row ×
+ * column blocks (on the row-dot kernel, rowdot.h, or from ENGINE_PACKED_ROWS
+ * rows of batch on the packed kernel's fixed-order entry, after a phase that
+ * packs W_ih; neither kernel's elements depend on the blocking), the
+ * gradients in row blocks. */
 
 #define ENGINE_UNITS 32             /* units per chunk at least (panels: 16 floats, 8 doubles) */
 #define ENGINE_GEMM_ROWS 256        /* rows per block of the stacked GEMMs at least */
@@ -75,6 +77,16 @@ static int FN(engine_forward_packs)(const FN(engine_ctx) *c)
     return c->pack != NULL && c->B >= ENGINE_PACKED_ROWS;
 }
 
+/* Whether the input side runs on the packed kernel too (engine_body.h): when
+ * the forward's per-step products do, and one panel of W_ih (K = I) fits in
+ * a chunk's slice of the pack, where a one-step call packs W_ih panel by
+ * panel. The rule reads B, I, H and the cell only, so a streamed step and the
+ * whole sequence choose alike. */
+static int FN(engine_input_packs)(const FN(engine_ctx) *c)
+{
+    return FN(engine_forward_packs)(c) && c->I > 0 && FN(fbp_pack_size)(c->I, 1) <= c->pack_stride;
+}
+
 /* Elements of one chunk's packed slice: backward, its columns of W_hh (K =
  * GH, N = units); forward, the same number: its rows of each gate block
  * transposed, G panels of (K = H, N = units). */
@@ -108,6 +120,38 @@ static int FN(engine_input_cols)(int rows, int GH)
     const int want = (ENGINE_INPUT_TILES + row_blocks - 1) / row_blocks;
     const int cols = ((GH + want - 1) / want + 11) / 12 * 12;   /* whole 4 × 3 tiles */
     return cols < GH ? cols : GH;
+}
+
+/* The input side on the packed kernel, in passes over the gate columns: W_ih's
+ * panels for as many columns as the pack holds (all of them when I ≤ H)
+ * packed in pieces of ENGINE_PACK_PANELS panels, then X @ those columns in
+ * tiles of ENGINE_INPUT_ROWS rows at least × ENGINE_INPUT_COLS columns (a
+ * tile's rows of X stay in L1 and its panels in L2 while it runs). */
+#define ENGINE_PACK_PANELS 8
+#define ENGINE_INPUT_ROWS 32
+#define ENGINE_INPUT_COLS 256
+#define ENGINE_INPUT_COL_BLOCKS 16  /* column blocks of one pass at most */
+
+/* Gate columns of one pass: whole panels, as many as the pack holds. */
+static int FN(engine_input_pass_cols)(const FN(engine_ctx) *c, int GH)
+{
+    const int width = (int)FN(fbp_pack_size)(1, 1);
+    const ptrdiff_t panels = (ptrdiff_t)c->chunks * c->pack_stride / FN(fbp_pack_size)(c->I, 1);
+    return panels * width < GH ? (int)panels * width : GH;
+}
+
+/* Columns per tile of a pass of nc columns (whole panels), and rows per tile. */
+static int FN(engine_input_tile_cols)(int nc)
+{
+    const int width = (int)FN(fbp_pack_size)(1, 1);
+    int blocks = (nc + ENGINE_INPUT_COLS - 1) / ENGINE_INPUT_COLS;
+    if (blocks > ENGINE_INPUT_COL_BLOCKS) blocks = ENGINE_INPUT_COL_BLOCKS;
+    return ((nc + blocks - 1) / blocks + width - 1) / width * width;
+}
+
+static int FN(engine_input_tile_rows)(int M, int col_blocks)
+{
+    return fbp_block_size(M, ENGINE_INPUT_ROWS, FBP_TEAM_MAX_CHUNKS / col_blocks);
 }
 
 /* ---- reset events on one chunk's units [u0, u1) ---------------------------------
