@@ -166,7 +166,7 @@ static int CELL(forward_chunk)(FN(engine_ctx) *c, int t, ptrdiff_t s, int m, int
     REAL *panels = FN(engine_forward_packs)(c) ? c->pack + k * c->pack_stride : NULL;
     if (c->T == 1)      /* one step: its input side here, the chunk's columns of each gate */
         for (int g = 0; g < G; g++) {
-            if (FN(engine_input_packs)(c))     /* W_ih's rows for them, panel by panel */
+            if (FN(engine_input_packs)(c, G * H))     /* W_ih's rows, panel by panel */
                 FN(chunk_product_forward_once)(step.gates + (ptrdiff_t)g * H + u0, c->ldg, c->x,
                                                c->W_ih + ((ptrdiff_t)g * H + u0) * c->I, panels,
                                                m, c->I, nu, 0);
@@ -214,7 +214,7 @@ static void CELL(forward_member)(void *vctx, int member, int members)
     /* the input side of every step, in tiles (one step: in its chunks, below,
      * which saves a hand-over between the members), on the packed kernel from
      * 8 rows of batch */
-    if (T > 1 && FN(engine_input_packs)(c)) {
+    if (T > 1 && FN(engine_input_packs)(c, G * H)) {
         CELL(input_side_packed)(c, &ph);
     } else if (T > 1) {
         const int tiles = CELL(input_tiles)(c);

@@ -77,16 +77,6 @@ static int FN(engine_forward_packs)(const FN(engine_ctx) *c)
     return c->pack != NULL && c->B >= ENGINE_PACKED_ROWS;
 }
 
-/* Whether the input side runs on the packed kernel too (engine_body.h): when
- * the forward's per-step products do, and one panel of W_ih (K = I) fits in
- * a chunk's slice of the pack, where a one-step call packs W_ih panel by
- * panel. The rule reads B, I, H and the cell only, so a streamed step and the
- * whole sequence choose alike. */
-static int FN(engine_input_packs)(const FN(engine_ctx) *c)
-{
-    return FN(engine_forward_packs)(c) && c->I > 0 && FN(fbp_pack_size)(c->I, 1) <= c->pack_stride;
-}
-
 /* Elements of one chunk's packed slice: backward, its columns of W_hh (K =
  * GH, N = units); forward, the same number: its rows of each gate block
  * transposed, G panels of (K = H, N = units). */
@@ -123,7 +113,8 @@ static int FN(engine_input_cols)(int rows, int GH)
 }
 
 /* The input side on the packed kernel, in passes over the gate columns: W_ih's
- * panels for as many columns as the pack holds (all of them when I ≤ H)
+ * panels for as many columns as the pack holds (all of them when I ≤ H; the
+ * pack holds H·G·H elements and more)
  * packed in pieces of ENGINE_PACK_PANELS panels, then X @ those columns in
  * tiles of ENGINE_INPUT_ROWS rows at least × ENGINE_INPUT_COLS columns (a
  * tile's rows of X stay in L1 and its panels in L2 while it runs). */
@@ -138,6 +129,21 @@ static int FN(engine_input_pass_cols)(const FN(engine_ctx) *c, int GH)
     const int width = (int)FN(fbp_pack_size)(1, 1);
     const ptrdiff_t panels = (ptrdiff_t)c->chunks * c->pack_stride / FN(fbp_pack_size)(c->I, 1);
     return panels * width < GH ? (int)panels * width : GH;
+}
+
+/* Whether the input side runs on the packed kernel too (engine_body.h): when
+ * the forward's per-step products do, one panel of W_ih (K = I) fits in a
+ * chunk's slice of the pack, where a one-step call packs W_ih panel by panel,
+ * and the whole sequence's call packs all of W_ih in ENGINE_INPUT_MAX_PASSES
+ * passes at most (each pass reads X once more). The rule reads B, I, H and
+ * the cell only, so a streamed step and the whole sequence choose alike. */
+#define ENGINE_INPUT_MAX_PASSES 2
+static int FN(engine_input_packs)(const FN(engine_ctx) *c, int GH)
+{
+    if (!FN(engine_forward_packs)(c) || c->I <= 0 || FN(fbp_pack_size)(c->I, 1) > c->pack_stride)
+        return 0;
+    const int cols = FN(engine_input_pass_cols)(c, GH);
+    return (GH + cols - 1) / cols <= ENGINE_INPUT_MAX_PASSES;
 }
 
 /* Columns per tile of a pass of nc columns (whole panels), and rows per tile. */

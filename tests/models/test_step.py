@@ -84,14 +84,14 @@ def test_a_loop_of_steps_equals_forward_over_the_whole_sequence(cell, dtype, num
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("B, hidden, inputs", [(1, 1, 1), (1, 37, 9), (2, 64, 3), (5, 96, 40),
                                                (7, 256, 256), (70, 40, 17), (8, 33, 7),
-                                               (9, 20, 50), (9, 6, 100)])
+                                               (9, 20, 50), (9, 20, 120), (9, 6, 100)])
 def test_a_loop_of_steps_equals_forward_at_every_width(cell, dtype, B, hidden, inputs):
     """Widths that leave partial vector blocks (odd H and I), a hidden size
     that puts the step on the thread team, a batch on BLAS's product path, and
     from 8 rows the input side on the packed kernel: W_ih packed in one pass
-    (I ≤ H), in several (I = 50 > H = 20), or not at all, the row-dot kernel's
-    (one panel of I = 100 is more than a chunk's slice of the pack at H = 6):
-    still forward, bit for bit."""
+    (I ≤ H) or in two (I = 50 > H = 20), or not at all, the row-dot kernel's
+    (I = 120 at H = 20 would take five passes; one panel of I = 100 is more
+    than a chunk's slice of the pack at H = 6): still forward, bit for bit."""
     rng = np.random.default_rng(21)
     net = cell.model_class(inputs, hidden, 5, **cell.options, dtype=dtype, num_layers=2,
                            seed=1)
