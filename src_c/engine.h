@@ -130,8 +130,8 @@ typedef struct {
                                    products on fastbp's kernels (forward: rowdot.h on
                                    W_hh as it is below 8 rows of batch, packed.h on its
                                    rows packed here from 8, and on W_ih's packed here
-                                   first, before the loop, when a panel of them fits a
-                                   chunk's slice; backward: packed.h, on the columns of
+                                   first, before the loop, where it packs in two passes
+                                   at most (engine_region.h); backward: packed.h, on the columns of
                                    W_hh packed here), or NULL for BLAS (GEMM, GEMV at
                                    one row); results agree to rounding */
     void *rec;                  /* (B, G·H) separate cells: one step's h W_hhᵀ; else NULL */

@@ -164,15 +164,17 @@ static int CELL(forward_chunk)(FN(engine_ctx) *c, int t, ptrdiff_t s, int m, int
     /* on the packed kernel, the chunk's rows of W_hh packed per gate block by
      * whoever runs step 0 (one step: panel by panel as it goes) */
     REAL *panels = FN(engine_forward_packs)(c) ? c->pack + k * c->pack_stride : NULL;
-    if (c->T == 1)      /* one step: its input side here, the chunk's columns of each gate */
+    if (c->T == 1) {    /* one step: its input side here, the chunk's columns of each gate */
+        const int input_packs = FN(engine_input_packs)(c, G * H);
         for (int g = 0; g < G; g++) {
-            if (FN(engine_input_packs)(c, G * H))     /* W_ih's rows, panel by panel */
+            if (input_packs)        /* W_ih's rows, panel by panel */
                 FN(chunk_product_forward_once)(step.gates + (ptrdiff_t)g * H + u0, c->ldg, c->x,
                                                c->W_ih + ((ptrdiff_t)g * H + u0) * c->I, panels,
                                                m, c->I, nu, 0);
             else
                 CELL(input_block)(c, 0, m, g * H + u0, nu);
         }
+    }
     const ptrdiff_t panel_stride = FN(fbp_pack_size)(H, c->units);
     if (panels && t == 0 && c->T > 1)
         for (int g = 0; g < G; g++)

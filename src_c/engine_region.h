@@ -112,12 +112,12 @@ static int FN(engine_input_cols)(int rows, int GH)
     return cols < GH ? cols : GH;
 }
 
-/* The input side on the packed kernel, in passes over the gate columns: W_ih's
- * panels for as many columns as the pack holds (all of them when I ≤ H; the
- * pack holds H·G·H elements and more)
- * packed in pieces of ENGINE_PACK_PANELS panels, then X @ those columns in
- * tiles of ENGINE_INPUT_ROWS rows at least × ENGINE_INPUT_COLS columns (a
- * tile's rows of X stay in L1 and its panels in L2 while it runs). */
+/* The input side on the packed kernel, in passes over the gate columns: per
+ * pass, W_ih's panels for as many columns as the pack holds (G·H × H elements
+ * and a little more: all of them when I ≤ H), packed in pieces of
+ * ENGINE_PACK_PANELS panels, then X @ those columns in tiles of
+ * ENGINE_INPUT_ROWS rows at least × ENGINE_INPUT_COLS columns (a tile's rows
+ * of X stay in L1 and its panels in L2 while it runs). */
 #define ENGINE_PACK_PANELS 8
 #define ENGINE_INPUT_ROWS 32
 #define ENGINE_INPUT_COLS 256
